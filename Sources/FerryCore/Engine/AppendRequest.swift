@@ -1,0 +1,49 @@
+/// One append (a tus PATCH, or the body of a creation-with-upload), as the engine sees it.
+public struct AppendRequest: Sendable {
+    /// The offset the client believes is stored; must equal the stored offset.
+    public var offset: Int64
+    /// The body length, when the client declared one.
+    public var contentLength: Int64?
+    /// A total length the client declares now (deferred-length uploads only).
+    public var declaredLength: Int64?
+    /// A digest the body must match, declared in the headers.
+    public var checksum: ChecksumExpectation?
+    /// The client announced a checksum in the trailers (`Trailer: Upload-Checksum`).
+    public var expectsTrailerChecksum: Bool
+
+    public init(
+        offset: Int64,
+        contentLength: Int64? = nil,
+        declaredLength: Int64? = nil,
+        checksum: ChecksumExpectation? = nil,
+        expectsTrailerChecksum: Bool = false
+    ) {
+        self.offset = offset
+        self.contentLength = contentLength
+        self.declaredLength = declaredLength
+        self.checksum = checksum
+        self.expectsTrailerChecksum = expectsTrailerChecksum
+    }
+}
+
+/// How a request body ended, as the transport saw it.
+public struct BodyEnd: Sendable, Equatable {
+    /// The client ended the body properly (all declared bytes, or the last chunk).
+    public var complete: Bool
+    /// The raw `Upload-Checksum` trailer, if one came.
+    public var trailerChecksum: String?
+
+    public init(complete: Bool, trailerChecksum: String? = nil) {
+        self.complete = complete
+        self.trailerChecksum = trailerChecksum
+    }
+}
+
+/// What the engine needs from the transport around a request body.
+public protocol BodyTransport: Sendable {
+    /// Called once the request passed every check, just before the body is read
+    /// (answers `Expect: 100-continue`).
+    func willReadBody() async
+    /// Called after the body sequence ended normally: did the client end it properly?
+    func bodyEnded() async -> BodyEnd
+}

@@ -1,0 +1,191 @@
+import Foundation
+import Logging
+import NIOCore
+
+extension UploadEngine {
+    /// Appends a request body to an upload and returns the record with the new durable offset.
+    ///
+    /// The body is streamed to the store (never collected). Whatever the store received
+    /// before the body ended, broke, or was stopped by a newer request is synced and
+    /// committed, unless the request carried a checksum that could not be verified.
+    /// A stopped or broken request still throws after saving, so its (probably dead)
+    /// client sees an error while the next request sees the saved offset.
+    public func append<Body: AsyncSequence & Sendable>(
+        _ id: UploadID,
+        _ request: AppendRequest,
+        body: Body,
+        transport: some BodyTransport
+    ) async throws(FerryError) -> UploadRecord where Body.Element == ByteBuffer {
+        let stop = StopSignal()
+        guard let key = appends.register(stop) else {
+            throw FerryError(.shuttingDown, "the server is shutting down; retry shortly")
+        }
+        metrics.appendStarted()
+        defer {
+            appends.unregister(key)
+            metrics.appendEnded()
+        }
+        return try await withLock(id, onStop: { stop.fire(.superseded) }) { () async throws(FerryError) -> UploadRecord in
+            var record = try await self.loadLive(id)
+            let limit = try self.admit(request, to: &record)
+            if record.offset > 0 || request.offset > 0 { try await self.verifyStored(record) }
+            await transport.willReadBody()
+            return try await self.receive(into: record, request, limit: limit, body: body, transport: transport, stop: stop)
+        }
+    }
+
+    /// Checks an append against the stored record before any byte is read; returns the
+    /// most bytes the body may carry.
+    private func admit(_ request: AppendRequest, to record: inout UploadRecord) throws(FerryError) -> Int64? {
+        if record.isFinal {
+            throw FerryError(.modifyFinal, "a concatenation final cannot be appended to")
+        }
+        guard request.offset == record.offset else {
+            throw FerryError(.offsetMismatch, "Upload-Offset \(request.offset) differs from the stored offset \(record.offset)")
+        }
+        if let declared = request.declaredLength {
+            if let length = record.length {
+                guard declared == length else {
+                    throw FerryError(.lengthImmutable, "Upload-Length was already set to \(length)")
+                }
+            } else {
+                guard declared >= record.offset else {
+                    throw FerryError(.invalidLength, "Upload-Length is smaller than the bytes already stored")
+                }
+                if let maxSize = configuration.maxSize, declared > maxSize {
+                    throw FerryError(.maxSizeExceeded, "the upload is larger than this server accepts (\(maxSize) bytes)")
+                }
+                record.length = declared
+            }
+        }
+        let limit: Int64? = record.length.map { $0 - record.offset } ?? configuration.maxSize.map { $0 - record.offset }
+        if let limit, let contentLength = request.contentLength, contentLength > limit {
+            throw record.length == nil
+                ? FerryError(.maxSizeExceeded, "the upload would exceed the largest size this server accepts")
+                : FerryError(.lengthExceeded, "the body would run past Upload-Length")
+        }
+        return limit
+    }
+
+    private func receive<Body: AsyncSequence & Sendable>(
+        into start: UploadRecord,
+        _ request: AppendRequest,
+        limit: Int64?,
+        body: Body,
+        transport: some BodyTransport,
+        stop: StopSignal
+    ) async throws(FerryError) -> UploadRecord where Body.Element == ByteBuffer {
+        let writer = try await store.openWriter(start.id, at: start.offset)
+        let hashAll = request.expectsTrailerChecksum && request.checksum == nil
+        let receiver = BodyReceiver(
+            engine: self,
+            writer: writer,
+            start: start,
+            limit: limit,
+            hashing: hashAll ? Array(ChecksumAlgorithm.allCases) : request.checksum.map { [$0.algorithm] } ?? [],
+            checkpoints: request.checksum == nil && !request.expectsTrailerChecksum
+        )
+        let outcome = await withTaskGroup(of: BodyReceiver.Outcome?.self) { group in
+            group.addTask { await receiver.run(body) }
+            group.addTask {
+                _ = await stop.wait()
+                return nil
+            }
+            var outcome: BodyReceiver.Outcome?
+            while let next = await group.next() {
+                group.cancelAll()
+                if let next { outcome = next }
+            }
+            return outcome ?? BodyReceiver.Outcome(received: 0, bodyEnded: false, exceeded: false, hasher: BodyHasher(algorithms: []), committed: start, failure: nil)
+        }
+        defer { metrics.bytesReceived.increment(by: outcome.received) }
+
+        let stopReason = stop.reason
+        var end = BodyEnd(complete: false)
+        if outcome.bodyEnded, stopReason == nil, outcome.failure == nil {
+            end = await transport.bodyEnded()
+            if let contentLength = request.contentLength, outcome.received != contentLength { end.complete = false }
+        }
+        let context: Logger.Metadata = ["upload.id": "\(start.id)", "upload.offset": "\(start.offset)", "request.bytes": "\(outcome.received)"]
+
+        // Decide what of this request is kept.
+        var failure = outcome.failure
+        var keep = true
+        if outcome.exceeded {
+            keep = false
+            failure = start.length == nil
+                ? FerryError(.maxSizeExceeded, "the upload would exceed the largest size this server accepts")
+                : FerryError(.lengthExceeded, "the body ran past Upload-Length")
+        } else if let expectation = try checksumExpectation(request, end) {
+            if !end.complete {
+                keep = false
+            } else if !outcome.hasher.matches(expectation) {
+                keep = false
+                failure = FerryError(.checksumMismatch, "the body does not match Upload-Checksum; the chunk was discarded")
+            }
+        }
+
+        var record = outcome.committed
+        if keep {
+            do {
+                let durable = try await writer.sync()
+                record = try await commit(record, offset: durable)
+            } catch {
+                await writer.close()
+                logger.error("append.save_failed", metadata: context.merging(["error": "\(error)"]) { $1 })
+                throw failure ?? error
+            }
+        }
+        await writer.close()
+        if record.isComplete, !start.isComplete {
+            metrics.completed.increment()
+            logger.debug("upload.completed", metadata: context)
+            if record.concat == .partial { await completeFinals(referencing: record.id) }
+        }
+
+        if let failure { throw failure }
+        if let stopReason {
+            metrics.interrupted.increment()
+            logger.info("append.stopped", metadata: context.merging(["reason": "\(stopReason)", "upload.saved": "\(record.offset)"]) { $1 })
+            throw stopReason == .shutdown
+                ? FerryError(.shuttingDown, "the server is shutting down; \(record.offset) bytes are stored")
+                : FerryError(.requestSuperseded, "a newer request on this upload took over; \(record.offset) bytes are stored")
+        }
+        if !end.complete {
+            metrics.interrupted.increment()
+            logger.info("append.interrupted", metadata: context.merging(["upload.saved": "\(record.offset)"]) { $1 })
+            throw FerryError(.requestIncomplete, "the request body ended early; \(record.offset) bytes are stored")
+        }
+        return record
+    }
+
+    private func checksumExpectation(_ request: AppendRequest, _ end: BodyEnd) throws(FerryError) -> ChecksumExpectation? {
+        if let checksum = request.checksum { return checksum }
+        guard request.expectsTrailerChecksum else { return nil }
+        guard end.complete else {
+            // A body that broke off cannot be verified: an impossible digest discards it.
+            return ChecksumExpectation(algorithm: .sha1, digest: [])
+        }
+        guard let trailer = end.trailerChecksum else {
+            throw FerryError(.invalidChecksum, "Upload-Checksum was announced as a trailer but did not come")
+        }
+        return try ChecksumExpectation(header: trailer)
+    }
+
+    /// Commits a synced offset; the upload is complete once the offset reaches its length.
+    func commit(_ record: UploadRecord, offset: Int64) async throws(FerryError) -> UploadRecord {
+        var updated = record
+        updated.offset = offset
+        let date = now()
+        updated.updatedAt = date
+        if let length = updated.length, offset == length {
+            updated.state = .complete
+            updated.expiresAt = nil
+        } else {
+            updated.expiresAt = expiry(from: date)
+        }
+        guard updated != record else { return record }
+        try await catalog.update(updated)
+        return updated
+    }
+}

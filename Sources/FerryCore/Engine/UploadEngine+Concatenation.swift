@@ -1,0 +1,93 @@
+import Logging
+
+extension UploadEngine {
+    /// Creates a concatenation final from partial uploads (tus `concatenation`).
+    ///
+    /// The partials may still be incomplete (`concatenation-unfinished`): the final is
+    /// assembled, server-side, as soon as the last of them completes.
+    public func createFinal(parts: [UploadID], metadata: UploadMetadata) async throws(FerryError) -> UploadRecord {
+        try refuseDuringShutdown()
+        guard capabilities.concatenation else {
+            throw FerryError(.invalidConcat, "this server does not concatenate uploads")
+        }
+        guard !parts.isEmpty else {
+            throw FerryError(.invalidConcat, "a final upload lists at least one partial upload")
+        }
+        var total: Int64? = 0
+        for part in parts {
+            guard let record = try await catalog.get(part), !record.state.isGone else {
+                throw FerryError(.invalidConcat, "a listed partial upload does not exist")
+            }
+            guard record.concat == .partial else {
+                throw FerryError(.invalidConcat, "a listed upload was not created as a partial upload")
+            }
+            if let length = record.length, let sum = total { total = sum + length } else { total = nil }
+        }
+        if let total, let maxSize = configuration.maxSize, total > maxSize {
+            throw FerryError(.maxSizeExceeded, "the concatenation is larger than this server accepts")
+        }
+        let id = UploadID.random()
+        let date = now()
+        let record = UploadRecord(
+            id: id,
+            length: total,
+            metadata: metadata,
+            concat: .final(parts),
+            createdAt: date,
+            expiresAt: expiry(from: date)
+        )
+        try await store.create(id)
+        try await catalog.insert(record)
+        metrics.created.increment()
+        return try await withLock(id, onStop: {}) { () async throws(FerryError) -> UploadRecord in
+            try await self.completeFinalLocked(record)
+        }
+    }
+
+    /// Assembles a final whose partials are all complete; the caller holds the final's lock.
+    func completeFinalLocked(_ final: UploadRecord) async throws(FerryError) -> UploadRecord {
+        guard !final.isComplete, let concatenating = store as? any ConcatenatingByteStore else { return final }
+        var lengths: [Int64] = []
+        var known: Int64? = 0
+        var ready = true
+        for part in final.partials {
+            guard let record = try await catalog.get(part), !record.state.isGone else {
+                throw FerryError(.uploadGone, "a partial upload of this final is gone")
+            }
+            if let length = record.length, let sum = known { known = sum + length } else { known = nil }
+            if record.isComplete { lengths.append(record.offset) } else { ready = false }
+        }
+        var updated = final
+        if updated.length == nil, let known { updated.length = known }
+        guard ready else {
+            if updated != final { try await catalog.update(updated) }
+            return updated
+        }
+        try await concatenating.concatenate(final.partials, lengths: lengths, into: final.id)
+        let total = lengths.reduce(0, +)
+        updated.length = total
+        updated.offset = total
+        updated.state = .complete
+        updated.expiresAt = nil
+        updated.updatedAt = now()
+        try await catalog.update(updated)
+        metrics.completed.increment()
+        logger.debug("upload.concatenated", metadata: ["upload.id": "\(final.id)", "upload.length": "\(total)"])
+        return updated
+    }
+
+    /// After a partial completes: assembles every final that was waiting for it.
+    func completeFinals(referencing partial: UploadID) async {
+        do {
+            for finalID in try await catalog.finals(referencing: partial) {
+                _ = try await withLock(finalID, onStop: {}) { () async throws(FerryError) -> UploadRecord in
+                    let final = try await self.loadLive(finalID)
+                    return try await self.completeFinalLocked(final)
+                }
+            }
+        } catch {
+            // The final assembles on its next HEAD instead.
+            logger.warning("concatenation.deferred", metadata: ["upload.id": "\(partial)", "error": "\(error)"])
+        }
+    }
+}

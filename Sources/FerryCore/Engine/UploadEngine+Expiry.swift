@@ -1,0 +1,39 @@
+import Foundation
+import Logging
+
+extension UploadEngine {
+    /// Deletes the data of incomplete uploads past their expiry (leaving tombstones that
+    /// answer 410), then purges old tombstones. Returns how many uploads expired.
+    @discardableResult
+    public func expireDue(batch: Int = 200) async -> Int {
+        var expired = 0
+        do {
+            for candidate in try await catalog.expiring(before: now(), limit: batch) {
+                let done = try await withLock(candidate.id, onStop: {}) { () async throws(FerryError) -> Bool in
+                    // Re-read under the lock: a request may have just stored more bytes.
+                    guard var record = try await self.catalog.get(candidate.id), record.state == .incomplete,
+                        let expiresAt = record.expiresAt, expiresAt <= self.now()
+                    else { return false }
+                    try await self.store.delete(record.id)
+                    record.state = .expired
+                    record.updatedAt = self.now()
+                    record.expiresAt = nil
+                    try await self.catalog.update(record)
+                    return true
+                }
+                if done {
+                    expired += 1
+                    metrics.expired.increment()
+                    logger.debug("upload.expired", metadata: ["upload.id": "\(candidate.id)"])
+                }
+            }
+            let retention = configuration.tombstoneRetention.components.seconds
+            for id in try await catalog.tombstones(before: now().addingTimeInterval(-Double(retention)), limit: batch) {
+                try await catalog.remove(id)
+            }
+        } catch {
+            logger.error("expiry.failed", metadata: ["error": "\(error)"])
+        }
+        return expired
+    }
+}

@@ -1,0 +1,212 @@
+import CoreMetrics
+import Foundation
+import Logging
+import NIOCore
+import Synchronization
+
+/// The dialect-independent upload core: creates, appends to, inspects, concatenates,
+/// terminates and expires uploads through the three seams.
+///
+/// Every mutation of an upload happens under its lock (newest request wins), and every
+/// offset it returns was synced by the store and committed by the catalog first.
+public final class UploadEngine: Sendable {
+    public let store: any ByteStore
+    public let catalog: any UploadCatalog
+    public let locker: any UploadLocker
+    public let configuration: EngineConfiguration
+    public let capabilities: EngineCapabilities
+    let logger: Logger
+    let metrics: EngineMetrics
+    let now: @Sendable () -> Date
+    let appends = ActiveAppends()
+
+    public init(
+        store: any ByteStore,
+        catalog: any UploadCatalog,
+        locker: any UploadLocker,
+        configuration: EngineConfiguration = EngineConfiguration(),
+        logger: Logger,
+        metricsFactory: any MetricsFactory = NOOPMetricsHandler.instance,
+        now: @escaping @Sendable () -> Date = { Date() }
+    ) {
+        self.store = store
+        self.catalog = catalog
+        self.locker = locker
+        self.configuration = configuration
+        self.capabilities = EngineCapabilities(
+            concatenation: store is any ConcatenatingByteStore,
+            content: store is any ReadableByteStore,
+            expiration: configuration.expiry != nil,
+            termination: configuration.allowsTermination,
+            maxSize: configuration.maxSize
+        )
+        self.logger = logger
+        self.metrics = EngineMetrics(factory: metricsFactory, backend: store.name)
+        self.now = now
+    }
+
+    // MARK: Creation
+
+    /// What a client asks for when it creates an upload.
+    public struct CreateSpec: Sendable {
+        public var length: Int64?
+        public var metadata: UploadMetadata
+        public var isPartial: Bool
+
+        public init(length: Int64?, metadata: UploadMetadata = UploadMetadata(), isPartial: Bool = false) {
+            self.length = length
+            self.metadata = metadata
+            self.isPartial = isPartial
+        }
+    }
+
+    /// Creates an empty upload, durably. An upload of length 0 is complete at once.
+    public func create(_ spec: CreateSpec) async throws(FerryError) -> UploadRecord {
+        try refuseDuringShutdown()
+        if let length = spec.length {
+            guard length >= 0 else { throw FerryError(.invalidLength, "Upload-Length must not be negative") }
+            if let maxSize = configuration.maxSize, length > maxSize {
+                throw FerryError(.maxSizeExceeded, "the upload is larger than this server accepts (\(maxSize) bytes)")
+            }
+        }
+        let id = UploadID.random()
+        let date = now()
+        var record = UploadRecord(
+            id: id,
+            length: spec.length,
+            metadata: spec.metadata,
+            concat: spec.isPartial ? .partial : .none,
+            createdAt: date,
+            expiresAt: expiry(from: date)
+        )
+        if spec.length == 0 {
+            record.state = .complete
+            record.expiresAt = nil
+        }
+        try await store.create(id)
+        try await catalog.insert(record)
+        metrics.created.increment()
+        if record.isComplete { metrics.completed.increment() }
+        logger.debug("upload.created", metadata: ["upload.id": "\(id)", "upload.length": "\(spec.length.map(String.init) ?? "deferred")"])
+        return record
+    }
+
+    // MARK: Status
+
+    /// The upload's current record. Interrupts any in-flight request on it first, so the
+    /// offset includes everything that request stored.
+    public func status(_ id: UploadID) async throws(FerryError) -> UploadRecord {
+        try await withLock(id, onStop: {}) { () async throws(FerryError) -> UploadRecord in
+            var record = try await self.loadLive(id)
+            if record.isFinal, !record.isComplete {
+                record = try await self.completeFinalLocked(record)
+            } else if !record.isComplete {
+                try await self.verifyStored(record)
+            }
+            return record
+        }
+    }
+
+    // MARK: Termination
+
+    /// Deletes an upload's bytes and leaves a tombstone; in-flight requests on it are stopped.
+    public func terminate(_ id: UploadID) async throws(FerryError) {
+        guard configuration.allowsTermination else {
+            throw FerryError(.methodNotAllowed, "this server does not allow deleting uploads")
+        }
+        try await withLock(id, onStop: {}) { () async throws(FerryError) in
+            var record = try await self.loadLive(id, allowExpired: true)
+            try await self.store.delete(id)
+            record.state = .terminated
+            record.updatedAt = self.now()
+            record.expiresAt = nil
+            try await self.catalog.update(record)
+            self.metrics.terminated.increment()
+            self.logger.debug("upload.terminated", metadata: ["upload.id": "\(id)"])
+        }
+    }
+
+    // MARK: Content
+
+    /// The record of a complete upload whose bytes can be read back.
+    public func completedUpload(_ id: UploadID) async throws(FerryError) -> UploadRecord {
+        let record = try await loadLive(id)
+        guard record.isComplete else {
+            throw FerryError(.uploadIncomplete, "the upload is not complete yet")
+        }
+        return record
+    }
+
+    /// Streams `range` of a complete upload to `consume`.
+    public func read(
+        _ id: UploadID,
+        range: Range<Int64>,
+        consume: (ByteBuffer) async throws -> Void
+    ) async throws {
+        guard let readable = store as? any ReadableByteStore else {
+            throw FerryError(.methodNotAllowed, "this store cannot serve uploads back")
+        }
+        try await readable.read(id, range: range, consume: consume)
+    }
+
+    // MARK: Shared helpers
+
+    /// Runs `body` holding the upload's lock; always releases.
+    func withLock<T: Sendable>(
+        _ id: UploadID,
+        onStop: @escaping @Sendable () -> Void,
+        _ body: () async throws(FerryError) -> T
+    ) async throws(FerryError) -> T {
+        let lease = try await locker.lock(id, timeout: configuration.lockTimeout, onStopRequest: onStop)
+        do {
+            let value = try await body()
+            await lease.release()
+            return value
+        } catch {
+            await lease.release()
+            throw error
+        }
+    }
+
+    /// Loads a record that can still be used: 404 when unknown, 410 when gone or expired.
+    func loadLive(_ id: UploadID, allowExpired: Bool = false) async throws(FerryError) -> UploadRecord {
+        guard let record = try await catalog.get(id) else {
+            throw FerryError(.uploadNotFound, "no upload has this URL")
+        }
+        if record.state.isGone {
+            throw FerryError(.uploadGone, "the upload was \(record.state.rawValue)")
+        }
+        if !allowExpired, record.state == .incomplete, let expiresAt = record.expiresAt, expiresAt <= now() {
+            throw FerryError(.uploadGone, "the upload expired")
+        }
+        return record
+    }
+
+    /// Marks the upload lost when the store holds fewer bytes than its acknowledged offset.
+    func verifyStored(_ record: UploadRecord) async throws(FerryError) {
+        let stored = try await store.storedLength(record.id) ?? 0
+        guard stored < record.offset else { return }
+        var lost = record
+        lost.state = .lost
+        lost.updatedAt = now()
+        lost.expiresAt = nil
+        try await catalog.update(lost)
+        logger.error(
+            "upload.lost",
+            metadata: ["upload.id": "\(record.id)", "upload.offset": "\(record.offset)", "store.length": "\(stored)"]
+        )
+        throw FerryError(.uploadGone, "the stored bytes of this upload were lost")
+    }
+
+    func expiry(from date: Date) -> Date? {
+        guard let expiry = configuration.expiry else { return nil }
+        let components = expiry.components
+        return date.addingTimeInterval(Double(components.seconds) + Double(components.attoseconds) / 1e18)
+    }
+
+    func refuseDuringShutdown() throws(FerryError) {
+        if appends.isShuttingDown {
+            throw FerryError(.shuttingDown, "the server is shutting down; retry shortly")
+        }
+    }
+}

@@ -1,0 +1,73 @@
+/// An error Ferry reports to a client or an operator, with a stable `ERR_*` code.
+///
+/// Dialects map the code to a status in one place; clients branch on `code.name`.
+public struct FerryError: Error, Sendable, CustomStringConvertible {
+    /// Stable error codes. Never renumber or rename: clients depend on the names.
+    public enum Code: String, Sendable, CaseIterable {
+        case unsupportedVersion = "ERR_UNSUPPORTED_VERSION"
+        case methodNotAllowed = "ERR_METHOD_NOT_ALLOWED"
+        case notFound = "ERR_NOT_FOUND"
+        case uploadNotFound = "ERR_UPLOAD_NOT_FOUND"
+        case uploadGone = "ERR_UPLOAD_GONE"
+        case invalidContentType = "ERR_INVALID_CONTENT_TYPE"
+        case invalidOffset = "ERR_INVALID_OFFSET"
+        case offsetMismatch = "ERR_OFFSET_MISMATCH"
+        case invalidLength = "ERR_INVALID_LENGTH"
+        case lengthRequired = "ERR_LENGTH_REQUIRED"
+        case lengthImmutable = "ERR_LENGTH_IMMUTABLE"
+        case invalidDeferLength = "ERR_INVALID_DEFER_LENGTH"
+        case maxSizeExceeded = "ERR_MAX_SIZE_EXCEEDED"
+        case lengthExceeded = "ERR_UPLOAD_LENGTH_EXCEEDED"
+        case invalidMetadata = "ERR_INVALID_METADATA"
+        case invalidConcat = "ERR_INVALID_CONCAT"
+        case modifyFinal = "ERR_MODIFY_FINAL"
+        case invalidChecksum = "ERR_INVALID_CHECKSUM"
+        case unsupportedChecksumAlgorithm = "ERR_UNSUPPORTED_CHECKSUM_ALGORITHM"
+        case checksumMismatch = "ERR_CHECKSUM_MISMATCH"
+        case uploadIncomplete = "ERR_UPLOAD_INCOMPLETE"
+        case rangeNotSatisfiable = "ERR_RANGE_NOT_SATISFIABLE"
+        case requestSuperseded = "ERR_REQUEST_SUPERSEDED"
+        case requestIncomplete = "ERR_REQUEST_INCOMPLETE"
+        case uploadLocked = "ERR_UPLOAD_LOCKED"
+        case shuttingDown = "ERR_SHUTTING_DOWN"
+        case storageFull = "ERR_STORAGE_FULL"
+        case storageFailure = "ERR_STORAGE_FAILURE"
+        case catalogFailure = "ERR_CATALOG_FAILURE"
+        case internalError = "ERR_INTERNAL"
+    }
+
+    public let code: Code
+    public let message: String
+    /// The driver or system error behind this one, for logs only.
+    public let underlying: (any Error)?
+    public let file: String
+    public let line: Int
+
+    public init(
+        _ code: Code,
+        _ message: String,
+        underlying: (any Error)? = nil,
+        file: String = #fileID,
+        line: Int = #line
+    ) {
+        self.code = code
+        self.message = message
+        self.underlying = underlying
+        self.file = file
+        self.line = line
+    }
+
+    public var description: String {
+        var text = "\(code.rawValue): \(message)"
+        if let underlying { text += " (\(underlying))" }
+        return text
+    }
+
+    /// True for errors caused by the server side (storage, catalog, bugs), false for client mistakes.
+    public var isServerFault: Bool {
+        switch code {
+        case .storageFull, .storageFailure, .catalogFailure, .internalError, .shuttingDown: true
+        default: false
+        }
+    }
+}

@@ -1,0 +1,76 @@
+import Foundation
+
+/// Where an upload stands in its life.
+public enum UploadState: String, Sendable, Codable, CaseIterable {
+    /// Receiving bytes (or waiting for its partials, for a concatenation final).
+    case incomplete
+    /// Every byte is stored.
+    case complete
+    /// Deleted by its client; kept as a tombstone so later requests get 410.
+    case terminated
+    /// Expired before completion; data deleted, tombstone kept.
+    case expired
+    /// Its stored bytes were found shorter than the acknowledged offset (storage lost data).
+    case lost
+
+    /// Tombstones answer 410 and have no data.
+    public var isGone: Bool { self == .terminated || self == .expired || self == .lost }
+}
+
+/// The role an upload plays in the tus `concatenation` extension.
+public enum ConcatRole: Sendable, Equatable {
+    case none
+    case partial
+    /// A final upload: the concatenation of these partials, in order (a partial may repeat).
+    case final([UploadID])
+}
+
+/// Everything a catalog keeps about one upload.
+public struct UploadRecord: Sendable, Equatable {
+    public var id: UploadID
+    /// Total length; nil while deferred (`Upload-Defer-Length`).
+    public var length: Int64?
+    /// Bytes durably stored. Never larger than what the byte store holds after a crash.
+    public var offset: Int64
+    public var metadata: UploadMetadata
+    public var concat: ConcatRole
+    public var state: UploadState
+    public var createdAt: Date
+    public var updatedAt: Date
+    /// When an incomplete upload expires; nil once complete or when expiry is off.
+    public var expiresAt: Date?
+
+    public init(
+        id: UploadID,
+        length: Int64?,
+        offset: Int64 = 0,
+        metadata: UploadMetadata = UploadMetadata(),
+        concat: ConcatRole = .none,
+        state: UploadState = .incomplete,
+        createdAt: Date,
+        updatedAt: Date? = nil,
+        expiresAt: Date? = nil
+    ) {
+        self.id = id
+        self.length = length
+        self.offset = offset
+        self.metadata = metadata
+        self.concat = concat
+        self.state = state
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt ?? createdAt
+        self.expiresAt = expiresAt
+    }
+
+    public var isComplete: Bool { state == .complete }
+
+    public var isFinal: Bool {
+        if case .final = concat { return true }
+        return false
+    }
+
+    public var partials: [UploadID] {
+        if case .final(let parts) = concat { return parts }
+        return []
+    }
+}

@@ -1,0 +1,100 @@
+import Synchronization
+
+/// Runs operations submitted concurrently in batches: one expensive commit (a transaction,
+/// an fsync) makes many requests durable at once.
+///
+/// The first submitter that finds no batch running becomes the leader and runs batches
+/// until the queue is empty; the others wait for their result. No background task.
+public final class GroupCommit<Input: Sendable, Output: Sendable>: Sendable {
+    /// Runs one batch; must return one result per input, in order.
+    public typealias Runner = @Sendable ([Input]) async -> [Result<Output, FerryError>]
+
+    private struct Pending {
+        var input: Input
+        var promise: Promise
+    }
+
+    private struct State {
+        var queue: [Pending] = []
+        var leaderActive = false
+    }
+
+    private let state = Mutex(State())
+    private let maxBatch: Int
+    private let runner: Runner
+
+    public init(maxBatch: Int = 256, runner: @escaping Runner) {
+        self.maxBatch = maxBatch
+        self.runner = runner
+    }
+
+    /// Submits one input and waits until the batch holding it has run.
+    public func submit(_ input: Input) async throws(FerryError) -> Output {
+        let promise = Promise()
+        let lead = state.withLock { state -> Bool in
+            state.queue.append(Pending(input: input, promise: promise))
+            if state.leaderActive { return false }
+            state.leaderActive = true
+            return true
+        }
+        if lead { await drain() }
+        return try await promise.value().get()
+    }
+
+    private func drain() async {
+        while true {
+            let batch = state.withLock { state -> [Pending] in
+                if state.queue.isEmpty {
+                    state.leaderActive = false
+                    return []
+                }
+                let count = min(maxBatch, state.queue.count)
+                let batch = Array(state.queue.prefix(count))
+                state.queue.removeFirst(count)
+                return batch
+            }
+            if batch.isEmpty { return }
+            let results = await runner(batch.map(\.input))
+            for (index, pending) in batch.enumerated() {
+                let result = index < results.count
+                    ? results[index]
+                    : .failure(FerryError(.internalError, "group commit runner returned too few results"))
+                pending.promise.fulfill(result)
+            }
+        }
+    }
+
+    /// A one-shot result slot that one task fulfils and another awaits.
+    private final class Promise: Sendable {
+        private enum Slot {
+            case empty
+            case waiting(CheckedContinuation<Result<Output, FerryError>, Never>)
+            case done(Result<Output, FerryError>)
+        }
+
+        private let slot = Mutex(Slot.empty)
+
+        func fulfill(_ result: Result<Output, FerryError>) {
+            let continuation = slot.withLock { slot -> CheckedContinuation<Result<Output, FerryError>, Never>? in
+                if case .waiting(let continuation) = slot {
+                    slot = .done(result)
+                    return continuation
+                }
+                slot = .done(result)
+                return nil
+            }
+            continuation?.resume(returning: result)
+        }
+
+        func value() async -> Result<Output, FerryError> {
+            await withCheckedContinuation { continuation in
+                let ready = slot.withLock { slot -> Result<Output, FerryError>? in
+                    if case .done(let result) = slot { return result }
+                    slot = .waiting(continuation)
+                    return nil
+                }
+                if let ready { continuation.resume(returning: ready) }
+            }
+        }
+    }
+}
