@@ -1,0 +1,121 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#else
+import Darwin
+#endif
+import FerryCore
+import Logging
+import NIOCore
+import NIOPosix
+
+/// A `ByteStore` on local disk: one file per upload, written sequentially with `pwrite`
+/// and made durable with `fdatasync`, all on a dedicated `NIOThreadPool` (never on an
+/// event loop or the cooperative pool).
+public final class DiskByteStore: ReadableByteStore, ConcatenatingByteStore {
+    public struct Configuration: Sendable {
+        /// Folder holding one file per upload; created if missing.
+        public var directory: String
+        /// Bytes gathered in memory before one `pwrite` (per active upload).
+        public var writeBufferSize: Int
+        /// Chunk size when serving bytes back.
+        public var readChunkSize: Int
+
+        public init(directory: String, writeBufferSize: Int = 1024 * 1024, readChunkSize: Int = 256 * 1024) {
+            self.directory = directory
+            self.writeBufferSize = writeBufferSize
+            self.readChunkSize = readChunkSize
+        }
+    }
+
+    public let name = "disk"
+    let configuration: Configuration
+    let threadPool: NIOThreadPool
+    private let directorySync: GroupCommit<Void, Void>
+
+    /// Opens (creating if needed) the store's folder. Call from start-up code, not a handler.
+    public init(configuration: Configuration, threadPool: NIOThreadPool) throws(FerryError) {
+        self.configuration = configuration
+        self.threadPool = threadPool
+        let directory = configuration.directory
+        try Self.makeDirectory(directory)
+        self.directorySync = GroupCommit(maxBatch: 1024) { inputs in
+            let result: Result<Void, FerryError>
+            do {
+                try await threadPool.runIfActive { try DiskIO.syncDirectory(directory) }
+                result = .success(())
+            } catch {
+                result = .failure(DiskIO.wrap(error, "syncing the upload folder"))
+            }
+            return Array(repeating: result, count: inputs.count)
+        }
+    }
+
+    func path(_ id: UploadID) -> String { "\(configuration.directory)/\(id.rawValue)" }
+
+    public func create(_ id: UploadID) async throws(FerryError) {
+        let path = path(id)
+        try await run("creating an upload file") { try DiskIO.createEmpty(path) }
+        try await directorySync.submit(())
+    }
+
+    public func openWriter(_ id: UploadID, at offset: Int64) async throws(FerryError) -> any ByteWriter {
+        let path = path(id)
+        let fd = try await run("opening an upload file") { try DiskIO.openForAppend(path, at: offset) }
+        return DiskByteWriter(fd: fd, position: offset, threadPool: threadPool, bufferSize: configuration.writeBufferSize)
+    }
+
+    public func storedLength(_ id: UploadID) async throws(FerryError) -> Int64? {
+        let path = path(id)
+        return try await run("reading an upload's size") { try DiskIO.size(path) }
+    }
+
+    public func delete(_ id: UploadID) async throws(FerryError) {
+        let path = path(id)
+        try await run("deleting an upload file") { try DiskIO.remove(path) }
+    }
+
+    public func read(_ id: UploadID, range: Range<Int64>, consume: (ByteBuffer) async throws -> Void) async throws {
+        let path = path(id)
+        let fd = try await run("opening an upload for reading") { try DiskIO.openForReading(path) }
+        defer { close(fd) }
+        var position = range.lowerBound
+        let chunk = configuration.readChunkSize
+        while position < range.upperBound {
+            let count = Int(min(Int64(chunk), range.upperBound - position))
+            let at = position
+            let buffer = try await run("reading an upload") { try DiskIO.read(fd, count: count, at: at) }
+            guard buffer.readableBytes > 0 else {
+                throw FerryError(.storageFailure, "the upload file is shorter than its recorded length")
+            }
+            position += Int64(buffer.readableBytes)
+            try await consume(buffer)
+        }
+    }
+
+    public func concatenate(_ parts: [UploadID], lengths: [Int64], into target: UploadID) async throws(FerryError) {
+        let sources = parts.map(path)
+        let destination = path(target)
+        try await run("concatenating uploads") { try DiskIO.concatenate(sources, lengths: lengths, into: destination) }
+    }
+
+    /// Runs blocking file work on the store's thread pool, mapping errors to `FerryError`.
+    func run<T: Sendable>(_ what: String, _ work: @escaping @Sendable () throws -> T) async throws(FerryError) -> T {
+        do {
+            return try await threadPool.runIfActive(work)
+        } catch {
+            throw DiskIO.wrap(error, what)
+        }
+    }
+
+    private static func makeDirectory(_ path: String) throws(FerryError) {
+        var current = path.hasPrefix("/") ? "" : "."
+        for component in path.split(separator: "/") {
+            current += "/\(component)"
+            if mkdir(current, 0o750) != 0, errno != EEXIST {
+                throw FerryError(.storageFailure, "cannot create the data folder \(path)", underlying: DiskIO.Failure(errno: errno))
+            }
+        }
+    }
+}

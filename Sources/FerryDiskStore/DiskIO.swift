@@ -1,0 +1,145 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#else
+import Darwin
+#endif
+import FerryCore
+import NIOCore
+
+/// Blocking POSIX file operations. Call only on a thread pool.
+enum DiskIO {
+    struct Failure: Error, CustomStringConvertible {
+        var errno: Int32
+        var description: String { String(cString: strerror(errno)) + " (errno \(errno))" }
+    }
+
+    static func wrap(_ error: any Error, _ what: String) -> FerryError {
+        if let error = error as? FerryError { return error }
+        if let failure = error as? Failure, failure.errno == ENOSPC || failure.errno == EDQUOT {
+            return FerryError(.storageFull, "the server's storage is full; retry later", underlying: failure)
+        }
+        return FerryError(.storageFailure, "storage failed while \(what)", underlying: error)
+    }
+
+    static func check(_ result: Int32) throws {
+        if result < 0 { throw Failure(errno: errno) }
+    }
+
+    static func createEmpty(_ path: String) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o640)
+        try check(fd)
+        defer { close(fd) }
+        try check(fsync(fd))
+    }
+
+    /// Opens for appending at `offset`, creating the file if needed and cutting any tail past it.
+    static func openForAppend(_ path: String, at offset: Int64) throws -> Int32 {
+        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o640)
+        try check(fd)
+        var info = stat()
+        if fstat(fd, &info) != 0 || (info.st_size > offset && ftruncate(fd, off_t(offset)) != 0) {
+            let failure = Failure(errno: errno)
+            close(fd)
+            throw failure
+        }
+        return fd
+    }
+
+    static func openForReading(_ path: String) throws -> Int32 {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        try check(fd)
+        return fd
+    }
+
+    static func size(_ path: String) throws -> Int64? {
+        var info = stat()
+        if stat(path, &info) != 0 {
+            if errno == ENOENT { return nil }
+            throw Failure(errno: errno)
+        }
+        return Int64(info.st_size)
+    }
+
+    static func remove(_ path: String) throws {
+        if unlink(path) != 0, errno != ENOENT { throw Failure(errno: errno) }
+    }
+
+    static func syncDirectory(_ path: String) throws {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        try check(fd)
+        defer { close(fd) }
+        try check(fsync(fd))
+    }
+
+    static func dataSync(_ fd: Int32) throws {
+        try check(fdatasync(fd))
+    }
+
+    /// Writes the whole buffer at `offset`; returns how much was written and the errno that stopped it.
+    static func writeAll(_ fd: Int32, _ buffer: ByteBuffer, at offset: Int64) -> (written: Int, error: Int32) {
+        buffer.withUnsafeReadableBytes { bytes -> (Int, Int32) in
+            var written = 0
+            while written < bytes.count {
+                let result = pwrite(fd, bytes.baseAddress! + written, bytes.count - written, off_t(offset) + off_t(written))
+                if result < 0 {
+                    if errno == EINTR { continue }
+                    return (written, errno)
+                }
+                written += result
+            }
+            return (written, 0)
+        }
+    }
+
+    static func read(_ fd: Int32, count: Int, at offset: Int64) throws -> ByteBuffer {
+        var buffer = ByteBufferAllocator().buffer(capacity: count)
+        let read = try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { bytes -> Int in
+            while true {
+                let result = pread(fd, bytes.baseAddress!, count, off_t(offset))
+                if result >= 0 { return result }
+                if errno != EINTR { throw Failure(errno: errno) }
+            }
+        }
+        _ = read
+        return buffer
+    }
+
+    /// Copies the first `lengths[i]` bytes of each source, in order, into `destination`, then syncs it.
+    static func concatenate(_ sources: [String], lengths: [Int64], into destination: String) throws {
+        let out = open(destination, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o640)
+        try check(out)
+        defer { close(out) }
+        for (source, length) in zip(sources, lengths) {
+            let input = open(source, O_RDONLY | O_CLOEXEC)
+            try check(input)
+            defer { close(input) }
+            var remaining = length
+            var position: Int64 = 0
+            let chunk = 1 << 20
+            let block = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 16)
+            defer { block.deallocate() }
+            while remaining > 0 {
+                let count = pread(input, block, Int(min(remaining, Int64(chunk))), off_t(position))
+                if count < 0 {
+                    if errno == EINTR { continue }
+                    throw Failure(errno: errno)
+                }
+                if count == 0 { throw Failure(errno: EIO) }
+                var written = 0
+                while written < count {
+                    let result = write(out, block + written, count - written)
+                    if result < 0 {
+                        if errno == EINTR { continue }
+                        throw Failure(errno: errno)
+                    }
+                    written += result
+                }
+                position += Int64(count)
+                remaining -= Int64(count)
+            }
+        }
+        try check(fsync(out))
+    }
+}

@@ -1,0 +1,125 @@
+import FerryCore
+import Foundation
+import GRDB
+
+/// An `UploadCatalog` in one SQLite file (GRDB, WAL, `synchronous=FULL`).
+///
+/// Writes from concurrent requests are grouped: one transaction (one WAL fsync) commits
+/// every write that arrived while the previous transaction ran.
+public final class SQLiteCatalog: UploadCatalog {
+    public let name = "sqlite"
+    let pool: DatabasePool
+    private let writes: GroupCommit<Write, Void>
+
+    enum Write: Sendable {
+        case insert(UploadRecord)
+        case update(UploadRecord)
+        case remove(UploadID)
+    }
+
+    /// Opens (creating and migrating if needed) the catalog at `path`. Call at start-up.
+    public init(path: String) throws(FerryError) {
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(10)
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
+        do {
+            pool = try DatabasePool(path: path, configuration: configuration)
+            try Self.migrator.migrate(pool)
+        } catch {
+            throw FerryError(.catalogFailure, "cannot open the catalog at \(path)", underlying: error)
+        }
+        let pool = self.pool
+        writes = GroupCommit(maxBatch: 512) { batch in
+            var results: [Result<Void, FerryError>] = []
+            do {
+                results = try await pool.write { db in
+                    var results: [Result<Void, FerryError>] = []
+                    for write in batch {
+                        do {
+                            try db.inSavepoint {
+                                try Self.apply(write, db)
+                                return .commit
+                            }
+                            results.append(.success(()))
+                        } catch let error as FerryError {
+                            results.append(.failure(error))
+                        } catch {
+                            results.append(.failure(FerryError(.catalogFailure, "the catalog rejected a write", underlying: error)))
+                        }
+                    }
+                    return results
+                }
+            } catch {
+                let failure = FerryError(.catalogFailure, "the catalog could not commit", underlying: error)
+                return Array(repeating: .failure(failure), count: batch.count)
+            }
+            return results
+        }
+    }
+
+    public func insert(_ record: UploadRecord) async throws(FerryError) {
+        try await writes.submit(.insert(record))
+    }
+
+    public func update(_ record: UploadRecord) async throws(FerryError) {
+        try await writes.submit(.update(record))
+    }
+
+    public func remove(_ id: UploadID) async throws(FerryError) {
+        try await writes.submit(.remove(id))
+    }
+
+    public func get(_ id: UploadID) async throws(FerryError) -> UploadRecord? {
+        try await read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM uploads WHERE id = ?", arguments: [id.rawValue]).map(Self.record)
+        }
+    }
+
+    public func expiring(before date: Date, limit: Int) async throws(FerryError) -> [UploadRecord] {
+        try await read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT * FROM uploads WHERE state = 'incomplete' AND expires_at IS NOT NULL AND expires_at < ?
+                    ORDER BY expires_at LIMIT ?
+                    """,
+                arguments: [date.timeIntervalSince1970, limit]
+            ).map(Self.record)
+        }
+    }
+
+    public func tombstones(before date: Date, limit: Int) async throws(FerryError) -> [UploadID] {
+        try await read { db in
+            try String.fetchAll(
+                db,
+                sql: "SELECT id FROM uploads WHERE state IN ('terminated', 'expired', 'lost') AND updated_at < ? LIMIT ?",
+                arguments: [date.timeIntervalSince1970, limit]
+            ).compactMap(UploadID.init)
+        }
+    }
+
+    public func finals(referencing partial: UploadID) async throws(FerryError) -> [UploadID] {
+        try await read { db in
+            try String.fetchAll(
+                db,
+                sql: """
+                    SELECT DISTINCT p.final_id FROM concat_parts p JOIN uploads u ON u.id = p.final_id
+                    WHERE p.partial_id = ? AND u.state = 'incomplete'
+                    """,
+                arguments: [partial.rawValue]
+            ).compactMap(UploadID.init)
+        }
+    }
+
+    private func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(FerryError) -> T {
+        do {
+            return try await pool.read(body)
+        } catch let error as FerryError {
+            throw error
+        } catch {
+            throw FerryError(.catalogFailure, "the catalog could not be read", underlying: error)
+        }
+    }
+}
