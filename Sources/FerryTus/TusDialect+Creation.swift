@@ -1,0 +1,98 @@
+import FerryCore
+import HTTPTypes
+import NIOCore
+
+extension TusDialect {
+    /// POST on the collection: `creation`, `creation-with-upload`, `creation-defer-length`,
+    /// and the `concatenation` partial and final forms.
+    func create<Body: AsyncSequence & Sendable>(
+        _ request: HTTPRequest,
+        _ headers: TusHeaders,
+        body: Body,
+        transport: some BodyTransport
+    ) async throws(FerryError) -> TusResponse where Body.Element == ByteBuffer {
+        let metadata = try headers.metadata
+        var isPartial = false
+        if let concat = request.headerFields[.uploadConcat] {
+            if concat == "partial" {
+                isPartial = true
+            } else if concat.hasPrefix("final;") {
+                return try await createFinal(request, headers, concat.dropFirst("final;".count), metadata)
+            } else {
+                throw FerryError(.invalidConcat, "Upload-Concat is `partial` or `final;<url> <url> ...`")
+            }
+        }
+        let length = try headers.decimal(.uploadLength, .invalidLength)
+        let deferLength = request.headerFields[.uploadDeferLength]
+        if let deferLength, deferLength != "1" {
+            throw FerryError(.invalidDeferLength, "Upload-Defer-Length must be 1")
+        }
+        guard (length == nil) != (deferLength == nil) else {
+            throw FerryError(.lengthRequired, "send exactly one of Upload-Length and Upload-Defer-Length")
+        }
+        let withUpload = headers.isOffsetStream
+        if headers.hasBody, !withUpload {
+            throw FerryError(.invalidContentType, "a creation body must be sent as application/offset+octet-stream")
+        }
+        let checksum = try headers.checksum
+        if let length, let contentLength = headers.contentLength, contentLength > length {
+            throw FerryError(.lengthExceeded, "the body is longer than Upload-Length")
+        }
+        var record = try await engine.create(.init(length: length, metadata: metadata, isPartial: isPartial))
+        var responseHeaders = HTTPFields()
+        let location = url(of: record.id, request)
+        responseHeaders[.location] = location
+        if withUpload, headers.hasBody || headers.contentLength == 0 {
+            let append = AppendRequest(
+                offset: 0,
+                contentLength: headers.contentLength,
+                checksum: checksum,
+                expectsTrailerChecksum: headers.announcesChecksumTrailer
+            )
+            do {
+                if headers.hasBody {
+                    record = try await engine.append(record.id, append, body: body, transport: transport)
+                }
+            } catch {
+                var response = errorResponse(error, method: .post)
+                response.headers[.location] = location
+                return response
+            }
+            responseHeaders[.uploadOffset] = String(record.offset)
+        }
+        addExpiry(record, to: &responseHeaders)
+        return TusResponse(status: .created, headers: responseHeaders)
+    }
+
+    private func createFinal(
+        _ request: HTTPRequest,
+        _ headers: TusHeaders,
+        _ list: Substring,
+        _ metadata: UploadMetadata
+    ) async throws(FerryError) -> TusResponse {
+        guard engine.capabilities.concatenation else {
+            throw FerryError(.invalidConcat, "this server does not concatenate uploads")
+        }
+        if request.headerFields[.uploadLength] != nil || request.headerFields[.uploadDeferLength] != nil {
+            throw FerryError(.invalidConcat, "a final upload takes its length from its partials: omit Upload-Length")
+        }
+        if headers.hasBody {
+            throw FerryError(.invalidConcat, "a final upload cannot carry a body")
+        }
+        var parts: [UploadID] = []
+        for reference in list.split(separator: " ", omittingEmptySubsequences: true) {
+            parts.append(try uploadID(fromReference: reference))
+        }
+        let record = try await engine.createFinal(parts: parts, metadata: metadata)
+        var responseHeaders = HTTPFields()
+        responseHeaders[.location] = url(of: record.id, request)
+        addExpiry(record, to: &responseHeaders)
+        return TusResponse(status: .created, headers: responseHeaders)
+    }
+
+    func addExpiry(_ record: UploadRecord, to headers: inout HTTPFields) {
+        if !record.isComplete, let expiresAt = record.expiresAt {
+            headers[.uploadExpires] = HTTPDate.format(expiresAt)
+        }
+    }
+}

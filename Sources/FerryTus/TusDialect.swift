@@ -1,0 +1,165 @@
+import FerryCore
+import Foundation
+import HTTPTypes
+import NIOCore
+
+/// The tus 1.0.0 dialect: typed headers in, engine command, response out.
+///
+/// Knows nothing of the HTTP framework; the adapter hands it the request head, the body
+/// as an async sequence, and a `BodyTransport` for `Expect: 100-continue` and trailers.
+public struct TusDialect: Sendable {
+    public struct Configuration: Sendable {
+        /// Path of the upload collection, with leading and trailing slash (`/files/`).
+        public var basePath: String
+        /// Absolute URL prefix for `Location` (e.g. `https://up.example.com/files/`);
+        /// nil builds it from the request's Host.
+        public var publicBaseURL: String?
+        /// Honour `X-Forwarded-Proto`/`X-Forwarded-Host` (only behind a trusted proxy).
+        public var trustForwardedHeaders: Bool
+
+        public init(basePath: String = "/files/", publicBaseURL: String? = nil, trustForwardedHeaders: Bool = false) {
+            var path = basePath.hasPrefix("/") ? basePath : "/" + basePath
+            if !path.hasSuffix("/") { path += "/" }
+            self.basePath = path
+            self.publicBaseURL = publicBaseURL.map { $0.hasSuffix("/") ? $0 : $0 + "/" }
+            self.trustForwardedHeaders = trustForwardedHeaders
+        }
+    }
+
+    public static let version = "1.0.0"
+
+    public let engine: UploadEngine
+    public let configuration: Configuration
+
+    public init(engine: UploadEngine, configuration: Configuration = Configuration()) {
+        self.engine = engine
+        self.configuration = configuration
+    }
+
+    /// The `Tus-Extension` list, derived from what the engine's seams can do.
+    public var extensions: [String] {
+        let capabilities = engine.capabilities
+        var list = ["creation", "creation-with-upload", "creation-defer-length"]
+        if capabilities.expiration { list.append("expiration") }
+        list += ["checksum", "checksum-trailer"]
+        if capabilities.termination { list.append("termination") }
+        if capabilities.concatenation { list += ["concatenation", "concatenation-unfinished"] }
+        return list
+    }
+
+    /// True when `path` belongs to this dialect.
+    public func handles(path: String) -> Bool {
+        path.hasPrefix(configuration.basePath) || path == String(configuration.basePath.dropLast())
+    }
+
+    /// Answers one request.
+    public func respond<Body: AsyncSequence & Sendable>(
+        to request: HTTPRequest,
+        body: Body,
+        transport: some BodyTransport
+    ) async -> TusResponse where Body.Element == ByteBuffer {
+        var method = request.method
+        if let override = request.headerFields[.methodOverride], let overridden = HTTPRequest.Method(override.uppercased()) {
+            method = overridden
+        }
+        var response: TusResponse
+        do {
+            response = try await dispatch(method, request, body: body, transport: transport)
+        } catch {
+            response = errorResponse(error, method: method)
+        }
+        response.headers[.tusResumable] = Self.version
+        return response
+    }
+
+    private func dispatch<Body: AsyncSequence & Sendable>(
+        _ method: HTTPRequest.Method,
+        _ request: HTTPRequest,
+        body: Body,
+        transport: some BodyTransport
+    ) async throws(FerryError) -> TusResponse where Body.Element == ByteBuffer {
+        let path = (request.path ?? "/").split(separator: "?", maxSplits: 1).first.map(String.init) ?? "/"
+        let rest = path.count > configuration.basePath.count ? String(path.dropFirst(configuration.basePath.count)) : ""
+        let headers = TusHeaders(fields: request.headerFields)
+        if method == .options { return options() }
+        if rest.isEmpty {
+            try requireVersion(request)
+            guard method == .post else { throw FerryError(.methodNotAllowed, "the upload collection accepts POST and OPTIONS") }
+            return try await create(request, headers, body: body, transport: transport)
+        }
+        guard !rest.contains("/"), let id = UploadID(rest) else {
+            throw FerryError(.uploadNotFound, "no upload has this URL")
+        }
+        if method == .get { return try await content(id, request) }
+        try requireVersion(request)
+        switch method {
+        case .head: return try await head(id, request)
+        case .patch: return try await patch(id, headers, body: body, transport: transport)
+        case .delete:
+            try await engine.terminate(id)
+            return TusResponse(status: .noContent)
+        default:
+            throw FerryError(.methodNotAllowed, "an upload accepts HEAD, PATCH, GET, DELETE and OPTIONS")
+        }
+    }
+
+    private func requireVersion(_ request: HTTPRequest) throws(FerryError) {
+        guard request.headerFields[.tusResumable] == Self.version else {
+            throw FerryError(.unsupportedVersion, "this server speaks tus \(Self.version); send Tus-Resumable: \(Self.version)")
+        }
+    }
+
+    func options() -> TusResponse {
+        var headers = HTTPFields()
+        headers[.tusVersion] = Self.version
+        headers[.tusExtension] = extensions.joined(separator: ",")
+        headers[.tusChecksumAlgorithm] = ChecksumAlgorithm.advertised
+        if let maxSize = engine.capabilities.maxSize { headers[.tusMaxSize] = String(maxSize) }
+        return TusResponse(status: .noContent, headers: headers)
+    }
+
+    func errorResponse(_ error: FerryError, method: HTTPRequest.Method) -> TusResponse {
+        var headers = HTTPFields()
+        headers[.ferryError] = error.code.rawValue
+        headers[.cacheControl] = "no-store"
+        if error.code == .unsupportedVersion { headers[.tusVersion] = Self.version }
+        if error.code == .shuttingDown { headers[.retryAfter] = "2" }
+        if error.code == .methodNotAllowed {
+            headers[.allow] = "OPTIONS, POST, HEAD, PATCH, GET, DELETE"
+        }
+        let body: TusResponse.Body
+        if method == .head {
+            body = .empty
+        } else {
+            headers[.contentType] = "text/plain; charset=utf-8"
+            body = .text("\(error.code.rawValue): \(error.message)\n")
+        }
+        return TusResponse(status: error.code.status, headers: headers, body: body, error: error)
+    }
+
+    /// The absolute URL of an upload.
+    func url(of id: UploadID, _ request: HTTPRequest) -> String {
+        if let base = configuration.publicBaseURL { return base + id.rawValue }
+        let fields = request.headerFields
+        let forwarded = configuration.trustForwardedHeaders
+        let scheme = (forwarded ? fields[.xForwardedProto] : nil) ?? request.scheme ?? "http"
+        let host = (forwarded ? fields[.xForwardedHost] : nil) ?? request.authority ?? "localhost"
+        return "\(scheme)://\(host)\(configuration.basePath)\(id.rawValue)"
+    }
+
+    /// The upload id a client names in `Upload-Concat: final;...` (absolute URL or path).
+    func uploadID(fromReference reference: Substring) throws(FerryError) -> UploadID {
+        var path = reference
+        if let schemeEnd = path.range(of: "://") {
+            path = path[schemeEnd.upperBound...]
+            guard let slash = path.firstIndex(of: "/") else {
+                throw FerryError(.invalidConcat, "a partial upload URL has no path")
+            }
+            path = path[slash...]
+        }
+        guard path.hasPrefix(configuration.basePath), let id = UploadID(path.dropFirst(configuration.basePath.count)) else {
+            throw FerryError(.invalidConcat, "a partial upload URL is not an upload of this server")
+        }
+        return id
+    }
+}

@@ -1,0 +1,639 @@
+/*
+ * loadgen.c - minimal HTTP/1.1 load generator for the Ferry benchmark.
+ *
+ * Plain sockets + pthreads, no dependencies. Compiled at run time by run.sh:
+ *     gcc -O2 -pthread -o loadgen loadgen.c
+ *
+ * Modes (all print one "key=value ..." summary line on stdout; diagnostics on stderr):
+ *
+ *   loadgen stream PORT MODE SIZE CHUNK TIMEOUT_S
+ *       MODE = discard : one PUT /discard carrying SIZE bytes
+ *       MODE = tus     : POST /files/ (Upload-Length SIZE) then PATCHes of CHUNK bytes
+ *                        on the same keep-alive connection (CHUNK >= SIZE -> one PATCH)
+ *       Timed from the first byte of the first request to the end of the last response.
+ *
+ *   loadgen burst PORT MODE COUNT SIZE CONC TIMEOUT_S
+ *       MODE = create  : COUNT x POST /files/ creation-with-upload of SIZE bytes
+ *       MODE = discard : COUNT x PUT /discard of SIZE bytes
+ *       CONC threads, one persistent keep-alive connection each; timed after all
+ *       connections are established. Prints rate and latency percentiles.
+ *
+ *   loadgen create PORT COUNT LENGTH
+ *       COUNT x POST /files/ (Upload-Length LENGTH, no body) on one connection; prints
+ *       the upload path (from Location) one per line, then the summary on stderr.
+ *
+ *   loadgen slow PORT PATHS_FILE LENGTH INTERVAL_MS
+ *       For every path: connect, send PATCH headers (Upload-Offset 0, Content-Length
+ *       LENGTH) and then 1 body byte per socket every INTERVAL_MS. Prints "READY ..."
+ *       once all sockets are open; stops when a line arrives on stdin (or stdin EOF)
+ *       and prints a summary (how many sockets the server closed or answered early).
+ *
+ * The request body is a 1 MiB preallocated pattern buffer sent repeatedly, so a
+ * 1 GiB body never sits in memory.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BODY_BUF (1 << 20)
+#define RBUF (64 * 1024)
+
+static struct sockaddr_in g_addr;
+static int g_port;
+static char *g_body; /* BODY_BUF bytes of pattern */
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* ---------- connection + response parsing ---------- */
+
+typedef struct {
+    int fd;
+    size_t start, end;
+    char buf[RBUF];
+} conn_t;
+
+typedef struct {
+    int status;
+    long long content_length; /* -1 when absent */
+    int chunked;
+    int close;
+    long long upload_offset; /* -1 when absent */
+    char location[512];
+    char body_snippet[256];
+} resp_t;
+
+static int conn_open(conn_t *c, int timeout_s) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (timeout_s > 0) {
+        struct timeval tv = {timeout_s, 0};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    }
+    for (;;) {
+        if (connect(fd, (struct sockaddr *)&g_addr, sizeof g_addr) == 0) break;
+        if (errno == EINTR) continue;
+        close(fd);
+        return -1;
+    }
+    c->fd = fd;
+    c->start = c->end = 0;
+    return 0;
+}
+
+static void conn_close(conn_t *c) {
+    if (c->fd >= 0) close(c->fd);
+    c->fd = -1;
+}
+
+static int send_all(int fd, const char *p, size_t n) {
+    while (n > 0) {
+        ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
+        if (k < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        p += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+/* headers (MSG_MORE so they coalesce with the body) then `n` body bytes from g_body */
+static int send_request(int fd, const char *hdr, size_t hlen, long long n) {
+    while (hlen > 0) {
+        ssize_t k = send(fd, hdr, hlen, MSG_NOSIGNAL | (n > 0 ? MSG_MORE : 0));
+        if (k < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        hdr += k;
+        hlen -= (size_t)k;
+    }
+    while (n > 0) {
+        size_t k = n > BODY_BUF ? BODY_BUF : (size_t)n;
+        if (send_all(fd, g_body, k) < 0) return -1;
+        n -= (long long)k;
+    }
+    return 0;
+}
+
+/* make at least one more byte available; 0 on EOF, -1 on error */
+static int conn_fill(conn_t *c) {
+    if (c->start == c->end) c->start = c->end = 0;
+    if (c->end == sizeof c->buf) {
+        memmove(c->buf, c->buf + c->start, c->end - c->start);
+        c->end -= c->start;
+        c->start = 0;
+        if (c->end == sizeof c->buf) return -1; /* line too long */
+    }
+    for (;;) {
+        ssize_t k = recv(c->fd, c->buf + c->end, sizeof c->buf - c->end, 0);
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0) return -1;
+        if (k == 0) return 0;
+        c->end += (size_t)k;
+        return 1;
+    }
+}
+
+/* read one CRLF-terminated line (without CRLF) into out; -1 on error/EOF */
+static int conn_line(conn_t *c, char *out, size_t cap) {
+    for (;;) {
+        char *nl = memchr(c->buf + c->start, '\n', c->end - c->start);
+        if (nl) {
+            size_t len = (size_t)(nl - (c->buf + c->start));
+            size_t copy = len;
+            if (copy > 0 && c->buf[c->start + copy - 1] == '\r') copy--;
+            if (copy >= cap) copy = cap - 1;
+            memcpy(out, c->buf + c->start, copy);
+            out[copy] = 0;
+            c->start += len + 1;
+            return 0;
+        }
+        if (conn_fill(c) <= 0) return -1;
+    }
+}
+
+/* consume n bytes (n < 0: until EOF); keeps the first bytes as a snippet */
+static int conn_skip(conn_t *c, long long n, char *snip, size_t snipcap, size_t *sniplen) {
+    while (n != 0) {
+        if (c->start == c->end) {
+            int r = conn_fill(c);
+            if (r == 0 && n < 0) return 0;
+            if (r <= 0) return -1;
+        }
+        size_t avail = c->end - c->start;
+        size_t take = (n < 0 || (long long)avail < n) ? avail : (size_t)n;
+        if (snip && *sniplen + 1 < snipcap) {
+            size_t s = take;
+            if (s > snipcap - 1 - *sniplen) s = snipcap - 1 - *sniplen;
+            memcpy(snip + *sniplen, c->buf + c->start, s);
+            *sniplen += s;
+            snip[*sniplen] = 0;
+        }
+        c->start += take;
+        if (n > 0) n -= (long long)take;
+    }
+    return 0;
+}
+
+static int read_response(conn_t *c, resp_t *r) {
+    char line[1024];
+again:
+    memset(r, 0, sizeof *r);
+    r->content_length = -1;
+    r->upload_offset = -1;
+    if (conn_line(c, line, sizeof line) < 0) return -1;
+    if (strncmp(line, "HTTP/1.", 7) != 0 || strlen(line) < 12) return -1;
+    r->status = atoi(line + 9);
+    if (line[7] == '0') r->close = 1; /* HTTP/1.0 */
+    for (;;) {
+        if (conn_line(c, line, sizeof line) < 0) return -1;
+        if (line[0] == 0) break;
+        char *colon = strchr(line, ':');
+        if (!colon) continue;
+        *colon = 0;
+        char *v = colon + 1;
+        while (*v == ' ' || *v == '\t') v++;
+        if (!strcasecmp(line, "content-length")) r->content_length = atoll(v);
+        else if (!strcasecmp(line, "upload-offset")) r->upload_offset = atoll(v);
+        else if (!strcasecmp(line, "transfer-encoding")) r->chunked = strcasestr(v, "chunked") != NULL;
+        else if (!strcasecmp(line, "connection")) r->close = strcasestr(v, "close") != NULL;
+        else if (!strcasecmp(line, "location")) snprintf(r->location, sizeof r->location, "%s", v);
+    }
+    if (r->status >= 100 && r->status < 200) goto again; /* 100 Continue etc. */
+    size_t sl = 0;
+    char *snip = r->status >= 300 ? r->body_snippet : NULL;
+    if (r->status == 204 || r->status == 304) return 0;
+    if (r->chunked) {
+        for (;;) {
+            if (conn_line(c, line, sizeof line) < 0) return -1;
+            long long n = strtoll(line, NULL, 16);
+            if (n == 0) {
+                do {
+                    if (conn_line(c, line, sizeof line) < 0) return -1;
+                } while (line[0] != 0);
+                return 0;
+            }
+            if (conn_skip(c, n, snip, sizeof r->body_snippet, &sl) < 0) return -1;
+            if (conn_line(c, line, sizeof line) < 0) return -1;
+        }
+    }
+    if (r->content_length >= 0) return conn_skip(c, r->content_length, snip, sizeof r->body_snippet, &sl);
+    if (r->close) return conn_skip(c, -1, snip, sizeof r->body_snippet, &sl);
+    return 0;
+}
+
+/* "http://host:port/files/abc" -> "/files/abc" */
+static const char *url_path(const char *loc) {
+    const char *p = strstr(loc, "://");
+    if (!p) return loc;
+    p = strchr(p + 3, '/');
+    return p ? p : "/";
+}
+
+static void report_bad(const char *what, const resp_t *r) {
+    fprintf(stderr, "loadgen: %s: HTTP %d upload-offset=%lld body=%.200s\n", what, r->status,
+            r->upload_offset, r->body_snippet);
+}
+
+/* ---------- stream ---------- */
+
+static int mode_stream(int argc, char **argv) {
+    if (argc < 4) return 2;
+    const char *mode = argv[0];
+    long long size = atoll(argv[1]);
+    long long chunk = atoll(argv[2]);
+    int timeout = atoi(argv[3]);
+    if (chunk <= 0 || chunk > size) chunk = size;
+    conn_t *c = calloc(1, sizeof *c);
+    resp_t r;
+    char hdr[1024];
+    int requests = 0;
+    if (conn_open(c, timeout) < 0) {
+        perror("loadgen: connect");
+        return 1;
+    }
+    double t0 = now_s();
+    if (!strcmp(mode, "discard")) {
+        int h = snprintf(hdr, sizeof hdr,
+                         "PUT /discard HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                         "Content-Type: application/octet-stream\r\nContent-Length: %lld\r\n\r\n",
+                         g_port, size);
+        int se = send_request(c->fd, hdr, (size_t)h, size);
+        if (read_response(c, &r) < 0 || r.status != 204) {
+            if (se < 0) perror("loadgen: send");
+            report_bad("PUT /discard", &r);
+            printf("ok=0\n");
+            return 1;
+        }
+        requests = 1;
+    } else {
+        int h = snprintf(hdr, sizeof hdr,
+                         "POST /files/ HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nTus-Resumable: 1.0.0\r\n"
+                         "Upload-Length: %lld\r\nContent-Length: 0\r\n\r\n",
+                         g_port, size);
+        if (send_request(c->fd, hdr, (size_t)h, 0) < 0 || read_response(c, &r) < 0 || r.status != 201 ||
+            !r.location[0]) {
+            report_bad("POST /files/", &r);
+            printf("ok=0\n");
+            return 1;
+        }
+        requests++;
+        char path[512];
+        snprintf(path, sizeof path, "%s", url_path(r.location));
+        long long off = 0;
+        while (off < size) {
+            if (r.close) {
+                conn_close(c);
+                if (conn_open(c, timeout) < 0) {
+                    perror("loadgen: reconnect");
+                    printf("ok=0\n");
+                    return 1;
+                }
+            }
+            long long n = size - off < chunk ? size - off : chunk;
+            h = snprintf(hdr, sizeof hdr,
+                         "PATCH %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nTus-Resumable: 1.0.0\r\n"
+                         "Content-Type: application/offset+octet-stream\r\nUpload-Offset: %lld\r\n"
+                         "Content-Length: %lld\r\n\r\n",
+                         path, g_port, off, n);
+            int se = send_request(c->fd, hdr, (size_t)h, n);
+            int re = read_response(c, &r);
+            if (re < 0 || r.status != 204 || r.upload_offset != off + n) {
+                if (se < 0) perror("loadgen: send");
+                if (re < 0) fprintf(stderr, "loadgen: no/invalid response to PATCH at offset %lld\n", off);
+                report_bad("PATCH", &r);
+                printf("ok=0 failed_at_offset=%lld\n", off);
+                return 1;
+            }
+            requests++;
+            off += n;
+        }
+    }
+    double dt = now_s() - t0;
+    printf("ok=1 seconds=%.6f bytes=%lld requests=%d mibps=%.3f\n", dt, size, requests,
+           size / 1048576.0 / dt);
+    return 0;
+}
+
+/* ---------- burst ---------- */
+
+typedef struct {
+    int create;
+    long long count, size;
+    int timeout;
+    int hlen;
+    char hdr[512];
+    pthread_barrier_t barrier;
+    long long next;      /* atomic */
+    double *lat;         /* per request, -1 on failure */
+    long long errors;    /* atomic */
+    long long reconnects; /* atomic */
+    pthread_mutex_t err_mu;
+    int err_printed;
+} burst_t;
+
+static void *burst_worker(void *arg) {
+    burst_t *b = arg;
+    conn_t *c = calloc(1, sizeof *c);
+    resp_t r;
+    c->fd = -1;
+    if (conn_open(c, b->timeout) < 0) perror("loadgen: connect");
+    pthread_barrier_wait(&b->barrier);
+    for (;;) {
+        long long i = __atomic_fetch_add(&b->next, 1, __ATOMIC_RELAXED);
+        if (i >= b->count) break;
+        if (c->fd < 0) {
+            if (conn_open(c, b->timeout) < 0) {
+                b->lat[i] = -1;
+                __atomic_fetch_add(&b->errors, 1, __ATOMIC_RELAXED);
+                continue;
+            }
+            __atomic_fetch_add(&b->reconnects, 1, __ATOMIC_RELAXED);
+        }
+        double t0 = now_s();
+        int se = send_request(c->fd, b->hdr, (size_t)b->hlen, b->size);
+        int re = read_response(c, &r);
+        double t1 = now_s();
+        int good = re == 0 && (b->create ? (r.status == 201 && r.upload_offset == b->size) : r.status == 204);
+        b->lat[i] = good ? t1 - t0 : -1;
+        if (!good) {
+            __atomic_fetch_add(&b->errors, 1, __ATOMIC_RELAXED);
+            pthread_mutex_lock(&b->err_mu);
+            if (b->err_printed++ < 5) {
+                if (se < 0 || re < 0) fprintf(stderr, "loadgen: request %lld: send=%d read=%d errno=%s\n", i, se, re, strerror(errno));
+                report_bad(b->create ? "POST creation-with-upload" : "PUT /discard", &r);
+            }
+            pthread_mutex_unlock(&b->err_mu);
+        }
+        if (!good || r.close) conn_close(c);
+    }
+    conn_close(c);
+    free(c);
+    return NULL;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double pct(const double *sorted, long long n, double p) {
+    if (n <= 0) return 0;
+    long long k = (long long)(p * (double)(n - 1) + 0.5);
+    if (k >= n) k = n - 1;
+    return sorted[k];
+}
+
+static int mode_burst(int argc, char **argv) {
+    if (argc < 5) return 2;
+    burst_t *b = calloc(1, sizeof *b);
+    b->create = !strcmp(argv[0], "create");
+    b->count = atoll(argv[1]);
+    b->size = atoll(argv[2]);
+    int conc = atoi(argv[3]);
+    b->timeout = atoi(argv[4]);
+    if (b->create)
+        b->hlen = snprintf(b->hdr, sizeof b->hdr,
+                           "POST /files/ HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nTus-Resumable: 1.0.0\r\n"
+                           "Upload-Length: %lld\r\nContent-Type: application/offset+octet-stream\r\n"
+                           "Content-Length: %lld\r\n\r\n",
+                           g_port, b->size, b->size);
+    else
+        b->hlen = snprintf(b->hdr, sizeof b->hdr,
+                           "PUT /discard HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                           "Content-Type: application/octet-stream\r\nContent-Length: %lld\r\n\r\n",
+                           g_port, b->size);
+    b->lat = calloc((size_t)b->count, sizeof(double));
+    pthread_mutex_init(&b->err_mu, NULL);
+    pthread_barrier_init(&b->barrier, NULL, (unsigned)conc + 1);
+    pthread_t *th = calloc((size_t)conc, sizeof *th);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    for (int i = 0; i < conc; i++) pthread_create(&th[i], &attr, burst_worker, b);
+    pthread_barrier_wait(&b->barrier);
+    double t0 = now_s();
+    for (int i = 0; i < conc; i++) pthread_join(th[i], NULL);
+    double dt = now_s() - t0;
+    long long n = 0;
+    for (long long i = 0; i < b->count; i++)
+        if (b->lat[i] >= 0) b->lat[n++] = b->lat[i];
+    qsort(b->lat, (size_t)n, sizeof(double), cmp_double);
+    printf("ok=%lld errors=%lld reconnects=%lld seconds=%.6f rate=%.2f p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f "
+           "max_ms=%.3f mibps=%.2f\n",
+           n, b->errors, b->reconnects, dt, n / dt, pct(b->lat, n, 0.50) * 1e3, pct(b->lat, n, 0.90) * 1e3,
+           pct(b->lat, n, 0.99) * 1e3, n ? b->lat[n - 1] * 1e3 : 0.0, n * (double)b->size / 1048576.0 / dt);
+    return b->errors ? 1 : 0;
+}
+
+/* ---------- create ---------- */
+
+static int mode_create(int argc, char **argv) {
+    if (argc < 2) return 2;
+    long long count = atoll(argv[0]);
+    long long length = atoll(argv[1]);
+    conn_t *c = calloc(1, sizeof *c);
+    resp_t r;
+    char hdr[512];
+    int h = snprintf(hdr, sizeof hdr,
+                     "POST /files/ HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nTus-Resumable: 1.0.0\r\n"
+                     "Upload-Length: %lld\r\nContent-Length: 0\r\n\r\n",
+                     g_port, length);
+    c->fd = -1;
+    double t0 = now_s();
+    for (long long i = 0; i < count; i++) {
+        if (c->fd < 0 && conn_open(c, 60) < 0) {
+            perror("loadgen: connect");
+            return 1;
+        }
+        if (send_request(c->fd, hdr, (size_t)h, 0) < 0 || read_response(c, &r) < 0 || r.status != 201 ||
+            !r.location[0]) {
+            report_bad("POST /files/", &r);
+            return 1;
+        }
+        printf("%s\n", url_path(r.location));
+        if (r.close) conn_close(c);
+    }
+    double dt = now_s() - t0;
+    fprintf(stderr, "created=%lld seconds=%.3f rate=%.1f\n", count, dt, count / dt);
+    return 0;
+}
+
+/* ---------- slow ---------- */
+
+static int mode_slow(int argc, char **argv) {
+    if (argc < 3) return 2;
+    FILE *f = fopen(argv[0], "r");
+    if (!f) {
+        perror("loadgen: paths file");
+        return 1;
+    }
+    long long length = atoll(argv[1]);
+    int interval = atoi(argv[2]);
+    int cap = 1024, n = 0;
+    char **paths = malloc(sizeof(char *) * (size_t)cap);
+    char line[600];
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = 0;
+        if (!line[0]) continue;
+        if (n == cap) paths = realloc(paths, sizeof(char *) * (size_t)(cap *= 2));
+        paths[n++] = strdup(line);
+    }
+    fclose(f);
+    int *fds = malloc(sizeof(int) * (size_t)n);
+    int open_n = 0, connect_fail = 0, closed_by_peer = 0, responses = 0, send_err = 0;
+    long long trickled = 0;
+    char first_resp[200] = "";
+    double t0 = now_s();
+    for (int i = 0; i < n; i++) {
+        conn_t c;
+        fds[i] = -1;
+        if (conn_open(&c, 30) < 0) {
+            connect_fail++;
+            continue;
+        }
+        char hdr[1024];
+        int h = snprintf(hdr, sizeof hdr,
+                         "PATCH %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nTus-Resumable: 1.0.0\r\n"
+                         "Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n"
+                         "Content-Length: %lld\r\n\r\n",
+                         paths[i], g_port, length);
+        if (send_all(c.fd, hdr, (size_t)h) < 0) {
+            send_err++;
+            close(c.fd);
+            continue;
+        }
+        fcntl(c.fd, F_SETFL, fcntl(c.fd, F_GETFL) | O_NONBLOCK);
+        fds[i] = c.fd;
+        open_n++;
+    }
+    printf("READY open=%d connect_fail=%d seconds=%.3f\n", open_n, connect_fail, now_s() - t0);
+    fflush(stdout);
+
+    struct pollfd *pf = malloc(sizeof(struct pollfd) * (size_t)(n + 1));
+    int *idx = malloc(sizeof(int) * (size_t)(n + 1));
+    double next_tick = now_s() + interval / 1000.0;
+    int stop = 0;
+    while (!stop) {
+        int m = 0;
+        pf[m].fd = 0;
+        pf[m].events = POLLIN;
+        idx[m++] = -1;
+        for (int i = 0; i < n; i++)
+            if (fds[i] >= 0) {
+                pf[m].fd = fds[i];
+                pf[m].events = POLLIN;
+                idx[m++] = i;
+            }
+        int wait_ms = (int)((next_tick - now_s()) * 1000);
+        if (wait_ms < 0) wait_ms = 0;
+        int pr = poll(pf, (nfds_t)m, wait_ms);
+        if (pr < 0 && errno != EINTR) break;
+        for (int k = 0; pr > 0 && k < m; k++) {
+            if (!pf[k].revents) continue;
+            if (idx[k] < 0) {
+                stop = 1; /* anything on stdin, or EOF */
+                continue;
+            }
+            int i = idx[k];
+            char buf[512];
+            ssize_t got = recv(fds[i], buf, sizeof buf - 1, 0);
+            if (got > 0) {
+                responses++;
+                buf[got] = 0;
+                if (!first_resp[0]) {
+                    buf[strcspn(buf, "\r\n")] = 0;
+                    snprintf(first_resp, sizeof first_resp, "%.150s", buf);
+                }
+            } else if (got < 0 && (errno == EAGAIN || errno == EINTR)) {
+                continue;
+            } else {
+                closed_by_peer++;
+            }
+            close(fds[i]);
+            fds[i] = -1;
+            open_n--;
+        }
+        if (now_s() >= next_tick) {
+            for (int i = 0; i < n; i++) {
+                if (fds[i] < 0) continue;
+                ssize_t k = send(fds[i], g_body, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (k == 1) trickled++;
+                else if (k < 0 && errno != EAGAIN && errno != EINTR) {
+                    send_err++;
+                    close(fds[i]);
+                    fds[i] = -1;
+                    open_n--;
+                }
+            }
+            next_tick += interval / 1000.0;
+        }
+    }
+    printf("open=%d connect_fail=%d closed_by_peer=%d early_responses=%d send_errors=%d bytes_trickled=%lld "
+           "first_response=\"%s\"\n",
+           open_n, connect_fail, closed_by_peer, responses, send_err, trickled, first_resp);
+    fflush(stdout);
+    for (int i = 0; i < n; i++)
+        if (fds[i] >= 0) close(fds[i]);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 3) {
+        fprintf(stderr,
+                "usage: loadgen stream PORT discard|tus SIZE CHUNK TIMEOUT_S\n"
+                "       loadgen burst PORT create|discard COUNT SIZE CONC TIMEOUT_S\n"
+                "       loadgen create PORT COUNT LENGTH\n"
+                "       loadgen slow PORT PATHS_FILE LENGTH INTERVAL_MS\n");
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    g_port = atoi(argv[2]);
+    g_addr.sin_family = AF_INET;
+    g_addr.sin_port = htons((uint16_t)g_port);
+    g_addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    g_body = malloc(BODY_BUF);
+    uint32_t x = 2463534242u;
+    for (size_t i = 0; i < BODY_BUF; i++) { /* xorshift pattern, not zeros */
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        g_body[i] = (char)x;
+    }
+    int rest = argc - 3;
+    char **rv = argv + 3;
+    int rc;
+    if (!strcmp(argv[1], "stream")) rc = mode_stream(rest, rv);
+    else if (!strcmp(argv[1], "burst")) rc = mode_burst(rest, rv);
+    else if (!strcmp(argv[1], "create")) rc = mode_create(rest, rv);
+    else if (!strcmp(argv[1], "slow")) rc = mode_slow(rest, rv);
+    else rc = 2;
+    if (rc == 2) fprintf(stderr, "loadgen: bad arguments\n");
+    fflush(stdout);
+    return rc;
+}
