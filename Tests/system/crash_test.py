@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+import types
 from urllib.parse import urlsplit
 
 KiB, MiB = 1024, 1024 * 1024
@@ -79,6 +80,8 @@ class Upload:
     def violate(self, message):
         with self.lock:
             self.violations.append(message)
+            if len(self.violations) > 3:
+                return  # already reported; the rest shows up in the count
         print(f"VIOLATION upload #{self.index} ({self.path}): {message}", flush=True)
 
 
@@ -175,9 +178,10 @@ def create(port, up, rng):
         body = up.source.read(0, min(rng.randint(1, 2 * MiB), up.source.size))
         headers["Content-Type"] = "application/offset+octet-stream"
     status, h, data = request(port, "POST", "/files/", headers, body)
+    if "location" in h:
+        up.path = urlsplit(h["location"]).path  # an error with a Location: resume it via HEAD
     if status != 201 or "location" not in h:
         raise Transient(f"POST answered {status}: {data[:200]!r}")
-    up.path = urlsplit(h["location"]).path
     offset = int(h.get("upload-offset", "0"))
     if body is not None and "upload-offset" not in h:
         up.violate("creation-with-upload answered 201 without Upload-Offset")
@@ -228,7 +232,15 @@ def patch(port, up, rng, offset):
 
 
 def run_upload(ctx, up):
-    """Client loop: create, then PATCH until complete; on any error re-HEAD and resume."""
+    """Thread body: the client loop, with any bug in it reported rather than lost."""
+    try:
+        client_loop(ctx, up)
+    except Exception as e:
+        up.violate(f"client thread crashed: {type(e).__name__}: {e}")
+
+
+def client_loop(ctx, up):
+    """Create, then PATCH until complete; on any error re-HEAD and resume."""
     rng = random.Random(ctx.seed * 7919 + up.index)
     offset = None
     while not ctx.stop.is_set():
@@ -311,11 +323,12 @@ def make_uploads(rng, count):
     return uploads
 
 
-class Context:
-    def __init__(self, port, seed, deadline):
-        self.port, self.seed, self.deadline = port, seed, deadline
-        self.stop = threading.Event()
-        self.server_up = threading.Event()
+def wait_for_kill_moment(ctx, uploads, threshold, rng):
+    """Returns once `threshold` bytes are acknowledged or a random uptime passed, plus jitter."""
+    until = min(time.monotonic() + rng.uniform(0.3, 3.0), ctx.deadline)
+    while time.monotonic() < until and sum(u.max_acked for u in uploads) < threshold:
+        time.sleep(0.005)
+    time.sleep(rng.uniform(0, 0.02))
 
 
 def kill_and_restart(server, ctx, rng):
@@ -332,18 +345,59 @@ def kill_and_restart(server, ctx, rng):
     return kills
 
 
+def crash_phase(args, ctx, server, uploads, rng):
+    """Kills and restarts the server --kills times while the uploads run; returns kills done."""
+    total = sum(u.source.size for u in uploads)
+    kills = in_flight = 0
+    # Kill k comes once the acknowledged bytes pass a random fraction of the total (so kills
+    # are spread over the uploads however fast the server is) or after a random uptime.
+    thresholds = sorted(rng.uniform(0.02, 0.9) * total for _ in range(args.kills))
+    while kills < args.kills and time.monotonic() < ctx.deadline:
+        wait_for_kill_moment(ctx, uploads, thresholds[kills], rng)
+        busy = sum(not u.done for u in uploads)
+        in_flight += busy > 0
+        t0 = time.monotonic()
+        done = kill_and_restart(server, ctx, rng)
+        kills += done
+        check_all(ctx, uploads, f"after kill {kills}")
+        acked = sum(u.max_acked for u in uploads)
+        print(f"kill {kills}{' (+1 during start-up)' if done > 1 else ''}: {busy} uploads busy, "
+              f"restart+check {time.monotonic() - t0:.2f}s, acknowledged {acked / MiB:.1f}/{total / MiB:.1f} MiB",
+              flush=True)
+        ctx.server_up.set()
+    print(f"{kills} kills, {in_flight} with uploads in flight", flush=True)
+    return kills
+
+
+def verify_phase(ctx, server, uploads, rng):
+    """After a last kill -9, every upload must be complete and GET back exactly its source."""
+    kill_and_restart(server, ctx, rng)
+    ctx.server_up.set()
+    check_all(ctx, uploads, "final restart")
+    for up in uploads:
+        if up.done and not up.violations:
+            try:
+                err = verify_content(ctx.port, up)
+            except (OSError, http.client.HTTPException) as e:
+                err = f"GET failed: {e}"
+            if err:
+                up.violate(err)
+        elif not up.done and not up.violations:
+            up.violate(f"never completed (acknowledged {up.max_acked}/{up.source.size})")
+
+
 def run(args, tmp):
+    """Runs the whole test; prints the summary and returns the exit code."""
     rng = random.Random(args.seed)
     port = free_port()
-    data_dir = os.path.join(tmp, "data")
-    os.mkdir(data_dir)
-    server = Server(args.ferry, data_dir, port, os.path.join(tmp, "ferry.log"))
+    os.mkdir(os.path.join(tmp, "data"))
+    server = Server(args.ferry, os.path.join(tmp, "data"), port, os.path.join(tmp, "ferry.log"))
     start = time.monotonic()
-    ctx = Context(port, args.seed, start + args.timeout)
+    ctx = types.SimpleNamespace(port=port, seed=args.seed, deadline=start + args.timeout,
+                                stop=threading.Event(), server_up=threading.Event())
     uploads = make_uploads(rng, args.uploads)
-    total = sum(u.source.size for u in uploads)
     print(f"crash test: seed {args.seed}, port {port}, {len(uploads)} uploads, "
-          f"{total / MiB:.1f} MiB, {args.kills} kills", flush=True)
+          f"{sum(u.source.size for u in uploads) / MiB:.1f} MiB, {args.kills} kills", flush=True)
     failed_globally = None
     try:
         server.start()
@@ -351,55 +405,31 @@ def run(args, tmp):
         threads = [threading.Thread(target=run_upload, args=(ctx, u), daemon=True) for u in uploads]
         for t in threads:
             t.start()
-        kills = in_flight = 0
-        while kills < args.kills and time.monotonic() < ctx.deadline:
-            time.sleep(rng.uniform(0, 0.3) if rng.random() < 0.3 else rng.uniform(0.3, 2.5))
-            busy = sum(not u.done for u in uploads)
-            in_flight += busy > 0
-            t0 = time.monotonic()
-            kills += kill_and_restart(server, ctx, rng)
-            check_all(ctx, uploads, f"after kill {kills}")
-            acked = sum(u.max_acked for u in uploads)
-            print(f"kill {kills}: {busy} uploads busy, restart+check {time.monotonic() - t0:.2f}s, "
-                  f"acknowledged {acked / MiB:.1f}/{total / MiB:.1f} MiB", flush=True)
-            ctx.server_up.set()
+        kills = crash_phase(args, ctx, server, uploads, rng)
         if kills < args.kills:
             failed_globally = f"only {kills} of {args.kills} kills before the deadline"
         for t in threads:
             t.join(max(0.0, ctx.deadline - time.monotonic()))
         ctx.stop.set()
-        # One last crash after everything completed: completed uploads must survive it too.
-        kill_and_restart(server, ctx, rng)
-        ctx.server_up.set()
-        check_all(ctx, uploads, "final restart")
-        print(f"{kills + 1} kills, {in_flight} with uploads in flight; "
-              f"{sum(u.retries for u in uploads)} client retries; {time.monotonic() - start:.0f}s", flush=True)
-        for up in uploads:
-            if up.done and up.path is not None and not up.violations:
-                try:
-                    err = verify_content(port, up)
-                except (OSError, http.client.HTTPException) as e:
-                    err = f"GET failed: {e}"
-                if err:
-                    up.violate(err)
-            elif not up.done and not up.violations:
-                up.violate(f"never completed (acknowledged {up.max_acked}/{up.source.size})")
+        verify_phase(ctx, server, uploads, rng)
     except Exception as e:  # report, then fall through to the summary
         failed_globally = f"{type(e).__name__}: {e}"
     finally:
         ctx.stop.set()
         ctx.server_up.set()
         server.kill()
+    print(f"{sum(u.retries for u in uploads)} client retries; {time.monotonic() - start:.0f}s", flush=True)
     passed = sum(1 for u in uploads if u.done and not u.violations and failed_globally is None)
     failed = len(uploads) - passed
     for up in uploads:
         if up.violations:
-            print(f"FAILED upload #{up.index} {up.path} size {up.source.size}: {up.violations[0]}"
-                  + (f" (+{len(up.violations) - 1} more)" if len(up.violations) > 1 else ""))
+            more = f" (+{len(up.violations) - 1} more)" if len(up.violations) > 1 else ""
+            print(f"FAILED upload #{up.index} {up.path} size {up.source.size}: {up.violations[0]}{more}")
     if failed_globally:
         print(f"FAILED: {failed_globally}")
     if failed:
         print("--- ferry log tail ---\n" + server.log_tail())
+        print(f"reproduce with: --seed {args.seed} --kills {args.kills} --uploads {args.uploads} (--keep-data keeps the data dir)")
     print(f"crash test: {passed} passed, {failed} failed", flush=True)
     return 0 if failed == 0 else 1
 

@@ -43,3 +43,8 @@ extension UploadEngine {
         appends.stopAll()
     }
 }
+
+extension UploadEngine {
+    /// True once `beginShutdown()` was called.
+    public var isShuttingDown: Bool { appends.isShuttingDown }
+}

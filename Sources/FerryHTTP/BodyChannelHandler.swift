@@ -1,0 +1,112 @@
+import FerryCore
+import HTTPTypes
+import NIOCore
+import NIOHTTPTypes
+import Synchronization
+
+/// What the HTTP connection knows about the current request body that Hummingbird does
+/// not expose: whether the client ended it properly, its trailers, and `Expect: 100-continue`.
+final class RequestBodyState: Sendable {
+    struct Snapshot {
+        var expectsContinue = false
+        var continueSent = false
+        var endSeen = false
+        var trailers: HTTPFields?
+    }
+
+    let snapshot = Mutex(Snapshot())
+}
+
+/// A channel handler between the HTTP codec and Hummingbird.
+///
+/// - Answers `Expect: 100-continue` only when the route asks (after it validated the
+///   headers), so a doomed request is refused before its body is sent.
+/// - Records the end of each request body and its trailers (`checksum-trailer`).
+/// - Closes the connection after a response sent while the request body was still
+///   unread, instead of draining (possibly gigabytes of) a rejected or abandoned body.
+final class BodyChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
+
+    let state = RequestBodyState()
+    private var context: ChannelHandlerContext?
+
+    init() {}
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            let expects = head.headerFields[.expect]?.lowercased() == "100-continue"
+            state.snapshot.withLock { $0 = RequestBodyState.Snapshot(expectsContinue: expects) }
+        case .body:
+            break
+        case .end(let trailers):
+            state.snapshot.withLock {
+                $0.endSeen = true
+                $0.trailers = trailers
+            }
+        }
+        context.fireChannelRead(data)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        guard case .end = unwrapOutboundIn(data) else {
+            context.write(data, promise: promise)
+            return
+        }
+        let unread = state.snapshot.withLock { !$0.endSeen }
+        guard unread else {
+            context.write(data, promise: promise)
+            return
+        }
+        let written = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(data, promise: written)
+        let channel = context.channel
+        written.futureResult.whenComplete { result in
+            promise?.completeWith(result)
+            channel.close(promise: nil)
+        }
+    }
+
+    /// Sends `100 Continue` if the client waits for it. Runs on the event loop.
+    func sendContinueIfExpected() {
+        guard let context else { return }
+        let send = state.snapshot.withLock { snapshot -> Bool in
+            guard snapshot.expectsContinue, !snapshot.continueSent, !snapshot.endSeen else { return false }
+            snapshot.continueSent = true
+            return true
+        }
+        if send {
+            context.writeAndFlush(wrapOutboundOut(.head(HTTPResponse(status: .continue))), promise: nil)
+        }
+    }
+}
+
+/// `BodyTransport` over a Hummingbird connection that has a `BodyChannelHandler`.
+struct ChannelBodyTransport: BodyTransport {
+    let channel: any Channel
+
+    func willReadBody() async {
+        let channel = self.channel
+        try? await channel.eventLoop.submit {
+            try channel.pipeline.syncOperations.handler(type: BodyChannelHandler.self).sendContinueIfExpected()
+        }.get()
+    }
+
+    func bodyEnded() async -> BodyEnd {
+        let channel = self.channel
+        let state = try? await channel.eventLoop.submit {
+            try channel.pipeline.syncOperations.handler(type: BodyChannelHandler.self).state
+        }.get()
+        guard let state else { return BodyEnd(complete: false) }
+        return state.snapshot.withLock { snapshot in
+            BodyEnd(complete: snapshot.endSeen, trailerChecksum: snapshot.trailers?[HTTPField.Name("Upload-Checksum")!])
+        }
+    }
+}

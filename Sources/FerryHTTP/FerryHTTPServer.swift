@@ -1,0 +1,96 @@
+import FerryCore
+import FerryTus
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import CoreMetrics
+
+/// Builds the Hummingbird application that serves Ferry: the tus dialect under its base
+/// path, `/healthz`, `/metrics`, and optionally `PUT /discard` (a benchmark ceiling).
+public enum FerryHTTPServer {
+    public struct Configuration: Sendable {
+        public var host: String
+        public var port: Int
+        /// A connection that sends nothing for this long while a request is read is closed
+        /// (its PATCH saves what it received).
+        public var readTimeout: Duration
+        public var cors: CORSConfiguration
+        /// Serve `PUT /discard`, which reads and drops its body (for benchmarks only).
+        public var discardEndpoint: Bool
+
+        public init(
+            host: String = "127.0.0.1",
+            port: Int = 8080,
+            readTimeout: Duration = .seconds(30),
+            cors: CORSConfiguration = CORSConfiguration(),
+            discardEndpoint: Bool = false
+        ) {
+            self.host = host
+            self.port = port
+            self.readTimeout = readTimeout
+            self.cors = cors
+            self.discardEndpoint = discardEndpoint
+        }
+    }
+
+    /// The router, also used directly by tests.
+    public static func router(
+        dialect: TusDialect,
+        configuration: Configuration,
+        metricsFactory: any MetricsFactory,
+        metricsText: @escaping @Sendable () -> String,
+        health: @escaping @Sendable () async -> Bool
+    ) -> Router<FerryRequestContext> {
+        let router = Router(context: FerryRequestContext.self)
+        router.add(middleware: MetricsMiddleware(factory: metricsFactory))
+        if configuration.cors.isEnabled {
+            router.add(middleware: CORSMiddleware(configuration: configuration.cors))
+        }
+        router.add(middleware: TusMiddleware(dialect: dialect))
+        router.get("/healthz") { _, _ -> Response in
+            let healthy = await health()
+            return Response(
+                status: healthy ? .ok : .serviceUnavailable,
+                headers: [.contentType: "text/plain", .cacheControl: "no-store"],
+                body: ResponseBody(byteBuffer: ByteBuffer(string: healthy ? "ok\n" : "unhealthy\n"))
+            )
+        }
+        router.get("/metrics") { _, _ -> Response in
+            Response(
+                status: .ok,
+                headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8", .cacheControl: "no-store"],
+                body: ResponseBody(byteBuffer: ByteBuffer(string: metricsText()))
+            )
+        }
+        if configuration.discardEndpoint {
+            router.put("/discard") { request, _ -> Response in
+                for try await _ in request.body {}
+                return Response(status: .noContent)
+            }
+        }
+        return router
+    }
+
+    /// The HTTP server as a `Service`.
+    public static func application(
+        router: Router<FerryRequestContext>,
+        configuration: Configuration,
+        logger: Logger,
+        onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
+    ) -> some ApplicationProtocol {
+        let seconds = configuration.readTimeout.components.seconds
+        return Application(
+            router: router,
+            server: .http1(
+                configuration: .init(
+                    additionalChannelHandlers: [BodyChannelHandler()],
+                    idleTimeout: .seconds(max(1, seconds))
+                )
+            ),
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
+            onServerRunning: onServerRunning,
+            logger: logger
+        )
+    }
+}

@@ -1,0 +1,40 @@
+import FerryCore
+import FerryTus
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+/// Hands every request under the tus base path to the tus dialect.
+struct TusMiddleware: RouterMiddleware {
+    typealias Context = FerryRequestContext
+    let dialect: TusDialect
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard dialect.handles(path: request.uri.path) else {
+            return try await next(request, context)
+        }
+        let transport = ChannelBodyTransport(channel: context.channel)
+        let answer = await dialect.respond(to: request.head, body: request.body, transport: transport)
+        if let error = answer.error, error.isServerFault {
+            context.logger.error("request.failed", metadata: ["error": "\(error)", "error.code": "\(error.code.rawValue)"])
+        }
+        return Response(status: answer.status, headers: answer.headers, body: responseBody(answer.body))
+    }
+
+    private func responseBody(_ body: TusResponse.Body) -> ResponseBody {
+        switch body {
+        case .empty:
+            return ResponseBody()
+        case .text(let text):
+            return ResponseBody(byteBuffer: ByteBuffer(string: text))
+        case .content(let id, let range):
+            let engine = dialect.engine
+            return ResponseBody(contentLength: Int(range.count)) { writer in
+                try await engine.read(id, range: range) { buffer in
+                    try await writer.write(buffer)
+                }
+                try await writer.finish(nil)
+            }
+        }
+    }
+}

@@ -1,0 +1,10 @@
+import ArgumentParser
+
+@main
+struct Ferry: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ferry",
+        abstract: "Resumable file uploads for mobile networks (tus 1.0).",
+        subcommands: [Serve.self]
+    )
+}

@@ -1,0 +1,149 @@
+import ArgumentParser
+import FerryCore
+import FerryHTTP
+import FerryServer
+import FerryTus
+import Foundation
+import Logging
+
+/// `ferry serve`: every option can also come from a `FERRY_*` environment variable;
+/// a flag given on the command line wins.
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve tus 1.0 uploads from local disk and SQLite.",
+        discussion: """
+            Every option can also be set with an environment variable: FERRY_ followed by the option's
+            name in capitals with underscores (--data-dir → FERRY_DATA_DIR, --cors-origin → FERRY_CORS_ORIGIN,
+            comma-separated). Durations take a unit: 500ms, 30s, 15m, 24h; sizes are bytes or take K/M/G/T (binary).
+            """
+    )
+
+    @Option(help: "Address to listen on. [env: FERRY_HOST] (default: 127.0.0.1)")
+    var host: String?
+
+    @Option(help: "Port to listen on. [env: FERRY_PORT] (default: 8080)")
+    var port: Int?
+
+    @Option(help: "URL path of the upload collection. [env: FERRY_BASE_PATH] (default: /files/)")
+    var basePath: String?
+
+    @Option(help: "Absolute URL prefix for Location headers, e.g. https://up.example.com/files/; by default built from the Host header. [env: FERRY_PUBLIC_URL]")
+    var publicURL: String?
+
+    @Flag(help: "Trust X-Forwarded-Proto/-Host (only behind a proxy that sets them). [env: FERRY_TRUST_FORWARDED_HEADERS]")
+    var trustForwardedHeaders = false
+
+    @Option(help: "Folder for upload data and the catalog. [env: FERRY_DATA_DIR] (default: ./ferry-data)")
+    var dataDir: String?
+
+    @Option(help: "Largest upload accepted (0: no limit). [env: FERRY_MAX_SIZE] (default: 10G)")
+    var maxSize: String?
+
+    @Option(help: "Incomplete uploads expire this long after their last byte (0: never). [env: FERRY_EXPIRY] (default: 24h)")
+    var expiry: String?
+
+    @Option(help: "How often expired uploads are deleted. [env: FERRY_EXPIRY_INTERVAL] (default: 60s)")
+    var expiryInterval: String?
+
+    @Option(help: "Close a connection that sends no byte of its request for this long; its PATCH keeps what arrived. [env: FERRY_READ_TIMEOUT] (default: 30s)")
+    var readTimeout: String?
+
+    @Option(help: "How long a new request waits for an interrupted one to save its bytes. [env: FERRY_LOCK_TIMEOUT] (default: 10s)")
+    var lockTimeout: String?
+
+    @Option(help: "A long PATCH commits its progress at least this often. [env: FERRY_CHECKPOINT_INTERVAL] (default: 5s)")
+    var checkpointInterval: String?
+
+    @Option(help: "...and at least every this many bytes. [env: FERRY_CHECKPOINT_SIZE] (default: 32M)")
+    var checkpointSize: String?
+
+    @Option(help: "Longest graceful shutdown on SIGTERM before work is cancelled. [env: FERRY_SHUTDOWN_TIMEOUT] (default: 15s)")
+    var shutdownTimeout: String?
+
+    @Option(help: "Allow browser uploads from this origin (repeatable; * for any). CORS is off without it. [env: FERRY_CORS_ORIGIN]")
+    var corsOrigin: [String] = []
+
+    @Flag(help: "Refuse DELETE (disables the tus termination extension). [env: FERRY_NO_TERMINATION]")
+    var noTermination = false
+
+    @Option(help: "Threads for blocking file I/O. [env: FERRY_IO_THREADS] (default: 16)")
+    var ioThreads: Int?
+
+    @Option(help: "trace, debug, info, notice, warning, error or critical. [env: FERRY_LOG_LEVEL] (default: info)")
+    var logLevel: String?
+
+    @Option(help: "text or json. [env: FERRY_LOG_FORMAT] (default: text)")
+    var logFormat: String?
+
+    @Flag(help: "Serve PUT /discard, which reads and drops a body (benchmark ceiling only). [env: FERRY_BENCH_DISCARD]")
+    var benchDiscard = false
+
+    func run() async throws {
+        let settings = Settings(environment: ProcessInfo.processInfo.environment)
+        let configuration = try makeConfiguration(settings)
+        let level = try settings.value(logLevel, "FERRY_LOG_LEVEL", default: Logger.Level.info) { Logger.Level(rawValue: $0.lowercased()) }
+        let json = try settings.value(logFormat, "FERRY_LOG_FORMAT", default: false) { format -> Bool? in
+            switch format.lowercased() {
+            case "text": false
+            case "json": true
+            default: nil
+            }
+        }
+        LoggingSystem.bootstrap { label in
+            var handler: any LogHandler = json ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "ferry")
+        do {
+            let server = try FerryServer(configuration: configuration, logger: logger)
+            try await server.run()
+        } catch let error as FerryError {
+            throw ValidationError(error.description)
+        }
+    }
+
+    func makeConfiguration(_ settings: Settings) throws -> FerryServerConfiguration {
+        let maxSize = try settings.value(self.maxSize, "FERRY_MAX_SIZE", default: Int64(10) << 30, parse: Settings.bytes)
+        let expiry = try settings.value(self.expiry, "FERRY_EXPIRY", default: Duration.seconds(86_400), parse: Settings.duration)
+        var engine = EngineConfiguration(
+            maxSize: maxSize == 0 ? nil : maxSize,
+            expiry: expiry == .zero ? nil : expiry,
+            lockTimeout: try settings.value(lockTimeout, "FERRY_LOCK_TIMEOUT", default: .seconds(10), parse: Settings.duration),
+            checkpointBytes: try settings.value(checkpointSize, "FERRY_CHECKPOINT_SIZE", default: 32 << 20, parse: Settings.bytes),
+            checkpointInterval: try settings.value(checkpointInterval, "FERRY_CHECKPOINT_INTERVAL", default: .seconds(5), parse: Settings.duration)
+        )
+        engine.allowsTermination = !(noTermination || settings.flag("FERRY_NO_TERMINATION"))
+        var origins = corsOrigin
+        if origins.isEmpty, let list = settings.environment["FERRY_CORS_ORIGIN"] {
+            origins = list.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        }
+        let http = FerryHTTPServer.Configuration(
+            host: settings.value(host, "FERRY_HOST", default: "127.0.0.1"),
+            port: try settings.value(port.map(String.init), "FERRY_PORT", default: 8080) { Int($0) },
+            readTimeout: try settings.value(readTimeout, "FERRY_READ_TIMEOUT", default: .seconds(30), parse: Settings.duration),
+            cors: CORSConfiguration(allowedOrigins: origins),
+            discardEndpoint: benchDiscard || settings.flag("FERRY_BENCH_DISCARD")
+        )
+        let tus = TusDialect.Configuration(
+            basePath: settings.value(basePath, "FERRY_BASE_PATH", default: "/files/"),
+            publicBaseURL: publicURL ?? settings.environment["FERRY_PUBLIC_URL"],
+            trustForwardedHeaders: trustForwardedHeaders || settings.flag("FERRY_TRUST_FORWARDED_HEADERS")
+        )
+        let configuration = FerryServerConfiguration(
+            http: http,
+            tus: tus,
+            engine: engine,
+            dataDirectory: settings.value(dataDir, "FERRY_DATA_DIR", default: "./ferry-data"),
+            ioThreads: try settings.value(ioThreads.map(String.init), "FERRY_IO_THREADS", default: 16) { Int($0) },
+            expiryInterval: try settings.value(expiryInterval, "FERRY_EXPIRY_INTERVAL", default: .seconds(60), parse: Settings.duration),
+            shutdownTimeout: try settings.value(shutdownTimeout, "FERRY_SHUTDOWN_TIMEOUT", default: .seconds(15), parse: Settings.duration)
+        )
+        do {
+            try configuration.validate()
+        } catch {
+            throw ValidationError(error.message)
+        }
+        return configuration
+    }
+}
