@@ -85,10 +85,14 @@ class Server:
             os.makedirs(self.data)
             self.port = free_port()
             logf = open(self.log_path, "ab")
+            # PUT /discard is off by default; FERRY_BENCH_DISCARD (= --bench-discard) turns it on.
+            # Other FERRY_* settings from the caller's environment are dropped so every run is alike.
+            env = {k: v for k, v in os.environ.items() if not k.startswith("FERRY_")}
+            env["FERRY_BENCH_DISCARD"] = "1"
             self.proc = subprocess.Popen(
                 [ferry, "serve", "--host", "127.0.0.1", "--port", str(self.port),
                  "--data-dir", self.data, "--log-level", "warning"],
-                stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT)
+                stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, env=env)
             logf.close()
             if self._wait_healthy(30.0):
                 return

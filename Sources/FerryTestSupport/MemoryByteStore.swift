@@ -1,0 +1,116 @@
+import FerryCore
+import NIOCore
+import Synchronization
+
+/// An in-memory `ByteStore` that models durability: written bytes are volatile until
+/// `sync()`, and `simulateCrash()` drops every volatile byte, as power loss would.
+public final class MemoryByteStore: ReadableByteStore, ConcatenatingByteStore {
+    struct File {
+        var bytes: [UInt8] = []
+        var durable = 0
+    }
+
+    public let name = "memory"
+    let files = Mutex<[UploadID: File]>([:])
+    /// Total bytes the store can hold; writes past it fail with `ERR_STORAGE_FULL`.
+    let capacity = Mutex<Int64?>(nil)
+
+    public init() {}
+
+    public func setCapacity(_ bytes: Int64?) { capacity.withLock { $0 = bytes } }
+
+    /// Loses every byte that was written but not synced.
+    public func simulateCrash() {
+        files.withLock { files in
+            for (id, file) in files { files[id]?.bytes = Array(file.bytes.prefix(file.durable)) }
+        }
+    }
+
+    public func bytes(_ id: UploadID) -> [UInt8]? { files.withLock { $0[id]?.bytes } }
+
+    public func create(_ id: UploadID) async throws(FerryError) {
+        files.withLock { $0[id] = File() }
+    }
+
+    public func openWriter(_ id: UploadID, at offset: Int64) async throws(FerryError) -> any ByteWriter {
+        try files.withLock { files throws(FerryError) in
+            var file = files[id] ?? File()
+            guard file.bytes.count >= Int(offset) else {
+                throw FerryError(.storageFailure, "the store holds fewer bytes than the offset")
+            }
+            file.bytes.removeSubrange(Int(offset)...)
+            file.durable = min(file.durable, Int(offset))
+            files[id] = file
+        }
+        return Writer(store: self, id: id)
+    }
+
+    public func storedLength(_ id: UploadID) async throws(FerryError) -> Int64? {
+        files.withLock { $0[id].map { Int64($0.bytes.count) } }
+    }
+
+    public func delete(_ id: UploadID) async throws(FerryError) {
+        _ = files.withLock { $0.removeValue(forKey: id) }
+    }
+
+    public func read(_ id: UploadID, range: Range<Int64>, consume: (ByteBuffer) async throws -> Void) async throws {
+        guard let bytes = bytes(id), bytes.count >= Int(range.upperBound) else {
+            throw FerryError(.storageFailure, "the upload is shorter than the range")
+        }
+        var position = Int(range.lowerBound)
+        while position < Int(range.upperBound) {
+            let end = min(position + 65_536, Int(range.upperBound))
+            try await consume(ByteBuffer(bytes: bytes[position..<end]))
+            position = end
+        }
+    }
+
+    public func concatenate(_ parts: [UploadID], lengths: [Int64], into target: UploadID) async throws(FerryError) {
+        try files.withLock { files throws(FerryError) in
+            var combined: [UInt8] = []
+            for (part, length) in zip(parts, lengths) {
+                guard let file = files[part], file.bytes.count >= Int(length) else {
+                    throw FerryError(.storageFailure, "a partial upload is shorter than its length")
+                }
+                combined += file.bytes.prefix(Int(length))
+            }
+            files[target] = File(bytes: combined, durable: combined.count)
+        }
+    }
+
+    struct Writer: ByteWriter {
+        let store: MemoryByteStore
+        let id: UploadID
+
+        func write(_ buffer: ByteBuffer) async throws(FerryError) {
+            let limit = store.capacity.withLock { $0 }
+            try store.files.withLock { files throws(FerryError) in
+                var file = files[id] ?? File()
+                var bytes = Array(buffer.readableBytesView)
+                var full = false
+                if let limit {
+                    let used = files.values.reduce(0) { $0 + $1.bytes.count }
+                    let room = max(0, Int(limit) - used)
+                    if bytes.count > room {
+                        bytes = Array(bytes.prefix(room))
+                        full = true
+                    }
+                }
+                file.bytes += bytes
+                files[id] = file
+                if full { throw FerryError(.storageFull, "the memory store is full") }
+            }
+        }
+
+        func sync() async throws(FerryError) -> Int64 {
+            store.files.withLock { files in
+                guard var file = files[id] else { return 0 }
+                file.durable = file.bytes.count
+                files[id] = file
+                return Int64(file.durable)
+            }
+        }
+
+        func close() async {}
+    }
+}
