@@ -9,6 +9,7 @@ import NIOCore
 import NIOPosix
 import Prometheus
 import ServiceLifecycle
+import UnixSignals
 
 /// Wires a configuration into running services: the disk store, the SQLite catalog, the
 /// engine, the HTTP server, expiry and graceful shutdown.
@@ -79,16 +80,22 @@ public struct FerryServer: Sendable {
         ]
     }
 
-    /// Runs until SIGTERM/SIGINT, then shuts down gracefully within the configured bound.
-    public func run() async throws {
+    /// The services as one group that shuts down gracefully on `signals` (none in tests:
+    /// call `triggerGracefulShutdown()`), within the configured bound.
+    public func serviceGroup(signals: [UnixSignal] = [.sigterm, .sigint]) -> ServiceGroup {
         var groupConfiguration = ServiceGroupConfiguration(
             services: services.map { .init(service: $0) },
-            gracefulShutdownSignals: [.sigterm, .sigint],
+            gracefulShutdownSignals: signals,
             logger: logger
         )
         groupConfiguration.maximumGracefulShutdownDuration = configuration.shutdownTimeout
         groupConfiguration.maximumCancellationDuration = .seconds(5)
-        let group = ServiceGroup(configuration: groupConfiguration)
+        return ServiceGroup(configuration: groupConfiguration)
+    }
+
+    /// Runs until SIGTERM/SIGINT, then shuts down gracefully within the configured bound.
+    public func run() async throws {
+        let group = serviceGroup()
         logger.info(
             "server.starting",
             metadata: [

@@ -52,7 +52,9 @@ struct BodyReceiver: Sendable {
                 do {
                     try await writer.write(buffer)
                 } catch {
-                    outcome.failure = error
+                    // Cancelled by a stop request: the writer kept a consistent position;
+                    // the caller saves what it holds.
+                    if !Task.isCancelled { outcome.failure = error }
                     return outcome
                 }
                 outcome.received += count
@@ -65,7 +67,7 @@ struct BodyReceiver: Sendable {
                         let durable = try await writer.sync()
                         outcome.committed = try await engine.commit(outcome.committed, offset: durable)
                     } catch {
-                        outcome.failure = error
+                        if !Task.isCancelled { outcome.failure = error }
                         return outcome
                     }
                     sinceCheckpoint = 0

@@ -1,0 +1,75 @@
+import FerryCore
+import FerryServer
+import Foundation
+import Logging
+import NIOCore
+import ServiceLifecycle
+import Synchronization
+
+/// A real Ferry server (disk + SQLite) on an ephemeral port, for live-socket tests.
+struct TestServer {
+    let port: Int
+    let server: FerryServer
+    let directory: String
+
+    /// Starts a server, runs `body`, then shuts the server down gracefully.
+    static func with<T>(
+        configure: (inout FerryServerConfiguration) -> Void = { _ in },
+        _ body: (TestServer) async throws -> T
+    ) async throws -> T {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-live-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var configuration = FerryServerConfiguration(dataDirectory: directory)
+        configuration.http.port = 0
+        configuration.engine.lockTimeout = .seconds(3)
+        configure(&configuration)
+        var logger = Logger(label: "ferry-live")
+        logger.logLevel = .warning
+        let (portStream, portContinuation) = AsyncStream<Int>.makeStream()
+        let server = try FerryServer(configuration: configuration, logger: logger) { channel in
+            portContinuation.yield(channel.localAddress?.port ?? 0)
+            portContinuation.finish()
+        }
+        let group = server.serviceGroup(signals: [])
+        return try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            var iterator = portStream.makeAsyncIterator()
+            guard let port = await iterator.next() else { throw CancellationError() }
+            do {
+                let value = try await body(TestServer(port: port, server: server, directory: directory))
+                await group.triggerGracefulShutdown()
+                try await tasks.waitForAll()
+                return value
+            } catch {
+                await group.triggerGracefulShutdown()
+                try? await tasks.waitForAll()
+                throw error
+            }
+        }
+    }
+
+    func connect() async throws -> RawConnection { try await RawConnection.connect(port: port) }
+
+    /// Creates an upload and returns its path (`/files/<id>`).
+    func create(length: Int?, _ extra: [(String, String)] = []) async throws -> String {
+        let connection = try await connect()
+        defer { Task { await connection.close() } }
+        var headers = [("Tus-Resumable", "1.0.0")] + extra
+        headers.append(length.map { ("Upload-Length", String($0)) } ?? ("Upload-Defer-Length", "1"))
+        let response = try await connection.exchange("POST", "/files/", headers)
+        guard response.status == 201, let location = response.header("location"), let path = URL(string: location)?.path else {
+            throw RawConnection.RawError.malformed
+        }
+        return path
+    }
+
+    func offset(_ path: String) async throws -> Int? {
+        let connection = try await connect()
+        defer { Task { await connection.close() } }
+        let response = try await connection.exchange("HEAD", path, [("Tus-Resumable", "1.0.0")])
+        return response.header("upload-offset").flatMap(Int.init)
+    }
+}
+
+let tus = ("Tus-Resumable", "1.0.0")
+let octets = ("Content-Type", "application/offset+octet-stream")
