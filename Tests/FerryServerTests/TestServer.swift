@@ -17,12 +17,13 @@ struct TestServer {
         configure: (inout FerryServerConfiguration) -> Void = { _ in },
         _ body: (TestServer) async throws -> T
     ) async throws -> T {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-live-\(UUID().uuidString)").path
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        var configuration = FerryServerConfiguration(dataDirectory: directory)
+        let temporary = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-live-\(UUID().uuidString)").path
+        var configuration = FerryServerConfiguration(dataDirectory: temporary)
         configuration.http.port = 0
         configuration.engine.lockTimeout = .seconds(3)
         configure(&configuration)
+        let directory = configuration.dataDirectory
+        defer { if directory == temporary { try? FileManager.default.removeItem(atPath: directory) } }
         var logger = Logger(label: "ferry-live")
         logger.logLevel = .warning
         let (portStream, portContinuation) = AsyncStream<Int>.makeStream()
