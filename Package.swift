@@ -12,6 +12,8 @@ import PackageDescription
 //   ferry            the executable: flags and environment -> FerryServer
 let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
+    // CI and developers alike: a warning fails the build.
+    .treatAllWarnings(as: .error),
 ]
 
 let package = Package(

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The whole Ferry test suite, from a fresh clone on a fresh Debian machine:
+#   1. installs what the tests need (SQLite headers, the Python tus client),
+#   2. builds once with warnings as errors (Package.swift sets it),
+#   3. runs the Swift tests (unit, seam conformance, protocol table, live sockets),
+#   4. runs the interop lane (official Python tus client) and the kill -9 crash test
+#      against the real `ferry` binary.
+# Prints one closing line `total: N passed, M failed` and exits non-zero on any failure.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*"; }
+
+install_prerequisites() {
+    local missing=()
+    dpkg -s libsqlite3-dev >/dev/null 2>&1 || missing+=(libsqlite3-dev)
+    command -v python3 >/dev/null || missing+=(python3)
+    if ((${#missing[@]})); then
+        log "installing ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null || return 1
+    fi
+    if ! python3 -c 'import tusclient' 2>/dev/null; then
+        log "installing tuspy"
+        python3 -m pip install --quiet --disable-pip-version-check tuspy || return 1
+    fi
+}
+
+passed=0
+failed=0
+count() { # count <passed> <failed>
+    passed=$((passed + $1))
+    failed=$((failed + $2))
+}
+
+install_prerequisites || { echo "prerequisites could not be installed"; echo "total: 0 passed, 1 failed"; exit 1; }
+
+log "building (debug, warnings are errors)"
+if ! swift build --build-tests; then
+    echo "total: 0 passed, 1 failed"
+    exit 1
+fi
+
+log "swift tests"
+swift_log=$(mktemp)
+swift test --skip-build 2>&1 | tee "$swift_log" | grep -vE '^(✔|◇|↳) |^\s*$|^\[' ; swift_status=${PIPESTATUS[0]}
+swift_total=$(grep -oE 'Test run with [0-9]+ tests?' "$swift_log" | grep -oE '[0-9]+' | tail -1)
+swift_failed=$(grep -cE '^✘ Test .* failed' "$swift_log")
+tail -2 "$swift_log"
+rm -f "$swift_log"
+if [ "$swift_status" -eq 0 ]; then count "${swift_total:-0}" 0; else count $(( ${swift_total:-1} - swift_failed )) $((swift_failed > 0 ? swift_failed : 1)); fi
+
+run_lane() { # run_lane <name> <command...>
+    local name=$1; shift
+    log "$name"
+    local out
+    out=$(mktemp)
+    "$@" 2>&1 | tee "$out"
+    local status=${PIPESTATUS[0]}
+    local line p f
+    line=$(grep -oE '[0-9]+ passed, [0-9]+ failed' "$out" | tail -1)
+    p=$(echo "$line" | grep -oE '^[0-9]+')
+    f=$(echo "$line" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+')
+    rm -f "$out"
+    if [ "$status" -eq 0 ]; then count "${p:-1}" 0; else count "${p:-0}" "$(( ${f:-0} > 0 ? ${f:-0} : 1 ))"; fi
+}
+
+run_lane "interop: tuspy" python3 Tests/system/interop_test.py --ferry .build/debug/ferry
+run_lane "crash test: kill -9 during concurrent uploads" \
+    python3 Tests/system/crash_test.py --ferry .build/debug/ferry --kills 25 --uploads 16
+
+echo
+echo "total: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
