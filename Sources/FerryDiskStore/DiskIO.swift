@@ -27,11 +27,11 @@ enum DiskIO {
         if result < 0 { throw Failure(errno: errno) }
     }
 
+    /// Creates an empty file; its directory entry becomes durable with the next directory sync.
     static func createEmpty(_ path: String) throws {
         let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o640)
         try check(fd)
-        defer { close(fd) }
-        try check(fsync(fd))
+        close(fd)
     }
 
     /// Opens for appending at `offset`, creating the file if needed and cutting any tail past it.
