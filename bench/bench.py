@@ -79,6 +79,8 @@ class Server:
         self.log_path = os.path.join(workdir, f"server-{self.tag}.log")
         self.proc: subprocess.Popen | None = None
         self.port = 0
+        self.sigkilled = False
+        self.stop_seconds = 0.0
         last = ""
         for _attempt in range(3):
             shutil.rmtree(self.data, ignore_errors=True)
@@ -141,12 +143,15 @@ class Server:
     def _kill(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
+        t0 = time.monotonic()
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
+            self.sigkilled = True
             self.proc.kill()  # by PID
             self.proc.wait(10)
+        self.stop_seconds = time.monotonic() - t0
 
     def stop(self) -> int | None:
         """Stops the server and deletes its data. Returns the exit code if it had already died."""
@@ -221,6 +226,7 @@ class Bench:
         self.samples.setdefault(key, []).append(value)
 
     def note(self, msg: str) -> None:
+        msg = msg.replace("\nloadgen: ", " | loadgen: ")
         self.notes.append(msg)
         log(f"    !! {msg}")
 
@@ -244,6 +250,10 @@ class Bench:
         died = srv.stop()
         if died is not None:
             self.note(f"{what}: server exited during the measurement (code {died}); log tail:\n{srv.log_tail()}")
+        elif srv.sigkilled:
+            self.note(f"{what}: server ignored SIGTERM for 10 s and was SIGKILLed")
+        elif srv.stop_seconds > 3:
+            self.note(f"{what}: server took {srv.stop_seconds:.1f}s to exit after SIGTERM")
 
     # ---- measurements ------------------------------------------------------------
     def m_dd(self) -> None:

@@ -67,7 +67,7 @@ run_lane() { # run_lane <name> <command...>
 
 run_lane "interop: tuspy" python3 Tests/system/interop_test.py --ferry .build/debug/ferry
 run_lane "crash test: kill -9 during concurrent uploads" \
-    python3 Tests/system/crash_test.py --ferry .build/debug/ferry --kills 25 --uploads 16
+    python3 Tests/system/crash_test.py --ferry .build/debug/ferry --kills 40 --uploads 24
 
 echo
 echo "total: $passed passed, $failed failed"

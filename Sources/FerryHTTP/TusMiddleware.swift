@@ -15,7 +15,7 @@ struct TusMiddleware: RouterMiddleware {
         }
         let transport = ChannelBodyTransport(channel: context.channel)
         let answer = await dialect.respond(to: request.head, body: request.body, transport: transport)
-        if let error = answer.error, error.isServerFault {
+        if let error = answer.error, error.isServerFault, error.code != .shuttingDown {
             context.logger.error("request.failed", metadata: ["error": "\(error)", "error.code": "\(error.code.rawValue)"])
         }
         return Response(status: answer.status, headers: answer.headers, body: responseBody(answer.body))
