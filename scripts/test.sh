@@ -68,6 +68,11 @@ run_lane() { # run_lane <name> <command...>
 run_lane "interop: tuspy" python3 Tests/system/interop_test.py --ferry .build/debug/ferry
 run_lane "crash test: kill -9 during concurrent uploads" \
     python3 Tests/system/crash_test.py --ferry .build/debug/ferry --kills 40 --uploads 24
+if [ "$(id -u)" -eq 0 ]; then
+    run_lane "disk full: 507 and resume" python3 Tests/system/disk_full_test.py --ferry .build/debug/ferry
+else
+    log "disk full: needs root to mount a small tmpfs"; count 0 1
+fi
 
 echo
 echo "total: $passed passed, $failed failed"

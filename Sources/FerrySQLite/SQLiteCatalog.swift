@@ -21,11 +21,18 @@ public final class SQLiteCatalog: UploadCatalog {
     public init(path: String) throws(FerryError) {
         var configuration = Configuration()
         configuration.busyMode = .timeout(10)
-        configuration.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = FULL")
-        }
         do {
             pool = try DatabasePool(path: path, configuration: configuration)
+            // GRDB sets WAL's usual `synchronous = NORMAL` on the writer, which does not sync
+            // the WAL at commit. An acknowledged offset must survive power loss: FULL, set on
+            // the writer connection after GRDB's own set-up, and checked.
+            let level = try pool.writeWithoutTransaction { db -> Int in
+                try db.execute(sql: "PRAGMA synchronous = FULL")
+                return try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? 0
+            }
+            guard level == 2 else {
+                throw FerryError(.catalogFailure, "SQLite refused synchronous = FULL (got \(level))")
+            }
             try Self.migrator.migrate(pool)
         } catch {
             throw FerryError(.catalogFailure, "cannot open the catalog at \(path)", underlying: error)
@@ -46,14 +53,13 @@ public final class SQLiteCatalog: UploadCatalog {
                         } catch let error as FerryError {
                             results.append(.failure(error))
                         } catch {
-                            results.append(.failure(FerryError(.catalogFailure, "the catalog rejected a write", underlying: error)))
+                            results.append(.failure(Self.wrap(error, "the catalog rejected a write")))
                         }
                     }
                     return results
                 }
             } catch {
-                let failure = FerryError(.catalogFailure, "the catalog could not commit", underlying: error)
-                return Array(repeating: .failure(failure), count: batch.count)
+                return Array(repeating: .failure(Self.wrap(error, "the catalog could not commit")), count: batch.count)
             }
             return results
         }
@@ -119,7 +125,16 @@ public final class SQLiteCatalog: UploadCatalog {
         } catch let error as FerryError {
             throw error
         } catch {
-            throw FerryError(.catalogFailure, "the catalog could not be read", underlying: error)
+            throw Self.wrap(error, "the catalog could not be read")
         }
+    }
+
+    /// Driver errors become `FerryError`s; a full disk is `ERR_STORAGE_FULL` (507), not a 500.
+    static func wrap(_ error: any Error, _ message: String) -> FerryError {
+        if let error = error as? FerryError { return error }
+        if let error = error as? DatabaseError, error.resultCode == .SQLITE_FULL {
+            return FerryError(.storageFull, "the server's storage is full; retry later", underlying: error)
+        }
+        return FerryError(.catalogFailure, message, underlying: error)
     }
 }

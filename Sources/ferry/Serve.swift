@@ -12,9 +12,9 @@ struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Serve tus 1.0 uploads from local disk and SQLite.",
         discussion: """
-            Every option can also be set with an environment variable: FERRY_ followed by the option's
-            name in capitals with underscores (--data-dir → FERRY_DATA_DIR, --cors-origin → FERRY_CORS_ORIGIN,
-            comma-separated). Durations take a unit: 500ms, 30s, 15m, 24h; sizes are bytes or take K/M/G/T (binary).
+            Every option can also be set with an environment variable: FERRY_ followed by the option's \
+            name in capitals with underscores (--data-dir → FERRY_DATA_DIR; --cors-origin → FERRY_CORS_ORIGIN, \
+            comma-separated). Durations take a unit: 500ms, 30s, 15m, 24h. Sizes are bytes or take K/M/G/T (binary).
             """
     )
 
