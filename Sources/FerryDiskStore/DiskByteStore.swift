@@ -6,6 +6,7 @@ import Musl
 import Darwin
 #endif
 import FerryCore
+import Foundation
 import Logging
 import NIOCore
 import NIOPosix
@@ -13,7 +14,7 @@ import NIOPosix
 /// A `ByteStore` on local disk: one file per upload, written sequentially with `pwrite`
 /// and made durable with `fdatasync`, all on a dedicated `NIOThreadPool` (never on an
 /// event loop or the cooperative pool).
-public final class DiskByteStore: ReadableByteStore, ConcatenatingByteStore {
+public final class DiskByteStore: ReadableByteStore, ConcatenatingByteStore, EnumerableByteStore {
     public struct Configuration: Sendable {
         /// Folder holding one file per upload; created if missing.
         public var directory: String
@@ -98,6 +99,12 @@ public final class DiskByteStore: ReadableByteStore, ConcatenatingByteStore {
         let sources = parts.map(path)
         let destination = path(target)
         try await run("concatenating uploads") { try DiskIO.concatenate(sources, lengths: lengths, into: destination) }
+    }
+
+    public func storedUploads() async throws(FerryError) -> [(id: UploadID, modified: Date)] {
+        let directory = configuration.directory
+        let entries = try await run("listing the upload folder") { try DiskIO.list(directory) }
+        return entries.compactMap { entry in UploadID(entry.name).map { ($0, entry.modified) } }
     }
 
     /// Runs blocking file work on the store's thread pool, mapping errors to `FerryError`.

@@ -6,6 +6,7 @@ import Musl
 import Darwin
 #endif
 import FerryCore
+import Foundation
 import NIOCore
 
 /// Blocking POSIX file operations. Call only on a thread pool.
@@ -64,6 +65,22 @@ enum DiskIO {
 
     static func remove(_ path: String) throws {
         if unlink(path) != 0, errno != ENOENT { throw Failure(errno: errno) }
+    }
+
+    /// Names and modification times of the regular files in `path`.
+    static func list(_ path: String) throws -> [(name: String, modified: Date)] {
+        guard let directory = opendir(path) else { throw Failure(errno: errno) }
+        defer { closedir(directory) }
+        var entries: [(name: String, modified: Date)] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            var info = stat()
+            guard stat("\(path)/\(name)", &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { continue }
+            entries.append((name, Date(timeIntervalSince1970: Double(info.st_mtim.tv_sec))))
+        }
+        return entries
     }
 
     static func syncDirectory(_ path: String) throws {

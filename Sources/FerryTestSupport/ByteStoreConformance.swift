@@ -12,6 +12,19 @@ public enum ByteStoreConformance {
         try await uploadsAreIndependent(makeStore())
         try await readsRanges(makeStore())
         try await concatenates(makeStore())
+        try await enumerates(makeStore())
+    }
+
+    static func enumerates(_ store: any ByteStore) async throws {
+        guard let enumerable = store as? any EnumerableByteStore else { return }
+        let a = UploadID.random()
+        let b = UploadID.random()
+        try await store.create(a)
+        try await store.create(b)
+        try await store.delete(b)
+        let listed = try await enumerable.storedUploads().map(\.id)
+        try require(listed.contains(a), "a stored upload is listed")
+        try require(!listed.contains(b), "a deleted upload is not listed")
     }
 
     static func pattern(_ count: Int, seed: UInt8) -> [UInt8] {

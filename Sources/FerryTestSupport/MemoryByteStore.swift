@@ -1,13 +1,15 @@
 import FerryCore
+import Foundation
 import NIOCore
 import Synchronization
 
 /// An in-memory `ByteStore` that models durability: written bytes are volatile until
 /// `sync()`, and `simulateCrash()` drops every volatile byte, as power loss would.
-public final class MemoryByteStore: ReadableByteStore, ConcatenatingByteStore {
+public final class MemoryByteStore: ReadableByteStore, ConcatenatingByteStore, EnumerableByteStore {
     struct File {
         var bytes: [UInt8] = []
         var durable = 0
+        var modified = Date()
     }
 
     public let name = "memory"
@@ -44,6 +46,13 @@ public final class MemoryByteStore: ReadableByteStore, ConcatenatingByteStore {
         }
         return Writer(store: self, id: id)
     }
+
+    public func storedUploads() async throws(FerryError) -> [(id: UploadID, modified: Date)] {
+        files.withLock { files in files.map { ($0.key, $0.value.modified) } }
+    }
+
+    /// Backdates an upload's bytes (for sweep tests).
+    public func setModified(_ id: UploadID, _ date: Date) { files.withLock { $0[id]?.modified = date } }
 
     public func storedLength(_ id: UploadID) async throws(FerryError) -> Int64? {
         files.withLock { $0[id].map { Int64($0.bytes.count) } }

@@ -270,3 +270,26 @@ struct EngineTests {
         #expect(try await running.value.offset == 160)
     }
 }
+
+@Suite("Orphan sweep")
+struct SweepTests {
+    @Test func sweepsOnlyOldBytesThatNoLiveUploadOwns() async throws {
+        let fixture = EngineFixture()
+        let live = try await fixture.engine.create(.init(length: 10))
+        let terminated = try await fixture.engine.create(.init(length: 10))
+        try await fixture.engine.terminate(terminated.id)
+        let orphan = UploadID.random()
+        let fresh = UploadID.random()
+        try await fixture.store.create(orphan)
+        try await fixture.store.create(fresh)
+        try await fixture.store.create(terminated.id)
+        let old = fixture.clock.now.addingTimeInterval(-7200)
+        for id in [live.id, orphan, terminated.id] { fixture.store.setModified(id, old) }
+        fixture.store.setModified(fresh, fixture.clock.now)
+        #expect(await fixture.engine.sweepOrphans(olderThan: .seconds(3600)) == 2)
+        #expect(try await fixture.store.storedLength(orphan) == nil)
+        #expect(try await fixture.store.storedLength(terminated.id) == nil)
+        #expect(try await fixture.store.storedLength(live.id) == 0)
+        #expect(try await fixture.store.storedLength(fresh) == 0)
+    }
+}

@@ -1,19 +1,35 @@
 import Logging
 import ServiceLifecycle
 
-/// Periodically expires incomplete uploads; a `Service` so it stops with the server.
+/// Periodically expires incomplete uploads and, less often, sweeps bytes no upload owns;
+/// a `Service` so it stops with the server.
 public struct ExpiryService: Service {
     let engine: UploadEngine
     let interval: Duration
+    let sweepInterval: Duration
+    let orphanAge: Duration
 
-    public init(engine: UploadEngine, interval: Duration = .seconds(60)) {
+    public init(
+        engine: UploadEngine,
+        interval: Duration = .seconds(60),
+        sweepInterval: Duration = .seconds(6 * 3600),
+        orphanAge: Duration = .seconds(3600)
+    ) {
         self.engine = engine
         self.interval = interval
+        self.sweepInterval = sweepInterval
+        self.orphanAge = orphanAge
     }
 
     public func run() async throws {
+        let clock = ContinuousClock()
+        var lastSweep: ContinuousClock.Instant?
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
             await engine.expireDue()
+            if lastSweep.map({ clock.now - $0 >= sweepInterval }) ?? true {
+                await engine.sweepOrphans(olderThan: orphanAge)
+                lastSweep = clock.now
+            }
             do {
                 try await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
             } catch {

@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 
 /// Where an upload's bytes live. Writes are sequential appends at the durable offset.
@@ -49,4 +50,11 @@ public protocol ConcatenatingByteStore: ByteStore {
     /// Writes the bytes of `parts` (first `lengths[i]` bytes of each), in order, into `target`,
     /// durably, replacing whatever `target` held.
     func concatenate(_ parts: [UploadID], lengths: [Int64], into target: UploadID) async throws(FerryError)
+}
+
+/// A store that can list what it holds, so bytes left behind by a crash (stored, but never
+/// recorded in the catalog) can be swept.
+public protocol EnumerableByteStore: ByteStore {
+    /// Every upload the store holds bytes for, with when it was last written.
+    func storedUploads() async throws(FerryError) -> [(id: UploadID, modified: Date)]
 }
