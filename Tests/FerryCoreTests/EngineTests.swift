@@ -49,6 +49,25 @@ struct EngineFixture {
     }
 }
 
+extension EngineFixture {
+    /// Starts an append whose body the test feeds through the returned continuation.
+    func streamingAppend(_ id: UploadID, at offset: Int64 = 0) -> (Task<UploadRecord, any Error>, AsyncStream<ByteBuffer>.Continuation) {
+        let (stream, continuation) = AsyncStream<ByteBuffer>.makeStream()
+        let engine = self.engine
+        let task = Task {
+            try await engine.append(id, AppendRequest(offset: offset), body: stream, transport: FakeTransport())
+        }
+        return (task, continuation)
+    }
+
+    /// Waits until the store holds `count` bytes of the upload.
+    func waitForBytes(_ id: UploadID, _ count: Int) async throws {
+        for _ in 0..<400 where (store.bytes(id)?.count ?? 0) < count {
+            try await Task.sleep(for: .milliseconds(5))
+        }
+    }
+}
+
 func code(_ body: () async throws -> Void) async -> FerryError.Code? {
     do {
         try await body()
@@ -152,17 +171,11 @@ struct EngineTests {
     @Test func newestRequestWins() async throws {
         let fixture = EngineFixture()
         let record = try await fixture.engine.create(.init(length: 1000))
-        let (stream, continuation) = AsyncStream<ByteBuffer>.makeStream()
-        let engine = fixture.engine
-        let dead = Task {
-            try await engine.append(record.id, AppendRequest(offset: 0), body: stream, transport: FakeTransport())
-        }
+        let (dead, continuation) = fixture.streamingAppend(record.id)
         continuation.yield(ByteBuffer(bytes: bytes(123)))
         // Wait until the dead request wrote its bytes, then a new HEAD takes over.
-        for _ in 0..<200 where (fixture.store.bytes(record.id)?.count ?? 0) < 123 {
-            try await Task.sleep(for: .milliseconds(5))
-        }
-        let status = try await engine.status(record.id)
+        try await fixture.waitForBytes(record.id, 123)
+        let status = try await fixture.engine.status(record.id)
         #expect(status.offset == 123)
         #expect(await code { _ = try await dead.value } == .requestSuperseded)
         continuation.finish()
@@ -235,16 +248,10 @@ struct EngineTests {
     @Test func shutdownSavesRunningAppendsAndRefusesNewOnes() async throws {
         let fixture = EngineFixture()
         let record = try await fixture.engine.create(.init(length: 1000))
-        let (stream, continuation) = AsyncStream<ByteBuffer>.makeStream()
-        let engine = fixture.engine
-        let running = Task {
-            try await engine.append(record.id, AppendRequest(offset: 0), body: stream, transport: FakeTransport())
-        }
+        let (running, continuation) = fixture.streamingAppend(record.id)
         continuation.yield(ByteBuffer(bytes: bytes(77)))
-        for _ in 0..<200 where (fixture.store.bytes(record.id)?.count ?? 0) < 77 {
-            try await Task.sleep(for: .milliseconds(5))
-        }
-        engine.beginShutdown()
+        try await fixture.waitForBytes(record.id, 77)
+        fixture.engine.beginShutdown()
         #expect(await code { _ = try await running.value } == .shuttingDown)
         #expect(try await fixture.catalog.get(record.id)?.offset == 77)
         #expect(await code { _ = try await fixture.append(record.id, at: 77, [bytes(1)]) } == .shuttingDown)
@@ -254,11 +261,7 @@ struct EngineTests {
     @Test func checkpointsCommitProgressDuringALongAppend() async throws {
         let fixture = EngineFixture(configuration: EngineConfiguration(lockTimeout: .seconds(2), checkpointBytes: 100))
         let record = try await fixture.engine.create(.init(length: 1000))
-        let (stream, continuation) = AsyncStream<ByteBuffer>.makeStream()
-        let engine = fixture.engine
-        let running = Task {
-            try await engine.append(record.id, AppendRequest(offset: 0), body: stream, transport: FakeTransport())
-        }
+        let (running, continuation) = fixture.streamingAppend(record.id)
         continuation.yield(ByteBuffer(bytes: bytes(150)))
         continuation.yield(ByteBuffer(bytes: bytes(10)))
         for _ in 0..<200 where try await fixture.catalog.get(record.id)?.offset != 150 {
