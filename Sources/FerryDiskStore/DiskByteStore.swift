@@ -80,19 +80,28 @@ public final class DiskByteStore: ReadableByteStore, ConcatenatingByteStore, Enu
     public func read(_ id: UploadID, range: Range<Int64>, consume: (ByteBuffer) async throws -> Void) async throws {
         let path = path(id)
         let fd = try await run("opening an upload for reading") { try DiskIO.openForReading(path) }
-        defer { close(fd) }
-        var position = range.lowerBound
-        let chunk = configuration.readChunkSize
-        while position < range.upperBound {
-            let count = Int(min(Int64(chunk), range.upperBound - position))
-            let at = position
-            let buffer = try await run("reading an upload") { try DiskIO.read(fd, count: count, at: at) }
-            guard buffer.readableBytes > 0 else {
-                throw FerryError(.storageFailure, "the upload file is shorter than its recorded length")
+        do {
+            var position = range.lowerBound
+            let chunk = configuration.readChunkSize
+            while position < range.upperBound {
+                let count = Int(min(Int64(chunk), range.upperBound - position))
+                let at = position
+                let buffer = try await run("reading an upload") { try DiskIO.read(fd, count: count, at: at) }
+                guard buffer.readableBytes > 0 else {
+                    throw FerryError(.storageFailure, "the upload file is shorter than its recorded length")
+                }
+                position += Int64(buffer.readableBytes)
+                try await consume(buffer)
             }
-            position += Int64(buffer.readableBytes)
-            try await consume(buffer)
+        } catch {
+            await closeFile(fd)
+            throw error
         }
+        await closeFile(fd)
+    }
+
+    private func closeFile(_ fd: Int32) async {
+        try? await threadPool.runIfActive { _ = close(fd) }
     }
 
     public func concatenate(_ parts: [UploadID], lengths: [Int64], into target: UploadID) async throws(FerryError) {

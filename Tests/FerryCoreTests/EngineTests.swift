@@ -123,6 +123,9 @@ struct EngineTests {
         let digest = Data(Insecure.SHA1.hash(data: bytes(4))).base64EncodedString()
         let bad = BodyEnd(complete: true, trailerChecksum: "sha1 \(Data(repeating: 0, count: 20).base64EncodedString())")
         #expect(await code { _ = try await fixture.append(record.id, at: 0, [bytes(4)], end: bad, trailer: true) } == .checksumMismatch)
+        let missing = BodyEnd(complete: true, trailerChecksum: nil)
+        #expect(await code { _ = try await fixture.append(record.id, at: 0, [bytes(4)], end: missing, trailer: true) } == .invalidChecksum)
+        #expect(try await fixture.engine.status(record.id).offset == 0)
         let good = BodyEnd(complete: true, trailerChecksum: "sha1 \(digest)")
         #expect(try await fixture.append(record.id, at: 0, [bytes(4)], end: good, trailer: true).offset == 4)
     }

@@ -116,12 +116,19 @@ extension UploadEngine {
             failure = start.length == nil
                 ? FerryError(.maxSizeExceeded, "the upload would exceed the largest size this server accepts")
                 : FerryError(.lengthExceeded, "the body ran past Upload-Length")
-        } else if let expectation = try checksumExpectation(request, end) {
-            if !end.complete {
+        } else {
+            do {
+                if let expectation = try checksumExpectation(request, end) {
+                    if !end.complete {
+                        keep = false
+                    } else if !outcome.hasher.matches(expectation) {
+                        keep = false
+                        failure = FerryError(.checksumMismatch, "the body does not match Upload-Checksum; the chunk was discarded")
+                    }
+                }
+            } catch {
                 keep = false
-            } else if !outcome.hasher.matches(expectation) {
-                keep = false
-                failure = FerryError(.checksumMismatch, "the body does not match Upload-Checksum; the chunk was discarded")
+                failure = error
             }
         }
 
