@@ -10,6 +10,7 @@ public enum UploadCatalogConformance {
         try await listsTombstonesAndRemoves(makeCatalog())
         try await findsFinals(makeCatalog())
         try await concurrentWritesAllLand(makeCatalog())
+        try await cancellationDoesNotLeak(makeCatalog())
     }
 
     static let epoch = Date(timeIntervalSince1970: 1_800_000_000)
@@ -109,6 +110,25 @@ public enum UploadCatalogConformance {
         }
         for item in records {
             try require(try await catalog.get(item.id)?.offset == 5, "every concurrent write is committed")
+        }
+    }
+}
+
+extension UploadCatalogConformance {
+    /// A cancelled writer must not fail the writes of others committed in the same batch.
+    public static func cancellationDoesNotLeak(_ catalog: any UploadCatalog) async throws {
+        let records = (0..<100).map { _ in record() }
+        let cancelled = Task {
+            for item in records.prefix(50) { try? await catalog.insert(item) }
+        }
+        cancelled.cancel()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for item in records.suffix(50) { group.addTask { try await catalog.insert(item) } }
+            try await group.waitForAll()
+        }
+        _ = await cancelled.value
+        for item in records.suffix(50) {
+            try require(try await catalog.get(item.id) != nil, "writes of live requests commit despite a cancelled one")
         }
     }
 }

@@ -37,7 +37,11 @@ public final class GroupCommit<Input: Sendable, Output: Sendable>: Sendable {
             state.leaderActive = true
             return true
         }
-        if lead { await drain() }
+        if lead {
+            // The batch carries other requests' work: run it in a task that does not inherit
+            // this request's cancellation (a stopped request must not fail their commits).
+            await Task { await self.drain() }.value
+        }
         return try await promise.value().get()
     }
 
