@@ -43,7 +43,15 @@ public enum FerryHTTPServer {
         health: @escaping @Sendable () async -> Bool
     ) -> Router<FerryRequestContext> {
         let router = Router(context: FerryRequestContext.self)
-        router.add(middleware: MetricsMiddleware(factory: metricsFactory))
+        let basePath = dialect.configuration.basePath
+        router.add(
+            middleware: MetricsMiddleware(factory: metricsFactory) { path in
+                if dialect.handles(path: path) {
+                    return path.count > basePath.count ? basePath + ":id" : basePath
+                }
+                return ["/healthz", "/metrics", "/discard"].contains(path) ? path : "other"
+            }
+        )
         if configuration.cors.isEnabled {
             router.add(middleware: CORSMiddleware(configuration: configuration.cors))
         }

@@ -2,34 +2,53 @@ import CoreMetrics
 import FerryTus
 import HTTPTypes
 import Hummingbird
+import Logging
 
-/// Counts requests by method and status, and errors by stable code.
+/// Counts requests by route template, method and status, times them, counts errors by
+/// stable code, and logs one debug line per request.
 struct MetricsMiddleware<Context: RequestContext>: RouterMiddleware {
     let factory: any MetricsFactory
-
+    /// Maps a path to its route template (`/files/:id`); never an id or a raw path.
+    let route: @Sendable (String) -> String
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var method = request.headers[HTTPField.Name("X-HTTP-Method-Override")!]?.uppercased() ?? request.method.rawValue
         if !knownMethods.contains(method) { method = "OTHER" }
+        let template = route(request.uri.path)
+        let start = ContinuousClock.now
         do {
             let response = try await next(request, context)
-            record(method: method, status: response.status.code, error: response.headers[.ferryError])
+            record(template, method, response.status.code, error: response.headers[.ferryError], since: start, context.logger)
             return response
         } catch let error as any HTTPResponseError {
-            record(method: method, status: error.status.code, error: nil)
+            record(template, method, error.status.code, error: nil, since: start, context.logger)
             throw error
         } catch {
-            record(method: method, status: 500, error: nil)
+            record(template, method, 500, error: nil, since: start, context.logger)
             throw error
         }
     }
 
-    private func record(method: String, status: Int, error: String?) {
-        Counter(label: "ferry_http_requests_total", dimensions: [("method", method), ("status", String(status))], factory: factory)
-            .increment()
+    private func record(_ route: String, _ method: String, _ status: Int, error: String?, since start: ContinuousClock.Instant, _ logger: Logger) {
+        let elapsed = ContinuousClock.now - start
+        Counter(
+            label: "ferry_http_requests_total",
+            dimensions: [("route", route), ("method", method), ("status", String(status))],
+            factory: factory
+        ).increment()
+        Timer(label: "ferry_http_request_duration_seconds", dimensions: [("route", route), ("method", method)], factory: factory)
+            .recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
         if let error {
             Counter(label: "ferry_errors_total", dimensions: [("code", error)], factory: factory).increment()
         }
+        logger.debug(
+            "request.done",
+            metadata: [
+                "http.route": "\(route)", "http.method": "\(method)", "http.status": "\(status)",
+                "http.duration_ms": "\(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)",
+                "error.code": "\(error ?? "")",
+            ]
+        )
     }
 }
 

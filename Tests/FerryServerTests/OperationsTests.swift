@@ -15,8 +15,11 @@ struct OperationsTests {
             #expect(metrics.status == 200)
             let text = metrics.text
             for expected in [
-                "ferry_http_requests_total{method=\"PATCH\",status=\"204\"} 1",
-                "ferry_http_requests_total{method=\"PATCH\",status=\"409\"} 1",
+                "ferry_http_requests_total{route=\"/files/:id\",method=\"PATCH\",status=\"204\"} 1",
+                "ferry_http_requests_total{route=\"/files/:id\",method=\"PATCH\",status=\"409\"} 1",
+                "ferry_http_requests_total{route=\"/files/\",method=\"POST\",status=\"201\"} 1",
+                "ferry_http_request_duration_seconds_count{route=\"/files/:id\",method=\"PATCH\"} 2",
+                "ferry_uploads_active{store=\"disk\"} 0",
                 "ferry_errors_total{code=\"ERR_OFFSET_MISMATCH\"} 1",
                 "ferry_uploads_created_total{store=\"disk\"} 1",
                 "ferry_uploads_completed_total{store=\"disk\"} 1",
