@@ -68,6 +68,7 @@ run_lane() { # run_lane <name> <command...>
 run_lane "interop: tuspy" python3 Tests/system/interop_test.py --ferry .build/debug/ferry
 run_lane "crash test: kill -9 during concurrent uploads" \
     python3 Tests/system/crash_test.py --ferry .build/debug/ferry --kills 40 --uploads 24
+run_lane "SIGTERM: bounded graceful shutdown" python3 Tests/system/shutdown_test.py --ferry .build/debug/ferry
 if [ "$(id -u)" -eq 0 ]; then
     run_lane "disk full: 507 and resume" python3 Tests/system/disk_full_test.py --ferry .build/debug/ferry
 else
