@@ -9,6 +9,7 @@ import PackageDescription
 //   FerryHTTP        the Hummingbird adapter: routing, body streaming, 100-continue, CORS, /metrics, /healthz
 //   FerryServer      wires a configuration into services (store, catalog, expirer, HTTP server)
 //   FerryTestSupport in-memory seams and the conformance suites every seam implementation must pass
+//   FerryClient      the upload client: pure state machine and policies, resume store, transports
 //   ferry            the executable: flags and environment -> FerryServer
 let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
@@ -117,6 +118,14 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "FerryClient",
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "ferry",
             dependencies: [
@@ -129,6 +138,11 @@ let package = Package(
         .testTarget(
             name: "FerryCoreTests",
             dependencies: ["FerryCore", "FerryTestSupport", "FerryDiskStore", "FerrySQLite"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FerryClientTests",
+            dependencies: ["FerryClient"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,0 +1,187 @@
+import Foundation
+
+/// The upload protocol as a pure state machine: events in, actions out, no I/O.
+///
+/// The driver (`Uploader`) performs each action and reports its outcome as the next event.
+/// Chunk sizing, backoff and the deadline live here, so their interplay is table-testable.
+public struct UploadMachine: Sendable {
+    public enum Action: Sendable, Equatable {
+        /// Ask the server what it supports (OPTIONS).
+        case discover
+        /// Create the upload; `firstChunk` is sent in the same request (creation-with-upload).
+        case create(firstChunk: Range<Int64>?)
+        /// Ask the server for the offset (HEAD).
+        case locate(URL)
+        /// Send these bytes (PATCH).
+        case send(URL, Range<Int64>)
+        /// Wait before the next attempt.
+        case wait(Duration)
+        /// Forget the persisted upload URL and create a new upload (the server lost it).
+        case startOver
+        /// Done: every byte is acknowledged.
+        case finish(URL)
+        /// Give up.
+        case fail(UploadError)
+    }
+
+    public enum Event: Sendable, Equatable {
+        /// Begin; with a URL and offset persisted by an earlier run, if any.
+        case start(resume: URL?)
+        case discovered(ServerCapabilities)
+        case created(URL, offset: Int64)
+        case located(offset: Int64)
+        /// A PATCH was acknowledged with `offset` after `duration`.
+        case sent(offset: Int64, duration: Duration)
+        case failed(RequestFailure)
+        case waited
+        case networkChanged(NetworkKind)
+    }
+
+    public enum Phase: String, Sendable {
+        case discovering, creating, locating, sending, waiting, completed, failed
+    }
+
+    /// Bytes in the upload.
+    public let length: Int64
+    public private(set) var phase: Phase = .discovering
+    public private(set) var url: URL?
+    /// The highest offset the server acknowledged.
+    public private(set) var acknowledged: Int64 = 0
+    public private(set) var capabilities = ServerCapabilities()
+    public private(set) var sizer: ChunkSizer
+    public private(set) var backoff: Backoff
+    /// Requests that failed, over the whole upload.
+    public private(set) var failures = 0
+    private var startedOver = false
+    private var lastFailure = ""
+    private var inFlight: Range<Int64>?
+    private var discovered = false
+
+    public init(length: Int64, sizer: ChunkSizer = ChunkSizer(), retry: RetryPolicy = RetryPolicy()) {
+        self.length = length
+        self.sizer = sizer
+        self.backoff = Backoff(policy: retry)
+    }
+
+    /// Handles one event. `elapsed` is the time since the upload began (for the deadline);
+    /// `random` is uniform in [0, 1) (for jitter).
+    public mutating func handle(_ event: Event, elapsed: Duration, random: Double) -> Action {
+        switch event {
+        case .start(let resume):
+            if let resume {
+                url = resume
+                return locate(resume)
+            }
+            phase = .discovering
+            return .discover
+        case .discovered(let capabilities):
+            self.capabilities = capabilities
+            discovered = true
+            return create()
+        case .created(let url, let offset):
+            self.url = url
+            return advance(to: offset)
+        case .located(let offset):
+            return advance(to: offset)
+        case .sent(let offset, let duration):
+            if let range = inFlight, offset >= range.upperBound {
+                sizer.succeeded(bytes: Int64(range.count), in: duration)
+            }
+            return advance(to: offset)
+        case .failed(let failure):
+            return failed(failure, elapsed: elapsed, random: random)
+        case .waited:
+            if let url { return locate(url) }
+            if !discovered {
+                phase = .discovering
+                return .discover
+            }
+            return create()
+        case .networkChanged(let network):
+            sizer.networkChanged(to: network)
+            return .wait(.zero)
+        }
+    }
+
+    private mutating func locate(_ url: URL) -> Action {
+        phase = .locating
+        inFlight = nil
+        return .locate(url)
+    }
+
+    private mutating func create() -> Action {
+        phase = .creating
+        if capabilities.creationWithUpload, length > 0, length <= sizer.size {
+            inFlight = 0..<length
+            return .create(firstChunk: 0..<length)
+        }
+        inFlight = nil
+        return .create(firstChunk: nil)
+    }
+
+    private mutating func advance(to offset: Int64) -> Action {
+        if offset > acknowledged {
+            acknowledged = offset
+            backoff.progressed()
+        }
+        guard let url else { return create() }
+        if offset >= length {
+            phase = .completed
+            return .finish(url)
+        }
+        phase = .sending
+        let range = offset..<min(length, offset + sizer.size)
+        inFlight = range
+        return .send(url, range)
+    }
+
+    private mutating func failed(_ failure: RequestFailure, elapsed: Duration, random: Double) -> Action {
+        failures += 1
+        lastFailure = failure.description
+        var retryAfter: Duration?
+        switch failure {
+        case .stalled, .transport:
+            if inFlight != nil { sizer.stalledOrFailed() }
+        case .status(let status, let code, let after, let message):
+            switch status {
+            case 404, 410:
+                guard url != nil else { return fail(.rejected(status: status, code: code, message: message)) }
+                guard !startedOver else { return fail(.uploadGone) }
+                startedOver = true
+                url = nil
+                acknowledged = 0
+                phase = .creating
+                return .startOver
+            case 409:
+                // The offset moved (an earlier request stored more than we knew): re-read it.
+                if let url { return locate(url) }
+            case 423, 429, 503:
+                retryAfter = after
+            case 400..<500:
+                if phase == .discovering {
+                    // A server without OPTIONS: use only core tus.
+                    discovered = true
+                    return create()
+                }
+                return fail(.rejected(status: status, code: code, message: message))
+            default:
+                retryAfter = after
+                if inFlight != nil { sizer.stalledOrFailed() }
+            }
+        }
+        if elapsed >= backoff.policy.deadline {
+            return fail(.deadlineExceeded(lastFailure: lastFailure))
+        }
+        guard let delay = backoff.nextDelay(retryAfter: retryAfter, unit: random) else {
+            return fail(.gaveUp(attempts: backoff.attempt, lastFailure: lastFailure))
+        }
+        phase = .waiting
+        inFlight = nil
+        return .wait(min(delay, max(.zero, backoff.policy.deadline - elapsed)))
+    }
+
+    private mutating func fail(_ error: UploadError) -> Action {
+        phase = .failed
+        return .fail(error)
+    }
+}
