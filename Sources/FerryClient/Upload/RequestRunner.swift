@@ -1,0 +1,118 @@
+import Foundation
+import Synchronization
+
+/// Runs one request under the stall policy: aborts it when it shows no progress in time,
+/// and races a second attempt for body-less requests that have not answered after
+/// `raceAfter` (a stalled connection attempt is often just one bad path).
+struct RequestRunner: Sendable {
+    let transport: any UploadTransport
+    let stall: StallPolicy
+
+    /// Progress of one request, shared between the transport callback and the watchdog.
+    final class Watch: Sendable {
+        private struct State {
+            var sent: Int64 = 0
+            var last: ContinuousClock.Instant
+        }
+
+        private let state: Mutex<State>
+        let onSent: @Sendable (Int64) -> Void
+
+        init(onSent: @escaping @Sendable (Int64) -> Void) {
+            self.state = Mutex(State(last: .now))
+            self.onSent = onSent
+        }
+
+        func record(_ sent: Int64) {
+            state.withLock {
+                if sent > $0.sent {
+                    $0.sent = sent
+                    $0.last = .now
+                }
+            }
+            onSent(sent)
+        }
+
+        var snapshot: (sent: Int64, last: ContinuousClock.Instant) { state.withLock { ($0.sent, $0.last) } }
+    }
+
+    enum Outcome: Sendable {
+        case response(TransportResponse)
+        case failure(RequestFailure)
+    }
+
+    func run(_ request: TransportRequest, goodput: Double?, onSent: @escaping @Sendable (Int64) -> Void = { _ in }) async -> Outcome {
+        guard request.body == nil, stall.enabled else {
+            return await attempt(request, goodput: goodput, onSent: onSent)
+        }
+        // Body-less: a second, staggered attempt if the first has not answered by `raceAfter`.
+        return await withTaskGroup(of: Outcome?.self) { group in
+            group.addTask { await attempt(request, goodput: goodput, onSent: onSent) }
+            group.addTask {
+                do { try await Task.sleep(for: stall.raceAfter) } catch { return nil }
+                return await attempt(request, goodput: goodput, onSent: onSent)
+            }
+            var failure: Outcome?
+            while let next = await group.next() {
+                guard let next else { continue }
+                if case .response = next {
+                    group.cancelAll()
+                    return next
+                }
+                failure = failure ?? next
+            }
+            return failure ?? .failure(.stalled)
+        }
+    }
+
+    private func attempt(_ request: TransportRequest, goodput: Double?, onSent: @escaping @Sendable (Int64) -> Void) async -> Outcome {
+        let watch = Watch(onSent: onSent)
+        let bytes = request.body?.count ?? 0
+        let transport = self.transport
+        return await withTaskGroup(of: Outcome?.self) { group in
+            group.addTask {
+                do {
+                    return .response(try await transport.send(request) { watch.record($0) })
+                } catch is CancellationError {
+                    return nil
+                } catch {
+                    return .failure(.transport(String(describing: error)))
+                }
+            }
+            if stall.enabled {
+                group.addTask { await watchdog(watch, bytes: bytes, goodput: goodput) }
+            }
+            var outcome: Outcome = .failure(.stalled)
+            while let next = await group.next() {
+                if let next {
+                    outcome = next
+                    group.cancelAll()
+                    break
+                }
+            }
+            group.cancelAll()
+            return outcome
+        }
+    }
+
+    /// Returns `.stalled` when the request stops making progress; nil when cancelled.
+    private func watchdog(_ watch: Watch, bytes: Int64, goodput: Double?) async -> Outcome? {
+        let start = ContinuousClock.now
+        let firstProgress = stall.firstProgressTimeout(bytes: bytes)
+        let idle = stall.idleTimeout(goodput: goodput)
+        while true {
+            do { try await Task.sleep(for: .milliseconds(200)) } catch { return nil }
+            let (sent, last) = watch.snapshot
+            let now = ContinuousClock.now
+            if sent == 0 {
+                // Nothing moved yet: connecting, or waiting for a body-less answer.
+                if now - start > min(firstProgress, bytes == 0 ? stall.connectTimeout : firstProgress) { return .failure(.stalled) }
+            } else if sent < bytes {
+                if now - last > idle { return .failure(.stalled) }
+            } else if now - last > idle + stall.network.firstProgressBase {
+                // Every byte is out; the answer should follow quickly once the link drains.
+                return .failure(.stalled)
+            }
+        }
+    }
+}

@@ -1,0 +1,79 @@
+import Crypto
+import Foundation
+import Synchronization
+
+/// One file upload to a tus server: run it, watch its progress, pause, resume or cancel it.
+///
+/// ```swift
+/// let upload = Upload(file: path, endpoint: url, transport: transport, options: .init(resumeStore: store))
+/// async let result = upload.run()
+/// for await progress in upload.progress { print(progress.acknowledged) }
+/// print(try await result.url)
+/// ```
+public final class Upload: Sendable {
+    public let path: String
+    public let endpoint: URL
+    let options: UploadOptions
+    let transport: any UploadTransport
+    let control = UploadControl()
+    /// Progress snapshots; finishes when the upload ends. Only the newest is buffered.
+    public let progress: AsyncStream<UploadProgress>
+    let progressSink: AsyncStream<UploadProgress>.Continuation
+    let counters = Mutex(Counters())
+
+    struct Counters {
+        var requests = 0
+        var bytesSent: Int64 = 0
+        var inFlight: Int64 = 0
+    }
+
+    public init(file path: String, endpoint: URL, transport: any UploadTransport, options: UploadOptions = UploadOptions()) {
+        self.path = path
+        self.endpoint = endpoint
+        self.transport = transport
+        self.options = options
+        (progress, progressSink) = AsyncStream.makeStream(of: UploadProgress.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    /// Stops sending (the server keeps what it received) until `resume()`.
+    public func pause() { control.pause() }
+    public func resume() { control.resume() }
+    /// Ends the upload; with `terminate`, also deletes it on the server and forgets it locally.
+    public func cancel(terminate: Bool = true) { control.cancel(terminate: terminate) }
+    /// The app moved to another network: drop connections and measurements, start from its defaults.
+    public func networkChanged(to network: NetworkKind) { control.networkChanged(network) }
+
+    /// Runs the upload to completion (or failure, cancellation, deadline).
+    public func run() async throws(UploadError) -> UploadResult {
+        defer { progressSink.finish() }
+        let length = try fileLength()
+        var session = try UploadSession(upload: self, length: length)
+        return try await session.run()
+    }
+
+    private func fileLength() throws(UploadError) -> Int64 {
+        do {
+            let attributes = try FileManager.default.attributesOfItem(atPath: path)
+            guard let size = attributes[.size] as? NSNumber else { throw UploadError.localFile("no size for \(path)") }
+            return size.int64Value
+        } catch let error as UploadError {
+            throw error
+        } catch {
+            throw UploadError.localFile("\(path): \(error.localizedDescription)")
+        }
+    }
+
+    func report(_ machine: UploadMachine) {
+        let inFlight = counters.withLock { $0.inFlight }
+        progressSink.yield(
+            UploadProgress(
+                acknowledged: machine.acknowledged,
+                inFlight: inFlight,
+                total: machine.length,
+                bytesPerSecond: machine.sizer.goodput,
+                phase: machine.phase,
+                failures: machine.failures
+            )
+        )
+    }
+}

@@ -1,0 +1,53 @@
+/// How an upload behaves; the defaults suit mobile networks.
+public struct UploadOptions: Sendable {
+    /// tus `Upload-Metadata` pairs, in order (values are sent Base64-encoded).
+    public var metadata: [(String, String)]
+    public var network: NetworkKind
+    public var chunk: ChunkSizer.Configuration
+    public var retry: RetryPolicy
+    public var stall: StallPolicy
+    /// Send `Upload-Checksum: sha256` when the server offers it, for requests up to `checksumLimit` bytes
+    /// (larger requests would cost a second read of the file before sending).
+    public var checksums: Bool
+    public var checksumLimit: Int64
+    /// Where to persist resume records; nil keeps nothing across processes.
+    public var resumeStore: ResumeStore?
+    /// Extra headers on every request (authentication, for example).
+    public var headers: [(String, String)]
+
+    public init(
+        metadata: [(String, String)] = [],
+        network: NetworkKind = .unknown,
+        chunk: ChunkSizer.Configuration = .init(),
+        retry: RetryPolicy = .init(),
+        stall: StallPolicy? = nil,
+        checksums: Bool = true,
+        checksumLimit: Int64 = 64 << 20,
+        resumeStore: ResumeStore? = nil,
+        headers: [(String, String)] = []
+    ) {
+        self.metadata = metadata
+        self.network = network
+        self.chunk = chunk
+        self.retry = retry
+        self.stall = stall ?? StallPolicy(network: network)
+        self.checksums = checksums
+        self.checksumLimit = checksumLimit
+        self.resumeStore = resumeStore
+        self.headers = headers
+    }
+
+    /// What typical tus clients do: fixed 5 MiB chunks, retry delays 0/1/3/5 s then give up,
+    /// no stall detection, no checksums (the comparison baseline of the benchmarks).
+    public static func typicalTusClient(metadata: [(String, String)] = []) -> UploadOptions {
+        var options = UploadOptions(
+            metadata: metadata,
+            chunk: .fixed(5 << 20),
+            retry: .typicalTusClient,
+            stall: StallPolicy(enabled: false),
+            checksums: false
+        )
+        options.stall.enabled = false
+        return options
+    }
+}

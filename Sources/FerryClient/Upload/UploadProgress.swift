@@ -1,0 +1,33 @@
+import Foundation
+
+/// A snapshot of an upload's progress, as `Upload.progress` reports it.
+public struct UploadProgress: Sendable, Equatable {
+    /// Bytes the server acknowledged (stored durably).
+    public var acknowledged: Int64
+    /// Bytes of the request in flight handed to the network, beyond `acknowledged`.
+    public var inFlight: Int64
+    public var total: Int64
+    /// Smoothed goodput of recent successful requests, bytes per second.
+    public var bytesPerSecond: Double?
+    public var phase: UploadMachine.Phase
+    /// Failed requests so far.
+    public var failures: Int
+
+    /// Estimated seconds left at the current rate.
+    public var eta: Double? {
+        guard let rate = bytesPerSecond, rate > 0 else { return nil }
+        return Double(total - acknowledged - inFlight) / rate
+    }
+}
+
+/// The outcome of a finished upload.
+public struct UploadResult: Sendable, Equatable {
+    public var url: URL
+    public var length: Int64
+    /// Requests made, failed requests, and bytes sent more than once (for measurements).
+    public var requests: Int
+    public var failures: Int
+    public var bytesSent: Int64
+    /// Headers of the final response (what the server returned on completion).
+    public var finalHeaders: [String: String]
+}

@@ -1,0 +1,286 @@
+import Synchronization
+import Crypto
+import Foundation
+
+/// The loop behind `Upload.run()`: performs the machine's actions with the transport.
+struct UploadSession {
+    let upload: Upload
+    let length: Int64
+    let fingerprint: String?
+    var machine: UploadMachine
+    var stall: StallPolicy
+    let clock = ContinuousClock()
+    let start: ContinuousClock.Instant
+    var finalHeaders: [String: String] = [:]
+
+    init(upload: Upload, length: Int64) throws(UploadError) {
+        self.upload = upload
+        self.length = length
+        let options = upload.options
+        var sizer = ChunkSizer(configuration: options.chunk, network: options.network)
+        var fingerprint: String?
+        var resumeURL: URL?
+        if let store = options.resumeStore {
+            do {
+                fingerprint = try ResumeStore.fingerprint(path: upload.path, endpoint: upload.endpoint)
+            } catch {
+                throw UploadError.localFile("\(upload.path): \(error.localizedDescription)")
+            }
+            if let fingerprint, let record = store.load(fingerprint), record.length == length,
+                record.endpoint == upload.endpoint.absoluteString
+            {
+                resumeURL = URL(string: record.uploadURL)
+                sizer.restore(size: record.chunkSize)
+            }
+        }
+        self.fingerprint = fingerprint
+        self.machine = UploadMachine(length: length, sizer: sizer, retry: options.retry)
+        self.stall = options.stall
+        self.start = clock.now
+        self.resumeURL = resumeURL
+    }
+
+    private let resumeURL: URL?
+
+    var elapsed: Duration { clock.now - start }
+
+    mutating func handle(_ event: UploadMachine.Event) -> UploadMachine.Action {
+        let action = machine.handle(event, elapsed: elapsed, random: Double.random(in: 0..<1))
+        upload.report(machine)
+        return action
+    }
+
+    mutating func run() async throws(UploadError) -> UploadResult {
+        let control = upload.control
+        var action = handle(.start(resume: resumeURL))
+        while true {
+            if let terminate = control.cancellation {
+                if terminate, let url = machine.url {
+                    _ = await runner.run(request("DELETE", url), goodput: nil)
+                    forget()
+                }
+                throw UploadError.cancelled
+            }
+            if control.isPaused {
+                let generation = control.generation
+                await control.changed(after: generation)
+                if !control.isPaused, control.cancellation == nil { action = handle(.waited) }
+                continue
+            }
+            if let network = control.takeNetworkChange() {
+                stall.network = network
+                _ = handle(.networkChanged(network))
+                action = handle(.waited)
+                continue
+            }
+            let generation = control.generation
+            switch action {
+            case .finish(let url):
+                forget()
+                let counters = upload.counters.withLock { $0 }
+                return UploadResult(
+                    url: url,
+                    length: length,
+                    requests: counters.requests,
+                    failures: machine.failures,
+                    bytesSent: counters.bytesSent,
+                    finalHeaders: finalHeaders
+                )
+            case .fail(let error):
+                if error == .uploadGone { forget() }
+                throw error
+            case .startOver:
+                forget()
+                action = handle(.waited)
+            case .wait(let delay):
+                let interrupted = await interruptible(generation) {
+                    try? await Task.sleep(for: delay)
+                }
+                if interrupted { continue }
+                action = handle(.waited)
+            case .discover, .create, .locate, .send:
+                guard let event = await perform(action, generation: generation) else { continue }
+                action = handle(event)
+            }
+        }
+    }
+
+    var runner: RequestRunner { RequestRunner(transport: upload.transport, stall: stall) }
+
+    /// Runs `body` unless a control command arrives first; returns true when interrupted.
+    private func interruptible(_ generation: Int, _ body: @escaping @Sendable () async -> Void) async -> Bool {
+        let control = upload.control
+        return await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                await body()
+                return false
+            }
+            group.addTask {
+                await control.changed(after: generation)
+                return true
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+    }
+
+    /// Performs a request action; returns the event, or nil when a control command interrupted it.
+    private mutating func perform(_ action: UploadMachine.Action, generation: Int) async -> UploadMachine.Event? {
+        let request: TransportRequest
+        switch action {
+        case .discover:
+            request = TransportRequest(method: "OPTIONS", url: upload.endpoint, headers: upload.options.headers)
+        case .create(let firstChunk):
+            request = creation(firstChunk)
+        case .locate(let url):
+            request = self.request("HEAD", url)
+        case .send(let url, let range):
+            request = patch(url, range)
+        default:
+            return nil
+        }
+        let began = clock.now
+        let runner = self.runner
+        let goodput = machine.sizer.goodput
+        let upload = self.upload
+        let machineSnapshot = machine
+        upload.counters.withLock { $0.requests += 1 }
+        let outcome = OutcomeBox()
+        let interrupted = await interruptible(generation) {
+            let result = await runner.run(request, goodput: goodput) { sent in
+                upload.counters.withLock { $0.inFlight = sent }
+                upload.report(machineSnapshot)
+            }
+            outcome.set(result)
+        }
+        upload.counters.withLock { state in
+            state.bytesSent += state.inFlight
+            state.inFlight = 0
+        }
+        if interrupted { return nil }
+        guard let result = outcome.value else { return .failed(.stalled) }
+        switch result {
+        case .failure(let failure):
+            return .failed(failure)
+        case .response(let response):
+            return interpret(action, response, duration: clock.now - began)
+        }
+    }
+
+    private mutating func interpret(_ action: UploadMachine.Action, _ response: TransportResponse, duration: Duration) -> UploadMachine.Event {
+        let offset = response.header("upload-offset").flatMap { Int64($0) }
+        switch (action, response.status) {
+        case (.discover, 200...299):
+            return .discovered(
+                ServerCapabilities(
+                    extensions: Set((response.header("tus-extension") ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }),
+                    checksumAlgorithms: (response.header("tus-checksum-algorithm") ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) },
+                    maxSize: response.header("tus-max-size").flatMap { Int64($0) }
+                )
+            )
+        case (.create, 201):
+            guard let location = response.header("location"), let url = URL(string: location, relativeTo: upload.endpoint)?.absoluteURL else {
+                return .failed(.status(201, code: nil, retryAfter: nil, message: "201 without a Location"))
+            }
+            finalHeaders = response.headers
+            remember(url, acknowledged: offset ?? 0)
+            return .created(url, offset: offset ?? 0)
+        case (.locate, 200...299):
+            guard let offset else { return .failed(.status(response.status, code: nil, retryAfter: nil, message: "HEAD without Upload-Offset")) }
+            return .located(offset: offset)
+        case (.send, 200...299):
+            guard let offset else { return .failed(.status(response.status, code: nil, retryAfter: nil, message: "PATCH without Upload-Offset")) }
+            finalHeaders = response.headers
+            if let url = machine.url { remember(url, acknowledged: offset) }
+            return .sent(offset: offset, duration: duration)
+        default:
+            return .failed(
+                .status(
+                    response.status,
+                    code: response.header("ferry-error"),
+                    retryAfter: response.header("retry-after").flatMap { Double($0) }.map { Duration(seconds: $0) },
+                    message: String(decoding: response.body.prefix(300), as: UTF8.self)
+                )
+            )
+        }
+    }
+
+    // MARK: Requests
+
+    func request(_ method: String, _ url: URL) -> TransportRequest {
+        TransportRequest(method: method, url: url, headers: [("Tus-Resumable", "1.0.0")] + upload.options.headers)
+    }
+
+    private func creation(_ firstChunk: Range<Int64>?) -> TransportRequest {
+        var headers = [("Tus-Resumable", "1.0.0"), ("Upload-Length", String(length))] + upload.options.headers
+        if !upload.options.metadata.isEmpty {
+            let encoded = upload.options.metadata.map { "\($0.0) \(Data($0.1.utf8).base64EncodedString())" }
+            headers.append(("Upload-Metadata", encoded.joined(separator: ",")))
+        }
+        var body: RequestBody?
+        if let firstChunk {
+            headers.append(("Content-Type", "application/offset+octet-stream"))
+            if let checksum = checksum(firstChunk) { headers.append(("Upload-Checksum", checksum)) }
+            body = .file(path: upload.path, range: firstChunk)
+        }
+        return TransportRequest(method: "POST", url: upload.endpoint, headers: headers, body: body)
+    }
+
+    private func patch(_ url: URL, _ range: Range<Int64>) -> TransportRequest {
+        var request = self.request("PATCH", url)
+        request.headers += [("Upload-Offset", String(range.lowerBound)), ("Content-Type", "application/offset+octet-stream")]
+        if let checksum = checksum(range) { request.headers.append(("Upload-Checksum", checksum)) }
+        request.body = .file(path: upload.path, range: range)
+        return request
+    }
+
+    /// `sha256 <base64>` of the range, when the server offers it and the range is small enough.
+    private func checksum(_ range: Range<Int64>) -> String? {
+        guard upload.options.checksums, machine.capabilities.sha256Checksums, Int64(range.count) <= upload.options.checksumLimit,
+            let handle = FileHandle(forReadingAtPath: upload.path)
+        else { return nil }
+        defer { try? handle.close() }
+        var hasher = SHA256()
+        do {
+            try handle.seek(toOffset: UInt64(range.lowerBound))
+            var remaining = range.count
+            while remaining > 0, let data = try handle.read(upToCount: min(remaining, 1 << 20)), !data.isEmpty {
+                hasher.update(data: data)
+                remaining -= data.count
+            }
+            guard remaining == 0 else { return nil }
+        } catch {
+            return nil
+        }
+        return "sha256 " + Data(hasher.finalize()).base64EncodedString()
+    }
+
+    // MARK: Resume records
+
+    private func remember(_ url: URL, acknowledged: Int64) {
+        guard let store = upload.options.resumeStore, let fingerprint else { return }
+        try? store.save(
+            ResumeRecord(
+                fingerprint: fingerprint,
+                endpoint: upload.endpoint.absoluteString,
+                uploadURL: url.absoluteString,
+                length: length,
+                acknowledged: acknowledged,
+                chunkSize: machine.sizer.size
+            )
+        )
+    }
+
+    private func forget() {
+        guard let store = upload.options.resumeStore, let fingerprint else { return }
+        store.remove(fingerprint)
+    }
+}
+
+/// Carries a request's outcome out of an interruptible child task.
+final class OutcomeBox: Sendable {
+    private let storage = Mutex<RequestRunner.Outcome?>(nil)
+    func set(_ value: RequestRunner.Outcome) { storage.withLock { $0 = value } }
+    var value: RequestRunner.Outcome? { storage.withLock { $0 } }
+}

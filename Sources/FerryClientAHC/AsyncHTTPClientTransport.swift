@@ -1,0 +1,82 @@
+import AsyncHTTPClient
+import FerryClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import _NIOFileSystem
+
+/// `UploadTransport` over AsyncHTTPClient (the default on Linux). File bodies stream from
+/// disk in 256 KiB pieces: memory stays bounded whatever the request size.
+public struct AsyncHTTPClientTransport: UploadTransport {
+    public let client: HTTPClient
+
+    public init(client: HTTPClient) {
+        self.client = client
+    }
+
+    /// A client configured for uploads: no redirects, no decompression, a connect timeout.
+    public static func makeClient(connectTimeout: Duration = .seconds(15)) -> HTTPClient {
+        var configuration = HTTPClient.Configuration()
+        configuration.timeout = .init(connect: .milliseconds(Int64(connectTimeout.components.seconds * 1000)))
+        configuration.redirectConfiguration = .disallow
+        configuration.decompression = .disabled
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }
+
+    public func send(_ request: TransportRequest, progress: @escaping @Sendable (Int64) -> Void) async throws -> TransportResponse {
+        var http = HTTPClientRequest(url: request.url.absoluteString)
+        http.method = HTTPMethod(rawValue: request.method)
+        for (name, value) in request.headers { http.headers.add(name: name, value: value) }
+        switch request.body {
+        case nil:
+            return try await execute(http)
+        case .bytes(let bytes):
+            http.body = .bytes(ByteBuffer(bytes: bytes))
+            let response = try await execute(http)
+            progress(Int64(bytes.count))
+            return response
+        case .file(let path, let range):
+            return try await FileSystem.shared.withFileHandle(forReadingAt: FilePath(path)) { handle in
+                let chunks = handle.readChunks(in: range, chunkLength: .kibibytes(256))
+                http.body = .stream(ProgressReportingSequence(base: chunks, progress: progress), length: .known(Int64(range.count)))
+                return try await execute(http)
+            }
+        }
+    }
+
+    private func execute(_ request: HTTPClientRequest) async throws -> TransportResponse {
+        let response = try await client.execute(request, timeout: .hours(48))
+        var body: [UInt8] = []
+        for try await buffer in response.body where body.count < 65_536 {
+            body += buffer.readableBytesView.prefix(65_536 - body.count)
+        }
+        var headers: [String: String] = [:]
+        for header in response.headers { headers[header.name.lowercased()] = header.value }
+        return TransportResponse(status: Int(response.status.code), headers: headers, body: body)
+    }
+}
+
+/// Passes buffers through, reporting the running byte count as each is pulled by the client
+/// (which pulls only after writing the previous one: the count follows the socket).
+struct ProgressReportingSequence<Base: AsyncSequence & Sendable>: AsyncSequence, Sendable where Base.Element == ByteBuffer {
+    typealias Element = ByteBuffer
+    let base: Base
+    let progress: @Sendable (Int64) -> Void
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        var base: Base.AsyncIterator
+        let progress: @Sendable (Int64) -> Void
+        var total: Int64 = 0
+
+        mutating func next() async throws -> ByteBuffer? {
+            guard let buffer = try await base.next() else { return nil }
+            total += Int64(buffer.readableBytes)
+            progress(total)
+            return buffer
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(base: base.makeAsyncIterator(), progress: progress)
+    }
+}

@@ -1,0 +1,144 @@
+import ArgumentParser
+import AsyncHTTPClient
+import FerryClient
+import FerryClientAHC
+import Foundation
+import Synchronization
+
+/// `ferry put FILE URL`: upload a file, resuming automatically when rerun on the same file.
+struct Put: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Upload a file to a tus server, resuming where an earlier run stopped.",
+        discussion: "Prints the upload URL as the last line of output. Exits non-zero with a message on failure."
+    )
+
+    @Argument(help: "The file to upload.")
+    var file: String
+
+    @Argument(help: "The server's creation endpoint, e.g. http://127.0.0.1:8080/files/")
+    var url: String
+
+    @Option(name: .customLong("metadata"), help: "key=value metadata (repeatable). A filename is added unless given.")
+    var metadata: [String] = []
+
+    @Option(help: "A fixed request size (bytes or K/M/G); adaptive when omitted.")
+    var chunk: String?
+
+    @Option(help: "Give up after this long (e.g. 30m, 6h). (default: 6h)")
+    var deadline: String = "6h"
+
+    @Option(help: "wifi, cellular, wired or unknown: where the adaptive policies start. (default: unknown)")
+    var network: String = "unknown"
+
+    @Option(help: "Folder for resume records. (default: $XDG_CACHE_HOME/ferry/uploads or ~/.cache/ferry/uploads)")
+    var stateDir: String?
+
+    @Flag(help: "Do not persist or use resume records.")
+    var noResume = false
+
+    @Flag(help: "Behave like a typical tus client (fixed 5 MiB requests, 0/1/3/5 s retries then give up, no stall detection); for comparisons.")
+    var typicalTusClient = false
+
+    @Option(help: "Extra request header 'Name: value' (repeatable), e.g. for authentication.")
+    var header: [String] = []
+
+    func run() async throws {
+        guard let endpoint = URL(string: url), endpoint.scheme != nil else { throw ValidationError("not a URL: \(url)") }
+        guard let network = NetworkKind(rawValue: network) else { throw ValidationError("unknown network kind \(network)") }
+        var pairs = try metadata.map { item -> (String, String) in
+            guard let equals = item.firstIndex(of: "=") else { throw ValidationError("metadata is key=value: \(item)") }
+            return (String(item[..<equals]), String(item[item.index(after: equals)...]))
+        }
+        if !pairs.contains(where: { $0.0 == "filename" }) { pairs.append(("filename", URL(fileURLWithPath: file).lastPathComponent)) }
+        var options = typicalTusClient ? UploadOptions.typicalTusClient(metadata: pairs) : UploadOptions(metadata: pairs, network: network)
+        if let chunk {
+            guard let size = Settings.bytes(chunk), size > 0 else { throw ValidationError("invalid --chunk \(chunk)") }
+            options.chunk = .fixed(size)
+        }
+        guard let deadline = Settings.duration(deadline) else { throw ValidationError("invalid --deadline \(deadline)") }
+        options.retry.deadline = deadline
+        if !noResume {
+            options.resumeStore = ResumeStore(directory: stateDir.map { URL(fileURLWithPath: $0) } ?? ResumeStore.defaultDirectory)
+        }
+        options.headers = try header.map { line in
+            guard let colon = line.firstIndex(of: ":") else { throw ValidationError("a header is 'Name: value': \(line)") }
+            return (String(line[..<colon]), line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces))
+        }
+        let client = AsyncHTTPClientTransport.makeClient()
+        let upload = Upload(file: file, endpoint: endpoint, transport: AsyncHTTPClientTransport(client: client), options: options)
+        let display = ProgressDisplay(interactive: isatty(STDERR_FILENO) == 1)
+        let outcome: Result<UploadResult, UploadError>
+        do {
+            async let result = upload.run()
+            for await progress in upload.progress { display.show(progress) }
+            outcome = .success(try await result)
+        } catch let error as UploadError {
+            outcome = .failure(error)
+        }
+        display.finish()
+        try? await client.shutdown()
+        switch outcome {
+        case .success(let result):
+            FileHandle.standardError.write(Data(
+                "uploaded \(result.length) bytes in \(result.requests) requests (\(result.failures) failed, \(max(0, result.bytesSent - result.length)) bytes sent twice)\n".utf8
+            ))
+            print(result.url.absoluteString)
+        case .failure(let error):
+            throw ValidationError("upload failed: \(error)")
+        }
+    }
+}
+
+/// A progress bar with rate and ETA on a terminal; a plain line every few seconds otherwise.
+final class ProgressDisplay: Sendable {
+    let interactive: Bool
+    private let last = Synchronization.Mutex<ContinuousClock.Instant?>(nil)
+
+    init(interactive: Bool) { self.interactive = interactive }
+
+    func show(_ progress: UploadProgress) {
+        let now = ContinuousClock.now
+        let due = last.withLock { last -> Bool in
+            let interval: Duration = interactive ? .milliseconds(200) : .seconds(5)
+            if let previous = last, now - previous < interval { return false }
+            last = now
+            return true
+        }
+        guard due else { return }
+        let done = progress.acknowledged + progress.inFlight
+        let fraction = progress.total > 0 ? Double(done) / Double(progress.total) : 1
+        let rate = progress.bytesPerSecond.map { Self.size(Int64($0)) + "/s" } ?? "-"
+        let eta = progress.eta.map { Self.time($0) } ?? "-"
+        let text = "\(Self.size(done))/\(Self.size(progress.total)) \(String(format: "%5.1f", fraction * 100))% \(rate) ETA \(eta) \(progress.phase.rawValue)"
+            + (progress.failures > 0 ? " retries \(progress.failures)" : "")
+        if interactive {
+            let width = 30
+            let filled = Int(fraction * Double(width))
+            let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
+            FileHandle.standardError.write(Data("\r[\(bar)] \(text)\u{1B}[K".utf8))
+        } else {
+            FileHandle.standardError.write(Data("\(text)\n".utf8))
+        }
+    }
+
+    func finish() {
+        if interactive { FileHandle.standardError.write(Data("\n".utf8)) }
+    }
+
+    static func size(_ bytes: Int64) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var value = Double(bytes)
+        var unit = 0
+        while value >= 1024, unit < units.count - 1 {
+            value /= 1024
+            unit += 1
+        }
+        return unit == 0 ? "\(bytes) B" : String(format: "%.1f %@", value, units[unit])
+    }
+
+    static func time(_ seconds: Double) -> String {
+        guard seconds.isFinite else { return "-" }
+        let total = Int(seconds.rounded())
+        return total >= 3600 ? "\(total / 3600)h\(total % 3600 / 60)m" : total >= 60 ? "\(total / 60)m\(total % 60)s" : "\(total)s"
+    }
+}
