@@ -164,7 +164,8 @@ let package = Package(
         .testTarget(
             name: "FerryServerTests",
             dependencies: [
-                "FerryCore", "FerryTus", "FerryHTTP", "FerryServer", "FerryTestSupport",
+                "FerryCore", "FerryTus", "FerryHTTP", "FerryServer", "FerryTestSupport", "FerryClient", "FerryClientAHC",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),

@@ -1,0 +1,141 @@
+import AsyncHTTPClient
+import Crypto
+import FerryClient
+import FerryClientAHC
+import Foundation
+import Testing
+
+/// A temporary file of deterministic bytes.
+struct TestFile {
+    let path: String
+    let bytes: [UInt8]
+
+    init(size: Int, seed: UInt8 = 1) throws {
+        path = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-client-\(UUID().uuidString)").path
+        var generator = SplitMix(seed: UInt64(seed))
+        bytes = (0..<size).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+    }
+
+    func remove() { try? FileManager.default.removeItem(atPath: path) }
+}
+
+struct SplitMix: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+@Suite("Client end to end against a real server")
+struct ClientEndToEndTests {
+    func stored(_ server: TestServer, _ url: URL) throws -> [UInt8] {
+        Array(try Data(contentsOf: URL(fileURLWithPath: server.directory + "/uploads/" + url.lastPathComponent)))
+    }
+
+    @Test func uploadsInAdaptiveChunks() async throws {
+        let file = try TestFile(size: 5_000_000)
+        defer { file.remove() }
+        try await TestServer.with { server in
+            let client = AsyncHTTPClientTransport.makeClient()
+            let endpoint = URL(string: "http://127.0.0.1:\(server.port)/files/")!
+            var options = UploadOptions(metadata: [("filename", "a.bin")])
+            options.chunk = .init(minimum: 256 << 10, maximum: 1 << 20)
+            let upload = Upload(file: file.path, endpoint: endpoint, transport: AsyncHTTPClientTransport(client: client), options: options)
+            let result = try await upload.run()
+            try await client.shutdown()
+            #expect(result.length == 5_000_000)
+            #expect(result.requests >= 5)
+            #expect(try stored(server, result.url) == file.bytes)
+        }
+    }
+
+    @Test func aSmallFileTakesOneRequestWithChecksum() async throws {
+        let file = try TestFile(size: 100_000, seed: 2)
+        defer { file.remove() }
+        try await TestServer.with { server in
+            let client = AsyncHTTPClientTransport.makeClient()
+            let endpoint = URL(string: "http://127.0.0.1:\(server.port)/files/")!
+            let upload = Upload(file: file.path, endpoint: endpoint, transport: AsyncHTTPClientTransport(client: client))
+            let result = try await upload.run()
+            try await client.shutdown()
+            // OPTIONS, then one creation-with-upload POST.
+            #expect(result.requests == 2)
+            #expect(try stored(server, result.url) == file.bytes)
+        }
+    }
+
+    @Test func resumesAcrossProcessesFromTheStore() async throws {
+        let file = try TestFile(size: 8_000_000, seed: 3)
+        defer { file.remove() }
+        let state = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-state-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: state) }
+        try await TestServer.with { server in
+            let client = AsyncHTTPClientTransport.makeClient()
+            let endpoint = URL(string: "http://127.0.0.1:\(server.port)/files/")!
+            var options = UploadOptions(resumeStore: ResumeStore(directory: state))
+            options.chunk = .fixed(1 << 20)
+            // First "process": stops (without deleting) after some progress.
+            let first = Upload(file: file.path, endpoint: endpoint, transport: AsyncHTTPClientTransport(client: client), options: options)
+            let running = Task { try await first.run() }
+            for await progress in first.progress where progress.acknowledged >= 3 << 20 {
+                first.cancel(terminate: false)
+                break
+            }
+            await #expect(throws: UploadError.cancelled) { _ = try await running.value }
+            let record = try #require(ResumeStore(directory: state).load(try ResumeStore.fingerprint(path: file.path, endpoint: endpoint)))
+            #expect(record.acknowledged >= 3 << 20)
+            // Second "process": finds the record, HEADs, continues.
+            let second = Upload(file: file.path, endpoint: endpoint, transport: AsyncHTTPClientTransport(client: client), options: options)
+            let result = try await second.run()
+            try await client.shutdown()
+            #expect(result.url.absoluteString == record.uploadURL)
+            #expect(result.bytesSent <= 8_000_000 - (3 << 20) + (1 << 20))
+            #expect(try stored(server, result.url) == file.bytes)
+            #expect(ResumeStore(directory: state).load(record.fingerprint) == nil)
+        }
+    }
+
+    @Test func aGoneUploadStartsOverOnce() async throws {
+        let file = try TestFile(size: 2_000_000, seed: 4)
+        defer { file.remove() }
+        let state = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-state-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: state) }
+        try await TestServer.with { server in
+            let endpoint = URL(string: "http://127.0.0.1:\(server.port)/files/")!
+            let store = ResumeStore(directory: state)
+            let fingerprint = try ResumeStore.fingerprint(path: file.path, endpoint: endpoint)
+            // A record pointing at an upload the server deleted.
+            let path = try await server.create(length: 2_000_000)
+            let connection = try await server.connect()
+            _ = try await connection.exchange("DELETE", path, [tus])
+            await connection.close()
+            try store.save(ResumeRecord(fingerprint: fingerprint, endpoint: endpoint.absoluteString, uploadURL: "http://127.0.0.1:\(server.port)\(path)", length: 2_000_000, acknowledged: 0, chunkSize: 1 << 20))
+            let client = AsyncHTTPClientTransport.makeClient()
+            let upload = Upload(file: file.path, endpoint: endpoint, transport: AsyncHTTPClientTransport(client: client), options: UploadOptions(resumeStore: store))
+            let result = try await upload.run()
+            try await client.shutdown()
+            #expect(result.url.path != path)
+            #expect(try stored(server, result.url) == file.bytes)
+        }
+    }
+
+    @Test func rejectionsAreFatalWithTheServersCode() async throws {
+        let file = try TestFile(size: 3_000_000, seed: 5)
+        defer { file.remove() }
+        try await TestServer.with(configure: { $0.engine.maxSize = 1_000_000 }) { server in
+            let client = AsyncHTTPClientTransport.makeClient()
+            let endpoint = URL(string: "http://127.0.0.1:\(server.port)/files/")!
+            let upload = Upload(file: file.path, endpoint: endpoint, transport: AsyncHTTPClientTransport(client: client))
+            await #expect(throws: UploadError.rejected(status: 413, code: "ERR_MAX_SIZE_EXCEEDED", message: "ERR_MAX_SIZE_EXCEEDED: the upload is larger than this server accepts (1000000 bytes)\n")) {
+                _ = try await upload.run()
+            }
+            try await client.shutdown()
+        }
+    }
+}
