@@ -11,6 +11,7 @@ import PackageDescription
 //   FerryTestSupport in-memory seams and the conformance suites every seam implementation must pass
 //   FerryClient      the upload client: pure state machine and policies, resume store, transports
 //   FerryClientAHC   the client's AsyncHTTPClient transport (the default on Linux)
+//   FerryNetem       a fault-injecting TCP proxy playing mobile-network profiles (tests, benchmarks, `ferry netem`)
 //   ferry            the executable: flags and environment -> FerryServer
 let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
@@ -139,10 +140,20 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "FerryNetem",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "ferry",
             dependencies: [
                 "FerryServer",
+                "FerryNetem",
                 "FerryClient",
                 "FerryClientAHC",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -1,4 +1,5 @@
 import NIOCore
+import Synchronization
 
 /// Streams one request body into a `ByteWriter`, hashing it and committing checkpoints.
 ///
@@ -21,6 +22,8 @@ struct BodyReceiver: Sendable {
 
     let engine: UploadEngine
     let writer: any ByteWriter
+    /// When the last buffer arrived (read by `drain` from another task).
+    let activity = Activity()
     let start: UploadRecord
     let limit: Int64?
     let hashing: [ChecksumAlgorithm]
@@ -42,6 +45,7 @@ struct BodyReceiver: Sendable {
         do {
             for try await buffer in body {
                 if Task.isCancelled { return outcome }
+                activity.touch()
                 let count = Int64(buffer.readableBytes)
                 if count == 0 { continue }
                 if let limit, outcome.received + count > limit {
@@ -79,5 +83,28 @@ struct BodyReceiver: Sendable {
             outcome.bodyEnded = false
         }
         return outcome
+    }
+
+    /// After a stop request: lets bytes that already reached the server (socket buffers of a
+    /// dead connection) be stored, returning once nothing arrived for `quiet` or after `limit`.
+    func drain(quiet: Duration, limit: Duration) async {
+        let clock = ContinuousClock()
+        let start = clock.now
+        while clock.now - start < limit {
+            let idle = clock.now - activity.last
+            if idle >= quiet { return }
+            do {
+                try await Task.sleep(for: quiet - idle)
+            } catch {
+                return
+            }
+        }
+    }
+
+    /// The time of the last received buffer.
+    final class Activity: Sendable {
+        private let instant = Mutex(ContinuousClock.now)
+        func touch() { instant.withLock { $0 = .now } }
+        var last: ContinuousClock.Instant { instant.withLock { $0 } }
     }
 }

@@ -88,7 +88,9 @@ extension UploadEngine {
         let outcome = await withTaskGroup(of: BodyReceiver.Outcome?.self) { group in
             group.addTask { await receiver.run(body) }
             group.addTask {
-                _ = await stop.wait()
+                guard await stop.wait() != nil else { return nil }
+                // Keep what is already arriving (a dead connection's buffered bytes) before stopping.
+                await receiver.drain(quiet: .milliseconds(150), limit: .seconds(2))
                 return nil
             }
             var outcome: BodyReceiver.Outcome?
