@@ -40,15 +40,20 @@ struct Netem: AsyncParsableCommand {
             )
         )
         let port = try await emulator.start()
-        print("netem: \(profile) on \(listenHost):\(port) -> \(targetHost):\(targetPort), mean uplink \(Int(chosen.meanRate * rateScale * 8 / 1000)) kbit/s")
+        say("netem: \(profile) on \(listenHost):\(port) -> \(targetHost):\(targetPort), mean uplink \(Int(chosen.meanRate * rateScale * 8 / 1000)) kbit/s")
         let started = ContinuousClock.now
         while seconds == 0 || ContinuousClock.now - started < .milliseconds(Int64(seconds * 1000)) {
             try? await Task.sleep(for: .seconds(5))
             let stats = await emulator.statistics
-            print("netem: connections \(stats.connections), up \(stats.bytesUp) B, down \(stats.bytesDown) B, resets \(stats.resets), cuts \(stats.cuts), blackholes \(stats.blackholes), handovers \(stats.handovers)")
+            say("netem: connections \(stats.connections), up \(stats.bytesUp) B, down \(stats.bytesDown) B, resets \(stats.resets), cuts \(stats.cuts), blackholes \(stats.blackholes), handovers \(stats.handovers)")
             if Task.isCancelled { break }
         }
         await emulator.stop()
+    }
+
+    /// One line to standard output, unbuffered (so logs of a background run are complete).
+    func say(_ line: String) {
+        FileHandle.standardOutput.write(Data((line + "\n").utf8))
     }
 
     static func split(_ text: String) throws -> (String, Int) {

@@ -39,6 +39,9 @@ struct Put: AsyncParsableCommand {
     @Flag(help: "Behave like a typical tus client (fixed 5 MiB requests, 0/1/3/5 s retries then give up, no stall detection); for comparisons.")
     var typicalTusClient = false
 
+    @Flag(help: "Print one line per request to standard error.")
+    var verbose = false
+
     @Option(help: "Extra request header 'Name: value' (repeatable), e.g. for authentication.")
     var header: [String] = []
 
@@ -63,6 +66,9 @@ struct Put: AsyncParsableCommand {
         options.headers = try header.map { line in
             guard let colon = line.firstIndex(of: ":") else { throw ValidationError("a header is 'Name: value': \(line)") }
             return (String(line[..<colon]), line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces))
+        }
+        if verbose {
+            options.trace = { line in FileHandle.standardError.write(Data("\(line)\n".utf8)) }
         }
         let client = AsyncHTTPClientTransport.makeClient()
         let upload = Upload(file: file, endpoint: endpoint, transport: AsyncHTTPClientTransport(client: client), options: options)

@@ -99,6 +99,15 @@ struct StallPolicyTests {
         #expect(policy.firstProgressTimeout(bytes: 4096 * 10) == .seconds(25))
     }
 
+    @Test func requestDeadlineFollowsTheGoodput() {
+        let policy = StallPolicy(network: .wifi)
+        // 4 MB at 1 MB/s: expected 4 s; twice that, plus a second.
+        #expect(policy.requestDeadline(bytes: 4_000_000, goodput: 1_000_000) == .seconds(9))
+        // A tiny request still gets the idle timeout.
+        #expect(policy.requestDeadline(bytes: 1000, goodput: 1_000_000) == .milliseconds(5001))
+        #expect(policy.requestDeadline(bytes: 12 * 1024, goodput: nil) == .seconds(13))
+    }
+
     @Test func idleTimeoutShortensOnceTheLinkProvedGood() {
         let policy = StallPolicy(network: .wifi)
         #expect(policy.idleTimeout(goodput: nil) == .seconds(8))

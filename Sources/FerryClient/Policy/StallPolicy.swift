@@ -33,6 +33,15 @@ public struct StallPolicy: Sendable, Equatable {
         network.firstProgressBase + Duration(seconds: Double(bytes) / network.floorRate)
     }
 
+    /// The longest a whole request may take: twice its expected duration at the measured
+    /// goodput (and at least the idle timeout more); without a measurement, the first-progress
+    /// allowance at the floor rate.
+    public func requestDeadline(bytes: Int64, goodput: Double?) -> Duration {
+        guard let goodput, goodput > 0 else { return firstProgressTimeout(bytes: bytes) }
+        let expected = Duration(seconds: Double(bytes) / goodput)
+        return max(expected * 2, expected + idleTimeout(goodput: goodput)) + .seconds(1)
+    }
+
     /// How long without progress counts as a stall, given the measured goodput.
     public func idleTimeout(goodput: Double?) -> Duration {
         if let goodput, goodput >= goodRate { return min(provenIdleTimeout, network.idleTimeout) }

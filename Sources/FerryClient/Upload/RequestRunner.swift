@@ -96,21 +96,26 @@ struct RequestRunner: Sendable {
     }
 
     /// Returns `.stalled` when the request stops making progress; nil when cancelled.
+    ///
+    /// Kernel buffers absorb megabytes, so "bytes handed to the socket" stops meaning progress
+    /// once a request is out: a request also has a deadline of about twice its expected
+    /// duration at the measured goodput (at least the idle timeout more than it).
     private func watchdog(_ watch: Watch, bytes: Int64, goodput: Double?) async -> Outcome? {
         let start = ContinuousClock.now
-        let firstProgress = stall.firstProgressTimeout(bytes: bytes)
         let idle = stall.idleTimeout(goodput: goodput)
+        let firstProgress = stall.network.firstProgressBase
+        let deadline = stall.requestDeadline(bytes: bytes, goodput: goodput)
         while true {
             do { try await Task.sleep(for: .milliseconds(200)) } catch { return nil }
             let (sent, last) = watch.snapshot
             let now = ContinuousClock.now
+            if now - start > deadline { return .failure(.stalled) }
             if sent == 0 {
-                // Nothing moved yet: connecting, or waiting for a body-less answer.
-                if now - start > min(firstProgress, bytes == 0 ? stall.connectTimeout : firstProgress) { return .failure(.stalled) }
-            } else if sent < bytes {
-                if now - last > idle { return .failure(.stalled) }
-            } else if now - last > idle + stall.network.firstProgressBase {
-                // Every byte is out; the answer should follow quickly once the link drains.
+                // Connecting, or waiting for a body-less answer.
+                if now - start > (bytes == 0 ? min(stall.connectTimeout, firstProgress) : firstProgress) { return .failure(.stalled) }
+            } else if sent < bytes, now - last > idle {
+                return .failure(.stalled)
+            } else if sent >= bytes, now - last > idle + firstProgress {
                 return .failure(.stalled)
             }
         }

@@ -14,6 +14,8 @@ public struct UploadOptions: Sendable {
     public var resumeStore: ResumeStore?
     /// Extra headers on every request (authentication, for example).
     public var headers: [(String, String)]
+    /// Called with one line per request and wait (for `--verbose` and debugging).
+    public var trace: (@Sendable (String) -> Void)?
 
     public init(
         metadata: [(String, String)] = [],
@@ -35,6 +37,7 @@ public struct UploadOptions: Sendable {
         self.checksumLimit = checksumLimit
         self.resumeStore = resumeStore
         self.headers = headers
+        self.trace = nil
     }
 
     /// What typical tus clients do: fixed 5 MiB chunks, retry delays 0/1/3/5 s then give up,

@@ -12,6 +12,9 @@ struct UploadSession {
     let clock = ContinuousClock()
     let start: ContinuousClock.Instant
     var finalHeaders: [String: String] = [:]
+    /// Requests left without a checksum after a failure: a checksummed request that breaks
+    /// off is discarded whole by the server, an unchecksummed one keeps what arrived.
+    var checksumCooldown = 0
 
     init(upload: Upload, length: Int64) throws(UploadError) {
         self.upload = upload
@@ -93,6 +96,7 @@ struct UploadSession {
                 forget()
                 action = handle(.waited)
             case .wait(let delay):
+                trace("wait \(delay)")
                 let interrupted = await interruptible(generation) {
                     try? await Task.sleep(for: delay)
                 }
@@ -160,11 +164,15 @@ struct UploadSession {
         }
         if interrupted { return nil }
         guard let result = outcome.value else { return .failed(.stalled) }
+        let took = clock.now - began
         switch result {
         case .failure(let failure):
+            trace("\(describe(request)) failed after \(took): \(failure)")
+            if request.body != nil { checksumCooldown = 3 }
             return .failed(failure)
         case .response(let response):
-            return interpret(action, response, duration: clock.now - began)
+            trace("\(describe(request)) -> \(response.status) offset \(response.header("upload-offset") ?? "-") in \(took)")
+            return interpret(action, response, duration: took)
         }
     }
 
@@ -191,6 +199,7 @@ struct UploadSession {
             return .located(offset: offset)
         case (.send, 200...299):
             guard let offset else { return .failed(.status(response.status, code: nil, retryAfter: nil, message: "PATCH without Upload-Offset")) }
+            checksumCooldown = max(0, checksumCooldown - 1)
             finalHeaders = response.headers
             if let url = machine.url { remember(url, acknowledged: offset) }
             return .sent(offset: offset, duration: duration)
@@ -207,6 +216,18 @@ struct UploadSession {
     }
 
     // MARK: Requests
+
+    private func trace(_ line: @autoclosure () -> String) {
+        guard let trace = upload.options.trace else { return }
+        trace("[\(String(format: "%8.3f", elapsed.seconds))s] \(line())")
+    }
+
+    private func describe(_ request: TransportRequest) -> String {
+        switch request.body {
+        case .file(_, let range): "\(request.method) \(range.lowerBound)..<\(range.upperBound)"
+        default: request.method
+        }
+    }
 
     func request(_ method: String, _ url: URL) -> TransportRequest {
         TransportRequest(method: method, url: url, headers: [("Tus-Resumable", "1.0.0")] + upload.options.headers)
@@ -235,9 +256,11 @@ struct UploadSession {
         return request
     }
 
-    /// `sha256 <base64>` of the range, when the server offers it and the range is small enough.
+    /// `sha256 <base64>` of the range, when the server offers it, the range is small enough,
+    /// and no request failed recently.
     private func checksum(_ range: Range<Int64>) -> String? {
-        guard upload.options.checksums, machine.capabilities.sha256Checksums, Int64(range.count) <= upload.options.checksumLimit,
+        guard upload.options.checksums, checksumCooldown == 0, machine.capabilities.sha256Checksums,
+            Int64(range.count) <= upload.options.checksumLimit,
             let handle = FileHandle(forReadingAtPath: upload.path)
         else { return nil }
         defer { try? handle.close() }
