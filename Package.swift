@@ -175,7 +175,7 @@ let package = Package(
         .testTarget(
             name: "FerryServerTests",
             dependencies: [
-                "FerryCore", "FerryTus", "FerryHTTP", "FerryServer", "FerryTestSupport", "FerryClient", "FerryClientAHC",
+                "FerryCore", "FerryTus", "FerryHTTP", "FerryServer", "FerryTestSupport", "FerryClient", "FerryClientAHC", "FerryNetem",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),

@@ -74,12 +74,14 @@ public struct NetworkProfile: Sendable, Equatable {
         return mean
     }
 
-    /// All rates multiplied by `factor` (to run a profile faster in tests, keeping its outages).
-    public func scaled(by factor: Double) -> NetworkProfile {
+    /// All rates multiplied by `factor` (to run a profile faster in tests, keeping its outages),
+    /// and with `fates`, the byte counts after which connections die too.
+    public func scaled(by factor: Double, fates: Bool = true) -> NetworkProfile {
         var copy = self
         copy.schedule = schedule.map { Segment(duration: $0.duration, rate: $0.rate * factor) }
         func scale(_ range: ClosedRange<Int64>?) -> ClosedRange<Int64>? {
-            range.map { Int64(Double($0.lowerBound) * factor)...Int64(Double($0.upperBound) * factor) }
+            guard fates else { return range }
+            return range.map { Int64(Double($0.lowerBound) * factor)...Int64(Double($0.upperBound) * factor) }
         }
         copy.resetAfter = scale(resetAfter)
         copy.cutAfter = scale(cutAfter)

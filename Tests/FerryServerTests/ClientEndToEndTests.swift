@@ -13,7 +13,19 @@ struct TestFile {
     init(size: Int, seed: UInt8 = 1) throws {
         path = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-client-\(UUID().uuidString)").path
         var generator = SplitMix(seed: UInt64(seed))
-        bytes = (0..<size).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+        var bytes = [UInt8](repeating: 0, count: size)
+        bytes.withUnsafeMutableBytes { raw in
+            var index = 0
+            while index < size {
+                var word = generator.next()
+                for _ in 0..<min(8, size - index) {
+                    raw[index] = UInt8(truncatingIfNeeded: word)
+                    word >>= 8
+                    index += 1
+                }
+            }
+        }
+        self.bytes = bytes
         try Data(bytes).write(to: URL(fileURLWithPath: path))
     }
 
