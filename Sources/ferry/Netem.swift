@@ -27,6 +27,9 @@ struct Netem: AsyncParsableCommand {
     @Option(help: "Stop after this many seconds (0: run until interrupted).")
     var seconds: Double = 0
 
+    @Option(help: "Write the statistics as JSON to this file every second (for scripts).")
+    var statsFile: String?
+
     func run() async throws {
         guard let chosen = NetworkProfile.named(profile, seed: seed) else {
             throw ValidationError("unknown profile \(profile); one of \(NetworkProfile.names.joined(separator: ", "))")
@@ -42,13 +45,26 @@ struct Netem: AsyncParsableCommand {
         let port = try await emulator.start()
         say("netem: \(profile) on \(listenHost):\(port) -> \(targetHost):\(targetPort), mean uplink \(Int(chosen.meanRate * rateScale * 8 / 1000)) kbit/s")
         let started = ContinuousClock.now
+        var lastPrint = started
         while seconds == 0 || ContinuousClock.now - started < .milliseconds(Int64(seconds * 1000)) {
-            try? await Task.sleep(for: .seconds(5))
+            try? await Task.sleep(for: .seconds(1))
             let stats = await emulator.statistics
-            say("netem: connections \(stats.connections), up \(stats.bytesUp) B, down \(stats.bytesDown) B, resets \(stats.resets), cuts \(stats.cuts), blackholes \(stats.blackholes), handovers \(stats.handovers)")
+            if let statsFile { write(stats, to: statsFile) }
+            if ContinuousClock.now - lastPrint >= .seconds(5) {
+                lastPrint = .now
+                say("netem: connections \(stats.connections), up \(stats.bytesUp) B, down \(stats.bytesDown) B, resets \(stats.resets), cuts \(stats.cuts), blackholes \(stats.blackholes), handovers \(stats.handovers)")
+            }
             if Task.isCancelled { break }
         }
         await emulator.stop()
+    }
+
+    func write(_ stats: NetworkEmulator.Statistics, to path: String) {
+        let json = """
+            {"connections": \(stats.connections), "bytes_up": \(stats.bytesUp), "bytes_down": \(stats.bytesDown), \
+            "resets": \(stats.resets), "cuts": \(stats.cuts), "blackholes": \(stats.blackholes), "handovers": \(stats.handovers)}
+            """
+        try? Data(json.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
     }
 
     /// One line to standard output, unbuffered (so logs of a background run are complete).
