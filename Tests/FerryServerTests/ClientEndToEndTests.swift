@@ -67,6 +67,21 @@ struct ClientEndToEndTests {
         }
     }
 
+    @Test func uploadsOverURLSession() async throws {
+        let file = try TestFile(size: 3_000_000, seed: 6)
+        defer { file.remove() }
+        try await TestServer.with { server in
+            let transport = URLSessionTransport()
+            defer { transport.invalidate() }
+            let endpoint = URL(string: "http://127.0.0.1:\(server.port)/files/")!
+            var options = UploadOptions(metadata: [("filename", "u.bin")])
+            options.chunk = .fixed(1 << 20)
+            let result = try await Upload(file: file.path, endpoint: endpoint, transport: transport, options: options).run()
+            #expect(result.requests == 5)
+            #expect(try stored(server, result.url) == file.bytes)
+        }
+    }
+
     @Test func aSmallFileTakesOneRequestWithChecksum() async throws {
         let file = try TestFile(size: 100_000, seed: 2)
         defer { file.remove() }
