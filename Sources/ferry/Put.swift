@@ -24,6 +24,9 @@ struct Put: AsyncParsableCommand {
     @Option(help: "A fixed request size (bytes or K/M/G); adaptive when omitted.")
     var chunk: String?
 
+    @Option(help: "Upload over this many parallel streams (1-4; needs tus concatenation on the server). (default: 1)")
+    var parallel: Int = 1
+
     @Option(help: "Give up after this long (e.g. 30m, 6h). (default: 6h)")
     var deadline: String = "6h"
 
@@ -60,6 +63,8 @@ struct Put: AsyncParsableCommand {
         }
         guard let deadline = Settings.duration(deadline) else { throw ValidationError("invalid --deadline \(deadline)") }
         options.retry.deadline = deadline
+        guard (1...4).contains(parallel) else { throw ValidationError("--parallel takes 1 to 4") }
+        options.parallelStreams = parallel
         if !noResume {
             options.resumeStore = ResumeStore(directory: stateDir.map { URL(fileURLWithPath: $0) } ?? ResumeStore.defaultDirectory)
         }

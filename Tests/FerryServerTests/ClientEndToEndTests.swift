@@ -82,6 +82,28 @@ struct ClientEndToEndTests {
         }
     }
 
+    @Test func parallelStreamsConcatenate() async throws {
+        let file = try TestFile(size: 13_000_001, seed: 7)
+        defer { file.remove() }
+        try await TestServer.with { server in
+            let client = AsyncHTTPClientTransport.makeClient()
+            let endpoint = URL(string: "http://127.0.0.1:\(server.port)/files/")!
+            var options = UploadOptions(metadata: [("filename", "p.bin")])
+            options.parallelStreams = 3
+            options.chunk = .fixed(1 << 20)
+            let upload = Upload(file: file.path, endpoint: endpoint, transport: AsyncHTTPClientTransport(client: client), options: options)
+            let result = try await upload.run()
+            try await client.shutdown()
+            #expect(result.length == 13_000_001)
+            #expect(try stored(server, result.url) == file.bytes)
+            let connection = try await server.connect()
+            let head = try await connection.exchange("HEAD", result.url.path, [tus])
+            await connection.close()
+            #expect(head.header("Upload-Concat")?.hasPrefix("final;") == true)
+            #expect(head.header("Upload-Metadata") == "filename cC5iaW4=")
+        }
+    }
+
     @Test func aSmallFileTakesOneRequestWithChecksum() async throws {
         let file = try TestFile(size: 100_000, seed: 2)
         defer { file.remove() }

@@ -20,6 +20,17 @@ public final class Upload: Sendable {
     public let progress: AsyncStream<UploadProgress>
     let progressSink: AsyncStream<UploadProgress>.Continuation
     let counters = Mutex(Counters())
+    /// Set when this upload is one stream of a parallel upload.
+    let part: Part?
+    /// The streams of a parallel upload, so control commands reach them.
+    let children = Mutex<[Upload]>([])
+
+    /// One contiguous piece of the file, uploaded as a tus `partial`.
+    struct Part: Sendable {
+        var range: Range<Int64>
+        var index: Int
+        var count: Int
+    }
 
     struct Counters {
         var requests = 0
@@ -27,27 +38,40 @@ public final class Upload: Sendable {
         var inFlight: Int64 = 0
     }
 
-    public init(file path: String, endpoint: URL, transport: any UploadTransport, options: UploadOptions = UploadOptions()) {
+    public convenience init(file path: String, endpoint: URL, transport: any UploadTransport, options: UploadOptions = UploadOptions()) {
+        self.init(file: path, endpoint: endpoint, transport: transport, options: options, part: nil)
+    }
+
+    init(file path: String, endpoint: URL, transport: any UploadTransport, options: UploadOptions, part: Part?) {
         self.path = path
         self.endpoint = endpoint
         self.transport = transport
         self.options = options
+        self.part = part
         (progress, progressSink) = AsyncStream.makeStream(of: UploadProgress.self, bufferingPolicy: .bufferingNewest(1))
     }
 
     /// Stops sending (the server keeps what it received) until `resume()`.
-    public func pause() { control.pause() }
-    public func resume() { control.resume() }
+    public func pause() { forEachStream { $0.control.pause() } }
+    public func resume() { forEachStream { $0.control.resume() } }
     /// Ends the upload; with `terminate`, also deletes it on the server and forgets it locally.
-    public func cancel(terminate: Bool = true) { control.cancel(terminate: terminate) }
+    public func cancel(terminate: Bool = true) { forEachStream { $0.control.cancel(terminate: terminate) } }
     /// The app moved to another network: drop connections and measurements, start from its defaults.
-    public func networkChanged(to network: NetworkKind) { control.networkChanged(network) }
+    public func networkChanged(to network: NetworkKind) { forEachStream { $0.control.networkChanged(network) } }
+
+    private func forEachStream(_ body: (Upload) -> Void) {
+        body(self)
+        for child in children.withLock({ $0 }) { body(child) }
+    }
 
     /// Runs the upload to completion (or failure, cancellation, deadline).
     public func run() async throws(UploadError) -> UploadResult {
         defer { progressSink.finish() }
         let length = try fileLength()
-        var session = try UploadSession(upload: self, length: length)
+        if part == nil, options.parallelStreams > 1, length >= 2 * ParallelUpload.minimumPart {
+            if let result = try await ParallelUpload(upload: self, length: length).run() { return result }
+        }
+        var session = try UploadSession(upload: self, length: part.map { Int64($0.range.count) } ?? length)
         return try await session.run()
     }
 

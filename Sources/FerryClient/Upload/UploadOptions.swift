@@ -14,6 +14,9 @@ public struct UploadOptions: Sendable {
     public var resumeStore: ResumeStore?
     /// Extra headers on every request (authentication, for example).
     public var headers: [(String, String)]
+    /// Upload over this many parallel streams (tus concatenation, when the server offers it);
+    /// 1 by default: parallel streams help only where one stream cannot fill the link.
+    public var parallelStreams: Int = 1
     /// Called with one line per request and wait (for `--verbose` and debugging).
     public var trace: (@Sendable (String) -> Void)?
 

@@ -26,6 +26,7 @@ struct UploadSession {
         if let store = options.resumeStore {
             do {
                 fingerprint = try ResumeStore.fingerprint(path: upload.path, endpoint: upload.endpoint)
+                    + (upload.part.map { "-part\($0.index)of\($0.count)" } ?? "")
             } catch {
                 throw UploadError.localFile("\(upload.path): \(error.localizedDescription)")
             }
@@ -79,7 +80,7 @@ struct UploadSession {
             let generation = control.generation
             switch action {
             case .finish(let url):
-                forget()
+                if upload.part == nil { forget() }
                 let counters = upload.counters.withLock { $0 }
                 return UploadResult(
                     url: url,
@@ -110,6 +111,11 @@ struct UploadSession {
     }
 
     var runner: RequestRunner { RequestRunner(transport: upload.transport, stall: stall) }
+
+    /// Where this upload's byte 0 is in the file (non-zero for a parallel stream).
+    var base: Int64 { upload.part?.range.lowerBound ?? 0 }
+
+    func fileRange(_ range: Range<Int64>) -> Range<Int64> { (range.lowerBound + base)..<(range.upperBound + base) }
 
     /// Runs `body` unless a control command arrives first; returns true when interrupted.
     private func interruptible(_ generation: Int, _ body: @escaping @Sendable () async -> Void) async -> Bool {
@@ -235,7 +241,9 @@ struct UploadSession {
 
     private func creation(_ firstChunk: Range<Int64>?) -> TransportRequest {
         var headers = [("Tus-Resumable", "1.0.0"), ("Upload-Length", String(length))] + upload.options.headers
-        if !upload.options.metadata.isEmpty {
+        if upload.part != nil {
+            headers.append(("Upload-Concat", "partial"))
+        } else if !upload.options.metadata.isEmpty {
             let encoded = upload.options.metadata.map { "\($0.0) \(Data($0.1.utf8).base64EncodedString())" }
             headers.append(("Upload-Metadata", encoded.joined(separator: ",")))
         }
@@ -243,7 +251,7 @@ struct UploadSession {
         if let firstChunk {
             headers.append(("Content-Type", "application/offset+octet-stream"))
             if let checksum = checksum(firstChunk) { headers.append(("Upload-Checksum", checksum)) }
-            body = .file(path: upload.path, range: firstChunk)
+            body = .file(path: upload.path, range: fileRange(firstChunk))
         }
         return TransportRequest(method: "POST", url: upload.endpoint, headers: headers, body: body)
     }
@@ -252,7 +260,7 @@ struct UploadSession {
         var request = self.request("PATCH", url)
         request.headers += [("Upload-Offset", String(range.lowerBound)), ("Content-Type", "application/offset+octet-stream")]
         if let checksum = checksum(range) { request.headers.append(("Upload-Checksum", checksum)) }
-        request.body = .file(path: upload.path, range: range)
+        request.body = .file(path: upload.path, range: fileRange(range))
         return request
     }
 
@@ -266,7 +274,7 @@ struct UploadSession {
         defer { try? handle.close() }
         var hasher = SHA256()
         do {
-            try handle.seek(toOffset: UInt64(range.lowerBound))
+            try handle.seek(toOffset: UInt64(range.lowerBound + base))
             var remaining = range.count
             while remaining > 0, let data = try handle.read(upToCount: min(remaining, 1 << 20)), !data.isEmpty {
                 hasher.update(data: data)
@@ -295,7 +303,7 @@ struct UploadSession {
         )
     }
 
-    private func forget() {
+    func forget() {
         guard let store = upload.options.resumeStore, let fingerprint else { return }
         store.remove(fingerprint)
     }

@@ -1,0 +1,144 @@
+import Foundation
+import Synchronization
+
+/// Uploads one file as up to four parallel tus `partial` uploads, then concatenates them with a
+/// `final` upload (tus `concatenation`). Each stream is a full `Upload` of its byte range, with
+/// its own stall detection, sizing and resume record.
+struct ParallelUpload {
+    static let minimumPart: Int64 = 4 << 20
+    static let maximumStreams = 4
+
+    let upload: Upload
+    let length: Int64
+
+    /// Returns nil when the server cannot concatenate (the caller uploads in one stream).
+    func run() async throws(UploadError) -> UploadResult? {
+        let options = upload.options
+        let runner = RequestRunner(transport: upload.transport, stall: options.stall)
+        let discovery = await runner.run(
+            TransportRequest(method: "OPTIONS", url: upload.endpoint, headers: [("Tus-Resumable", "1.0.0")] + options.headers),
+            goodput: nil
+        )
+        guard case .response(let answer) = discovery, (200..<300).contains(answer.status),
+            (answer.header("tus-extension") ?? "").split(separator: ",").contains(where: { $0.trimmingCharacters(in: .whitespaces) == "concatenation" })
+        else { return nil }
+        let count = max(1, min(options.parallelStreams, Self.maximumStreams, Int(length / Self.minimumPart)))
+        var partOptions = options
+        partOptions.parallelStreams = 1
+        let size = length / Int64(count)
+        let streams = (0..<count).map { index -> Upload in
+            let start = Int64(index) * size
+            let end = index == count - 1 ? length : start + size
+            return Upload(
+                file: upload.path, endpoint: upload.endpoint, transport: upload.transport, options: partOptions,
+                part: Upload.Part(range: start..<end, index: index, count: count)
+            )
+        }
+        upload.children.withLock { $0 = streams }
+        let parts = try await runStreams(streams)
+        let final = try await concatenate(parts.map(\.url), runner: runner)
+        for stream in streams {
+            if let session = try? UploadSession(upload: stream, length: Int64(stream.part?.range.count ?? 0)) { session.forget() }
+        }
+        return UploadResult(
+            url: final.url,
+            length: length,
+            requests: parts.reduce(1) { $0 + $1.requests },
+            failures: parts.reduce(0) { $0 + $1.failures },
+            bytesSent: parts.reduce(0) { $0 + $1.bytesSent },
+            finalHeaders: final.headers
+        )
+    }
+
+    /// Runs every stream, reporting their summed progress; the first failure cancels the rest.
+    private func runStreams(_ streams: [Upload]) async throws(UploadError) -> [UploadResult] {
+        let latest = ProgressTable(count: streams.count)
+        let parent = upload
+        let total = length
+        do {
+            return try await withThrowingTaskGroup(of: (Int, UploadResult).self) { group in
+                for (index, stream) in streams.enumerated() {
+                    group.addTask {
+                        async let result = stream.run()
+                        for await progress in stream.progress {
+                            let all = latest.update(index, progress)
+                            let known = all.compactMap { $0 }
+                            parent.progressSink.yield(
+                                UploadProgress(
+                                    acknowledged: known.reduce(0) { $0 + $1.acknowledged },
+                                    inFlight: known.reduce(0) { $0 + $1.inFlight },
+                                    total: total,
+                                    bytesPerSecond: known.compactMap(\.bytesPerSecond).reduce(0, +),
+                                    phase: progress.phase,
+                                    failures: known.reduce(0) { $0 + $1.failures }
+                                )
+                            )
+                        }
+                        return (index, try await result)
+                    }
+                }
+                var results = [UploadResult?](repeating: nil, count: streams.count)
+                do {
+                    while let (index, result) = try await group.next() { results[index] = result }
+                } catch {
+                    for stream in streams { stream.control.cancel(terminate: false) }
+                    throw error
+                }
+                return results.compactMap { $0 }
+            }
+        } catch let error as UploadError {
+            throw error
+        } catch {
+            throw UploadError.localFile("parallel upload: \(error)")
+        }
+    }
+
+    /// Creates the final upload, retrying transient failures until the deadline.
+    private func concatenate(_ parts: [URL], runner: RequestRunner) async throws(UploadError) -> (url: URL, headers: [String: String]) {
+        let options = upload.options
+        var headers = [("Tus-Resumable", "1.0.0"), ("Upload-Concat", "final;" + parts.map(\.absoluteString).joined(separator: " "))]
+        if !options.metadata.isEmpty {
+            headers.append(("Upload-Metadata", options.metadata.map { "\($0.0) \(Data($0.1.utf8).base64EncodedString())" }.joined(separator: ",")))
+        }
+        let request = TransportRequest(method: "POST", url: upload.endpoint, headers: headers + options.headers)
+        var backoff = Backoff(policy: options.retry)
+        let clock = ContinuousClock()
+        let start = clock.now
+        var last = "no attempt"
+        while clock.now - start < options.retry.deadline {
+            switch await runner.run(request, goodput: nil) {
+            case .response(let response) where response.status == 201:
+                if let location = response.header("location"), let url = URL(string: location, relativeTo: upload.endpoint)?.absoluteURL {
+                    return (url, response.headers)
+                }
+                last = "201 without Location"
+            case .response(let response) where (400..<500).contains(response.status) && ![409, 423, 429].contains(response.status):
+                throw UploadError.rejected(
+                    status: response.status, code: response.header("ferry-error"),
+                    message: String(decoding: response.body.prefix(300), as: UTF8.self)
+                )
+            case .response(let response):
+                last = "HTTP \(response.status)"
+            case .failure(let failure):
+                last = failure.description
+            }
+            guard let delay = backoff.nextDelay(unit: Double.random(in: 0..<1)) else { break }
+            try? await Task.sleep(for: delay)
+        }
+        throw UploadError.deadlineExceeded(lastFailure: "creating the final upload: \(last)")
+    }
+}
+
+/// The latest progress of each stream of a parallel upload.
+final class ProgressTable: Sendable {
+    private let state: Mutex<[UploadProgress?]>
+
+    init(count: Int) { state = Mutex([UploadProgress?](repeating: nil, count: count)) }
+
+    func update(_ index: Int, _ progress: UploadProgress) -> [UploadProgress?] {
+        state.withLock { state in
+            state[index] = progress
+            return state
+        }
+    }
+}
