@@ -121,3 +121,52 @@ struct UploadMachineTests {
         #expect(actions == [.discover, .create(firstChunk: nil), .finish(uploadURL)])
     }
 }
+
+@Suite("Upload state machine: streams of unknown length")
+struct StreamMachineTests {
+    @Test func aStreamIsSentAsItArrivesAndDeclaresItsLength() {
+        var machine = UploadMachine(length: nil, sizer: ChunkSizer(configuration: .fixed(1000)))
+        #expect(run(&machine, [.start(resume: nil), .discovered(ferryCapabilities), .created(uploadURL, offset: 0)]).last == .awaitData)
+        machine.updateAvailable(1500, finished: false)
+        #expect(machine.handle(.dataArrived, elapsed: .zero, random: 0) == .send(uploadURL, 0..<1000))
+        #expect(machine.handle(.sent(offset: 1000, duration: .seconds(1)), elapsed: .zero, random: 0) == .send(uploadURL, 1000..<1500))
+        #expect(machine.handle(.sent(offset: 1500, duration: .seconds(1)), elapsed: .zero, random: 0) == .awaitData)
+        machine.updateAvailable(1700, finished: true)
+        #expect(machine.handle(.dataArrived, elapsed: .zero, random: 0) == .sendFinal(uploadURL, 1500..<1700, length: 1700))
+        #expect(machine.handle(.sent(offset: 1700, duration: .seconds(1)), elapsed: .zero, random: 0) == .finish(uploadURL))
+    }
+
+    @Test func aStreamEndingAfterItsLastPatchDeclaresWithAnEmptyOne() {
+        var machine = UploadMachine(length: nil, sizer: ChunkSizer(configuration: .fixed(1000)))
+        _ = run(&machine, [.start(resume: nil), .discovered(ferryCapabilities), .created(uploadURL, offset: 0)])
+        machine.updateAvailable(1000, finished: false)
+        _ = machine.handle(.dataArrived, elapsed: .zero, random: 0)
+        #expect(machine.handle(.sent(offset: 1000, duration: .seconds(1)), elapsed: .zero, random: 0) == .awaitData)
+        machine.updateAvailable(1000, finished: true)
+        #expect(machine.handle(.dataArrived, elapsed: .zero, random: 0) == .sendFinal(uploadURL, 1000..<1000, length: 1000))
+        #expect(machine.handle(.sent(offset: 1000, duration: .seconds(1)), elapsed: .zero, random: 0) == .finish(uploadURL))
+    }
+
+    @Test func aLostAnswerToTheFinalPatchIsRepeatedHarmlessly() {
+        var machine = UploadMachine(length: nil, sizer: ChunkSizer(configuration: .fixed(1000)))
+        _ = run(&machine, [.start(resume: nil), .discovered(ferryCapabilities), .created(uploadURL, offset: 0)])
+        machine.updateAvailable(500, finished: true)
+        #expect(machine.handle(.dataArrived, elapsed: .zero, random: 0) == .sendFinal(uploadURL, 0..<500, length: 500))
+        _ = machine.handle(.failed(.stalled), elapsed: .zero, random: 0)
+        #expect(machine.handle(.waited, elapsed: .zero, random: 0) == .locate(uploadURL))
+        // The server stored everything; the length must still be declared (idempotently).
+        #expect(machine.handle(.located(offset: 500), elapsed: .zero, random: 0) == .sendFinal(uploadURL, 500..<500, length: 500))
+    }
+}
+
+extension StreamMachineTests {
+    @Test func aPlainPatchThatHappensToReachTheEndDoesNotCountAsDeclaring() {
+        var machine = UploadMachine(length: nil, sizer: ChunkSizer(configuration: .fixed(1000)))
+        _ = run(&machine, [.start(resume: nil), .discovered(ferryCapabilities), .created(uploadURL, offset: 0)])
+        machine.updateAvailable(800, finished: false)
+        #expect(machine.handle(.dataArrived, elapsed: .zero, random: 0) == .send(uploadURL, 0..<800))
+        // The stream ends while that PATCH (without Upload-Length) is in flight.
+        machine.updateAvailable(800, finished: true)
+        #expect(machine.handle(.sent(offset: 800, duration: .seconds(1)), elapsed: .zero, random: 0) == .sendFinal(uploadURL, 800..<800, length: 800))
+    }
+}

@@ -104,6 +104,32 @@ struct ClientEndToEndTests {
         }
     }
 
+    @Test func streamsOfUnknownLengthUseDeferredLength() async throws {
+        let chunks = (0..<6).map { index in (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ index) } }
+        let stream = AsyncStream<[UInt8]> { continuation in
+            Task {
+                for chunk in chunks {
+                    continuation.yield(chunk)
+                    try? await Task.sleep(for: .milliseconds(30))
+                }
+                continuation.finish()
+            }
+        }
+        try await TestServer.with { server in
+            let client = AsyncHTTPClientTransport.makeClient()
+            let endpoint = URL(string: "http://127.0.0.1:\(server.port)/files/")!
+            let upload = try Upload(stream: stream, endpoint: endpoint, transport: AsyncHTTPClientTransport(client: client))
+            let result = try await upload.run()
+            try await client.shutdown()
+            #expect(result.length == 1_800_000)
+            #expect(try stored(server, result.url) == chunks.flatMap { $0 })
+            let connection = try await server.connect()
+            let head = try await connection.exchange("HEAD", result.url.path, [tus])
+            await connection.close()
+            #expect(head.header("Upload-Length") == "1800000", "\(head.status) \(head.headers)")
+        }
+    }
+
     @Test func aSmallFileTakesOneRequestWithChecksum() async throws {
         let file = try TestFile(size: 100_000, seed: 2)
         defer { file.remove() }

@@ -14,6 +14,10 @@ public struct UploadMachine: Sendable {
         case locate(URL)
         /// Send these bytes (PATCH).
         case send(URL, Range<Int64>)
+        /// Send these bytes (possibly none) and declare the total length (a stream that ended).
+        case sendFinal(URL, Range<Int64>, length: Int64)
+        /// Everything produced so far is acknowledged: wait for the stream to produce more.
+        case awaitData
         /// Wait before the next attempt.
         case wait(Duration)
         /// Forget the persisted upload URL and create a new upload (the server lost it).
@@ -35,14 +39,22 @@ public struct UploadMachine: Sendable {
         case failed(RequestFailure)
         case waited
         case networkChanged(NetworkKind)
+        /// The stream produced more (see `updateAvailable`).
+        case dataArrived
     }
 
     public enum Phase: String, Sendable {
         case discovering, creating, locating, sending, waiting, completed, failed
     }
 
-    /// Bytes in the upload.
-    public let length: Int64
+    /// Bytes in the upload; nil while a stream is still producing them.
+    public private(set) var length: Int64?
+    /// Bytes ready to send (the whole file, or what a stream produced so far).
+    public private(set) var available: Int64
+    /// Whether the server knows the length (always for files, declared at creation).
+    private var lengthDeclared: Bool
+    /// The request in flight declares the length (`sendFinal`).
+    private var inFlightDeclares = false
     public private(set) var phase: Phase = .discovering
     public private(set) var url: URL?
     /// The highest offset the server acknowledged.
@@ -57,8 +69,10 @@ public struct UploadMachine: Sendable {
     private var inFlight: Range<Int64>?
     private var discovered = false
 
-    public init(length: Int64, sizer: ChunkSizer = ChunkSizer(), retry: RetryPolicy = RetryPolicy()) {
+    public init(length: Int64?, sizer: ChunkSizer = ChunkSizer(), retry: RetryPolicy = RetryPolicy()) {
         self.length = length
+        self.available = length ?? 0
+        self.lengthDeclared = length != nil
         self.sizer = sizer
         self.backoff = Backoff(policy: retry)
     }
@@ -86,6 +100,7 @@ public struct UploadMachine: Sendable {
         case .sent(let offset, let duration):
             if let range = inFlight, offset >= range.upperBound {
                 sizer.succeeded(bytes: Int64(range.count), in: duration)
+                if inFlightDeclares { lengthDeclared = true }
             }
             return advance(to: offset)
         case .failed(let failure):
@@ -100,7 +115,15 @@ public struct UploadMachine: Sendable {
         case .networkChanged(let network):
             sizer.networkChanged(to: network)
             return .wait(.zero)
+        case .dataArrived:
+            return advance(to: acknowledged)
         }
+    }
+
+    /// A stream produced more bytes, or ended (then its length is `available`).
+    public mutating func updateAvailable(_ available: Int64, finished: Bool) {
+        self.available = max(self.available, available)
+        if finished, length == nil { length = self.available }
     }
 
     private mutating func locate(_ url: URL) -> Action {
@@ -111,7 +134,7 @@ public struct UploadMachine: Sendable {
 
     private mutating func create() -> Action {
         phase = .creating
-        if capabilities.creationWithUpload, length > 0, length <= sizer.size {
+        if capabilities.creationWithUpload, let length, length > 0, length <= sizer.size {
             inFlight = 0..<length
             return .create(firstChunk: 0..<length)
         }
@@ -125,14 +148,29 @@ public struct UploadMachine: Sendable {
             backoff.progressed()
         }
         guard let url else { return create() }
-        if offset >= length {
+        if let length, offset >= length, lengthDeclared {
             phase = .completed
             return .finish(url)
         }
         phase = .sending
-        let range = offset..<min(length, offset + sizer.size)
-        inFlight = range
-        return .send(url, range)
+        if offset < available {
+            let range = offset..<min(available, offset + sizer.size)
+            inFlight = range
+            inFlightDeclares = false
+            if let length, !lengthDeclared, range.upperBound == length {
+                inFlightDeclares = true
+                return .sendFinal(url, range, length: length)
+            }
+            return .send(url, range)
+        }
+        if let length, !lengthDeclared {
+            inFlight = offset..<offset
+            inFlightDeclares = true
+            return .sendFinal(url, offset..<offset, length: length)
+        }
+        phase = .waiting
+        inFlight = nil
+        return .awaitData
     }
 
     private mutating func failed(_ failure: RequestFailure, elapsed: Duration, random: Double) -> Action {

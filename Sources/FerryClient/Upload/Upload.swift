@@ -24,6 +24,9 @@ public final class Upload: Sendable {
     let part: Part?
     /// The streams of a parallel upload, so control commands reach them.
     let children = Mutex<[Upload]>([])
+    /// For a stream upload: where its bytes are kept, and what fills it.
+    let spool: Spool?
+    let fill: (@Sendable (Spool) async -> Void)?
 
     /// One contiguous piece of the file, uploaded as a tus `partial`.
     struct Part: Sendable {
@@ -48,6 +51,31 @@ public final class Upload: Sendable {
         self.transport = transport
         self.options = options
         self.part = part
+        self.spool = nil
+        self.fill = nil
+        (progress, progressSink) = AsyncStream.makeStream(of: UploadProgress.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    /// Uploads what `stream` produces, while it produces it, with a deferred length (tus
+    /// `creation-defer-length`). The bytes are kept in a temporary file until acknowledged.
+    /// A stream cannot be replayed, so it does not resume across processes.
+    public init<S: AsyncSequence & Sendable>(
+        stream: S,
+        endpoint: URL,
+        transport: any UploadTransport,
+        options: UploadOptions = UploadOptions()
+    ) throws where S.Element == [UInt8] {
+        let spool = try Spool()
+        self.spool = spool
+        self.fill = { spool in await spool.fill(from: stream) }
+        self.path = spool.url.path
+        self.endpoint = endpoint
+        self.transport = transport
+        var options = options
+        options.resumeStore = nil
+        options.parallelStreams = 1
+        self.options = options
+        self.part = nil
         (progress, progressSink) = AsyncStream.makeStream(of: UploadProgress.self, bufferingPolicy: .bufferingNewest(1))
     }
 
@@ -67,6 +95,25 @@ public final class Upload: Sendable {
     /// Runs the upload to completion (or failure, cancellation, deadline).
     public func run() async throws(UploadError) -> UploadResult {
         defer { progressSink.finish() }
+        if let spool, let fill {
+            defer { spool.remove() }
+            var session = try UploadSession(upload: self, length: nil)
+            let outcome: Result<UploadResult, UploadError> = await withTaskGroup(of: Result<UploadResult, UploadError>?.self) { group in
+                group.addTask {
+                    await fill(spool)
+                    return nil
+                }
+                let result: Result<UploadResult, UploadError>
+                do throws(UploadError) {
+                    result = .success(try await session.run())
+                } catch {
+                    result = .failure(error)
+                }
+                group.cancelAll()
+                return result
+            }
+            return try outcome.get()
+        }
         let length = try fileLength()
         if part == nil, options.parallelStreams > 1, length >= 2 * ParallelUpload.minimumPart {
             if let result = try await ParallelUpload(upload: self, length: length).run() { return result }
@@ -93,7 +140,7 @@ public final class Upload: Sendable {
             UploadProgress(
                 acknowledged: machine.acknowledged,
                 inFlight: inFlight,
-                total: machine.length,
+                total: machine.length ?? machine.available,
                 bytesPerSecond: machine.sizer.goodput,
                 phase: machine.phase,
                 failures: machine.failures

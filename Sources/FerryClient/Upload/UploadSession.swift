@@ -5,7 +5,8 @@ import Foundation
 /// The loop behind `Upload.run()`: performs the machine's actions with the transport.
 struct UploadSession {
     let upload: Upload
-    let length: Int64
+    /// nil for a stream whose end is not known yet.
+    let length: Int64?
     let fingerprint: String?
     var machine: UploadMachine
     var stall: StallPolicy
@@ -16,14 +17,14 @@ struct UploadSession {
     /// off is discarded whole by the server, an unchecksummed one keeps what arrived.
     var checksumCooldown = 0
 
-    init(upload: Upload, length: Int64) throws(UploadError) {
+    init(upload: Upload, length: Int64?) throws(UploadError) {
         self.upload = upload
         self.length = length
         let options = upload.options
         var sizer = ChunkSizer(configuration: options.chunk, network: options.network)
         var fingerprint: String?
         var resumeURL: URL?
-        if let store = options.resumeStore {
+        if let store = options.resumeStore, let length {
             do {
                 fingerprint = try ResumeStore.fingerprint(path: upload.path, endpoint: upload.endpoint)
                     + (upload.part.map { "-part\($0.index)of\($0.count)" } ?? "")
@@ -84,7 +85,7 @@ struct UploadSession {
                 let counters = upload.counters.withLock { $0 }
                 return UploadResult(
                     url: url,
-                    length: length,
+                    length: machine.length ?? machine.available,
                     requests: counters.requests,
                     failures: machine.failures,
                     bytesSent: counters.bytesSent,
@@ -103,7 +104,22 @@ struct UploadSession {
                 }
                 if interrupted { continue }
                 action = handle(.waited)
-            case .discover, .create, .locate, .send:
+            case .awaitData:
+                guard let spool = upload.spool else { throw UploadError.localFile("no more bytes to send") }
+                let before = spool.snapshot
+                if before.available <= machine.acknowledged, !before.finished, before.failure == nil {
+                    let interrupted = await interruptible(generation) { await spool.changed(after: before.generation) }
+                    if interrupted { continue }
+                }
+                let now = spool.snapshot
+                if let failure = now.failure { throw UploadError.localFile("the stream failed: \(failure)") }
+                machine.updateAvailable(now.available, finished: now.finished)
+                action = handle(.dataArrived)
+            case .discover, .create, .locate, .send, .sendFinal:
+                if let spool = upload.spool {
+                    let now = spool.snapshot
+                    machine.updateAvailable(now.available, finished: now.finished)
+                }
                 guard let event = await perform(action, generation: generation) else { continue }
                 action = handle(event)
             }
@@ -137,7 +153,7 @@ struct UploadSession {
 
     /// Performs a request action; returns the event, or nil when a control command interrupted it.
     private mutating func perform(_ action: UploadMachine.Action, generation: Int) async -> UploadMachine.Event? {
-        let request: TransportRequest
+        var request: TransportRequest
         switch action {
         case .discover:
             request = TransportRequest(method: "OPTIONS", url: upload.endpoint, headers: upload.options.headers)
@@ -147,6 +163,9 @@ struct UploadSession {
             request = self.request("HEAD", url)
         case .send(let url, let range):
             request = patch(url, range)
+        case .sendFinal(let url, let range, let length):
+            request = patch(url, range)
+            request.headers.append(("Upload-Length", String(length)))
         default:
             return nil
         }
@@ -157,8 +176,9 @@ struct UploadSession {
         let machineSnapshot = machine
         upload.counters.withLock { $0.requests += 1 }
         let outcome = OutcomeBox()
+        let sending = request
         let interrupted = await interruptible(generation) {
-            let result = await runner.run(request, goodput: goodput) { sent in
+            let result = await runner.run(sending, goodput: goodput) { sent in
                 upload.counters.withLock { $0.inFlight = sent }
                 upload.report(machineSnapshot)
             }
@@ -203,7 +223,7 @@ struct UploadSession {
         case (.locate, 200...299):
             guard let offset else { return .failed(.status(response.status, code: nil, retryAfter: nil, message: "HEAD without Upload-Offset")) }
             return .located(offset: offset)
-        case (.send, 200...299):
+        case (.send, 200...299), (.sendFinal, 200...299):
             guard let offset else { return .failed(.status(response.status, code: nil, retryAfter: nil, message: "PATCH without Upload-Offset")) }
             checksumCooldown = max(0, checksumCooldown - 1)
             finalHeaders = response.headers
@@ -240,7 +260,8 @@ struct UploadSession {
     }
 
     private func creation(_ firstChunk: Range<Int64>?) -> TransportRequest {
-        var headers = [("Tus-Resumable", "1.0.0"), ("Upload-Length", String(length))] + upload.options.headers
+        var headers = [("Tus-Resumable", "1.0.0"), length.map { ("Upload-Length", String($0)) } ?? ("Upload-Defer-Length", "1")]
+            + upload.options.headers
         if upload.part != nil {
             headers.append(("Upload-Concat", "partial"))
         } else if !upload.options.metadata.isEmpty {
@@ -290,7 +311,7 @@ struct UploadSession {
     // MARK: Resume records
 
     private func remember(_ url: URL, acknowledged: Int64) {
-        guard let store = upload.options.resumeStore, let fingerprint else { return }
+        guard let store = upload.options.resumeStore, let fingerprint, let length else { return }
         try? store.save(
             ResumeRecord(
                 fingerprint: fingerprint,
