@@ -185,6 +185,24 @@ struct EngineTests {
         #expect(try await fixture.append(record.id, at: 123, [bytes(877)]).isComplete)
     }
 
+    @Test func aRequestWhoseBodyArrivesWhileDrainingCompletesAndKeepsItsChecksum() async throws {
+        let fixture = EngineFixture()
+        let record = try await fixture.engine.create(.init(length: 100))
+        let checksum = ChecksumExpectation(algorithm: .sha256, digest: Array(SHA256.hash(data: bytes(60))))
+        let (stream, continuation) = AsyncStream<ByteBuffer>.makeStream()
+        let engine = fixture.engine
+        let running = Task {
+            try await engine.append(record.id, AppendRequest(offset: 0, contentLength: 60, checksum: checksum), body: stream, transport: FakeTransport())
+        }
+        continuation.yield(ByteBuffer(bytes: bytes(60)))
+        try await fixture.waitForBytes(record.id, 60)
+        // A status poll arrives as the body ends: whichever comes first, nothing is discarded.
+        async let status = engine.status(record.id)
+        continuation.finish()
+        #expect(try await running.value.offset == 60)
+        #expect(try await status.offset == 60)
+    }
+
     @Test func terminationLeavesATombstone() async throws {
         let fixture = EngineFixture()
         let record = try await fixture.engine.create(.init(length: 10))

@@ -102,12 +102,14 @@ extension UploadEngine {
         }
         defer { metrics.bytesReceived.increment(by: outcome.received) }
 
-        let stopReason = stop.reason
         var end = BodyEnd(complete: false)
-        if outcome.bodyEnded, stopReason == nil, outcome.failure == nil {
+        if outcome.bodyEnded, outcome.failure == nil {
             end = await transport.bodyEnded()
             if let contentLength = request.contentLength, outcome.received != contentLength { end.complete = false }
         }
+        // A request whose whole body arrived (possibly while draining after a stop request)
+        // completes normally: it was not cut short.
+        let stopReason = end.complete ? nil : stop.reason
         let context: Logger.Metadata = ["upload.id": "\(start.id)", "upload.offset": "\(start.offset)", "request.bytes": "\(outcome.received)"]
 
         // Decide what of this request is kept.
