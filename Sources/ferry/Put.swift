@@ -95,7 +95,8 @@ struct Put: AsyncParsableCommand {
             ))
             print(result.url.absoluteString)
         case .failure(let error):
-            throw ValidationError("upload failed: \(error)")
+            FileHandle.standardError.write(Data("ferry put: upload failed: \(error)\n".utf8))
+            throw ExitCode.failure
         }
     }
 }

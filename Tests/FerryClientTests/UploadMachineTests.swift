@@ -115,6 +115,44 @@ struct UploadMachineTests {
         #expect(actions == [.discover, .create(firstChunk: nil)])
     }
 
+    @Test(arguments: [500, 503])
+    func aBrokenOptionsFallsBackToCoreTus(status: Int) {
+        var machine = UploadMachine(length: 100)
+        let actions = run(&machine, [.start(resume: nil), .failed(.status(status, code: nil, retryAfter: nil, message: ""))])
+        #expect(actions == [.discover, .create(firstChunk: nil)])
+    }
+
+    @Test func optionsThatNeverAnswersFallsBackAfterThreeTries() {
+        var machine = UploadMachine(length: 100)
+        _ = machine.handle(.start(resume: nil), elapsed: .zero, random: 0)
+        #expect(machine.handle(.failed(.transport("closed")), elapsed: .zero, random: 0) != .create(firstChunk: nil))
+        _ = machine.handle(.waited, elapsed: .zero, random: 0)
+        _ = machine.handle(.failed(.transport("closed")), elapsed: .zero, random: 0)
+        _ = machine.handle(.waited, elapsed: .zero, random: 0)
+        #expect(machine.handle(.failed(.transport("closed")), elapsed: .zero, random: 0) == .create(firstChunk: nil))
+    }
+
+    @Test func redirectsAreFatal() {
+        var machine = UploadMachine(length: 100)
+        _ = run(&machine, [.start(resume: nil), .discovered(ferryCapabilities)])
+        guard case .fail(.rejected(307, _, _)) = machine.handle(.failed(.status(307, code: nil, retryAfter: nil, message: "")), elapsed: .zero, random: 0) else {
+            Issue.record("a redirect must end the upload")
+            return
+        }
+    }
+
+    @Test func aResumedUploadTheServerRefusesToDescribeStartsOver() {
+        var machine = UploadMachine(length: 100)
+        let actions = run(&machine, [.start(resume: uploadURL), .failed(.status(400, code: nil, retryAfter: nil, message: "bad"))])
+        #expect(actions == [.locate(uploadURL), .startOver])
+    }
+
+    @Test func tusMaxSizeRefusesBeforeSending() {
+        var machine = UploadMachine(length: 2000)
+        let actions = run(&machine, [.start(resume: nil), .discovered(ServerCapabilities(extensions: ["creation"], maxSize: 1000))])
+        #expect(actions.last == .fail(.rejected(status: 413, code: "ERR_MAX_SIZE_EXCEEDED", message: "the server accepts at most 1000 bytes (Tus-Max-Size)")))
+    }
+
     @Test func anEmptyFileCompletesOnCreation() {
         var machine = UploadMachine(length: 0)
         let actions = run(&machine, [.start(resume: nil), .discovered(ferryCapabilities), .created(uploadURL, offset: 0)])

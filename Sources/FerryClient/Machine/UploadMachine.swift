@@ -26,6 +26,14 @@ public struct UploadMachine: Sendable {
         case finish(URL)
         /// Give up.
         case fail(UploadError)
+
+        /// `finish` and `fail` end the upload.
+        public var isTerminal: Bool {
+            switch self {
+            case .finish, .fail: true
+            default: false
+            }
+        }
     }
 
     public enum Event: Sendable, Equatable {
@@ -68,6 +76,7 @@ public struct UploadMachine: Sendable {
     private var lastFailure = ""
     private var inFlight: Range<Int64>?
     private var discovered = false
+    private var discoveryFailures = 0
 
     public init(length: Int64?, sizer: ChunkSizer = ChunkSizer(), retry: RetryPolicy = RetryPolicy()) {
         self.length = length
@@ -133,6 +142,9 @@ public struct UploadMachine: Sendable {
     }
 
     private mutating func create() -> Action {
+        if let maxSize = capabilities.maxSize, let length, length > maxSize {
+            return fail(.rejected(status: 413, code: "ERR_MAX_SIZE_EXCEEDED", message: "the server accepts at most \(maxSize) bytes (Tus-Max-Size)"))
+        }
         phase = .creating
         if capabilities.creationWithUpload, let length, length > 0, length <= sizer.size {
             inFlight = 0..<length
@@ -177,6 +189,12 @@ public struct UploadMachine: Sendable {
         failures += 1
         lastFailure = failure.description
         var retryAfter: Duration?
+        if phase == .discovering {
+            // OPTIONS is optional in tus: after an error answer, or repeated failures, use core tus.
+            discoveryFailures += 1
+            if case .status = failure { return useCoreTus() }
+            if discoveryFailures >= 3 { return useCoreTus() }
+        }
         switch failure {
         case .stalled, .transport:
             if inFlight != nil { sizer.stalledOrFailed() }
@@ -195,11 +213,15 @@ public struct UploadMachine: Sendable {
                 if let url { return locate(url) }
             case 423, 429, 503:
                 retryAfter = after
+            case 300..<400:
+                return fail(.rejected(status: status, code: code, message: "the server redirects (\(message)); use the URL it names"))
             case 400..<500:
-                if phase == .discovering {
-                    // A server without OPTIONS: use only core tus.
-                    discovered = true
-                    return create()
+                if phase == .locating, acknowledged == 0, url != nil, !startedOver {
+                    // A persisted upload the server now refuses to describe: start over, once.
+                    startedOver = true
+                    url = nil
+                    phase = .creating
+                    return .startOver
                 }
                 return fail(.rejected(status: status, code: code, message: message))
             default:
@@ -216,6 +238,11 @@ public struct UploadMachine: Sendable {
         phase = .waiting
         inFlight = nil
         return .wait(min(delay, max(.zero, backoff.policy.deadline - elapsed)))
+    }
+
+    private mutating func useCoreTus() -> Action {
+        discovered = true
+        return create()
     }
 
     private mutating func fail(_ error: UploadError) -> Action {

@@ -55,11 +55,14 @@ struct RequestRunner: Sendable {
             var failure: Outcome?
             while let next = await group.next() {
                 guard let next else { continue }
-                if case .response = next {
+                switch next {
+                case .response, .failure(.status), .failure(.transport):
+                    // An answer, or a fast failure (refused, reset): no need for the other attempt.
                     group.cancelAll()
                     return next
+                case .failure(.stalled):
+                    failure = failure ?? next
                 }
-                failure = failure ?? next
             }
             return failure ?? .failure(.stalled)
         }

@@ -79,6 +79,9 @@ struct UploadSession {
                 continue
             }
             let generation = control.generation
+            if elapsed >= upload.options.retry.deadline, !action.isTerminal {
+                throw UploadError.deadlineExceeded(lastFailure: "still uploading when the deadline passed")
+            }
             switch action {
             case .finish(let url):
                 if upload.part == nil { forget() }
@@ -197,6 +200,7 @@ struct UploadSession {
             if request.body != nil { checksumCooldown = 3 }
             return .failed(failure)
         case .response(let response):
+            if request.body != nil, !(200..<300).contains(response.status) { checksumCooldown = 3 }
             trace("\(describe(request)) -> \(response.status) offset \(response.header("upload-offset") ?? "-") in \(took)")
             return interpret(action, response, duration: took)
         }
@@ -213,7 +217,7 @@ struct UploadSession {
                     maxSize: response.header("tus-max-size").flatMap { Int64($0) }
                 )
             )
-        case (.create, 201):
+        case (.create, 200...299) where response.header("location") != nil:
             guard let location = response.header("location"), let url = URL(string: location, relativeTo: upload.endpoint)?.absoluteURL else {
                 return .failed(.status(201, code: nil, retryAfter: nil, message: "201 without a Location"))
             }
