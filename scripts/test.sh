@@ -20,9 +20,9 @@ install_prerequisites() {
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null || return 1
     fi
-    if ! python3 -c 'import tusclient' 2>/dev/null; then
-        log "installing tuspy"
-        python3 -m pip install --quiet --disable-pip-version-check tuspy || return 1
+    if ! python3 -c 'import tusclient, tuspyserver, uvicorn, fastapi' 2>/dev/null; then
+        log "installing tuspy, and tus servers from PyPI for the client interop lane"
+        python3 -m pip install --quiet --disable-pip-version-check tuspy==1.1.0 tuspyserver==4.4.3 fastapi-tusd==0.100.2 fastapi==0.165.0 uvicorn==0.54.0 || return 1
     fi
 }
 
@@ -68,6 +68,9 @@ run_lane() { # run_lane <name> <command...>
 run_lane "interop: tuspy" python3 Tests/system/interop_test.py --ferry .build/debug/ferry
 run_lane "crash test: kill -9 during concurrent uploads" \
     python3 Tests/system/crash_test.py --ferry .build/debug/ferry --kills 40 --uploads 24
+run_lane "client: restarts, server restarts, rejections, status polling" \
+    python3 Tests/system/client_test.py --ferry .build/debug/ferry
+run_lane "client interop: tus servers from PyPI" python3 Tests/system/foreign_server_test.py --ferry .build/debug/ferry
 run_lane "SIGTERM: bounded graceful shutdown" python3 Tests/system/shutdown_test.py --ferry .build/debug/ferry
 if [ "$(id -u)" -eq 0 ]; then
     run_lane "disk full: 507 and resume" python3 Tests/system/disk_full_test.py --ferry .build/debug/ferry
