@@ -1,6 +1,26 @@
 import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
+
+#if canImport(Glibc)
+/// glibc's `mallopt` (declared in malloc.h, which the Glibc module does not export).
+@_silgen_name("mallopt")
+private func mallopt(_ parameter: Int32, _ value: Int32) -> Int32
+#endif
 
 @main
+enum Entry {
+    static func main() async {
+        #if canImport(Glibc)
+        // Two malloc arenas instead of one per thread: NIO and file-I/O threads otherwise each
+        // keep freed buffers, which for a 1 GiB stream costs tens of MiB of resident memory.
+        _ = mallopt(-8, 2)  // M_ARENA_MAX (not exported to Swift)
+        #endif
+        await Ferry.main()
+    }
+}
+
 struct Ferry: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ferry",
