@@ -13,9 +13,12 @@ private func mallopt(_ parameter: Int32, _ value: Int32) -> Int32
 enum Entry {
     static func main() async {
         #if canImport(Glibc)
-        // Two malloc arenas instead of one per thread: NIO and file-I/O threads otherwise each
-        // keep freed buffers, which for a 1 GiB stream costs tens of MiB of resident memory.
-        _ = mallopt(-8, 2)  // M_ARENA_MAX (not exported to Swift)
+        // The client: two malloc arenas instead of one per thread (NIO and file-I/O threads
+        // otherwise each keep freed buffers: tens of MiB for a 1 GiB stream). Not for `serve`,
+        // whose many I/O threads measured slower and larger with shared arenas.
+        if CommandLine.arguments.dropFirst().first.map({ ["put", "get"].contains($0) }) ?? false {
+            _ = mallopt(-8, 2)  // M_ARENA_MAX (not exported to Swift)
+        }
         #endif
         await Ferry.main()
     }
