@@ -9,12 +9,10 @@ final class Spool: Sendable {
         var available: Int64 = 0
         var finished = false
         var failure: String?
-        var generation = 0
-        var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
-        var nextWaiter = 0
     }
 
     private let state = Mutex(State())
+    private let signal = ChangeSignal()
 
     init() throws {
         url = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-stream-\(UUID().uuidString)")
@@ -22,7 +20,8 @@ final class Spool: Sendable {
     }
 
     var snapshot: (available: Int64, finished: Bool, failure: String?, generation: Int) {
-        state.withLock { ($0.available, $0.finished, $0.failure, $0.generation) }
+        let generation = signal.generation
+        return state.withLock { ($0.available, $0.finished, $0.failure, generation) }
     }
 
     /// Appends everything `stream` produces, then marks the spool finished (or failed).
@@ -42,34 +41,12 @@ final class Spool: Sendable {
     }
 
     /// Returns once the spool changed after `generation` (or the task is cancelled).
-    func changed(after generation: Int) async {
-        let key = state.withLock { state -> Int in
-            state.nextWaiter += 1
-            return state.nextWaiter
-        }
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { continuation in
-                let ready = state.withLock { state -> Bool in
-                    if state.generation != generation || Task.isCancelled { return true }
-                    state.waiters[key] = continuation
-                    return false
-                }
-                if ready { continuation.resume() }
-            }
-        } onCancel: {
-            state.withLock { $0.waiters.removeValue(forKey: key) }?.resume()
-        }
-    }
+    func changed(after generation: Int) async { await signal.changed(after: generation) }
 
     func remove() { try? FileManager.default.removeItem(at: url) }
 
     private func change(_ body: (inout State) -> Void) {
-        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
-            body(&state)
-            state.generation += 1
-            defer { state.waiters = [:] }
-            return Array(state.waiters.values)
-        }
-        for waiter in waiters { waiter.resume() }
+        state.withLock { body(&$0) }
+        signal.bump()
     }
 }
