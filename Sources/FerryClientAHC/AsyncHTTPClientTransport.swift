@@ -5,8 +5,9 @@ import NIOCore
 import NIOHTTP1
 import _NIOFileSystem
 
-/// `UploadTransport` over AsyncHTTPClient (the default on Linux). File bodies stream from
-/// disk in 256 KiB pieces: memory stays bounded whatever the request size.
+/// `UploadTransport` over AsyncHTTPClient (the default on Linux). File bodies go out in
+/// 256 KiB pieces, with `sendfile(2)` on plain `http` (`FileRegionRequest`) and read into
+/// buffers on `https`: memory stays bounded whatever the request size.
 public struct AsyncHTTPClientTransport: UploadTransport {
     public let client: HTTPClient
 
@@ -35,6 +36,9 @@ public struct AsyncHTTPClientTransport: UploadTransport {
             let response = try await execute(http)
             progress(Int64(bytes.count))
             return response
+        case .file(let path, let range) where request.url.scheme?.lowercased() == "http":
+            return try await FileRegionRequest(client: client, pieceLength: 256 * 1024)
+                .send(request, path: path, range: range, progress: progress)
         case .file(let path, let range):
             return try await FileSystem.shared.withFileHandle(forReadingAt: FilePath(path)) { handle in
                 let chunks = handle.readChunks(in: range, chunkLength: .kibibytes(256))
