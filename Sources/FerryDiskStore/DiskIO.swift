@@ -123,40 +123,81 @@ enum DiskIO {
         return buffer
     }
 
-    /// Copies the first `lengths[i]` bytes of each source, in order, into `destination`, then syncs it.
+    /// Makes `destination` hold the first `lengths[i]` bytes of each source, in order, durably.
+    ///
+    /// One source of exactly its length (a file uploaded as one stream, then "concatenated") is
+    /// hard-linked: a complete upload never changes, so both names can share it. Otherwise
+    /// the bytes are copied in the kernel (`sendfile`, falling back to read/write).
     static func concatenate(_ sources: [String], lengths: [Int64], into destination: String) throws {
+        if sources.count == 1, let length = lengths.first, try size(sources[0]) == length, linkReplacing(sources[0], destination) {
+            return
+        }
         let out = open(destination, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o640)
         try check(out)
         defer { close(out) }
+        var outPosition: Int64 = 0
         for (source, length) in zip(sources, lengths) {
             let input = open(source, O_RDONLY | O_CLOEXEC)
             try check(input)
             defer { close(input) }
-            var remaining = length
-            var position: Int64 = 0
-            let chunk = 1 << 20
-            let block = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 16)
-            defer { block.deallocate() }
-            while remaining > 0 {
-                let count = pread(input, block, Int(min(remaining, Int64(chunk))), off_t(position))
-                if count < 0 {
-                    if errno == EINTR { continue }
-                    throw Failure(errno: errno)
-                }
-                if count == 0 { throw Failure(errno: EIO) }
-                var written = 0
-                while written < count {
-                    let result = write(out, block + written, count - written)
-                    if result < 0 {
-                        if errno == EINTR { continue }
-                        throw Failure(errno: errno)
-                    }
-                    written += result
-                }
-                position += Int64(count)
-                remaining -= Int64(count)
-            }
+            try copy(from: input, to: out, count: length, at: &outPosition)
         }
         try check(fsync(out))
+    }
+
+    /// Links `source` to a temporary name and renames it over `destination`, then syncs the
+    /// folder; false when the file system cannot (the caller copies instead).
+    private static func linkReplacing(_ source: String, _ destination: String) -> Bool {
+        let temporary = destination + ".link"
+        unlink(temporary)
+        guard link(source, temporary) == 0 else { return false }
+        guard rename(temporary, destination) == 0 else {
+            unlink(temporary)
+            return false
+        }
+        let folder = (destination as NSString).deletingLastPathComponent
+        return (try? syncDirectory(folder.isEmpty ? "." : folder)) != nil
+    }
+
+    /// Copies `count` bytes from the start of `input` to `out` at `position` (where `out`'s
+    /// file offset is), in the kernel with `sendfile(2)`.
+    private static func copy(from input: Int32, to out: Int32, count: Int64, at position: inout Int64) throws {
+        var from = off_t(0)
+        var remaining = count
+        while remaining > 0 {
+            let copied = sendfile(out, input, &from, Int(min(remaining, 1 << 30)))
+            if copied < 0, errno == EINTR { continue }
+            if copied < 0, [EINVAL, ENOSYS, EOPNOTSUPP].contains(errno) {
+                try copyByReading(from: input, at: Int64(from), to: out, at: position, count: remaining)
+                position += remaining
+                _ = lseek(out, off_t(position), SEEK_SET)
+                return
+            }
+            if copied < 0 { throw Failure(errno: errno) }
+            if copied == 0 { throw Failure(errno: EIO) }
+            position += Int64(copied)
+            remaining -= Int64(copied)
+        }
+    }
+
+    private static func copyByReading(from input: Int32, at start: Int64, to out: Int32, at outStart: Int64, count: Int64) throws {
+        let chunk = 1 << 20
+        let block = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 16)
+        defer { block.deallocate() }
+        var done: Int64 = 0
+        while done < count {
+            let read = pread(input, block, Int(min(count - done, Int64(chunk))), off_t(start + done))
+            if read < 0, errno == EINTR { continue }
+            if read < 0 { throw Failure(errno: errno) }
+            if read == 0 { throw Failure(errno: EIO) }
+            var written = 0
+            while written < read {
+                let result = pwrite(out, block + written, read - written, off_t(outStart + done + Int64(written)))
+                if result < 0, errno == EINTR { continue }
+                if result < 0 { throw Failure(errno: errno) }
+                written += result
+            }
+            done += Int64(read)
+        }
     }
 }

@@ -1,6 +1,6 @@
 /// The profiles of docs `mobile-networks.md`, deterministic from a seed.
 extension NetworkProfile {
-    public static let names = ["wifi", "lte-good", "lte-driving", "3g", "cliff", "vacuum", "handover", "middlebox", "blackhole"]
+    public static let names = ["wifi", "lte-good", "lte-driving", "3g", "cliff", "vacuum", "handover", "middlebox", "blackhole", "per-flow"]
 
     static let mbit = 1_000_000.0 / 8
 
@@ -59,6 +59,15 @@ extension NetworkProfile {
                 schedule: [.init(duration: .seconds(60), rate: 10 * mbit)],
                 latency: .milliseconds(40),
                 blackholeAfter: 1_000_000...8_000_000
+            )
+        case "per-flow":
+            // A 20 Mbit/s uplink on which one connection gets at most 5 Mbit/s (per-flow policing,
+            // or a long lossy path one TCP connection cannot fill): parallel streams pay off here.
+            return NetworkProfile(
+                name: name,
+                schedule: [.init(duration: .seconds(60), rate: 20 * mbit)],
+                latency: .milliseconds(50),
+                perConnectionRate: 5 * mbit
             )
         default:
             return nil

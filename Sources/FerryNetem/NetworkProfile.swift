@@ -25,6 +25,9 @@ public struct NetworkProfile: Sendable, Equatable {
     public var blackholeAfter: ClosedRange<Int64>?
     /// Every `interval`, all live connections are reset and nothing passes for `blackout`.
     public var handover: (interval: Duration, blackout: Duration)?
+    /// Each connection on its own passes at most this many bytes per second (per-flow policing,
+    /// or one TCP connection that cannot fill a long, lossy path); nil: no such limit.
+    public var perConnectionRate: Double?
 
     public init(
         name: String,
@@ -33,7 +36,8 @@ public struct NetworkProfile: Sendable, Equatable {
         resetAfter: ClosedRange<Int64>? = nil,
         cutAfter: ClosedRange<Int64>? = nil,
         blackholeAfter: ClosedRange<Int64>? = nil,
-        handover: (interval: Duration, blackout: Duration)? = nil
+        handover: (interval: Duration, blackout: Duration)? = nil,
+        perConnectionRate: Double? = nil
     ) {
         self.name = name
         self.schedule = schedule
@@ -42,12 +46,14 @@ public struct NetworkProfile: Sendable, Equatable {
         self.cutAfter = cutAfter
         self.blackholeAfter = blackholeAfter
         self.handover = handover
+        self.perConnectionRate = perConnectionRate
     }
 
     public static func == (lhs: NetworkProfile, rhs: NetworkProfile) -> Bool {
         lhs.name == rhs.name && lhs.schedule == rhs.schedule && lhs.latency == rhs.latency && lhs.resetAfter == rhs.resetAfter
             && lhs.cutAfter == rhs.cutAfter && lhs.blackholeAfter == rhs.blackholeAfter
             && lhs.handover?.interval == rhs.handover?.interval && lhs.handover?.blackout == rhs.handover?.blackout
+            && lhs.perConnectionRate == rhs.perConnectionRate
     }
 
     /// The uplink rate `elapsed` after the start.
@@ -79,6 +85,7 @@ public struct NetworkProfile: Sendable, Equatable {
     public func scaled(by factor: Double, fates: Bool = true) -> NetworkProfile {
         var copy = self
         copy.schedule = schedule.map { Segment(duration: $0.duration, rate: $0.rate * factor) }
+        copy.perConnectionRate = perConnectionRate.map { $0 * factor }
         func scale(_ range: ClosedRange<Int64>?) -> ClosedRange<Int64>? {
             guard fates else { return range }
             return range.map { Int64(Double($0.lowerBound) * factor)...Int64(Double($0.upperBound) * factor) }

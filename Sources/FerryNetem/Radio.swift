@@ -173,16 +173,24 @@ final class Radio: @unchecked Sendable {
         // At most 50 ms of burst.
         tokens = min(tokens + rate * seconds, max(rate * 0.05, 1500))
         if rate == 0 { tokens = 0 }
-        var active = connections.filter { $0.queued > 0 && !$0.blackholed && $0.server != nil }
+        if let flow = profile.perConnectionRate {
+            for connection in connections {
+                connection.tokens = rate == 0 ? 0 : min(connection.tokens + flow * seconds, max(flow * 0.05, 1500))
+            }
+        }
+        let limited = profile.perConnectionRate != nil
+        var active = connections.filter { $0.queued > 0 && !$0.blackholed && $0.server != nil && (!limited || $0.tokens >= 1) }
         while tokens >= 1, !active.isEmpty {
             let share = max(1, Int(tokens) / active.count)
             roundRobin = (roundRobin + 1) % active.count
             let ordered = Array(active[roundRobin...] + active[..<roundRobin])
             for connection in ordered where tokens >= 1 {
-                let sent = forward(connection, max: min(share, Int(tokens)))
+                let allowed = limited ? min(share, Int(tokens), Int(connection.tokens)) : min(share, Int(tokens))
+                let sent = forward(connection, max: allowed)
                 tokens -= Double(sent)
+                if limited { connection.tokens -= Double(sent) }
             }
-            active.removeAll { $0.queued == 0 || $0.blackholed || $0.closed }
+            active.removeAll { $0.queued == 0 || $0.blackholed || $0.closed || (limited && $0.tokens < 1) }
         }
         for connection in connections { requestRead(connection) }
     }
@@ -240,6 +248,8 @@ final class Connection: @unchecked Sendable {
     var resetAt: Int64?
     var cutAt: Int64?
     var blackholeAt: Int64?
+    /// This connection's own bucket, when the profile limits each connection.
+    var tokens = 0.0
 
     init(client: any Channel) { self.client = client }
 }

@@ -21,8 +21,11 @@ struct Netem: AsyncParsableCommand {
     @Option(help: "Seed for the profile's random choices.")
     var seed: UInt64 = 1
 
-    @Option(help: "Multiply every rate (and byte-count fate) by this factor.")
+    @Option(help: "Multiply every rate (and, unless --rates-only, the byte counts after which connections die) by this factor.")
     var rateScale: Double = 1
+
+    @Flag(help: "With --rate-scale: scale only the rates; connections die after the profile's own byte counts.")
+    var ratesOnly = false
 
     @Option(help: "Stop after this many seconds (0: run until interrupted).")
     var seconds: Double = 0
@@ -39,7 +42,7 @@ struct Netem: AsyncParsableCommand {
         let emulator = NetworkEmulator(
             configuration: .init(
                 listenHost: listenHost, listenPort: listenPort, targetHost: targetHost, targetPort: targetPort,
-                profile: chosen.scaled(by: rateScale), seed: seed
+                profile: chosen.scaled(by: rateScale, fates: !ratesOnly), seed: seed
             )
         )
         let port = try await emulator.start()

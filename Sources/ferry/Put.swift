@@ -24,8 +24,8 @@ struct Put: AsyncParsableCommand {
     @Option(help: "A fixed request size (bytes or K/M/G); adaptive when omitted.")
     var chunk: String?
 
-    @Option(help: "Upload over this many parallel streams (1-4; needs tus concatenation on the server). (default: 1)")
-    var parallel: Int = 1
+    @Option(help: "auto, or 1-4 parallel streams (more than one needs tus concatenation on the server). auto: files of at least 64 MiB add streams, up to 4, only while each one raises the total rate. (default: auto)")
+    var parallel: String = "auto"
 
     @Option(help: "Give up after this long (e.g. 30m, 6h). (default: 6h)")
     var deadline: String = "6h"
@@ -63,8 +63,15 @@ struct Put: AsyncParsableCommand {
         }
         guard let deadline = Settings.duration(deadline) else { throw ValidationError("invalid --deadline \(deadline)") }
         options.retry.deadline = deadline
-        guard (1...4).contains(parallel) else { throw ValidationError("--parallel takes 1 to 4") }
-        options.parallelStreams = parallel
+        if typicalTusClient {
+            options.parallelism = .single
+        } else if parallel == "auto" {
+            options.parallelism = .adaptive()
+        } else if let streams = Int(parallel), (1...4).contains(streams) {
+            options.parallelism = streams == 1 ? .single : .fixed(streams)
+        } else {
+            throw ValidationError("--parallel takes auto or 1 to 4")
+        }
         if !noResume {
             options.resumeStore = ResumeStore(directory: stateDir.map { URL(fileURLWithPath: $0) } ?? ResumeStore.defaultDirectory)
         }

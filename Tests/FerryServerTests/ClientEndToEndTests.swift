@@ -89,7 +89,7 @@ struct ClientEndToEndTests {
             let client = AsyncHTTPClientTransport.makeClient()
             let endpoint = URL(string: "http://127.0.0.1:\(server.port)/files/")!
             var options = UploadOptions(metadata: [("filename", "p.bin")])
-            options.parallelStreams = 3
+            options.parallelism = .fixed(3)
             options.chunk = .fixed(1 << 20)
             let upload = Upload(file: file.path, endpoint: endpoint, transport: AsyncHTTPClientTransport(client: client), options: options)
             let result = try await upload.run()

@@ -135,6 +135,14 @@ public struct UploadMachine: Sendable {
         if finished, length == nil { length = self.available }
     }
 
+    /// The server already knows the length (a restarted stream whose last request declared it).
+    public mutating func serverDeclared(length declared: Int64) {
+        guard length == nil || length == declared else { return }
+        length = declared
+        available = max(available, declared)
+        lengthDeclared = true
+    }
+
     private mutating func locate(_ url: URL) -> Action {
         phase = .locating
         inFlight = nil

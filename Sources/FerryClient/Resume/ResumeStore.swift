@@ -24,6 +24,49 @@ public struct ResumeRecord: Codable, Sendable, Equatable {
     }
 }
 
+/// What a later process needs to continue an adaptive parallel upload: its streams, each a
+/// tus `partial` upload of the file range `start..<limit`.
+public struct SplitPlan: Codable, Sendable, Equatable {
+    public struct Segment: Codable, Sendable, Equatable {
+        public var start: Int64
+        public var limit: Int64
+        public var uploadURL: String?
+        public var complete: Bool
+
+        public init(start: Int64, limit: Int64, uploadURL: String? = nil, complete: Bool = false) {
+            self.start = start
+            self.limit = limit
+            self.uploadURL = uploadURL
+            self.complete = complete
+        }
+    }
+
+    public var fingerprint: String
+    public var endpoint: String
+    public var length: Int64
+    /// In the order they were added; sorted by `start`, they cover the file.
+    public var segments: [Segment]
+    public var updatedAt: Date
+
+    public init(fingerprint: String, endpoint: String, length: Int64, segments: [Segment], updatedAt: Date = Date()) {
+        self.fingerprint = fingerprint
+        self.endpoint = endpoint
+        self.length = length
+        self.segments = segments
+        self.updatedAt = updatedAt
+    }
+
+    /// Whether the segments cover `0..<length` exactly.
+    public var isConsistent: Bool {
+        var next: Int64 = 0
+        for segment in segments.sorted(by: { $0.start < $1.start }) {
+            guard segment.start == next, segment.limit > segment.start else { return false }
+            next = segment.limit
+        }
+        return next == length
+    }
+}
+
 /// Persists resume records as one small JSON file each, replaced atomically, so an upload
 /// survives the app (or `ferry put`) being killed and restarted.
 public struct ResumeStore: Sendable {
@@ -54,10 +97,22 @@ public struct ResumeStore: Sendable {
 
     public func remove(_ fingerprint: String) {
         try? FileManager.default.removeItem(at: file(fingerprint))
+        try? FileManager.default.removeItem(at: file(fingerprint, kind: "split"))
     }
 
-    private func file(_ fingerprint: String) -> URL {
-        directory.appendingPathComponent("\(fingerprint).json")
+    public func loadPlan(_ fingerprint: String) -> SplitPlan? {
+        guard let data = try? Data(contentsOf: file(fingerprint, kind: "split")) else { return nil }
+        return try? JSONDecoder().decode(SplitPlan.self, from: data)
+    }
+
+    public func savePlan(_ plan: SplitPlan) throws {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let data = try JSONEncoder().encode(plan)
+        try data.write(to: file(plan.fingerprint, kind: "split"), options: .atomic)
+    }
+
+    private func file(_ fingerprint: String, kind: String? = nil) -> URL {
+        directory.appendingPathComponent(fingerprint + (kind.map { ".\($0)" } ?? "") + ".json")
     }
 
     /// Identifies "the same upload of the same file": the endpoint, the file's absolute path,

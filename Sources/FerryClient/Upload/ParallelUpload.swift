@@ -15,16 +15,11 @@ struct ParallelUpload {
     func run() async throws(UploadError) -> UploadResult? {
         let options = upload.options
         let runner = RequestRunner(transport: upload.transport, stall: options.stall)
-        let discovery = await runner.run(
-            TransportRequest(method: "OPTIONS", url: upload.endpoint, headers: [("Tus-Resumable", "1.0.0")] + options.headers),
-            goodput: nil
-        )
-        guard case .response(let answer) = discovery, (200..<300).contains(answer.status),
-            (answer.header("tus-extension") ?? "").split(separator: ",").contains(where: { $0.trimmingCharacters(in: .whitespaces) == "concatenation" })
-        else { return nil }
-        let count = max(1, min(options.parallelStreams, Self.maximumStreams, Int(length / Self.minimumPart)))
+        guard let extensions = await Self.extensions(of: upload, runner: runner), extensions.contains("concatenation") else { return nil }
+        guard case .fixed(let wanted) = options.parallelism else { return nil }
+        let count = max(1, min(wanted, Self.maximumStreams, Int(length / Self.minimumPart)))
         var partOptions = options
-        partOptions.parallelStreams = 1
+        partOptions.parallelism = .single
         let size = length / Int64(count)
         let streams = (0..<count).map { index -> Upload in
             let start = Int64(index) * size
@@ -36,7 +31,7 @@ struct ParallelUpload {
         }
         upload.children.withLock { $0 = streams }
         let parts = try await runStreams(streams)
-        let final = try await concatenate(parts.map(\.url), runner: runner)
+        let final = try await Self.concatenate(parts.map(\.url), for: upload, runner: runner)
         for stream in streams {
             if let session = try? UploadSession(upload: stream, length: Int64(stream.part?.range.count ?? 0)) { session.forget() }
         }
@@ -93,8 +88,18 @@ struct ParallelUpload {
         }
     }
 
+    /// The extensions the server lists in answer to OPTIONS; nil when it does not answer.
+    static func extensions(of upload: Upload, runner: RequestRunner) async -> Set<String>? {
+        let discovery = await runner.run(
+            TransportRequest(method: "OPTIONS", url: upload.endpoint, headers: [("Tus-Resumable", "1.0.0")] + upload.options.headers),
+            goodput: nil
+        )
+        guard case .response(let answer) = discovery, (200..<300).contains(answer.status) else { return nil }
+        return Set((answer.header("tus-extension") ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+    }
+
     /// Creates the final upload, retrying transient failures until the deadline.
-    private func concatenate(_ parts: [URL], runner: RequestRunner) async throws(UploadError) -> (url: URL, headers: [String: String]) {
+    static func concatenate(_ parts: [URL], for upload: Upload, runner: RequestRunner) async throws(UploadError) -> (url: URL, headers: [String: String]) {
         let options = upload.options
         var headers = [("Tus-Resumable", "1.0.0"), ("Upload-Concat", "final;" + parts.map(\.absoluteString).joined(separator: " "))]
         if !options.metadata.isEmpty {

@@ -27,6 +27,15 @@ public final class Upload: Sendable {
     /// For a stream upload: where its bytes are kept, and what fills it.
     let spool: Spool?
     let fill: (@Sendable (Spool) async -> Void)?
+    /// For one stream of an adaptive parallel upload: where it ends (it may be split), the
+    /// upload it continues, and who hears of its acknowledged offsets.
+    let split: SplitStream?
+
+    struct SplitStream: Sendable {
+        var bound: SplitBound
+        var resumeURL: URL?
+        var onAcknowledged: @Sendable (URL, Int64) -> Void
+    }
 
     /// One contiguous piece of the file, uploaded as a tus `partial`.
     struct Part: Sendable {
@@ -53,6 +62,7 @@ public final class Upload: Sendable {
         self.part = part
         self.spool = nil
         self.fill = nil
+        self.split = nil
         (progress, progressSink) = AsyncStream.makeStream(of: UploadProgress.self, bufferingPolicy: .bufferingNewest(1))
     }
 
@@ -73,9 +83,26 @@ public final class Upload: Sendable {
         self.transport = transport
         var options = options
         options.resumeStore = nil
-        options.parallelStreams = 1
+        options.parallelism = .single
         self.options = options
         self.part = nil
+        self.split = nil
+        (progress, progressSink) = AsyncStream.makeStream(of: UploadProgress.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    /// One stream of an adaptive parallel upload (`AdaptiveParallelUpload`).
+    init(file path: String, endpoint: URL, transport: any UploadTransport, options: UploadOptions, split: SplitStream) {
+        self.path = path
+        self.endpoint = endpoint
+        self.transport = transport
+        var options = options
+        options.resumeStore = nil
+        options.parallelism = .single
+        self.options = options
+        self.part = nil
+        self.spool = nil
+        self.fill = nil
+        self.split = split
         (progress, progressSink) = AsyncStream.makeStream(of: UploadProgress.self, bufferingPolicy: .bufferingNewest(1))
     }
 
@@ -114,9 +141,28 @@ public final class Upload: Sendable {
             }
             return try outcome.get()
         }
+        if split != nil {
+            var session = try UploadSession(upload: self, length: nil)
+            return try await session.run()
+        }
         let length = try fileLength()
-        if part == nil, options.parallelStreams > 1, length >= 2 * ParallelUpload.minimumPart {
-            if let result = try await ParallelUpload(upload: self, length: length).run() { return result }
+        if part == nil {
+            switch options.parallelism {
+            case .single:
+                break
+            case .fixed(let streams):
+                if streams > 1, length >= 2 * ParallelUpload.minimumPart,
+                    let result = try await ParallelUpload(upload: self, length: length).run()
+                {
+                    return result
+                }
+            case .adaptive(let maximum, let threshold):
+                if maximum > 1, length >= threshold,
+                    let result = try await AdaptiveParallelUpload(upload: self, length: length, maximumStreams: maximum).run()
+                {
+                    return result
+                }
+            }
         }
         var session = try UploadSession(upload: self, length: part.map { Int64($0.range.count) } ?? length)
         return try await session.run()

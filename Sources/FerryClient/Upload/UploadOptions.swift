@@ -14,9 +14,11 @@ public struct UploadOptions: Sendable {
     public var resumeStore: ResumeStore?
     /// Extra headers on every request (authentication, for example).
     public var headers: [(String, String)]
-    /// Upload over this many parallel streams (tus concatenation, when the server offers it);
-    /// 1 by default: parallel streams help only where one stream cannot fill the link.
-    public var parallelStreams: Int = 1
+    /// How many streams carry one file (tus concatenation, when the server offers it). By
+    /// default one, and up to four for large files only where one stream cannot fill the link.
+    public var parallelism: Parallelism = .adaptive()
+    /// When `.adaptive` adds a stream (its `maximumStreams` is taken from `parallelism`).
+    public var parallelProbe = ParallelismProbe.Configuration()
     /// Called with one line per request and wait (for `--verbose` and debugging).
     public var trace: (@Sendable (String) -> Void)?
 
@@ -54,6 +56,20 @@ public struct UploadOptions: Sendable {
             checksums: false
         )
         options.stall.enabled = false
+        options.parallelism = .single
         return options
     }
+}
+
+/// How many parallel streams carry one file.
+public enum Parallelism: Sendable, Equatable {
+    /// One tus upload, one request at a time.
+    case single
+    /// The file cut into this many `partial` uploads up front, sent at once, then concatenated.
+    case fixed(Int)
+    /// Files of at least `threshold` bytes start as one splittable stream; another stream is
+    /// added (up to `maximum`) while each one added raises the total rate
+    /// (`AdaptiveParallelUpload`). Smaller files, and servers without concatenation and
+    /// deferred lengths, get one plain upload.
+    case adaptive(maximum: Int = 4, threshold: Int64 = 64 << 20)
 }

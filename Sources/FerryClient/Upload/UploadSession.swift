@@ -38,6 +38,7 @@ struct UploadSession {
                 sizer.restore(size: record.chunkSize)
             }
         }
+        if let split = upload.split { resumeURL = split.resumeURL }
         self.fingerprint = fingerprint
         self.machine = UploadMachine(length: length, sizer: sizer, retry: options.retry)
         self.stall = options.stall
@@ -107,6 +108,13 @@ struct UploadSession {
                 }
                 if interrupted { continue }
                 action = handle(.waited)
+            case .awaitData where upload.split != nil:
+                if !grantSplitRoom() {
+                    // The stream's new end is being saved (a split): it is granted in a moment.
+                    let interrupted = await interruptible(generation) { try? await Task.sleep(for: .milliseconds(20)) }
+                    if interrupted { continue }
+                }
+                action = handle(.dataArrived)
             case .awaitData:
                 guard let spool = upload.spool else { throw UploadError.localFile("no more bytes to send") }
                 let before = spool.snapshot
@@ -131,8 +139,17 @@ struct UploadSession {
 
     var runner: RequestRunner { RequestRunner(transport: upload.transport, stall: stall) }
 
+    /// A split stream takes room for one request at a time from its bound; false when there
+    /// is none yet.
+    private mutating func grantSplitRoom() -> Bool {
+        guard let bound = upload.split?.bound else { return false }
+        let room = bound.grant(acknowledged: machine.acknowledged, size: machine.sizer.size)
+        machine.updateAvailable(room.available, finished: room.finished)
+        return room.finished || room.available > machine.acknowledged
+    }
+
     /// Where this upload's byte 0 is in the file (non-zero for a parallel stream).
-    var base: Int64 { upload.part?.range.lowerBound ?? 0 }
+    var base: Int64 { upload.split?.bound.start ?? upload.part?.range.lowerBound ?? 0 }
 
     func fileRange(_ range: Range<Int64>) -> Range<Int64> { (range.lowerBound + base)..<(range.upperBound + base) }
 
@@ -226,6 +243,10 @@ struct UploadSession {
             return .created(url, offset: offset ?? 0)
         case (.locate, 200...299):
             guard let offset else { return .failed(.status(response.status, code: nil, retryAfter: nil, message: "HEAD without Upload-Offset")) }
+            if let bound = upload.split?.bound, let declared = response.header("upload-length").flatMap({ Int64($0) }) {
+                bound.freeze()
+                machine.serverDeclared(length: declared)
+            }
             return .located(offset: offset)
         case (.send, 200...299), (.sendFinal, 200...299):
             guard let offset else { return .failed(.status(response.status, code: nil, retryAfter: nil, message: "PATCH without Upload-Offset")) }
@@ -266,7 +287,7 @@ struct UploadSession {
     private func creation(_ firstChunk: Range<Int64>?) -> TransportRequest {
         var headers = [("Tus-Resumable", "1.0.0"), length.map { ("Upload-Length", String($0)) } ?? ("Upload-Defer-Length", "1")]
             + upload.options.headers
-        if upload.part != nil {
+        if upload.part != nil || upload.split != nil {
             headers.append(("Upload-Concat", "partial"))
         } else if !upload.options.metadata.isEmpty {
             let encoded = upload.options.metadata.map { "\($0.0) \(Data($0.1.utf8).base64EncodedString())" }
@@ -315,6 +336,7 @@ struct UploadSession {
     // MARK: Resume records
 
     private func remember(_ url: URL, acknowledged: Int64) {
+        upload.split?.onAcknowledged(url, acknowledged)
         guard let store = upload.options.resumeStore, let fingerprint, let length else { return }
         try? store.save(
             ResumeRecord(

@@ -1,0 +1,142 @@
+import Foundation
+import Synchronization
+
+/// Uploads a large file as one stream, and adds streams (up to `maximumStreams`) only where
+/// each one added raises the total rate (`ParallelismProbe`).
+///
+/// Every stream is a tus `partial` upload with a deferred length covering a range of the file
+/// (`SplitBound`): adding a stream splits the unclaimed tail of the stream with the most left,
+/// so nothing is decided up front and a single stream costs one extra request at the end (the
+/// `final` upload that concatenates the partials). The plan (each stream's range and URL) is
+/// persisted before a new range can be used, so a restarted process continues every stream.
+struct AdaptiveParallelUpload {
+    static let minimumSplit: Int64 = 8 << 20
+    static let tick: Duration = .milliseconds(500)
+
+    let upload: Upload
+    let length: Int64
+    let maximumStreams: Int
+
+    /// Returns nil when the server cannot concatenate partial uploads of deferred length
+    /// (the caller uploads in one plain stream).
+    func run() async throws(UploadError) -> UploadResult? {
+        let runner = RequestRunner(transport: upload.transport, stall: upload.options.stall)
+        guard let extensions = await ParallelUpload.extensions(of: upload, runner: runner),
+            extensions.isSuperset(of: ["creation", "concatenation", "creation-defer-length"])
+        else { return nil }
+        let book = try SplitBook(upload: upload, length: length)
+        let streams = StreamTable()
+        var configuration = upload.options.parallelProbe
+        configuration.maximumStreams = maximumStreams
+        var probe = ParallelismProbe(
+            configuration: configuration,
+            streams: book.segments.filter { !$0.complete }.count
+        )
+        let clock = ContinuousClock()
+        let began = clock.now
+        var results: [UploadResult] = []
+        do {
+            try await withThrowingTaskGroup(of: StreamEvent.self) { group in
+                for index in book.segments.indices where !book.segments[index].complete {
+                    group.addTask { try await runStream(index, book: book, streams: streams) }
+                }
+                group.addTask { try await Task.sleep(for: Self.tick); return .tick }
+                while let event = try await group.next() {
+                    switch event {
+                    case .finished(let index, let result):
+                        book.completed(index)
+                        results.append(result)
+                        if book.allComplete {
+                            group.cancelAll()
+                            return
+                        }
+                    case .tick:
+                        if upload.control.takeNetworkChange() != nil { probe.networkChanged(at: clock.now - began) }
+                        let decision = probe.observe(
+                            at: clock.now - began, acknowledged: streams.acknowledged + book.restoredBytes,
+                            running: book.running, remaining: length - streams.acknowledged - book.restoredBytes
+                        )
+                        if case .addStream(let probing) = decision, !upload.control.isPaused {
+                            if let index = book.split(minimum: Self.minimumSplit) {
+                                upload.options.trace?("adaptive parallelism: stream \(book.running) of at most \(maximumStreams)\(probing ? " (probe)" : "")")
+                                group.addTask { try await runStream(index, book: book, streams: streams) }
+                            } else {
+                                probe.splitRefused()
+                            }
+                        }
+                        group.addTask { try await Task.sleep(for: Self.tick); return .tick }
+                    }
+                }
+            }
+        } catch let error as UploadError {
+            for stream in upload.children.withLock({ $0 }) { stream.control.cancel(terminate: false) }
+            throw error
+        } catch {
+            for stream in upload.children.withLock({ $0 }) { stream.control.cancel(terminate: false) }
+            if Task.isCancelled { throw UploadError.cancelled }
+            throw UploadError.localFile("parallel upload: \(error)")
+        }
+        let urls = book.segments.sorted { $0.start < $1.start }.compactMap { $0.uploadURL.flatMap { URL(string: $0) } }
+        guard urls.count == book.segments.count else { throw UploadError.localFile("parallel upload: a stream has no upload URL") }
+        let final = try await ParallelUpload.concatenate(urls, for: upload, runner: runner)
+        book.forget()
+        return UploadResult(
+            url: final.url,
+            length: length,
+            requests: results.reduce(1) { $0 + $1.requests },
+            failures: results.reduce(0) { $0 + $1.failures },
+            bytesSent: results.reduce(0) { $0 + $1.bytesSent },
+            finalHeaders: final.headers
+        )
+    }
+
+    enum StreamEvent: Sendable {
+        case tick
+        case finished(Int, UploadResult)
+    }
+
+    /// Runs the stream of segment `index`, reporting the summed progress of all streams.
+    private func runStream(_ index: Int, book: SplitBook, streams: StreamTable) async throws -> StreamEvent {
+        let segment = book.segments[index]
+        let stream = Upload(
+            file: upload.path, endpoint: upload.endpoint, transport: upload.transport, options: upload.options,
+            split: Upload.SplitStream(
+                bound: book.bound(index),
+                resumeURL: segment.uploadURL.flatMap { URL(string: $0) },
+                onAcknowledged: { url, _ in book.located(index, url: url) }
+            )
+        )
+        upload.children.withLock { $0.append(stream) }
+        let parent = upload
+        let total = length
+        async let result = stream.run()
+        for await progress in stream.progress {
+            let all = streams.update(index, progress)
+            parent.progressSink.yield(
+                UploadProgress(
+                    acknowledged: all.reduce(0) { $0 + $1.acknowledged } + book.restoredBytes,
+                    inFlight: all.reduce(0) { $0 + $1.inFlight },
+                    total: total,
+                    bytesPerSecond: all.compactMap(\.bytesPerSecond).reduce(0, +),
+                    phase: progress.phase,
+                    failures: all.reduce(0) { $0 + $1.failures }
+                )
+            )
+        }
+        return .finished(index, try await result)
+    }
+}
+
+/// The latest progress of each running or finished stream, by segment index.
+final class StreamTable: Sendable {
+    private let state = Mutex<[Int: UploadProgress]>([:])
+
+    func update(_ index: Int, _ progress: UploadProgress) -> [UploadProgress] {
+        state.withLock { state in
+            state[index] = progress
+            return Array(state.values)
+        }
+    }
+
+    var acknowledged: Int64 { state.withLock { $0.values.reduce(0) { $0 + $1.acknowledged } } }
+}
