@@ -24,7 +24,7 @@ struct Put: AsyncParsableCommand {
     @Option(help: "A fixed request size (bytes or K/M/G); adaptive when omitted.")
     var chunk: String?
 
-    @Option(help: "auto, or 1-4 parallel streams (more than one needs tus concatenation on the server). auto: files of at least 64 MiB add streams, up to 4, only while each one raises the total rate. (default: auto)")
+    @Option(help: "auto, or 1-4 parallel streams (more than one needs tus concatenation on the server). auto: files of at least 32 MiB add streams, up to 4, only while each one raises the total rate. (default: auto)")
     var parallel: String = "auto"
 
     @Option(help: "Give up after this long (e.g. 30m, 6h). (default: 6h)")

@@ -4,16 +4,18 @@ import Testing
 
 @Suite("Parallelism probe")
 struct ParallelismProbeTests {
-    /// Feeds a sample every half second from `from` to `to` at `rate` bytes/s; returns the decisions.
+    /// Observes every half second from `from` to `to`; the rate is known from `measuredAfter`
+    /// seconds past the probe's `measuringFrom`. Returns the decisions.
     static func feed(
-        _ probe: inout ParallelismProbe, from: Double, to: Double, rate: Double, base: inout Int64,
+        _ probe: inout ParallelismProbe, from: Double, to: Double, rate: Double, measuredAfter: Double = 2,
         running: Int, remaining: Int64 = 1 << 40
     ) -> [(Double, ParallelismProbe.Decision)] {
         var decisions: [(Double, ParallelismProbe.Decision)] = []
         var time = from
         while time <= to + 0.001 {
-            base += Int64(rate * 0.5)
-            let decision = probe.observe(at: .milliseconds(Int64(time * 1000)), acknowledged: base, running: running, remaining: remaining)
+            let now = Duration.milliseconds(Int64(time * 1000))
+            let known = now >= probe.measuringFrom + .milliseconds(Int64(measuredAfter * 1000))
+            let decision = probe.observe(at: now, rate: known ? rate : nil, running: running, remaining: remaining)
             if decision != .none { decisions.append((time, decision)) }
             time += 0.5
         }
@@ -22,27 +24,34 @@ struct ParallelismProbeTests {
 
     @Test func probesOnceSettledAndKeepsAStreamThatRaisesTheRate() {
         var probe = ParallelismProbe()
-        var acknowledged: Int64 = 0
-        // One stream at 1 MB/s: the first probe once `settle` passed with a full window.
-        let first = Self.feed(&probe, from: 0.5, to: 5, rate: 1e6, base: &acknowledged, running: 1)
+        // One stream at 1 MB/s: the first probe once `settle` passed with a measured rate.
+        let first = Self.feed(&probe, from: 0.5, to: 5, rate: 1e6, running: 1)
         #expect(first.map(\.1) == [.addStream(probe: true)])
-        #expect(first.first?.0 == 5)
-        // Two streams at 2 MB/s: the gain is measured after `settle`, the stream is kept.
-        let second = Self.feed(&probe, from: 5.5, to: 10, rate: 2e6, base: &acknowledged, running: 2)
+        #expect(first.first?.0 == 4)
+        // Two streams at 2 MB/s, measured again after the change: the stream is kept.
+        let second = Self.feed(&probe, from: 5.5, to: 8, rate: 2e6, running: 2)
         #expect(second.isEmpty)
         #expect(probe.target == 2)
         #expect(probe.helps == true)
         // And it probes again for a third.
-        let third = Self.feed(&probe, from: 10.5, to: 15, rate: 2e6, base: &acknowledged, running: 2)
+        let third = Self.feed(&probe, from: 8.5, to: 12, rate: 2e6, running: 2)
         #expect(third.map(\.1) == [.addStream(probe: true)])
+    }
+
+    @Test func waitsForAMeasurementHoweverLongRequestsTake() {
+        var probe = ParallelismProbe()
+        // Requests of 20 s: no rate for the first 25 s, so no probe.
+        let slow = Self.feed(&probe, from: 0.5, to: 25, rate: 1e6, measuredAfter: 25, running: 1)
+        #expect(slow.isEmpty)
+        let then = Self.feed(&probe, from: 25.5, to: 27, rate: 1e6, measuredAfter: 25, running: 1)
+        #expect(then.map(\.0) == [26])
     }
 
     @Test func aStreamThatDoesNotRaiseTheRateEndsProbing() {
         var probe = ParallelismProbe()
-        var acknowledged: Int64 = 0
-        _ = Self.feed(&probe, from: 0.5, to: 5, rate: 1e6, base: &acknowledged, running: 1)
+        _ = Self.feed(&probe, from: 0.5, to: 4, rate: 1e6, running: 1)
         // A shared link: two streams still get 1 MB/s together.
-        let after = Self.feed(&probe, from: 5.5, to: 60, rate: 1e6, base: &acknowledged, running: 2)
+        let after = Self.feed(&probe, from: 4.5, to: 60, rate: 1e6, running: 2)
         #expect(after.isEmpty)
         #expect(probe.helps == false)
         #expect(probe.target == 1)
@@ -50,43 +59,41 @@ struct ParallelismProbeTests {
 
     @Test func aFinishedStreamIsReplacedOnlyOnceMoreStreamsProvedUseful() {
         var probe = ParallelismProbe()
-        var acknowledged: Int64 = 0
-        _ = Self.feed(&probe, from: 0.5, to: 5, rate: 1e6, base: &acknowledged, running: 1)
-        _ = Self.feed(&probe, from: 5.5, to: 10, rate: 2e6, base: &acknowledged, running: 2)
+        _ = Self.feed(&probe, from: 0.5, to: 4, rate: 1e6, running: 1)
+        _ = Self.feed(&probe, from: 4.5, to: 8, rate: 2e6, running: 2)
+        #expect(probe.helps == true)
         // One of the two finished: refill at once, without a probe.
-        let refill = probe.observe(at: .milliseconds(10_500), acknowledged: acknowledged, running: 1, remaining: 1 << 30)
+        let refill = probe.observe(at: .milliseconds(8_500), rate: nil, running: 1, remaining: 1 << 30)
         #expect(refill == .addStream(probe: false))
 
         var unproven = ParallelismProbe()
-        acknowledged = 0
-        let early = Self.feed(&unproven, from: 0.5, to: 4.5, rate: 1e6, base: &acknowledged, running: 1)
-        #expect(early.isEmpty)
-        #expect(unproven.observe(at: .milliseconds(4_600), acknowledged: acknowledged, running: 0, remaining: 1 << 30) == .none)
+        #expect(unproven.observe(at: .milliseconds(4_600), rate: 1e6, running: 0, remaining: 1 << 30) == .none)
+        var refused = ParallelismProbe()
+        _ = Self.feed(&refused, from: 0.5, to: 4, rate: 1e6, running: 1)
+        _ = Self.feed(&refused, from: 4.5, to: 8, rate: 1e6, running: 2)
+        #expect(refused.observe(at: .milliseconds(8_500), rate: 1e6, running: 0, remaining: 1 << 30) == .none)
     }
 
     @Test func doesNotProbeNearTheEndOrBeyondTheMaximum() {
         var probe = ParallelismProbe()
-        var acknowledged: Int64 = 0
         // 1 MB/s with 5 MB left: 5 s, less than `worthwhile`.
-        let near = Self.feed(&probe, from: 0.5, to: 20, rate: 1e6, base: &acknowledged, running: 1, remaining: 5_000_000)
+        let near = Self.feed(&probe, from: 0.5, to: 20, rate: 1e6, running: 1, remaining: 5_000_000)
         #expect(near.isEmpty)
 
         var capped = ParallelismProbe(configuration: .init(maximumStreams: 2), streams: 2)
-        acknowledged = 0
-        let none = Self.feed(&capped, from: 0.5, to: 20, rate: 1e6, base: &acknowledged, running: 2)
+        let none = Self.feed(&capped, from: 0.5, to: 20, rate: 1e6, running: 2)
         #expect(none.isEmpty)
     }
 
     @Test func aNetworkChangeAllowsProbingAgain() {
         var probe = ParallelismProbe()
-        var acknowledged: Int64 = 0
-        _ = Self.feed(&probe, from: 0.5, to: 5, rate: 1e6, base: &acknowledged, running: 1)
-        _ = Self.feed(&probe, from: 5.5, to: 10, rate: 1e6, base: &acknowledged, running: 2)
+        _ = Self.feed(&probe, from: 0.5, to: 4, rate: 1e6, running: 1)
+        _ = Self.feed(&probe, from: 4.5, to: 8, rate: 1e6, running: 2)
         #expect(probe.helps == false)
         probe.networkChanged(at: .seconds(10))
         #expect(probe.helps == nil)
-        let again = Self.feed(&probe, from: 10.5, to: 15, rate: 1e6, base: &acknowledged, running: 2)
-        #expect(again.map(\.0) == [15])
+        let again = Self.feed(&probe, from: 10.5, to: 14, rate: 1e6, running: 2)
+        #expect(again.map(\.0) == [14])
     }
 }
 

@@ -1,28 +1,35 @@
 /// Decides when one more stream should carry a file: only when adding one measurably raises
 /// the total rate (a link one stream cannot fill: per-flow shaping, a long fat pipe, loss that
-/// one TCP connection reads as congestion). Pure: fed samples, returns decisions.
+/// one TCP connection reads as congestion). Pure: fed measurements, returns decisions.
 ///
-/// It measures the total acknowledged rate over `window`, once every change has had `settle`
-/// to take effect. With a steady rate and enough left to send (`worthwhile` at that rate), it
-/// asks for a stream; `settle` later it compares: a gain of at least `gain` keeps the stream
-/// and allows another probe, anything less ends probing (the extra stream finishes the part it
-/// was given; on a shared link that costs nothing). Once more streams have proven useful, a
-/// stream that finishes is replaced, so the count holds until the end.
+/// The caller measures the total rate from `measuringFrom` on, by acknowledgements (bytes
+/// handed to a socket say nothing: kernel buffers take megabytes at once); it is nil until every
+/// stream completed a request in that time. Once `settle` has passed with a rate, and with enough
+/// left to send (`worthwhile` at that rate), the probe asks for a stream; measured again from
+/// the change, a gain of at least `gain` keeps the stream and allows another probe, anything less
+/// ends probing (the extra stream finishes the part it was given: on a shared link that costs
+/// nothing). Once more streams have proven useful, a stream that finishes is replaced, so the
+/// count holds until the end.
 public struct ParallelismProbe: Sendable, Equatable {
     public struct Configuration: Sendable, Equatable {
         public var maximumStreams: Int
-        public var window: Duration
+        /// Left out of each measurement after a change (a new connection's start, buffers filling).
+        public var warmup: Duration
+        /// The least time between a change and the next decision.
         public var settle: Duration
         public var worthwhile: Duration
         public var gain: Double
+        /// The least a new stream is given (and left to the stream it is split from).
+        public var minimumSplit: Int64
 
         public init(
-            maximumStreams: Int = 4, window: Duration = .seconds(3), settle: Duration = .seconds(5),
-            worthwhile: Duration = .seconds(10), gain: Double = 1.25
+            maximumStreams: Int = 4, warmup: Duration = .seconds(1), settle: Duration = .seconds(4),
+            worthwhile: Duration = .seconds(10), gain: Double = 1.25, minimumSplit: Int64 = 8 << 20
         ) {
             self.maximumStreams = maximumStreams
-            self.window = window
-            self.settle = max(settle, window)
+            self.minimumSplit = minimumSplit
+            self.warmup = warmup
+            self.settle = max(settle, warmup)
             self.worthwhile = worthwhile
             self.gain = gain
         }
@@ -39,35 +46,23 @@ public struct ParallelismProbe: Sendable, Equatable {
     public private(set) var target: Int
     /// nil until a probe answered; false stops probing.
     public private(set) var helps: Bool?
-    private var samples: [Sample] = []
     private var lastChange: Duration = .zero
     private var probeBaseline: Double?
-
-    struct Sample: Sendable, Equatable {
-        var at: Duration
-        var acknowledged: Int64
-    }
 
     public init(configuration: Configuration = Configuration(), streams: Int = 1) {
         self.configuration = configuration
         self.target = max(1, streams)
     }
 
-    /// The total acknowledged rate over the last window, if the samples cover it.
-    public func rate(at now: Duration) -> Double? {
-        guard let last = samples.last, let before = samples.last(where: { $0.at <= now - configuration.window }) else { return nil }
-        let seconds = (last.at - before.at).seconds
-        return seconds > 0 ? Double(last.acknowledged - before.acknowledged) / seconds : nil
-    }
+    /// Where the caller's rate measurement starts.
+    public var measuringFrom: Duration { lastChange + configuration.warmup }
 
-    /// One sample: the time since the upload began, bytes acknowledged over all streams,
-    /// streams still sending, and bytes left to acknowledge.
-    public mutating func observe(at now: Duration, acknowledged: Int64, running: Int, remaining: Int64) -> Decision {
-        samples.append(Sample(at: now, acknowledged: acknowledged))
-        samples.removeAll { $0.at < now - configuration.window * 2 }
+    /// One observation: the time since the upload began, the total rate since `measuringFrom`
+    /// (nil while not measured), streams still sending, and bytes left to send.
+    public mutating func observe(at now: Duration, rate: Double?, running: Int, remaining: Int64) -> Decision {
         let settled = now - lastChange >= configuration.settle
         if let baseline = probeBaseline {
-            guard settled, let rate = rate(at: now) else { return .none }
+            guard settled, let rate else { return .none }
             probeBaseline = nil
             lastChange = now
             if rate >= baseline * configuration.gain {
@@ -84,8 +79,7 @@ public struct ParallelismProbe: Sendable, Equatable {
             return .addStream(probe: false)
         }
         guard helps != false, settled, running >= target, target < configuration.maximumStreams,
-            let rate = rate(at: now), rate > 0,
-            Double(remaining) / rate >= configuration.worthwhile.seconds
+            let rate, rate > 0, Double(remaining) / rate >= configuration.worthwhile.seconds
         else { return .none }
         probeBaseline = rate
         lastChange = now
@@ -101,7 +95,6 @@ public struct ParallelismProbe: Sendable, Equatable {
     public mutating func networkChanged(at now: Duration) {
         helps = nil
         probeBaseline = nil
-        samples.removeAll()
         lastChange = now
     }
 }

@@ -10,7 +10,6 @@ import Synchronization
 /// `final` upload that concatenates the partials). The plan (each stream's range and URL) is
 /// persisted before a new range can be used, so a restarted process continues every stream.
 struct AdaptiveParallelUpload {
-    static let minimumSplit: Int64 = 8 << 20
     static let tick: Duration = .milliseconds(500)
 
     let upload: Upload
@@ -25,15 +24,15 @@ struct AdaptiveParallelUpload {
             extensions.isSuperset(of: ["creation", "concatenation", "creation-defer-length"])
         else { return nil }
         let book = try SplitBook(upload: upload, length: length)
-        let streams = StreamTable()
+        let clock = ContinuousClock()
+        let began = clock.now
+        let streams = StreamTable(began: began)
         var configuration = upload.options.parallelProbe
         configuration.maximumStreams = maximumStreams
         var probe = ParallelismProbe(
             configuration: configuration,
             streams: book.segments.filter { !$0.complete }.count
         )
-        let clock = ContinuousClock()
-        let began = clock.now
         var results: [UploadResult] = []
         do {
             try await withThrowingTaskGroup(of: StreamEvent.self) { group in
@@ -45,6 +44,7 @@ struct AdaptiveParallelUpload {
                     switch event {
                     case .finished(let index, let result):
                         book.completed(index)
+                        streams.finished(index)
                         results.append(result)
                         if book.allComplete {
                             group.cancelAll()
@@ -52,13 +52,20 @@ struct AdaptiveParallelUpload {
                         }
                     case .tick:
                         if upload.control.takeNetworkChange() != nil { probe.networkChanged(at: clock.now - began) }
+                        let verdict = (probe.helps, probe.target)
+                        let rate = streams.rate(from: probe.measuringFrom)
                         let decision = probe.observe(
-                            at: clock.now - began, acknowledged: streams.acknowledged + book.restoredBytes,
-                            running: book.running, remaining: length - streams.acknowledged - book.restoredBytes
+                            at: clock.now - began, rate: rate, running: book.running,
+                            remaining: length - streams.acknowledged - book.restoredBytes
                         )
+                        if verdict != (probe.helps, probe.target) {
+                            let measured = rate.map { String(format: "%.0f KiB/s", $0 / 1024) } ?? "-"
+                            upload.options.trace?("adaptive parallelism: \(probe.helps == true ? "the added stream raised" : "the added stream did not raise") the total rate (\(measured)); streams worth running: \(probe.target)")
+                        }
                         if case .addStream(let probing) = decision, !upload.control.isPaused {
-                            if let index = book.split(minimum: Self.minimumSplit) {
-                                upload.options.trace?("adaptive parallelism: stream \(book.running) of at most \(maximumStreams)\(probing ? " (probe)" : "")")
+                            if let index = book.split(minimum: configuration.minimumSplit) {
+                                let measured = rate.map { String(format: "%.0f KiB/s", $0 / 1024) } ?? "-"
+                                upload.options.trace?("adaptive parallelism: stream \(book.running) of at most \(maximumStreams)\(probing ? ", a probe (at \(measured))" : "")")
                                 group.addTask { try await runStream(index, book: book, streams: streams) }
                             } else {
                                 probe.splitRefused()
@@ -127,16 +134,59 @@ struct AdaptiveParallelUpload {
     }
 }
 
-/// The latest progress of each running or finished stream, by segment index.
+/// The latest progress of each running or finished stream, by segment index, and when each
+/// acknowledgement came (the probe's rate measurement).
 final class StreamTable: Sendable {
-    private let state = Mutex<[Int: UploadProgress]>([:])
+    private struct Entry {
+        var progress: UploadProgress
+        var acknowledgements: [(at: Duration, offset: Int64)] = []
+        var finished = false
+    }
+
+    private let state = Mutex<[Int: Entry]>([:])
+    private let began: ContinuousClock.Instant
+
+    init(began: ContinuousClock.Instant) {
+        self.began = began
+    }
 
     func update(_ index: Int, _ progress: UploadProgress) -> [UploadProgress] {
-        state.withLock { state in
-            state[index] = progress
-            return Array(state.values)
+        let now = ContinuousClock.now - began
+        return state.withLock { state in
+            var entry = state[index] ?? Entry(progress: progress)
+            if entry.acknowledgements.last?.offset != progress.acknowledged {
+                entry.acknowledgements.append((now, progress.acknowledged))
+                if entry.acknowledgements.count > 64 { entry.acknowledgements.removeFirst() }
+            }
+            entry.progress = progress
+            state[index] = entry
+            return state.values.map(\.progress)
         }
     }
 
-    var acknowledged: Int64 { state.withLock { $0.values.reduce(0) { $0 + $1.acknowledged } } }
+    func finished(_ index: Int) {
+        state.withLock { $0[index]?.finished = true }
+    }
+
+    var acknowledged: Int64 { state.withLock { $0.values.reduce(0) { $0 + $1.progress.acknowledged } } }
+
+    /// The summed rate of every stream from its last acknowledgement at or before `from` to its
+    /// last one; nil until each stream still running has had one after `from` (a request that
+    /// ended in that time).
+    func rate(from: Duration) -> Double? {
+        state.withLock { state in
+            var total = 0.0
+            for entry in state.values {
+                let events = entry.acknowledgements
+                guard let last = events.last, last.at > from,
+                    let first = events.last(where: { $0.at <= from }) ?? events.first, last.at > first.at
+                else {
+                    if entry.finished { continue }
+                    return nil
+                }
+                total += Double(last.offset - first.offset) / (last.at - first.at).seconds
+            }
+            return total
+        }
+    }
 }

@@ -71,5 +71,5 @@ public enum Parallelism: Sendable, Equatable {
     /// added (up to `maximum`) while each one added raises the total rate
     /// (`AdaptiveParallelUpload`). Smaller files, and servers without concatenation and
     /// deferred lengths, get one plain upload.
-    case adaptive(maximum: Int = 4, threshold: Int64 = 64 << 20)
+    case adaptive(maximum: Int = 4, threshold: Int64 = 32 << 20)
 }
