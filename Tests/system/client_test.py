@@ -11,12 +11,15 @@ Cases:
   server-restart  the server is kill -9'ed ~2 s into a slow put and restarted on the same
                   port and data dir; the put (--deadline 5m) still succeeds and the download
                   matches.
+  split-restart   a 64 MiB put through a per-flow-limited link splits into parallel streams;
+                  it is kill -9'ed once the plan lists >= 2 streams with URLs; a rerun HEADs
+                  every stream, sends only what the server lacks, and the final upload matches.
   rejected        a 2 MiB put to a server with --max-size 1M fails at once (no retry loop)
                   with a non-zero exit and a message naming 413 / ERR_MAX_SIZE_EXCEEDED.
   status-polling  `ferry status` polled once a second during a slow put must not stall it
                   (a HEAD interrupts the in-flight PATCH; what it received must be kept).
 
-Every process it starts is killed by PID; all traffic stays on 127.0.0.1. Runs in ~1 minute.
+Every process it starts is killed by PID; all traffic stays on 127.0.0.1. Runs in ~2 minutes.
 """
 import argparse
 import glob
@@ -421,9 +424,79 @@ def case_status_polling(procs, tmp):
           tail(log, 12))
 
 
-CASES = {"client-restart": case_client_restart, "server-restart": case_server_restart, "rejected": case_rejected,
+def split_plan(state_dir):
+    """The adaptive parallel upload's plan in the state dir ({} when there is none)."""
+    for path in glob.glob(os.path.join(state_dir, "*.split.json")):
+        try:
+            with open(path) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            pass
+    return {}
+
+
+def case_split_restart(procs, tmp):
+    print("== an upload split over parallel streams survives kill -9 of the client", flush=True)
+    port, proxy = free_port(), free_port()
+    data, state = os.path.join(tmp, "data"), os.path.join(tmp, "state")
+    start_server(procs, port, data, os.path.join(tmp, "server.log"))
+    # 5 MB/s uplink, 1.25 MB/s per connection: adaptive parallelism adds streams.
+    start_netem(procs, proxy, port, "per-flow", 2, os.path.join(tmp, "netem.log"))
+    size = 64 * MiB
+    source = random_file(os.path.join(tmp, "big.bin"), size)
+    endpoint = f"http://127.0.0.1:{proxy}/files/"
+
+    err1 = os.path.join(tmp, "put1.err")
+    with open(os.path.join(tmp, "put1.out"), "wb") as out, open(err1, "wb") as err:
+        put = procs.spawn([FERRY, "put", source, endpoint, "--state-dir", state, "--verbose", "--deadline", "5m"],
+                          stdout=out, stderr=err)
+    plan, began, split_at = {}, time.monotonic(), None
+    while time.monotonic() - began < 60 and put.poll() is None:
+        plan = split_plan(state)
+        segments = plan.get("segments", [])
+        if len(segments) >= 2 and all(s.get("uploadURL") for s in segments):
+            split_at = split_at or time.monotonic()
+            if time.monotonic() - split_at > 2:
+                break
+        time.sleep(0.2)
+    finished_early = put.poll() is not None
+    procs.kill(put)
+    first_log = open(err1, errors="replace").read()
+    segments = split_plan(state).get("segments", [])
+    print(f"      first run killed after {time.monotonic() - began:.1f} s with {len(segments)} streams", flush=True)
+    if not check(len(segments) >= 2 and not finished_early,
+                 "first run: adaptive parallelism split the upload (plan with >= 2 streams persisted)",
+                 f"plan={plan} exited={finished_early}\n      {tail(first_log)}"):
+        return
+    urls = [s["uploadURL"] for s in segments]
+    acknowledged = 0
+    for url in urls:
+        st = status(procs, direct(url, port))
+        acknowledged += st.get("offset", 0) if st else 0
+    print(f"      the server holds {acknowledged} bytes over {len(urls)} partial uploads", flush=True)
+
+    err2 = os.path.join(tmp, "put2.err")
+    rc, out, log, took = run_ferry(
+        procs, ["put", source, endpoint, "--state-dir", state, "--verbose", "--deadline", "5m"],
+        timeout=180, stdout_path=os.path.join(tmp, "put2.out"), stderr_path=err2)
+    final = out.strip().splitlines()[-1] if out.strip() else ""
+    print(f"      second run: exit {rc} in {took:.1f} s", flush=True)
+    if not check(rc == 0 and final.startswith("http"), "second run: ferry put exits 0 and prints the final URL", tail(log)):
+        return
+    lines = request_lines(log)
+    heads = sum(1 for l in lines if l[1] == "HEAD")
+    sent = sum(end - start for _, method, start, end, _ in lines if method in ("PATCH", "POST") and start is not None)
+    print(f"      second run: {heads} HEADs, sent {sent} bytes of {size}", flush=True)
+    check(heads >= len(urls), "second run: every persisted stream is continued (a HEAD each)", f"heads={heads} streams={len(urls)}")
+    check(sent <= size - acknowledged + 2 * MiB, "second run: sends only what the server did not have",
+          f"sent={sent} server had {acknowledged}")
+    check(not glob.glob(os.path.join(state, "*.json")), "second run: the plan is removed once complete")
+    fetch_and_compare(procs, direct(final, port), source, tmp, "split restart")
+
+
+CASES = {"client-restart": case_client_restart, "split-restart": case_split_restart, "server-restart": case_server_restart, "rejected": case_rejected,
          "status-polling": case_status_polling}
-DEFAULT = ["client-restart", "server-restart", "rejected", "status-polling"]
+DEFAULT = ["client-restart", "split-restart", "server-restart", "rejected", "status-polling"]
 
 
 def main():

@@ -24,7 +24,7 @@ public struct ParallelismProbe: Sendable, Equatable {
 
         public init(
             maximumStreams: Int = 4, warmup: Duration = .seconds(1), settle: Duration = .seconds(4),
-            worthwhile: Duration = .seconds(10), gain: Double = 1.25, minimumSplit: Int64 = 8 << 20
+            worthwhile: Duration = .seconds(10), gain: Double = 1.25, minimumSplit: Int64 = 2 << 20
         ) {
             self.maximumStreams = maximumStreams
             self.minimumSplit = minimumSplit
