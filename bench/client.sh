@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Ferry client benchmark entry point. See bench/CLIENT.md.
 #
-#   bench/client.sh [--ferry PATH] [--runs N] [--size-mib N] [--rate-scale X]
-#                   [--profiles cliff,vacuum,handover,middlebox,lte-driving,3g,blackhole]
+#   bench/client.sh [--ferry PATH] [--runs N] [--size-mib N|profile=N,...,*=N] [--rate-scale X]
+#                   [--profiles cliff,vacuum,handover,middlebox,lte-driving,3g,blackhole,per-flow]
 #                   [--skip-clean] [--clean-size-mib N] [--budget SECONDS] [--json FILE]
 #
 # Any other --flag is passed to bench/client_bench.py (see `python3 bench/client_bench.py --help`).
@@ -13,10 +13,10 @@ REPO_DIR="$(cd "$BENCH_DIR/.." && pwd)"
 
 FERRY="$REPO_DIR/.build/release/ferry"
 RUNS=3
-SIZE_MIB=20
-PROFILES="cliff,vacuum,handover,middlebox,lte-driving,3g,blackhole"
+SIZE_MIB="cliff=80,vacuum=80,per-flow=64,*=20"
+PROFILES="cliff,vacuum,handover,middlebox,lte-driving,3g,blackhole,per-flow"
 RATE_SCALE=4
-BUDGET=2400
+BUDGET=3600
 EXTRA=()
 
 while [[ $# -gt 0 ]]; do
@@ -34,7 +34,7 @@ while [[ $# -gt 0 ]]; do
         --budget) BUDGET="$2"; shift 2 ;;
         --budget=*) BUDGET="${1#*=}"; shift ;;
         -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
-        --skip-clean) EXTRA+=("$1"); shift ;;
+        --skip-clean|--scale-fates) EXTRA+=("$1"); shift ;;
         --*=*) EXTRA+=("$1"); shift ;;
         --*) EXTRA+=("$1" "$2"); shift 2 ;;
         *) echo "client.sh: unexpected argument: $1" >&2; exit 2 ;;

@@ -68,9 +68,10 @@ class SeededRandom:
 
 class Profile:
     def __init__(self, name: str, schedule: list[tuple[float, float]], latency: float,
-                 cut=None, blackhole=None, reset=None, handover=None):
+                 cut=None, blackhole=None, reset=None, handover=None, per_connection=None):
         self.name, self.schedule, self.latency = name, schedule, latency
         self.cut, self.blackhole, self.reset, self.handover = cut, blackhole, reset, handover
+        self.per_connection = per_connection
 
     @staticmethod
     def named(name: str, seed: int) -> "Profile":
@@ -103,15 +104,19 @@ class Profile:
             return Profile(name, [(60, 10 * MBIT)], 0.040, cut=(1_000_000, 8_000_000))
         if name == "blackhole":
             return Profile(name, [(60, 10 * MBIT)], 0.040, blackhole=(1_000_000, 8_000_000))
+        if name == "per-flow":
+            return Profile(name, [(60, 20 * MBIT)], 0.050, per_connection=5 * MBIT)
         raise ValueError(f"unknown profile {name}")
 
-    def scaled(self, factor: float) -> "Profile":
-        """What `ferry netem --rate-scale` plays: NetworkProfile.scaled(by:) with fates: true,
-        i.e. the byte-count fates (cut/blackhole/reset after N bytes) are scaled as well."""
+    def scaled(self, factor: float, fates: bool = False) -> "Profile":
+        """What `ferry netem --rate-scale F` plays: NetworkProfile.scaled(by:fates:). With
+        `--rates-only` (this benchmark's default) the byte-count fates (cut/blackhole/reset after
+        N bytes) stay as the profile defines them; with fates, they are scaled as well."""
         def f(rng):
-            return None if rng is None else (int(rng[0] * factor), int(rng[1] * factor))
+            return rng if rng is None or not fates else (int(rng[0] * factor), int(rng[1] * factor))
         return Profile(self.name, [(d, rate * factor) for d, rate in self.schedule], self.latency,
-                       f(self.cut), f(self.blackhole), f(self.reset), self.handover)
+                       f(self.cut), f(self.blackhole), f(self.reset), self.handover,
+                       None if self.per_connection is None else self.per_connection * factor)
 
     @property
     def period(self) -> float:
@@ -410,12 +415,14 @@ class Netem:
                       r"blackholes (\d+), handovers (\d+)")
 
     def __init__(self, ferry: str, workdir: str, tag: str, target: int, profile: str, seed: int,
-                 scale: float, seconds: float, stats_file: bool):
+                 scale: float, seconds: float, stats_file: bool, rates_only: bool = True):
         self.port = free_port()
         self.stats_path = os.path.join(workdir, f"netem-{tag}.json") if stats_file else None
         argv = [ferry, "netem", "--listen", f"127.0.0.1:{self.port}", "--target", f"127.0.0.1:{target}",
                 "--profile", profile, "--seed", str(seed), "--rate-scale", repr(scale),
                 "--seconds", str(int(seconds) + 1)]
+        if rates_only:
+            argv.append("--rates-only")
         if self.stats_path:
             argv += ["--stats-file", self.stats_path]
         self.child = Child(argv, os.path.join(workdir, f"netem-{tag}.out"),
@@ -572,7 +579,7 @@ def parse_kv(line: str) -> dict:
 class Bench:
     def __init__(self, a: argparse.Namespace):
         self.a = a
-        self.size = int(a.size_mib * MiB)
+        self.sizes = parse_sizes(a.size_mib)
         self.profiles = [p for p in a.profiles.split(",") if p and p != "none"]
         self.clients = [c for c in a.clients.split(",") if c]
         self.attempts: list[dict] = []
@@ -586,6 +593,9 @@ class Bench:
         for c in self.clients:
             if c not in CLIENTS:
                 raise SystemExit(f"unknown client {c}; one of {','.join(CLIENTS)}")
+
+    def size(self, profile: str) -> int:
+        return int(self.sizes.get(profile, self.sizes["*"]) * MiB)
 
     def ensure_workdir(self) -> None:
         """Something on this machine has been seen deleting scratch directories under /tmp: put
@@ -609,11 +619,12 @@ class Bench:
     def attempt(self, profile: str, run: int, client: str, path: str, digest: str) -> dict:
         a = self.a
         seed = a.seed_base + run - 1
-        prof = Profile.named(profile, seed).scaled(a.rate_scale)
-        ideal_mean = self.size / prof.mean_rate
-        ideal_sched = prof.ideal_time(self.size)
+        prof = Profile.named(profile, seed).scaled(a.rate_scale, a.scale_fates)
+        size = self.size(profile)
+        ideal_mean = size / prof.mean_rate
+        ideal_sched = prof.ideal_time(size)
         cap = a.cap_factor * max(ideal_mean, ideal_sched) + a.cap_extra
-        rec = {"profile": profile, "run": run, "seed": seed, "client": client, "size": self.size,
+        rec = {"profile": profile, "run": run, "seed": seed, "client": client, "size": size,
                "ideal_mean_s": ideal_mean, "ideal_sched_s": ideal_sched, "cap_s": cap, "ok": False}
         tag = f"{profile}-{run}-{client}"
         srv = Server(a.ferry, a.workdir, tag)
@@ -632,7 +643,8 @@ class Bench:
                     time.sleep(0.01)
                 if "ready" not in worker.text("out"):
                     raise ServerError(f"tuspy worker did not start: {worker.text()[-400:]}")
-            netem = Netem(a.ferry, a.workdir, tag, srv.port, profile, seed, a.rate_scale, cap + 30, self.stats_file)
+            netem = Netem(a.ferry, a.workdir, tag, srv.port, profile, seed, a.rate_scale, cap + 30, self.stats_file,
+                          rates_only=not a.scale_fates)
             rec["netem_mean_kbit"] = netem.mean_kbit
             url = f"http://127.0.0.1:{netem.port}/files/"
             t0 = time.monotonic()
@@ -667,7 +679,7 @@ class Bench:
             rec["server_bytes_received"] = int(after["bytes_received"] - before["bytes_received"])
             up = stats.get("bytes_up")
             rec["bytes_up"] = up
-            rec["twice"] = max(0, up - self.size) if up is not None else None
+            rec["twice"] = max(0, up - size) if up is not None else None
             rec["faults"] = sum(stats.get(k, 0) for k in ("resets", "cuts", "blackholes", "handovers")) if stats else None
             err_text, out_text = proc.text("err"), proc.text("out")
             rec.update(parse_ferry_summary(err_text))
@@ -677,7 +689,7 @@ class Bench:
                 rec["failure"] = f"exit {proc.rc}: {last_line(err_text)[:200]}"
             else:
                 upload_url = last_line(out_text)
-                problem = verify_upload(srv.port, upload_url, self.size, digest)
+                problem = verify_upload(srv.port, upload_url, size, digest)
                 if problem:
                     rec["failure"] = problem
                 else:
@@ -806,18 +818,20 @@ class Bench:
     def run(self) -> None:
         a = self.a
         log(f"profiles: {','.join(self.profiles)}; clients: {','.join(self.clients)}; runs: {a.runs}; "
-            f"size: {a.size_mib} MiB; rate scale: {a.rate_scale}; cap: {a.cap_factor} x ideal + {a.cap_extra:.0f}s; "
+            f"size: {a.size_mib} MiB; rate scale: {a.rate_scale}{'' if a.scale_fates else ' (rates only)'}; cap: {a.cap_factor} x ideal + {a.cap_extra:.0f}s; "
             f"ferry --network {a.network}")
         if not self.stats_file:
             self.note("this ferry's netem has no --stats-file; netem byte counts come from its 5-second "
                       "progress line instead (slower, same figures)")
         log()
-        log(f"== what the profiles do at this size and scale (seed {a.seed_base}; netem scales byte-count fates too)")
+        log(f"== what the profiles do at this size and scale (seed {a.seed_base}; "
+            f"{'netem scales byte-count fates too' if a.scale_fates else 'byte-count fates as the profiles define them'})")
         for p in self.profiles:
-            prof = Profile.named(p, a.seed_base).scaled(a.rate_scale)
-            hit, what = prof.exercise(self.size)
-            log(f"  {p:<12} mean {prof.mean_rate * 8 / 1e6:6.2f} Mbit/s  ideal {self.size / prof.mean_rate:6.1f}s by mean rate,"
-                f" {prof.ideal_time(self.size):6.1f}s by schedule; {what}")
+            prof = Profile.named(p, a.seed_base).scaled(a.rate_scale, a.scale_fates)
+            size = self.size(p)
+            hit, what = prof.exercise(size)
+            log(f"  {p:<12} {size / MiB:5.0f} MiB  mean {prof.mean_rate * 8 / 1e6:6.2f} Mbit/s  ideal {size / prof.mean_rate:6.1f}s by mean rate,"
+                f" {prof.ideal_time(size):6.1f}s by schedule; {what}")
         clean_path = clean_digest = None
         if not a.skip_clean:
             clean_size = int(a.clean_size_mib * MiB)
@@ -844,7 +858,7 @@ class Bench:
             for profile in self.profiles:
                 path = os.path.join(a.workdir, f"upload-{profile}-{run}.bin")
                 self.ensure_workdir()
-                digest = make_random_file(path, self.size)
+                digest = make_random_file(path, self.size(profile))
                 for client in self.clients:
                     if time.monotonic() >= self.deadline:
                         self.note(f"run {run}: {profile}/{client} skipped (time budget exhausted)")
@@ -852,7 +866,7 @@ class Bench:
                     try:
                         if not os.path.exists(path):
                             self.ensure_workdir()
-                            digest = make_random_file(path, self.size)
+                            digest = make_random_file(path, self.size(profile))
                         r = self.attempt(profile, run, client, path, digest)
                     except (ServerError, OSError) as e:
                         self.note(f"run {run} {profile}/{client}: harness problem, attempt not counted: {e}")
@@ -873,15 +887,17 @@ class Bench:
     def report(self) -> None:
         a = self.a
         log()
-        log(f"== results: {a.runs} run(s), {a.size_mib} MiB per upload, rate scale {a.rate_scale}, ferry {a.ferry_label}")
+        log(f"== results: {a.runs} run(s), sizes {a.size_mib} MiB, rate scale {a.rate_scale}"
+            f"{'' if a.scale_fates else ' (rates only)'}, ferry {a.ferry_label}")
         log("   medians over successful attempts, except efficiency (a failure counts 0);")
         log("   eff = (size / (profile mean rate x scale)) / wall time; eff(sched) uses the ideal time through the")
         log("   exact schedule from t=0; twice = netem bytes_up - size; requests = server ferry_http_requests_total delta;")
         log("   faults = netem resets+cuts+blackholes+handovers during the attempt")
         summary_rows = []
         for profile in self.profiles:
-            prof = Profile.named(profile, a.seed_base).scaled(a.rate_scale)
-            hit, _what = prof.exercise(self.size)
+            prof = Profile.named(profile, a.seed_base).scaled(a.rate_scale, a.scale_fates)
+            size = self.size(profile)
+            hit, _what = prof.exercise(size)
             rows = [("client", "success", "time s", "eff", "eff(sched)", "twice MB", "requests", "faults", "RSS MiB")]
             per_client = {}
             for client in self.clients:
@@ -898,7 +914,7 @@ class Bench:
             if len(rows) == 1:
                 continue
             log()
-            log(f"-- {profile}: mean {prof.mean_rate * 8 / 1e6:.2f} Mbit/s (seed {a.seed_base}), ideal {self.size / prof.mean_rate:.1f}s"
+            log(f"-- {profile}: {size / MiB:.0f} MiB, mean {prof.mean_rate * 8 / 1e6:.2f} Mbit/s (seed {a.seed_base}), ideal {size / prof.mean_rate:.1f}s"
                 + ("" if hit else "   ** the profile's outage/fault is NOT exercised at this size and scale **"))
             table(rows)
             failures = [r for r in self.attempts if r["profile"] == profile and not r["ok"]]
@@ -954,6 +970,21 @@ class Bench:
             log(f"\n(json written to {a.json})")
 
 
+# Large enough that an ideal transfer at rate scale 4 crosses cliff's and vacuum's first outage,
+# and that `ferry put`'s adaptive parallelism (files of 32 MiB and more) has room on per-flow.
+DEFAULT_SIZES = "cliff=80,vacuum=80,per-flow=64,*=20"
+
+
+def parse_sizes(spec: str) -> dict[str, float]:
+    """'20' or 'cliff=80,vacuum=80,*=20' -> {profile: MiB, '*': MiB}."""
+    sizes: dict[str, float] = {}
+    for part in str(spec).split(","):
+        name, _, value = part.rpartition("=")
+        sizes[name or "*"] = float(value)
+    sizes.setdefault("*", 20.0)
+    return sizes
+
+
 def med(vals):
     vals = [v for v in vals if v is not None]
     return statistics.median(vals) if vals else None
@@ -1005,8 +1036,11 @@ def main() -> int:
     ap.add_argument("--loadgen", default="", help="compiled bench/loadgen.c (clean step); empty: skip that figure")
     ap.add_argument("--workdir", help="scratch directory")
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--size-mib", type=float, default=20)
-    ap.add_argument("--profiles", default="cliff,vacuum,handover,middlebox,lte-driving,3g,blackhole")
+    ap.add_argument("--size-mib", default=DEFAULT_SIZES,
+                    help="MiB per upload: one number for every profile, or profile=N,...,*=N (default: %(default)s)")
+    ap.add_argument("--profiles", default="cliff,vacuum,handover,middlebox,lte-driving,3g,blackhole,per-flow")
+    ap.add_argument("--scale-fates", action="store_true",
+                    help="--rate-scale also multiplies the byte counts after which connections die (netem without --rates-only)")
     ap.add_argument("--clients", default="ferry,typical,tuspy")
     ap.add_argument("--rate-scale", type=float, default=4)
     ap.add_argument("--seed-base", type=int, default=1, help="run i uses netem seed BASE + i - 1")

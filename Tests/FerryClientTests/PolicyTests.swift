@@ -47,6 +47,23 @@ struct ChunkSizerTests {
         #expect(sizer.goodput == nil)
     }
 
+    @Test func aLongRoundTripLengthensRequests() {
+        var sizer = ChunkSizer(network: .cellular)
+        sizer.answered(in: .milliseconds(600))
+        sizer.answered(in: .milliseconds(500))
+        #expect(sizer.roundTrip == .milliseconds(500))
+        #expect(sizer.targetDuration == .milliseconds(7500))
+        // 500 KB/s: aims at 7.5 s of it (within the growth limit).
+        for _ in 0..<6 { sizer.succeeded(bytes: sizer.size, in: Duration(seconds: Double(sizer.size) / 500_000)) }
+        #expect(abs(Double(sizer.size) - 3_750_000) < 100_000)
+        // A short round trip keeps the configured target.
+        var near = ChunkSizer(network: .cellular)
+        near.answered(in: .milliseconds(20))
+        #expect(near.targetDuration == .seconds(3))
+        near.networkChanged(to: .wifi)
+        #expect(near.roundTrip == nil)
+    }
+
     @Test func fixedNeverAdapts() {
         var sizer = ChunkSizer(configuration: .fixed(5 << 20))
         sizer.succeeded(bytes: 5 << 20, in: .milliseconds(10))
@@ -57,10 +74,10 @@ struct ChunkSizerTests {
 
 @Suite("Backoff")
 struct BackoffTests {
-    @Test func fullJitterGrowsExponentiallyUpToTheCap() {
+    @Test func firstRetryAtOnceThenFullJitterGrowsExponentiallyUpToTheCap() {
         var backoff = Backoff(policy: RetryPolicy(base: .seconds(1), cap: .seconds(30)))
-        let delays = (0..<8).map { _ in backoff.nextDelay(unit: 0.999_999)!.seconds.rounded() }
-        #expect(delays == [1, 2, 4, 8, 16, 30, 30, 30])
+        let delays = (0..<9).map { _ in backoff.nextDelay(unit: 0.999_999)!.seconds.rounded() }
+        #expect(delays == [0, 1, 2, 4, 8, 16, 30, 30, 30])
         var low = Backoff(policy: RetryPolicy())
         #expect(low.nextDelay(unit: 0) == .zero)
     }
@@ -71,6 +88,7 @@ struct BackoffTests {
         _ = backoff.nextDelay(unit: 0.5)
         backoff.progressed()
         #expect(backoff.attempt == 0)
+        #expect(backoff.nextDelay(unit: 0.999_999) == .zero)
         #expect(backoff.nextDelay(unit: 0.999_999)!.seconds.rounded() == 1)
     }
 

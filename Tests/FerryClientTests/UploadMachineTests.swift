@@ -60,6 +60,16 @@ struct UploadMachineTests {
         #expect(actions[2] == .send(uploadURL, (1 << 20)..<((1 << 20) + machine.sizer.size)))
     }
 
+    @Test func aConnectionResetKeepsTheRequestSize() {
+        var machine = UploadMachine(length: 100 << 20, sizer: ChunkSizer(network: .wifi))
+        _ = run(&machine, [.start(resume: uploadURL), .located(offset: 0)])
+        let before = machine.sizer.size
+        let actions = run(&machine, [.failed(.transport("reset")), .waited, .located(offset: 1 << 20)])
+        #expect(actions[0] == .wait(.zero), "the first retry goes at once")
+        #expect(machine.sizer.size == before)
+        #expect(actions[2] == .send(uploadURL, (1 << 20)..<((1 << 20) + before)))
+    }
+
     @Test func progressResetsTheAttemptCounter() {
         var machine = UploadMachine(length: 100, retry: .typicalTusClient)
         _ = run(&machine, [.start(resume: uploadURL), .located(offset: 0)])

@@ -135,6 +135,11 @@ public struct UploadMachine: Sendable {
         if finished, length == nil { length = self.available }
     }
 
+    /// A request without a body was answered after `duration` (the sizer's round trip).
+    public mutating func answered(in duration: Duration) {
+        sizer.answered(in: duration)
+    }
+
     /// The server already knows the length (a restarted stream whose last request declared it).
     public mutating func serverDeclared(length declared: Int64) {
         guard length == nil || length == declared else { return }
@@ -204,8 +209,13 @@ public struct UploadMachine: Sendable {
             if discoveryFailures >= 3 { return useCoreTus() }
         }
         switch failure {
-        case .stalled, .transport:
+        case .stalled:
+            // A dead connection: smaller requests replace the next one faster.
             if inFlight != nil { sizer.stalledOrFailed() }
+        case .transport:
+            // Reset or closed, and noticed at once: the server kept what arrived, and a
+            // smaller request would not have fared better (middleboxes cut by bytes or time).
+            break
         case .status(let status, let code, let after, let message):
             switch status {
             case 404, 410:

@@ -1,5 +1,6 @@
 /// Adapts the request size to the link: aims at requests of `targetDuration` at the measured
-/// goodput, grows multiplicatively while requests succeed, shrinks on stalls and failures,
+/// goodput — longer on a link with a long round trip, where every request costs one round trip
+/// of idle link — grows multiplicatively while requests succeed, shrinks on stalls and failures,
 /// and starts again from the network kind's default when the network changes.
 public struct ChunkSizer: Sendable, Equatable {
     public struct Configuration: Sendable, Equatable {
@@ -10,19 +11,24 @@ public struct ChunkSizer: Sendable, Equatable {
         public var maximumGrowth: Double
         /// Factor applied on a stall or failure.
         public var shrink: Double
+        /// Requests last at least this many round trips (the idle round trip between two
+        /// requests then costs at most its inverse).
+        public var roundTrips: Double
 
         public init(
             minimum: Int64 = 256 << 10,
             maximum: Int64 = 1 << 30,
             targetDuration: Duration = .seconds(3),
             maximumGrowth: Double = 4,
-            shrink: Double = 0.25
+            shrink: Double = 0.25,
+            roundTrips: Double = 15
         ) {
             self.minimum = minimum
             self.maximum = max(minimum, maximum)
             self.targetDuration = targetDuration
             self.maximumGrowth = maximumGrowth
             self.shrink = shrink
+            self.roundTrips = roundTrips
         }
 
         /// A fixed size: never adapts (the typical tus-client behaviour, for comparisons).
@@ -36,6 +42,14 @@ public struct ChunkSizer: Sendable, Equatable {
     public private(set) var size: Int64
     /// Smoothed bytes per second of successful requests; nil until one succeeded.
     public private(set) var goodput: Double?
+    /// The shortest answer to a request without a body: about one round trip.
+    public private(set) var roundTrip: Duration?
+
+    /// How long a request should take on this link.
+    public var targetDuration: Duration {
+        guard let roundTrip else { return configuration.targetDuration }
+        return max(configuration.targetDuration, roundTrip * configuration.roundTrips)
+    }
 
     public init(configuration: Configuration = Configuration(), network: NetworkKind = .unknown) {
         self.configuration = configuration
@@ -49,11 +63,16 @@ public struct ChunkSizer: Sendable, Equatable {
         goodput = goodput.map { 0.6 * $0 + 0.4 * rate } ?? rate
         // Only a request that used its whole size says something about a larger one.
         guard bytes >= size / 2 else { return }
-        let target = configuration.targetDuration.seconds
+        let target = targetDuration.seconds
         let growth = min(configuration.maximumGrowth, max(1, target / seconds))
         let aimed = (goodput ?? rate) * target
         let next = min(Double(size) * growth, max(aimed, Double(size)))
         size = Self.clamp(Int64(next), configuration)
+    }
+
+    /// A request without a body was answered after `duration`.
+    public mutating func answered(in duration: Duration) {
+        roundTrip = min(roundTrip ?? duration, duration)
     }
 
     /// A request stalled or failed: smaller requests replace a dead one faster.
@@ -64,6 +83,7 @@ public struct ChunkSizer: Sendable, Equatable {
     /// The app reports a different network: measurements no longer apply.
     public mutating func networkChanged(to network: NetworkKind) {
         goodput = nil
+        roundTrip = nil
         size = Self.clamp(network.initialChunk, configuration)
     }
 

@@ -1,6 +1,8 @@
-/// When to retry: exponential backoff with full jitter and a cap; the attempt counter starts
-/// over whenever the server's offset advances; `Retry-After` is honoured; the caller's overall
-/// deadline — not an attempt count — ends the upload.
+/// When to retry: at once after the first failure (a connection that died after making progress
+/// — the common case on mobile links — costs no wait), then exponential backoff with full
+/// jitter and a cap; the attempt counter starts over whenever the server's offset advances;
+/// `Retry-After` is honoured; the caller's overall deadline — not an attempt count — ends the
+/// upload.
 public struct RetryPolicy: Sendable, Equatable {
     public var base: Duration
     public var cap: Duration
@@ -54,7 +56,7 @@ public struct Backoff: Sendable, Equatable {
         if let fixed = policy.fixedDelays {
             delay = fixed[min(attempt, fixed.count - 1)]
         } else {
-            let exponential = policy.base.seconds * pow2(attempt)
+            let exponential = attempt == 0 ? 0 : policy.base.seconds * pow2(attempt - 1)
             delay = Duration(seconds: unit * min(policy.cap.seconds, exponential))
         }
         if let retryAfter { return max(delay, min(retryAfter, policy.cap * 4)) }

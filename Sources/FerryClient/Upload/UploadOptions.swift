@@ -6,8 +6,10 @@ public struct UploadOptions: Sendable {
     public var chunk: ChunkSizer.Configuration
     public var retry: RetryPolicy
     public var stall: StallPolicy
-    /// Send `Upload-Checksum: sha256` when the server offers it, for requests up to `checksumLimit` bytes
-    /// (larger requests would cost a second read of the file before sending).
+    /// Send `Upload-Checksum: sha256` when the server offers it, for requests up to
+    /// `checksumLimit` bytes (larger ones would cost a second read of the file before sending),
+    /// and only up to 1 MiB until the link has carried 8 requests in a row (a checksummed
+    /// request that breaks off is discarded whole).
     public var checksums: Bool
     public var checksumLimit: Int64
     /// Where to persist resume records; nil keeps nothing across processes.

@@ -13,9 +13,13 @@ struct UploadSession {
     let clock = ContinuousClock()
     let start: ContinuousClock.Instant
     var finalHeaders: [String: String] = [:]
-    /// Requests left without a checksum after a failure: a checksummed request that breaks
-    /// off is discarded whole by the server, an unchecksummed one keeps what arrived.
-    var checksumCooldown = 0
+    /// Requests in a row that succeeded. A checksummed request that breaks off is discarded
+    /// whole by the server, an unchecksummed one keeps what arrived: until the link has carried
+    /// `Self.reliableRequests` in a row, only requests of at most `Self.riskFreeChecksum` bytes
+    /// carry a checksum.
+    var successStreak = 0
+    static let reliableRequests = 8
+    static let riskFreeChecksum: Int64 = 1 << 20
 
     init(upload: Upload, length: Int64?) throws(UploadError) {
         self.upload = upload
@@ -214,10 +218,11 @@ struct UploadSession {
         switch result {
         case .failure(let failure):
             trace("\(describe(request)) failed after \(took): \(failure)")
-            if request.body != nil { checksumCooldown = 3 }
+            if request.body != nil { successStreak = 0 }
             return .failed(failure)
         case .response(let response):
-            if request.body != nil, !(200..<300).contains(response.status) { checksumCooldown = 3 }
+            if request.body != nil, !(200..<300).contains(response.status) { successStreak = 0 }
+            if request.body == nil { machine.answered(in: took) }
             trace("\(describe(request)) -> \(response.status) offset \(response.header("upload-offset") ?? "-") in \(took)")
             return interpret(action, response, duration: took)
         }
@@ -250,7 +255,7 @@ struct UploadSession {
             return .located(offset: offset)
         case (.send, 200...299), (.sendFinal, 200...299):
             guard let offset else { return .failed(.status(response.status, code: nil, retryAfter: nil, message: "PATCH without Upload-Offset")) }
-            checksumCooldown = max(0, checksumCooldown - 1)
+            successStreak += 1
             finalHeaders = response.headers
             if let url = machine.url { remember(url, acknowledged: offset) }
             return .sent(offset: offset, duration: duration)
@@ -310,11 +315,11 @@ struct UploadSession {
         return request
     }
 
-    /// `sha256 <base64>` of the range, when the server offers it, the range is small enough,
-    /// and no request failed recently.
+    /// `sha256 <base64>` of the range, when the server offers it and the range is small
+    /// enough: `checksumLimit` once the link proved reliable, `riskFreeChecksum` until then.
     private func checksum(_ range: Range<Int64>) -> String? {
-        guard upload.options.checksums, checksumCooldown == 0, machine.capabilities.sha256Checksums,
-            Int64(range.count) <= upload.options.checksumLimit,
+        let limit = successStreak >= Self.reliableRequests ? upload.options.checksumLimit : min(upload.options.checksumLimit, Self.riskFreeChecksum)
+        guard upload.options.checksums, machine.capabilities.sha256Checksums, Int64(range.count) <= limit,
             let handle = FileHandle(forReadingAtPath: upload.path)
         else { return nil }
         defer { try? handle.close() }
