@@ -151,3 +151,44 @@ struct SplitBoundTests {
         #expect(store.loadPlan("f") == nil)
     }
 }
+
+@Suite("Acknowledgement log")
+struct AcknowledgementLogTests {
+    static func at(_ seconds: Double) -> Duration { .milliseconds(Int64(seconds * 1000)) }
+
+    @Test func measuresFromWhenEveryStreamAcknowledgedAfterTheChange() {
+        var log = AcknowledgementLog()
+        // Stream 0 alone at 2 MB/s, requests of 3 s; stream 1 joins at t=6 and both get 1 MB/s.
+        for (t, offset) in [(0.0, 0), (3, 6_000_000), (6, 12_000_000), (9, 15_000_000), (12, 18_000_000)] {
+            log.record(0, offset: Int64(offset), at: Self.at(t))
+        }
+        for (t, offset) in [(6.2, 0), (9.5, 3_300_000), (12.5, 6_300_000)] {
+            log.record(1, offset: Int64(offset), at: Self.at(t))
+        }
+        // Since t=7: from 9.5 (both acknowledged after 7) to 12 (stream 0's last): 2.5 s.
+        let rate = log.rate(since: Self.at(7), span: .seconds(2))
+        #expect(rate.map { abs($0 - 2_000_000) < 1_000 } == true, "rate \(String(describing: rate))")
+        // Not yet measurable with a longer span.
+        #expect(log.rate(since: Self.at(7), span: .seconds(3)) == nil)
+        // A stream without an acknowledgement since then makes it unmeasurable...
+        log.record(2, offset: 0, at: Self.at(5))
+        #expect(log.rate(since: Self.at(7), span: .seconds(2)) == nil)
+        // ...unless it finished.
+        log.finished(2)
+        #expect(log.rate(since: Self.at(7), span: .seconds(2)) != nil)
+        #expect(log.acknowledged == 18_000_000 + 6_300_000)
+    }
+
+    @Test func aSoloStretchBeforeTheChangeDoesNotInflateTheRate() {
+        var log = AcknowledgementLog()
+        // 1 MB/s link: stream 0 alone, then shared with stream 1 from t=3.
+        for (t, offset) in [(0.0, 0), (3, 3_000_000), (7, 5_000_000), (11, 7_000_000)] {
+            log.record(0, offset: Int64(offset), at: Self.at(t))
+        }
+        for (t, offset) in [(3.0, 0), (7.2, 2_100_000), (11.2, 4_100_000)] {
+            log.record(1, offset: Int64(offset), at: Self.at(t))
+        }
+        let rate = log.rate(since: Self.at(4), span: .seconds(2))
+        #expect(rate.map { abs($0 - 1_000_000) < 20_000 } == true, "rate \(String(describing: rate))")
+    }
+}

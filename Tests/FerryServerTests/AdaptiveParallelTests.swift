@@ -12,9 +12,9 @@ import Testing
 struct AdaptiveParallelTests {
     /// Fast probing, so a test link shows its verdict in seconds; the probe's verdicts go to `log`.
     static func options(store: ResumeStore? = nil, log: TraceLog? = nil) -> UploadOptions {
-        var options = UploadOptions(metadata: [("filename", "big.bin")], network: .wifi, resumeStore: store)
+        var options = UploadOptions(metadata: [("filename", "big.bin")], network: .cellular, resumeStore: store)
         options.parallelism = .adaptive(maximum: 4, threshold: 8 << 20)
-        options.parallelProbe = .init(warmup: .milliseconds(500), settle: .seconds(1), worthwhile: .seconds(3), minimumSplit: 1 << 20)
+        options.parallelProbe = .init(warmup: .milliseconds(500), span: .seconds(1), settle: .seconds(1), worthwhile: .seconds(3), minimumSplit: 1 << 20)
         if let log { options.trace = { line in log.append(line) } }
         return options
     }
@@ -36,11 +36,13 @@ struct AdaptiveParallelTests {
         try await TestServer.with { server in
             let client = AsyncHTTPClientTransport.makeClient()
             let endpoint = URL(string: "http://127.0.0.1:\(server.port)/files/")!
-            let upload = Upload(file: file.path, endpoint: endpoint, transport: AsyncHTTPClientTransport(client: client), options: Self.options())
+            var options = Self.options()
+            options.parallelProbe.worthwhile = .seconds(3600)
+            let upload = Upload(file: file.path, endpoint: endpoint, transport: AsyncHTTPClientTransport(client: client), options: options)
             let result = try await upload.run()
             try await client.shutdown()
             #expect(try stored(server, result.url) == file.bytes)
-            // One partial (never split: the upload ends before a probe could help) and the final.
+            // One partial (never split: no probe is worth it) and the final.
             let names = try FileManager.default.contentsOfDirectory(atPath: server.directory + "/uploads")
             #expect(names.count == 2)
             let inodes = try names.map { try FileManager.default.attributesOfItem(atPath: server.directory + "/uploads/" + $0)[.systemFileNumber] as? Int }
@@ -78,7 +80,7 @@ struct AdaptiveParallelTests {
     }
 
     @Test func aSharedLinkKeepsOneStreamAtItsRate() async throws {
-        let file = try TestFile(size: 12 << 20, seed: 33)
+        let file = try TestFile(size: 16 << 20, seed: 33)
         defer { file.remove() }
         try await TestServer.with { server in
             // 1 MB/s shared by every connection: a second stream cannot help.

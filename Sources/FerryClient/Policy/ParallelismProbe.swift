@@ -3,8 +3,8 @@
 /// one TCP connection reads as congestion). Pure: fed measurements, returns decisions.
 ///
 /// The caller measures the total rate from `measuringFrom` on, by acknowledgements (bytes
-/// handed to a socket say nothing: kernel buffers take megabytes at once); it is nil until every
-/// stream completed a request in that time. Once `settle` has passed with a rate, and with enough
+/// handed to a socket say nothing: kernel buffers take megabytes at once), with an
+/// `AcknowledgementLog`; it is nil until every stream completed requests in that time. Once `settle` has passed with a rate, and with enough
 /// left to send (`worthwhile` at that rate), the probe asks for a stream; measured again from
 /// the change, a gain of at least `gain` keeps the stream and allows another probe, anything less
 /// ends probing (the extra stream finishes the part it was given: on a shared link that costs
@@ -15,6 +15,8 @@ public struct ParallelismProbe: Sendable, Equatable {
         public var maximumStreams: Int
         /// Left out of each measurement after a change (a new connection's start, buffers filling).
         public var warmup: Duration
+        /// The least time a rate is measured over (`AcknowledgementLog.rate(since:span:)`).
+        public var span: Duration
         /// The least time between a change and the next decision.
         public var settle: Duration
         public var worthwhile: Duration
@@ -23,12 +25,13 @@ public struct ParallelismProbe: Sendable, Equatable {
         public var minimumSplit: Int64
 
         public init(
-            maximumStreams: Int = 4, warmup: Duration = .seconds(1), settle: Duration = .seconds(4),
+            maximumStreams: Int = 4, warmup: Duration = .seconds(1), span: Duration = .seconds(2), settle: Duration = .seconds(4),
             worthwhile: Duration = .seconds(10), gain: Double = 1.25, minimumSplit: Int64 = 2 << 20
         ) {
             self.maximumStreams = maximumStreams
             self.minimumSplit = minimumSplit
             self.warmup = warmup
+            self.span = span
             self.settle = max(settle, warmup)
             self.worthwhile = worthwhile
             self.gain = gain

@@ -53,7 +53,7 @@ struct AdaptiveParallelUpload {
                     case .tick:
                         if upload.control.takeNetworkChange() != nil { probe.networkChanged(at: clock.now - began) }
                         let verdict = (probe.helps, probe.target)
-                        let rate = streams.rate(from: probe.measuringFrom)
+                        let rate = streams.rate(since: probe.measuringFrom, span: configuration.span)
                         let decision = probe.observe(
                             at: clock.now - began, rate: rate, running: book.running,
                             remaining: length - streams.acknowledged - book.restoredBytes
@@ -137,13 +137,12 @@ struct AdaptiveParallelUpload {
 /// The latest progress of each running or finished stream, by segment index, and when each
 /// acknowledgement came (the probe's rate measurement).
 final class StreamTable: Sendable {
-    private struct Entry {
-        var progress: UploadProgress
-        var acknowledgements: [(at: Duration, offset: Int64)] = []
-        var finished = false
+    private struct State {
+        var progress: [Int: UploadProgress] = [:]
+        var log = AcknowledgementLog()
     }
 
-    private let state = Mutex<[Int: Entry]>([:])
+    private let state = Mutex(State())
     private let began: ContinuousClock.Instant
 
     init(began: ContinuousClock.Instant) {
@@ -153,40 +152,19 @@ final class StreamTable: Sendable {
     func update(_ index: Int, _ progress: UploadProgress) -> [UploadProgress] {
         let now = ContinuousClock.now - began
         return state.withLock { state in
-            var entry = state[index] ?? Entry(progress: progress)
-            if entry.acknowledgements.last?.offset != progress.acknowledged {
-                entry.acknowledgements.append((now, progress.acknowledged))
-                if entry.acknowledgements.count > 64 { entry.acknowledgements.removeFirst() }
-            }
-            entry.progress = progress
-            state[index] = entry
-            return state.values.map(\.progress)
+            state.progress[index] = progress
+            state.log.record(index, offset: progress.acknowledged, at: now)
+            return Array(state.progress.values)
         }
     }
 
     func finished(_ index: Int) {
-        state.withLock { $0[index]?.finished = true }
+        state.withLock { $0.log.finished(index) }
     }
 
-    var acknowledged: Int64 { state.withLock { $0.values.reduce(0) { $0 + $1.progress.acknowledged } } }
+    var acknowledged: Int64 { state.withLock { $0.log.acknowledged } }
 
-    /// The summed rate of every stream from its last acknowledgement at or before `from` to its
-    /// last one; nil until each stream still running has had one after `from` (a request that
-    /// ended in that time).
-    func rate(from: Duration) -> Double? {
-        state.withLock { state in
-            var total = 0.0
-            for entry in state.values {
-                let events = entry.acknowledgements
-                guard let last = events.last, last.at > from,
-                    let first = events.last(where: { $0.at <= from }) ?? events.first, last.at > first.at
-                else {
-                    if entry.finished { continue }
-                    return nil
-                }
-                total += Double(last.offset - first.offset) / (last.at - first.at).seconds
-            }
-            return total
-        }
+    func rate(since: Duration, span: Duration) -> Double? {
+        state.withLock { $0.log.rate(since: since, span: span) }
     }
 }
