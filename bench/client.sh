@@ -13,7 +13,7 @@ REPO_DIR="$(cd "$BENCH_DIR/.." && pwd)"
 
 FERRY="$REPO_DIR/.build/release/ferry"
 RUNS=3
-SIZE_MIB="cliff=80,vacuum=80,per-flow=64,*=20"
+SIZE_MIB="cliff=80,vacuum=80,per-flow=128,*=20"
 PROFILES="cliff,vacuum,handover,middlebox,lte-driving,3g,blackhole,per-flow"
 RATE_SCALE=4
 BUDGET=3600

@@ -972,7 +972,7 @@ class Bench:
 
 # Large enough that an ideal transfer at rate scale 4 crosses cliff's and vacuum's first outage,
 # and that `ferry put`'s adaptive parallelism (files of 32 MiB and more) has room on per-flow.
-DEFAULT_SIZES = "cliff=80,vacuum=80,per-flow=64,*=20"
+DEFAULT_SIZES = "cliff=80,vacuum=80,per-flow=128,*=20"
 
 
 def parse_sizes(spec: str) -> dict[str, float]:

@@ -4,6 +4,11 @@ import Testing
 
 @Suite("Parallelism probe")
 struct ParallelismProbeTests {
+    /// Pinned, so the tables do not follow the defaults.
+    static let configuration = ParallelismProbe.Configuration(
+        warmup: .seconds(1), span: .seconds(2), settle: .seconds(4), worthwhile: .seconds(10)
+    )
+
     /// Observes every half second from `from` to `to`; the rate is known from `measuredAfter`
     /// seconds past the probe's `measuringFrom`. Returns the decisions.
     static func feed(
@@ -23,23 +28,26 @@ struct ParallelismProbeTests {
     }
 
     @Test func probesOnceSettledAndKeepsAStreamThatRaisesTheRate() {
-        var probe = ParallelismProbe()
+        var probe = ParallelismProbe(configuration: Self.configuration)
         // One stream at 1 MB/s: the first probe once `settle` passed with a measured rate.
         let first = Self.feed(&probe, from: 0.5, to: 5, rate: 1e6, running: 1)
         #expect(first.map(\.1) == [.addStream(probe: true)])
         #expect(first.first?.0 == 4)
-        // Two streams at 2 MB/s, measured again after the change: the stream is kept.
+        // Two streams at 2 MB/s, measured again after the change: the stream is kept, and that
+        // measurement is the baseline of the next probe, asked for at once.
         let second = Self.feed(&probe, from: 5.5, to: 8, rate: 2e6, running: 2)
-        #expect(second.isEmpty)
+        #expect(second.map(\.1) == [.addStream(probe: true)])
         #expect(probe.target == 2)
         #expect(probe.helps == true)
-        // And it probes again for a third.
-        let third = Self.feed(&probe, from: 8.5, to: 12, rate: 2e6, running: 2)
-        #expect(third.map(\.1) == [.addStream(probe: true)])
+        // Three at 2.2 MB/s: not enough gain; probing ends with two worth running.
+        let third = Self.feed(&probe, from: 8.5, to: 20, rate: 2.2e6, running: 3)
+        #expect(third.isEmpty)
+        #expect(probe.target == 2)
+        #expect(probe.helps == false)
     }
 
     @Test func waitsForAMeasurementHoweverLongRequestsTake() {
-        var probe = ParallelismProbe()
+        var probe = ParallelismProbe(configuration: Self.configuration)
         // Requests of 20 s: no rate for the first 25 s, so no probe.
         let slow = Self.feed(&probe, from: 0.5, to: 25, rate: 1e6, measuredAfter: 25, running: 1)
         #expect(slow.isEmpty)
@@ -48,7 +56,7 @@ struct ParallelismProbeTests {
     }
 
     @Test func aStreamThatDoesNotRaiseTheRateEndsProbing() {
-        var probe = ParallelismProbe()
+        var probe = ParallelismProbe(configuration: Self.configuration)
         _ = Self.feed(&probe, from: 0.5, to: 4, rate: 1e6, running: 1)
         // A shared link: two streams still get 1 MB/s together.
         let after = Self.feed(&probe, from: 4.5, to: 60, rate: 1e6, running: 2)
@@ -58,35 +66,36 @@ struct ParallelismProbeTests {
     }
 
     @Test func aFinishedStreamIsReplacedOnlyOnceMoreStreamsProvedUseful() {
-        var probe = ParallelismProbe()
+        var probe = ParallelismProbe(configuration: Self.configuration)
         _ = Self.feed(&probe, from: 0.5, to: 4, rate: 1e6, running: 1)
-        _ = Self.feed(&probe, from: 4.5, to: 8, rate: 2e6, running: 2)
+        _ = Self.feed(&probe, from: 4.5, to: 8, rate: 2e6, running: 2, remaining: 10_000_000)
         #expect(probe.helps == true)
+        #expect(probe.target == 2)
         // One of the two finished: refill at once, without a probe.
         let refill = probe.observe(at: .milliseconds(8_500), rate: nil, running: 1, remaining: 1 << 30)
         #expect(refill == .addStream(probe: false))
 
-        var unproven = ParallelismProbe()
+        var unproven = ParallelismProbe(configuration: Self.configuration)
         #expect(unproven.observe(at: .milliseconds(4_600), rate: 1e6, running: 0, remaining: 1 << 30) == .none)
-        var refused = ParallelismProbe()
+        var refused = ParallelismProbe(configuration: Self.configuration)
         _ = Self.feed(&refused, from: 0.5, to: 4, rate: 1e6, running: 1)
         _ = Self.feed(&refused, from: 4.5, to: 8, rate: 1e6, running: 2)
         #expect(refused.observe(at: .milliseconds(8_500), rate: 1e6, running: 0, remaining: 1 << 30) == .none)
     }
 
     @Test func doesNotProbeNearTheEndOrBeyondTheMaximum() {
-        var probe = ParallelismProbe()
+        var probe = ParallelismProbe(configuration: Self.configuration)
         // 1 MB/s with 5 MB left: 5 s, less than `worthwhile`.
         let near = Self.feed(&probe, from: 0.5, to: 20, rate: 1e6, running: 1, remaining: 5_000_000)
         #expect(near.isEmpty)
 
-        var capped = ParallelismProbe(configuration: .init(maximumStreams: 2), streams: 2)
+        var capped = ParallelismProbe(configuration: .init(maximumStreams: 2, worthwhile: .seconds(10)), streams: 2)
         let none = Self.feed(&capped, from: 0.5, to: 20, rate: 1e6, running: 2)
         #expect(none.isEmpty)
     }
 
     @Test func aNetworkChangeAllowsProbingAgain() {
-        var probe = ParallelismProbe()
+        var probe = ParallelismProbe(configuration: Self.configuration)
         _ = Self.feed(&probe, from: 0.5, to: 4, rate: 1e6, running: 1)
         _ = Self.feed(&probe, from: 4.5, to: 8, rate: 1e6, running: 2)
         #expect(probe.helps == false)

@@ -6,7 +6,8 @@
 /// handed to a socket say nothing: kernel buffers take megabytes at once), with an
 /// `AcknowledgementLog`; it is nil until every stream completed requests in that time. Once `settle` has passed with a rate, and with enough
 /// left to send (`worthwhile` at that rate), the probe asks for a stream; measured again from
-/// the change, a gain of at least `gain` keeps the stream and allows another probe, anything less
+/// the change, a gain of at least `gain` keeps the stream and probes for the next one at once
+/// (that measurement is its baseline), anything less
 /// ends probing (the extra stream finishes the part it was given: on a shared link that costs
 /// nothing). Once more streams have proven useful, a stream that finishes is replaced, so the
 /// count holds until the end.
@@ -25,8 +26,8 @@ public struct ParallelismProbe: Sendable, Equatable {
         public var minimumSplit: Int64
 
         public init(
-            maximumStreams: Int = 4, warmup: Duration = .seconds(1), span: Duration = .seconds(2), settle: Duration = .seconds(4),
-            worthwhile: Duration = .seconds(10), gain: Double = 1.25, minimumSplit: Int64 = 2 << 20
+            maximumStreams: Int = 4, warmup: Duration = .seconds(1), span: Duration = .milliseconds(1500), settle: Duration = .seconds(3),
+            worthwhile: Duration = .seconds(5), gain: Double = 1.25, minimumSplit: Int64 = 2 << 20
         ) {
             self.maximumStreams = maximumStreams
             self.minimumSplit = minimumSplit
@@ -68,21 +69,27 @@ public struct ParallelismProbe: Sendable, Equatable {
             guard settled, let rate else { return .none }
             probeBaseline = nil
             lastChange = now
-            if rate >= baseline * configuration.gain {
-                target = min(configuration.maximumStreams, target + 1)
-                helps = true
-            } else {
+            guard rate >= baseline * configuration.gain else {
                 helps = false
+                return .none
             }
-            return .none
+            target = min(configuration.maximumStreams, target + 1)
+            helps = true
+            // The measurement that proved this stream is the next probe's baseline.
+            return probe(at: now, rate: rate, running: running, remaining: remaining)
         }
         guard remaining > 0 else { return .none }
         if running < target, helps == true {
             lastChange = now
             return .addStream(probe: false)
         }
-        guard helps != false, settled, running >= target, target < configuration.maximumStreams,
-            let rate, rate > 0, Double(remaining) / rate >= configuration.worthwhile.seconds
+        guard settled else { return .none }
+        return probe(at: now, rate: rate, running: running, remaining: remaining)
+    }
+
+    private mutating func probe(at now: Duration, rate: Double?, running: Int, remaining: Int64) -> Decision {
+        guard helps != false, running >= target, target < configuration.maximumStreams,
+            let rate, rate > 0, remaining > 0, Double(remaining) / rate >= configuration.worthwhile.seconds
         else { return .none }
         probeBaseline = rate
         lastChange = now
