@@ -43,7 +43,7 @@ fi
 
 log "swift tests"
 swift_log=$(mktemp)
-swift test --skip-build 2>&1 | tee "$swift_log" | grep -vE '^(✔|◇|↳) |^\s*$|^\[' ; swift_status=${PIPESTATUS[0]}
+swift test --skip-build 2>&1 | tee "$swift_log" | grep -vE '^(✔|◇) |^↳ (Testing Library|Target Platform)|^\s*$|^\[' ; swift_status=${PIPESTATUS[0]}
 swift_total=$(grep -oE 'Test run with [0-9]+ tests?' "$swift_log" | grep -oE '[0-9]+' | tail -1)
 swift_failed=$(grep -cE '^✘ Test .* failed' "$swift_log")
 tail -2 "$swift_log"

@@ -80,11 +80,13 @@ struct AdaptiveParallelTests {
     }
 
     @Test func aSharedLinkKeepsOneStreamAtItsRate() async throws {
-        let file = try TestFile(size: 16 << 20, seed: 33)
+        let file = try TestFile(size: 12 << 20, seed: 33)
         defer { file.remove() }
         try await TestServer.with { server in
-            // 1 MB/s shared by every connection: a second stream cannot help.
-            let profile = NetworkProfile(name: "shared-test", schedule: [.init(duration: .seconds(60), rate: 1_000_000)], latency: .milliseconds(20))
+            // 500 KB/s shared by every connection: a second stream cannot help (slow enough that
+            // the turnaround between requests, long on a loaded machine, stays far below the gain
+            // a probe must show).
+            let profile = NetworkProfile(name: "shared-test", schedule: [.init(duration: .seconds(60), rate: 500_000)], latency: .milliseconds(20))
             let emulator = NetworkEmulator(configuration: .init(targetPort: server.port, profile: profile, seed: 1))
             let port = try await emulator.start()
             let client = AsyncHTTPClientTransport.makeClient()
@@ -95,10 +97,11 @@ struct AdaptiveParallelTests {
             try await client.shutdown()
             await emulator.stop()
             #expect(try stored(server, result.url) == file.bytes)
-            #expect(log.contains("the added stream did not raise"), "\(log.adaptive)")
+            #expect(log.contains("a probe"), "\(log.adaptive)")
+            #expect(!log.contains("the added stream raised"), "\(log.adaptive)")
             // The first stream, the probe that did not pay, and the final: no further probe.
             let names = try FileManager.default.contentsOfDirectory(atPath: server.directory + "/uploads")
-            #expect(names.count == 3, "uploads: \(names.count)")
+            #expect(names.count == 3, "uploads: \(names.count); \(log.adaptive)")
         }
     }
 

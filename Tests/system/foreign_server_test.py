@@ -28,14 +28,12 @@ last error lines. It does not work around a failure.
 import argparse
 import collections
 import glob
-import hashlib
 import http.client
 import importlib.util
 import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -44,10 +42,9 @@ import time
 import traceback
 from urllib.parse import urlsplit
 
-MiB = 1024 * 1024
-results = {"passed": 0, "failed": 0, "skipped": 0}
+from support import MiB, Procs, check, free_port, random_file, request_lines, results, sha256, skip, start_netem, tail
+
 FERRY = None
-REQUEST_LINE = re.compile(r"^\[\s*([\d.]+)s\] ([A-Z]+)(?: (\d+)\.\.<(\d+))?(.*)$")
 
 FASTAPI_TUSD_APP = r'''
 import sys, uvicorn
@@ -90,79 +87,6 @@ SIZES = [("0 B", 0), ("1 KiB", 1024), ("3 MiB", 3 * MiB), ("20 MiB", 20 * MiB)]
 META = ["--metadata", "filetype=application/octet-stream"]
 
 
-def check(condition, what, detail=""):
-    results["passed" if condition else "failed"] += 1
-    print(("ok    " if condition else "FAIL  ") + what + ("" if condition or not detail else f"\n      {detail}"), flush=True)
-    return condition
-
-
-def skip(what, why):
-    results["skipped"] += 1
-    print(f"skip  {what} ({why})", flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(MiB), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def random_file(path, size):
-    with open(path, "wb") as f:
-        left = size
-        while left > 0:
-            n = min(left, 4 * MiB)
-            f.write(os.urandom(n))
-            left -= n
-    return path
-
-
-def indent(text, lines=30):
-    return "\n      ".join(text.rstrip().splitlines()[-lines:])
-
-
-class Procs:
-    """Every process this test starts; each is killed by its PID at the end."""
-
-    def __init__(self):
-        self.procs = []
-
-    def spawn(self, args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
-        deadline = time.monotonic() + 90  # the ferry binary may be mid-rebuild: retry
-        while True:
-            try:
-                proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr)
-                break
-            except OSError as error:
-                if time.monotonic() > deadline:
-                    raise
-                print(f"      (cannot start {args[0]}: {error}; retrying)", flush=True)
-                time.sleep(1)
-        self.procs.append(proc)
-        return proc
-
-    def kill(self, proc):
-        if proc.poll() is None:
-            try:
-                os.kill(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        proc.wait()
-
-    def kill_all(self):
-        for proc in self.procs:
-            self.kill(proc)
-        self.procs = []
-
-
 def ensure_packages(modules):
     """Installs the pip packages whose modules are missing; returns an error string or None."""
     missing = []
@@ -176,7 +100,7 @@ def ensure_packages(modules):
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600)
     importlib.invalidate_caches()
     if proc.returncode != 0:
-        return f"pip install {' '.join(missing)} failed: {indent(proc.stderr, 8)}"
+        return f"pip install {' '.join(missing)} failed: {tail(proc.stderr, 8)}"
     return None
 
 
@@ -196,21 +120,7 @@ def start_foreign(procs, name, tmp, store):
             return port, log_path
         except OSError:
             time.sleep(0.1)
-    raise RuntimeError(f"{name} did not start (exit {proc.poll()}):\n      {indent(open(log_path, errors='replace').read(), 15)}")
-
-
-def start_netem(procs, listen, target, log_path):
-    with open(log_path, "ab") as log:
-        proc = procs.spawn([FERRY, "netem", "--listen", f"127.0.0.1:{listen}", "--target", f"127.0.0.1:{target}",
-                            "--profile", "3g", "--rate-scale", "16"], stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            socket.create_connection(("127.0.0.1", listen), timeout=1).close()
-            return proc
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("ferry netem did not start")
+    raise RuntimeError(f"{name} did not start (exit {proc.poll()}):\n      {tail(open(log_path, errors='replace').read(), 15)}")
 
 
 def put(procs, args, timeout, tmp, tag):
@@ -225,16 +135,6 @@ def put(procs, args, timeout, tmp, tag):
             procs.kill(proc)
     return (proc.returncode, open(out_path, errors="replace").read(), open(err_path, errors="replace").read(),
             time.monotonic() - began)
-
-
-def request_lines(stderr):
-    lines = []
-    for line in stderr.splitlines():
-        m = REQUEST_LINE.match(line.strip())
-        if m:
-            lines.append((float(m.group(1)), m.group(2), int(m.group(3)) if m.group(3) else None,
-                          int(m.group(4)) if m.group(4) else None, m.group(5).strip()))
-    return lines
 
 
 def outcome(rest):
@@ -283,7 +183,7 @@ def diagnose(name, port, path, log_path, stderr, shown):
     errors = [l for l in log if re.search(r"Error|Exception|Traceback", l) and "Logging error" not in l]
     if errors:
         print("      server log: " + " | ".join(dict.fromkeys(errors[-4:])), flush=True)
-    print("      ferry --verbose:\n      " + indent(stderr, 14), flush=True)
+    print("      ferry --verbose:\n      " + tail(stderr, 14), flush=True)
 
 
 def stored_path(store, url):
@@ -326,7 +226,7 @@ def run_server(name, procs, tmp, source_files):
 
 def resume_case(name, procs, tmp, store, port, path):
     proxy = free_port()
-    start_netem(procs, proxy, port, os.path.join(tmp, f"{name}-netem.log"))  # ~2 MB/s
+    start_netem(procs, FERRY, proxy, port, "3g", 16, os.path.join(tmp, f"{name}-netem.log"))  # ~2 MB/s
     size = 16 * MiB
     source = random_file(os.path.join(tmp, f"{name}-resume.bin"), size)
     endpoint = f"http://127.0.0.1:{proxy}{path}"
@@ -351,7 +251,7 @@ def resume_case(name, procs, tmp, store, port, path):
     print(f"      first put killed after {time.monotonic() - began:.1f} s, acknowledged {record.get('acknowledged')}", flush=True)
     if not check(url and record.get("acknowledged", 0) > 2 * MiB and not finished,
                  f"{name}: first put acknowledged > 2 MiB and was killed mid-upload",
-                 indent(open(err_path, errors="replace").read(), 12)):
+                 tail(open(err_path, errors="replace").read(), 12)):
         return
     rc, out, err, took = put(procs, [source, endpoint, "--state-dir", state, "--deadline", "2m", *META], 150, tmp,
                              f"{name}-resume2")
@@ -364,7 +264,7 @@ def resume_case(name, procs, tmp, store, port, path):
     check(printed == url and lines and lines[0][1] == "HEAD" and sent < size,
           f"{name}: the rerun HEADs the stored URL, prints it, and sends less than the file",
           f"printed {printed!r} vs {url!r}; first request {lines[0][1] if lines else None}; sent {sent} of {size}\n      "
-          + indent(err, 10))
+          + tail(err, 10))
     stored = stored_path(store, printed or url)
     check(os.path.exists(stored) and sha256(stored) == sha256(source), f"{name}: resumed upload's stored bytes match by SHA-256",
           f"{stored}: {os.path.getsize(stored) if os.path.exists(stored) else 'missing'} bytes of {size}")
@@ -388,7 +288,7 @@ def main():
             try:
                 run_server(name, procs, tmp, sources)
             except Exception as error:
-                check(False, f"{name}: {type(error).__name__}: {error}", indent(traceback.format_exc(), 12))
+                check(False, f"{name}: {type(error).__name__}: {error}", tail(traceback.format_exc(), 12))
             finally:
                 procs.kill_all()
     finally:

@@ -24,6 +24,8 @@ import traceback
 
 import requests
 
+from support import sha256 as sha256_file
+
 try:
     from tusclient.client import TusClient
     from tusclient.storage.filestorage import FileStorage
@@ -96,14 +98,6 @@ def make_file(directory, name, size, seed):
     with open(path, "wb") as f:
         f.write(random.Random(seed).randbytes(size))
     return path
-
-
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(MiB), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def parse_metadata(header):
