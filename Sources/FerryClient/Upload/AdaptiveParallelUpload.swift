@@ -77,6 +77,8 @@ struct AdaptiveParallelUpload {
             }
         } catch let error as UploadError {
             for stream in upload.children.withLock({ $0 }) { stream.control.cancel(terminate: false) }
+            // Cancelled with termination: the streams deleted their uploads; nothing to resume.
+            if error == .cancelled, upload.control.cancellation == true { book.forget() }
             throw error
         } catch {
             for stream in upload.children.withLock({ $0 }) { stream.control.cancel(terminate: false) }
