@@ -52,10 +52,10 @@ struct ChunkSizerTests {
         sizer.answered(in: .milliseconds(600))
         sizer.answered(in: .milliseconds(500))
         #expect(sizer.roundTrip == .milliseconds(500))
-        #expect(sizer.targetDuration == .milliseconds(7500))
-        // 500 KB/s: aims at 7.5 s of it (within the growth limit).
+        #expect(sizer.targetDuration == .seconds(10))
+        // 500 KB/s: aims at 10 s of it (within the growth limit).
         for _ in 0..<6 { sizer.succeeded(bytes: sizer.size, in: Duration(seconds: Double(sizer.size) / 500_000)) }
-        #expect(abs(Double(sizer.size) - 3_750_000) < 100_000)
+        #expect(abs(Double(sizer.size) - 5_000_000) < 100_000)
         // A short round trip keeps the configured target.
         var near = ChunkSizer(network: .cellular)
         near.answered(in: .milliseconds(20))

@@ -21,7 +21,7 @@ public struct ChunkSizer: Sendable, Equatable {
             targetDuration: Duration = .seconds(3),
             maximumGrowth: Double = 4,
             shrink: Double = 0.25,
-            roundTrips: Double = 15
+            roundTrips: Double = 20
         ) {
             self.minimum = minimum
             self.maximum = max(minimum, maximum)

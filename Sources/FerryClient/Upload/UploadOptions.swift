@@ -31,7 +31,7 @@ public struct UploadOptions: Sendable {
         retry: RetryPolicy = .init(),
         stall: StallPolicy? = nil,
         checksums: Bool = true,
-        checksumLimit: Int64 = 64 << 20,
+        checksumLimit: Int64 = 8 << 20,
         resumeStore: ResumeStore? = nil,
         headers: [(String, String)] = []
     ) {
