@@ -6,6 +6,7 @@ import PackageDescription
 //   FerryTus         the tus 1.0 dialect: typed headers -> command -> response; no framework import
 //   FerryDiskStore   ByteStore on local disk (pwrite/fsync on NIOThreadPool)
 //   FerrySQLite      UploadCatalog on SQLite (GRDB, WAL)
+//   FerryS3          a small S3 client (AWS Signature V4) for the object-storage byte store
 //   FerryHTTP        the Hummingbird adapter: routing, body streaming, 100-continue, CORS, /metrics, /healthz
 //   FerryServer      wires a configuration into services (store, catalog, expirer, HTTP server)
 //   FerryTestSupport in-memory seams and the conformance suites every seam implementation must pass
@@ -143,6 +144,13 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "FerryS3",
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "FerryNetem",
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -167,6 +175,11 @@ let package = Package(
         .testTarget(
             name: "FerryCoreTests",
             dependencies: ["FerryCore", "FerryTestSupport", "FerryDiskStore", "FerrySQLite"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FerryS3Tests",
+            dependencies: ["FerryS3", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
