@@ -146,7 +146,10 @@ let package = Package(
         .target(
             name: "FerryS3",
             dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -179,7 +182,12 @@ let package = Package(
         ),
         .testTarget(
             name: "FerryS3Tests",
-            dependencies: ["FerryS3", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: [
+                "FerryS3",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -14,6 +14,8 @@ public enum S3Operation: Sendable, Equatable {
     case listParts(key: String, uploadID: String, marker: Int?)
     case completeMultipartUpload(key: String, uploadID: String, parts: [S3Part])
     case abortMultipartUpload(key: String, uploadID: String)
+    /// For set-up scripts and tests; the store itself never creates buckets.
+    case createBucket
 }
 
 /// One part of a multipart upload as the catalog keeps it.
@@ -101,12 +103,14 @@ public struct S3Request: Sendable {
         case .abortMultipartUpload(let name, let uploadID):
             (method, key) = ("DELETE", name)
             query = [("uploadId", uploadID)]
+        case .createBucket:
+            method = "PUT"
         }
         self.method = method
         self.headers = headers
         var text = location.endpoint.absoluteString
         while text.hasSuffix("/") { text.removeLast() }
-        text += "/" + SigV4Signer.uriEncode(location.bucket) + "/" + Self.encodeKey(key)
+        text += "/" + SigV4Signer.uriEncode(location.bucket) + (operation == .createBucket ? "" : "/" + Self.encodeKey(key))
         if !query.isEmpty {
             text += "?" + query.map { name, value in value.map { "\(name)=\(SigV4Signer.uriEncode($0))" } ?? name }.joined(separator: "&")
         }
