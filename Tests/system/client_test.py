@@ -129,15 +129,20 @@ def fetch_and_compare(procs, url, source, tmp, what):
     os.remove(target)
 
 
-def state_record(state_dir):
-    """The (single) resume record in the state dir — uploadURL, acknowledged, … — if written yet."""
-    for path in glob.glob(os.path.join(state_dir, "*.json")):
+def first_json(state_dir, pattern):
+    """The first readable JSON file matching `pattern` in the state dir ({} when there is none)."""
+    for path in glob.glob(os.path.join(state_dir, pattern)):
         try:
             with open(path) as f:
                 return json.load(f)
         except (OSError, ValueError):
             pass
     return {}
+
+
+def state_record(state_dir):
+    """The (single) resume record in the state dir — uploadURL, acknowledged, … — if written yet."""
+    return first_json(state_dir, "*.json")
 
 
 def state_url(state_dir):
@@ -323,13 +328,7 @@ def case_status_polling(procs, tmp):
 
 def split_plan(state_dir):
     """The adaptive parallel upload's plan in the state dir ({} when there is none)."""
-    for path in glob.glob(os.path.join(state_dir, "*.split.json")):
-        try:
-            with open(path) as f:
-                return json.load(f)
-        except (OSError, ValueError):
-            pass
-    return {}
+    return first_json(state_dir, "*.split.json")
 
 
 def case_split_restart(procs, tmp):

@@ -89,14 +89,7 @@ struct AdaptiveParallelUpload {
         guard urls.count == book.segments.count else { throw UploadError.localFile("parallel upload: a stream has no upload URL") }
         let final = try await ParallelUpload.concatenate(urls, for: upload, runner: runner)
         book.forget()
-        return UploadResult(
-            url: final.url,
-            length: length,
-            requests: results.reduce(1) { $0 + $1.requests },
-            failures: results.reduce(0) { $0 + $1.failures },
-            bytesSent: results.reduce(0) { $0 + $1.bytesSent },
-            finalHeaders: final.headers
-        )
+        return ParallelUpload.combined(results, final: final, length: length)
     }
 
     enum StreamEvent: Sendable {

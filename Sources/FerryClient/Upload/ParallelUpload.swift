@@ -35,7 +35,12 @@ struct ParallelUpload {
         for stream in streams {
             if let session = try? UploadSession(upload: stream, length: Int64(stream.part?.range.count ?? 0)) { session.forget() }
         }
-        return UploadResult(
+        return Self.combined(parts, final: final, length: length)
+    }
+
+    /// The result of the whole file: the final upload, and the streams' counts (plus the final's request).
+    static func combined(_ parts: [UploadResult], final: (url: URL, headers: [String: String]), length: Int64) -> UploadResult {
+        UploadResult(
             url: final.url,
             length: length,
             requests: parts.reduce(1) { $0 + $1.requests },
