@@ -16,6 +16,12 @@ public protocol ObjectStorage: Sendable {
     func completeMultipartUpload(key: String, uploadID: String, parts: [S3Part]) async throws
     func abortMultipartUpload(key: String, uploadID: String) async throws
     func putObject(key: String, bytes: ByteBuffer) async throws
+    /// Stores `length` bytes streamed from `body` as the object.
+    func putObject<Body: AsyncSequence & Sendable>(key: String, length: Int64, body: Body) async throws where Body.Element == ByteBuffer
+    /// Every key starting with `prefix` (all pages).
+    func listObjects(prefix: String) async throws -> [String]
+    /// Every in-progress multipart upload of a key starting with `prefix` (all pages).
+    func listMultipartUploads(prefix: String) async throws -> [(key: String, uploadID: String)]
     /// The object's size, or nil when there is none.
     func headObject(key: String) async throws -> Int64?
     /// Delivers the object's bytes (of `range`, if given) to `consume`, a buffer at a time.
@@ -88,6 +94,34 @@ public struct S3Client: ObjectStorage {
     public func putObject(key: String, bytes: ByteBuffer) async throws {
         let hash = SigV4Signer.hex(SHA256.hash(data: Data(bytes.readableBytesView)))
         _ = try await send(.putObject(key: key, length: Int64(bytes.readableBytes)), stream: .bytes(bytes), payloadHash: hash)
+    }
+
+    public func putObject<Body: AsyncSequence & Sendable>(key: String, length: Int64, body: Body) async throws
+    where Body.Element == ByteBuffer {
+        _ = try await send(.putObject(key: key, length: length), stream: .stream(body, length: .known(length)))
+    }
+
+    public func listObjects(prefix: String) async throws -> [String] {
+        var keys: [String] = []
+        var token: String?
+        repeat {
+            let page = S3Response.objects(try await send(.listObjects(prefix: prefix, continuation: token)).body)
+            keys += page.keys
+            token = page.continuation
+        } while token != nil
+        return keys
+    }
+
+    public func listMultipartUploads(prefix: String) async throws -> [(key: String, uploadID: String)] {
+        var uploads: [(key: String, uploadID: String)] = []
+        var marker: (key: String, uploadID: String)?
+        repeat {
+            let operation = S3Operation.listMultipartUploads(prefix: prefix, keyMarker: marker?.key, uploadIDMarker: marker?.uploadID)
+            let page = S3Response.multipartUploads(try await send(operation).body)
+            uploads += page.uploads
+            marker = page.next
+        } while marker != nil
+        return uploads
     }
 
     public func headObject(key: String) async throws -> Int64? {

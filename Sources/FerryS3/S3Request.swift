@@ -14,8 +14,22 @@ public enum S3Operation: Sendable, Equatable {
     case listParts(key: String, uploadID: String, marker: Int?)
     case completeMultipartUpload(key: String, uploadID: String, parts: [S3Part])
     case abortMultipartUpload(key: String, uploadID: String)
+    /// ListObjectsV2: keys starting with `prefix`, a page at a time.
+    case listObjects(prefix: String, continuation: String?)
+    /// In-progress multipart uploads of keys starting with `prefix`, a page at a time.
+    case listMultipartUploads(prefix: String, keyMarker: String?, uploadIDMarker: String?)
     /// For set-up scripts and tests; the store itself never creates buckets.
     case createBucket
+}
+
+extension S3Operation {
+    /// Addressed to the bucket itself rather than to a key.
+    var isBucketLevel: Bool {
+        switch self {
+        case .createBucket, .listObjects, .listMultipartUploads: true
+        default: false
+        }
+    }
 }
 
 /// One part of a multipart upload as the catalog keeps it.
@@ -103,6 +117,11 @@ public struct S3Request: Sendable {
         case .abortMultipartUpload(let name, let uploadID):
             (method, key) = ("DELETE", name)
             query = [("uploadId", uploadID)]
+        case .listObjects(let prefix, let continuation):
+            query = [("list-type", "2"), ("prefix", prefix)] + (continuation.map { [("continuation-token", $0)] } ?? [])
+        case .listMultipartUploads(let prefix, let keyMarker, let uploadIDMarker):
+            query = [("uploads", nil), ("prefix", prefix)]
+                + (keyMarker.map { [("key-marker", $0)] } ?? []) + (uploadIDMarker.map { [("upload-id-marker", $0)] } ?? [])
         case .createBucket:
             method = "PUT"
         }
@@ -110,7 +129,7 @@ public struct S3Request: Sendable {
         self.headers = headers
         var text = location.endpoint.absoluteString
         while text.hasSuffix("/") { text.removeLast() }
-        text += "/" + SigV4Signer.uriEncode(location.bucket) + (operation == .createBucket ? "" : "/" + Self.encodeKey(key))
+        text += "/" + SigV4Signer.uriEncode(location.bucket) + (operation.isBucketLevel ? "" : "/" + Self.encodeKey(key))
         if !query.isEmpty {
             text += "?" + query.map { name, value in value.map { "\(name)=\(SigV4Signer.uriEncode($0))" } ?? name }.joined(separator: "&")
         }

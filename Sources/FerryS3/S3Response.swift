@@ -62,6 +62,36 @@ public enum S3Response {
         return (parts, truncated ? marker : nil)
     }
 
+    /// ListObjectsV2: the keys of this page, and the token of the next page when truncated.
+    public static func objects(_ body: [UInt8]) -> (keys: [String], continuation: String?) {
+        let fields = XMLFields.parse(body, keep: ["Key", "IsTruncated", "NextContinuationToken"])
+        let truncated = fields.first { $0.name == "IsTruncated" }?.value == "true"
+        let token = fields.first { $0.name == "NextContinuationToken" }?.value
+        return (fields.filter { $0.name == "Key" }.map(\.value), truncated ? token : nil)
+    }
+
+    /// ListMultipartUploads: (key, upload id) pairs of this page, and the markers of the next page.
+    public static func multipartUploads(_ body: [UInt8]) -> (uploads: [(key: String, uploadID: String)], next: (key: String, uploadID: String)?) {
+        let fields = XMLFields.parse(body, keep: ["Key", "UploadId", "IsTruncated", "NextKeyMarker", "NextUploadIdMarker"])
+        var uploads: [(key: String, uploadID: String)] = []
+        // Each <Upload> holds one Key and one UploadId, in either order.
+        var key: String?
+        var id: String?
+        for field in fields {
+            if field.name == "Key" { key = field.value }
+            if field.name == "UploadId" { id = field.value }
+            if let currentKey = key, let currentID = id {
+                uploads.append((currentKey, currentID))
+                (key, id) = (nil, nil)
+            }
+        }
+        let truncated = fields.first { $0.name == "IsTruncated" }?.value == "true"
+        let nextKey = fields.first { $0.name == "NextKeyMarker" }?.value
+        let nextID = fields.first { $0.name == "NextUploadIdMarker" }?.value
+        guard truncated, let nextKey, let nextID else { return (uploads, nil) }
+        return (uploads, (nextKey, nextID))
+    }
+
     /// UploadPartCopy: the new part's ETag (RGW sends it without quotes).
     public static func copyETag(_ body: [UInt8]) -> String? {
         XMLFields.parse(body, keep: ["ETag"]).first.map { S3Part.unquoted($0.value) }

@@ -58,6 +58,28 @@ struct S3ClientLiveTests {
         }
     }
 
+    @Test func listsObjectsAndMultipartUploadsByPrefix() async throws {
+        try await Self.withClient { client in
+            let prefix = "list-\(UInt32.random(in: 0...UInt32.max))/"
+            for name in ["a", "b/c", "d e"] {
+                try await client.putObject(key: prefix + name, length: 3, body: [Self.bytes(3, seed: 1)].async)
+            }
+            try await client.putObject(key: "other-\(prefix)x", bytes: Self.bytes(1, seed: 1))
+            #expect(try await client.listObjects(prefix: prefix).sorted() == [prefix + "a", prefix + "b/c", prefix + "d e"])
+            let open = try await client.createMultipartUpload(key: prefix + "m")
+            let listed = try await client.listMultipartUploads(prefix: prefix)
+            #expect(listed.map(\.key) == [prefix + "m"] && listed.map(\.uploadID) == [open])
+            try await client.abortMultipartUpload(key: prefix + "m", uploadID: open)
+            #expect(try await client.listMultipartUploads(prefix: prefix).isEmpty)
+            var read = ByteBuffer()
+            try await client.getObject(key: prefix + "d e", range: nil) { buffer in
+                var buffer = buffer
+                read.writeBuffer(&buffer)
+            }
+            #expect(read == Self.bytes(3, seed: 1))
+        }
+    }
+
     @Test func aBadSignatureIsRefusedWithItsCode() async throws {
         try await Self.withClient { client in
             // moto checks signatures only with its auth switched on; at least the error path parses.
