@@ -31,6 +31,9 @@ extension SQLiteCatalog {
                     """
             )
         }
+        migrator.registerMigration("v2: store state") { db in
+            try db.execute(sql: "ALTER TABLE uploads ADD COLUMN store_state TEXT")
+        }
         return migrator
     }
 
@@ -39,8 +42,8 @@ extension SQLiteCatalog {
         case .insert(let record):
             try db.execute(
                 sql: """
-                    INSERT INTO uploads (id, length, "offset", metadata, concat, state, created_at, updated_at, expires_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    INSERT INTO uploads (id, length, "offset", metadata, concat, state, created_at, updated_at, expires_at, store_state)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """,
                 arguments: arguments(record)
             )
@@ -56,7 +59,7 @@ extension SQLiteCatalog {
             try db.execute(
                 sql: """
                     UPDATE uploads SET id = ?, length = ?, "offset" = ?, metadata = ?, concat = ?, state = ?,
-                    created_at = ?, updated_at = ?, expires_at = ? WHERE id = ?
+                    created_at = ?, updated_at = ?, expires_at = ?, store_state = ? WHERE id = ?
                     """,
                 arguments: values
             )
@@ -79,7 +82,7 @@ extension SQLiteCatalog {
         return [
             record.id.rawValue, record.length, record.offset, record.metadata.tusHeader, concat, record.state.rawValue,
             record.createdAt.timeIntervalSince1970, record.updatedAt.timeIntervalSince1970,
-            record.expiresAt?.timeIntervalSince1970,
+            record.expiresAt?.timeIntervalSince1970, record.storeState,
         ]
     }
 
@@ -109,7 +112,8 @@ extension SQLiteCatalog {
             state: state,
             createdAt: Date(timeIntervalSince1970: row["created_at"]),
             updatedAt: Date(timeIntervalSince1970: row["updated_at"]),
-            expiresAt: expires.map { Date(timeIntervalSince1970: $0) }
+            expiresAt: expires.map { Date(timeIntervalSince1970: $0) },
+            storeState: row["store_state"]
         )
     }
 }

@@ -43,8 +43,9 @@ public enum UploadCatalogConformance {
         updated.length = 10
         updated.state = .complete
         updated.expiresAt = nil
+        updated.storeState = #"{"parts":[{"number":1,"size":5242880,"etag":"abc"}]}"#
         try await catalog.update(updated)
-        try require(try await catalog.get(original.id) == updated, "an update replaces the record")
+        try require(try await catalog.get(original.id) == updated, "an update replaces the record, store state included")
         try require(try await catalog.get(.random()) == nil, "an unknown id reads as nil")
     }
 

@@ -39,6 +39,10 @@ public struct UploadRecord: Sendable, Equatable {
     public var updatedAt: Date
     /// When an incomplete upload expires; nil once complete or when expiry is off.
     public var expiresAt: Date?
+    /// What the byte store needs to find the upload's bytes again (an object store's multipart
+    /// upload, part list and tail), opaque to everything else. Committed together with `offset`,
+    /// so the two always agree; nil for stores that need nothing (disk).
+    public var storeState: String?
 
     public init(
         id: UploadID,
@@ -49,7 +53,8 @@ public struct UploadRecord: Sendable, Equatable {
         state: UploadState = .incomplete,
         createdAt: Date,
         updatedAt: Date? = nil,
-        expiresAt: Date? = nil
+        expiresAt: Date? = nil,
+        storeState: String? = nil
     ) {
         self.id = id
         self.length = length
@@ -60,6 +65,7 @@ public struct UploadRecord: Sendable, Equatable {
         self.createdAt = createdAt
         self.updatedAt = updatedAt ?? createdAt
         self.expiresAt = expiresAt
+        self.storeState = storeState
     }
 
     public var isComplete: Bool { state == .complete }
