@@ -6,7 +6,8 @@ import PackageDescription
 //   FerryTus         the tus 1.0 dialect: typed headers -> command -> response; no framework import
 //   FerryDiskStore   ByteStore on local disk (pwrite/fsync on NIOThreadPool)
 //   FerrySQLite      UploadCatalog on SQLite (GRDB, WAL)
-//   FerryS3          a small S3 client (AWS Signature V4) for the object-storage byte store
+//   FerryS3          a small S3 client (AWS Signature V4), knowing nothing of uploads
+//   FerryS3Store     ByteStore on S3-compatible object storage: one multipart upload per upload, durable tail
 //   FerryHTTP        the Hummingbird adapter: routing, body streaming, 100-continue, CORS, /metrics, /healthz
 //   FerryServer      wires a configuration into services (store, catalog, expirer, HTTP server)
 //   FerryTestSupport in-memory seams and the conformance suites every seam implementation must pass
@@ -154,6 +155,17 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "FerryS3Store",
+            dependencies: [
+                "FerryCore",
+                "FerryS3",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "FerryNetem",
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -184,6 +196,8 @@ let package = Package(
             name: "FerryS3Tests",
             dependencies: [
                 "FerryS3",
+                "FerryS3Store",
+                "FerryTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
