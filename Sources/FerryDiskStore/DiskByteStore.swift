@@ -61,14 +61,15 @@ public final class DiskByteStore: ReadableByteStore, ConcatenatingByteStore, Enu
         try await directorySync.submit(())
     }
 
-    public func openWriter(_ id: UploadID, at offset: Int64) async throws(FerryError) -> any ByteWriter {
-        let path = path(id)
+    public func openWriter(for record: UploadRecord) async throws(FerryError) -> any ByteWriter {
+        let path = path(record.id)
+        let offset = record.offset
         let fd = try await run("opening an upload file") { try DiskIO.openForAppend(path, at: offset) }
         return DiskByteWriter(fd: fd, position: offset, threadPool: threadPool, bufferSize: configuration.writeBufferSize)
     }
 
-    public func storedLength(_ id: UploadID) async throws(FerryError) -> Int64? {
-        let path = path(id)
+    public func storedLength(of record: UploadRecord) async throws(FerryError) -> Int64? {
+        let path = path(record.id)
         return try await run("reading an upload's size") { try DiskIO.size(path) }
     }
 
@@ -77,8 +78,8 @@ public final class DiskByteStore: ReadableByteStore, ConcatenatingByteStore, Enu
         try await run("deleting an upload file") { try DiskIO.remove(path) }
     }
 
-    public func read(_ id: UploadID, range: Range<Int64>, consume: (ByteBuffer) async throws -> Void) async throws {
-        let path = path(id)
+    public func read(_ record: UploadRecord, range: Range<Int64>, consume: (ByteBuffer) async throws -> Void) async throws {
+        let path = path(record.id)
         let fd = try await run("opening an upload for reading") { try DiskIO.openForReading(path) }
         do {
             var position = range.lowerBound
@@ -104,10 +105,12 @@ public final class DiskByteStore: ReadableByteStore, ConcatenatingByteStore, Enu
         try? await threadPool.runIfActive { _ = close(fd) }
     }
 
-    public func concatenate(_ parts: [UploadID], lengths: [Int64], into target: UploadID) async throws(FerryError) {
-        let sources = parts.map(path)
-        let destination = path(target)
+    public func concatenate(_ parts: [UploadRecord], into target: UploadRecord) async throws(FerryError) -> String? {
+        let sources = parts.map { path($0.id) }
+        let lengths = parts.map(\.offset)
+        let destination = path(target.id)
         try await run("concatenating uploads") { try DiskIO.concatenate(sources, lengths: lengths, into: destination) }
+        return nil
     }
 
     public func storedUploads() async throws(FerryError) -> [(id: UploadID, modified: Date)] {

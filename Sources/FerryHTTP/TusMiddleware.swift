@@ -27,10 +27,10 @@ struct TusMiddleware: RouterMiddleware {
             return ResponseBody()
         case .text(let text):
             return ResponseBody(byteBuffer: ByteBuffer(string: text))
-        case .content(let id, let range):
+        case .content(let record, let range):
             let engine = dialect.engine
             return ResponseBody(contentLength: Int(range.count)) { writer in
-                try await engine.read(id, range: range) { buffer in
+                try await engine.read(record, range: range) { buffer in
                     try await writer.write(buffer)
                 }
                 try await writer.finish(nil)

@@ -1,13 +1,19 @@
 import FerryCore
+import Foundation
 import NIOCore
 
 /// The behaviour every `ByteStore` must show. Run it against each implementation.
+///
+/// The checks drive a store the way the engine does: a writer opens at a committed record,
+/// `sync()` returns the durable end and `syncedState()` the state committed with it, and a
+/// "crash" is a sync whose result is never committed.
 public enum ByteStoreConformance {
     /// Runs every check on stores made by `makeStore` (a fresh, empty store per call).
     public static func run(_ makeStore: () async throws -> any ByteStore) async throws {
         try await createsEmpty(makeStore())
         try await appendsAndSyncs(makeStore())
-        try await reopenDiscardsTail(makeStore())
+        try await reopenDiscardsUncommitted(makeStore())
+        try await spansManyRequestsAndCheckpoints(makeStore())
         try await deleteIsIdempotent(makeStore())
         try await uploadsAreIndependent(makeStore())
         try await readsRanges(makeStore())
@@ -15,122 +21,162 @@ public enum ByteStoreConformance {
         try await enumerates(makeStore())
     }
 
-    static func enumerates(_ store: any ByteStore) async throws {
-        guard let enumerable = store as? any EnumerableByteStore else { return }
-        let a = UploadID.random()
-        let b = UploadID.random()
-        try await store.create(a)
-        try await store.create(b)
-        try await store.delete(b)
-        let listed = try await enumerable.storedUploads().map(\.id)
-        try require(listed.contains(a), "a stored upload is listed")
-        try require(!listed.contains(b), "a deleted upload is not listed")
+    static let epoch = Date(timeIntervalSince1970: 1_700_000_000)
+
+    static func created(_ store: any ByteStore, length: Int64?) async throws -> UploadRecord {
+        let record = UploadRecord(id: .random(), length: length, createdAt: epoch)
+        try await store.create(record.id)
+        return record
     }
 
     static func pattern(_ count: Int, seed: UInt8) -> [UInt8] {
         (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ Int(seed)) }
     }
 
-    static func write(_ store: any ByteStore, _ id: UploadID, at offset: Int64, _ bytes: [UInt8], piece: Int = 70_000) async throws -> Int64 {
-        let writer = try await store.openWriter(id, at: offset)
+    /// Appends `bytes` as one request, syncing every `checkpoint` bytes as the engine's
+    /// checkpoints do; returns the record as the engine would commit it.
+    static func append(
+        _ store: any ByteStore,
+        _ record: UploadRecord,
+        _ bytes: [UInt8],
+        piece: Int = 70_000,
+        checkpoint: Int? = nil
+    ) async throws -> UploadRecord {
+        var record = record
+        let writer = try await store.openWriter(for: record)
         var position = 0
+        var sinceSync = 0
         while position < bytes.count {
             let end = min(position + piece, bytes.count)
             try await writer.write(ByteBuffer(bytes: bytes[position..<end]))
+            sinceSync += end - position
             position = end
+            if let checkpoint, sinceSync >= checkpoint, position < bytes.count {
+                sinceSync = 0
+                record.offset = try await writer.sync()
+                record.storeState = await writer.syncedState()
+            }
         }
-        let durable = try await writer.sync()
+        record.offset = try await writer.sync()
+        record.storeState = await writer.syncedState()
+        if record.offset == record.length { record.state = .complete }
         await writer.close()
-        return durable
+        return record
     }
 
-    static func readAll(_ store: any ByteStore, _ id: UploadID, _ range: Range<Int64>) async throws -> [UInt8]? {
+    static func readAll(_ store: any ByteStore, _ record: UploadRecord, _ range: Range<Int64>) async throws -> [UInt8]? {
         guard let readable = store as? any ReadableByteStore else { return nil }
         var bytes: [UInt8] = []
-        try await readable.read(id, range: range) { bytes += Array($0.readableBytesView) }
+        try await readable.read(record, range: range) { bytes += Array($0.readableBytesView) }
         return bytes
     }
 
     static func createsEmpty(_ store: any ByteStore) async throws {
-        let id = UploadID.random()
-        try require(try await store.storedLength(id) == nil, "an unknown upload has no stored length")
-        try await store.create(id)
-        try require(try await store.storedLength(id) == 0, "a new upload stores 0 bytes")
+        let unknown = UploadRecord(id: .random(), length: nil, createdAt: epoch)
+        try require((try await store.storedLength(of: unknown) ?? 0) == 0, "an unknown upload has no stored bytes")
+        let record = try await created(store, length: nil)
+        try require(try await store.storedLength(of: record) == 0, "a new upload stores 0 bytes")
     }
 
     static func appendsAndSyncs(_ store: any ByteStore) async throws {
-        let id = UploadID.random()
-        try await store.create(id)
+        var record = try await created(store, length: 3_000_010)
         let first = pattern(3_000_000, seed: 1)
-        try require(try await write(store, id, at: 0, first) == 3_000_000, "sync returns the end offset")
+        record = try await append(store, record, first)
+        try require(record.offset == 3_000_000, "sync returns the end offset")
         let second = pattern(10, seed: 2)
-        try require(try await write(store, id, at: 3_000_000, second) == 3_000_010, "a second writer appends")
-        try require(try await store.storedLength(id) == 3_000_010, "stored length counts both appends")
-        if let back = try await readAll(store, id, 0..<3_000_010) {
+        record = try await append(store, record, second)
+        try require(record.offset == 3_000_010, "a second writer appends")
+        try require(try await store.storedLength(of: record) == 3_000_010, "stored length counts both appends")
+        if let back = try await readAll(store, record, 0..<3_000_010) {
             try require(back == first + second, "bytes read back equal bytes written")
         }
     }
 
-    static func reopenDiscardsTail(_ store: any ByteStore) async throws {
-        let id = UploadID.random()
-        try await store.create(id)
-        _ = try await write(store, id, at: 0, pattern(1000, seed: 3))
-        // A writer opened at an earlier offset drops the unacknowledged tail.
+    static func reopenDiscardsUncommitted(_ store: any ByteStore) async throws {
+        let initial = try await created(store, length: 800)
+        let committed = try await append(store, initial, pattern(500, seed: 3))
+        // Synced but never committed (a crash before the catalog write, or a rejected chunk).
+        _ = try await append(store, committed, pattern(500, seed: 11))
         let replacement = pattern(300, seed: 4)
-        try require(try await write(store, id, at: 500, replacement) == 800, "rewriting from 500 ends at 800")
-        try require(try await store.storedLength(id) == 800, "the old tail past the offset is gone")
-        if let back = try await readAll(store, id, 0..<800) {
-            try require(back == Array(pattern(1000, seed: 3).prefix(500)) + replacement, "prefix kept, tail replaced")
+        let record = try await append(store, committed, replacement)
+        try require(record.offset == 800, "rewriting from the committed 500 ends at 800")
+        try require(try await store.storedLength(of: record) == 800, "the uncommitted bytes are gone")
+        if let back = try await readAll(store, record, 0..<800) {
+            try require(back == pattern(500, seed: 3) + replacement, "committed prefix kept, uncommitted tail replaced")
+        }
+    }
+
+    /// Requests of uneven sizes, one with checkpoints inside it, across several MiB (more than
+    /// an object store's part), then a ranged read across the request boundaries.
+    static func spansManyRequestsAndCheckpoints(_ store: any ByteStore) async throws {
+        let sizes = [1_500_000, 7_300_001, 2_000_000, 123]
+        let total = sizes.reduce(0, +)
+        var record = try await created(store, length: Int64(total))
+        var expected: [UInt8] = []
+        for (index, size) in sizes.enumerated() {
+            let bytes = pattern(size, seed: UInt8(20 + index))
+            expected += bytes
+            record = try await append(store, record, bytes, piece: 262_144, checkpoint: index == 1 ? 3_000_000 : nil)
+            try require(record.offset == Int64(expected.count), "each request ends at the sum of the bytes sent")
+        }
+        try require(record.isComplete, "the last request completes the upload")
+        if let back = try await readAll(store, record, 1_000_000..<Int64(total - 50)) {
+            try require(back == Array(expected[1_000_000..<(total - 50)]), "a range across requests reads exactly its bytes")
         }
     }
 
     static func deleteIsIdempotent(_ store: any ByteStore) async throws {
-        let id = UploadID.random()
-        try await store.create(id)
-        _ = try await write(store, id, at: 0, pattern(100, seed: 5))
-        try await store.delete(id)
-        try require(try await store.storedLength(id) == nil, "a deleted upload stores nothing")
-        try await store.delete(id)
+        var record = try await created(store, length: nil)
+        record = try await append(store, record, pattern(100, seed: 5))
+        try await store.delete(record.id)
+        try await store.delete(record.id)
+        try require((try await store.storedLength(of: record) ?? 0) == 0, "a deleted upload stores nothing")
     }
 
     static func uploadsAreIndependent(_ store: any ByteStore) async throws {
-        let a = UploadID.random()
-        let b = UploadID.random()
-        try await store.create(a)
-        try await store.create(b)
-        async let first = write(store, a, at: 0, pattern(200_000, seed: 6))
-        async let second = write(store, b, at: 0, pattern(100_000, seed: 7))
-        _ = try await (first, second)
-        try require(try await store.storedLength(a) == 200_000, "concurrent writers do not mix")
-        try require(try await store.storedLength(b) == 100_000, "concurrent writers do not mix")
-        if let back = try await readAll(store, b, 0..<100_000) {
+        let a = try await created(store, length: 200_000)
+        let b = try await created(store, length: 100_000)
+        async let first = append(store, a, pattern(200_000, seed: 6))
+        async let second = append(store, b, pattern(100_000, seed: 7))
+        let (doneA, doneB) = try await (first, second)
+        try require(try await store.storedLength(of: doneA) == 200_000, "concurrent writers do not mix")
+        try require(try await store.storedLength(of: doneB) == 100_000, "concurrent writers do not mix")
+        if let back = try await readAll(store, doneB, 0..<100_000) {
             try require(back == pattern(100_000, seed: 7), "each upload keeps its own bytes")
         }
     }
 
     static func readsRanges(_ store: any ByteStore) async throws {
-        let id = UploadID.random()
-        try await store.create(id)
+        var record = try await created(store, length: 600_000)
         let bytes = pattern(600_000, seed: 8)
-        _ = try await write(store, id, at: 0, bytes)
-        if let middle = try await readAll(store, id, 250_000..<550_001) {
+        record = try await append(store, record, bytes)
+        if let middle = try await readAll(store, record, 250_000..<550_001) {
             try require(middle == Array(bytes[250_000..<550_001]), "a range reads exactly its bytes")
         }
     }
 
     static func concatenates(_ store: any ByteStore) async throws {
         guard let concatenating = store as? any ConcatenatingByteStore else { return }
-        let a = UploadID.random()
-        let b = UploadID.random()
-        let target = UploadID.random()
-        for id in [a, b, target] { try await store.create(id) }
-        _ = try await write(store, a, at: 0, pattern(1500, seed: 9))
-        _ = try await write(store, b, at: 0, pattern(2_100_000, seed: 10))
-        try await concatenating.concatenate([a, b, a], lengths: [1500, 2_100_000, 1500], into: target)
-        try require(try await store.storedLength(target) == 2_103_000, "a final is as long as its parts")
+        let a = try await append(store, try await created(store, length: 1500), pattern(1500, seed: 9))
+        let b = try await append(store, try await created(store, length: 2_100_000), pattern(2_100_000, seed: 10))
+        var target = try await created(store, length: 2_103_000)
+        target.storeState = try await concatenating.concatenate([a, b, a], into: target)
+        target.offset = 2_103_000
+        target.state = .complete
+        try require(try await store.storedLength(of: target) == 2_103_000, "a final is as long as its parts")
         if let back = try await readAll(store, target, 0..<2_103_000) {
             let expected = pattern(1500, seed: 9) + pattern(2_100_000, seed: 10) + pattern(1500, seed: 9)
             try require(back == expected, "a final holds its parts in order")
         }
+    }
+
+    static func enumerates(_ store: any ByteStore) async throws {
+        guard let enumerable = store as? any EnumerableByteStore else { return }
+        let a = try await created(store, length: nil)
+        let b = try await created(store, length: nil)
+        try await store.delete(b.id)
+        let listed = try await enumerable.storedUploads().map(\.id)
+        try require(listed.contains(a.id), "a stored upload is listed")
+        try require(!listed.contains(b.id), "a deleted upload is not listed")
     }
 }

@@ -34,7 +34,9 @@ public final class MemoryByteStore: ReadableByteStore, ConcatenatingByteStore, E
         files.withLock { $0[id] = File() }
     }
 
-    public func openWriter(_ id: UploadID, at offset: Int64) async throws(FerryError) -> any ByteWriter {
+    public func openWriter(for record: UploadRecord) async throws(FerryError) -> any ByteWriter {
+        let id = record.id
+        let offset = record.offset
         try files.withLock { files throws(FerryError) in
             var file = files[id] ?? File()
             guard file.bytes.count >= Int(offset) else {
@@ -54,7 +56,12 @@ public final class MemoryByteStore: ReadableByteStore, ConcatenatingByteStore, E
     /// Backdates an upload's bytes (for sweep tests).
     public func setModified(_ id: UploadID, _ date: Date) { files.withLock { $0[id]?.modified = date } }
 
-    public func storedLength(_ id: UploadID) async throws(FerryError) -> Int64? {
+    public func storedLength(of record: UploadRecord) async throws(FerryError) -> Int64? {
+        storedLength(record.id)
+    }
+
+    /// What the store holds for `id` (for tests).
+    public func storedLength(_ id: UploadID) -> Int64? {
         files.withLock { $0[id].map { Int64($0.bytes.count) } }
     }
 
@@ -62,8 +69,8 @@ public final class MemoryByteStore: ReadableByteStore, ConcatenatingByteStore, E
         _ = files.withLock { $0.removeValue(forKey: id) }
     }
 
-    public func read(_ id: UploadID, range: Range<Int64>, consume: (ByteBuffer) async throws -> Void) async throws {
-        guard let bytes = bytes(id), bytes.count >= Int(range.upperBound) else {
+    public func read(_ record: UploadRecord, range: Range<Int64>, consume: (ByteBuffer) async throws -> Void) async throws {
+        guard let bytes = bytes(record.id), bytes.count >= Int(range.upperBound) else {
             throw FerryError(.storageFailure, "the upload is shorter than the range")
         }
         var position = Int(range.lowerBound)
@@ -74,17 +81,19 @@ public final class MemoryByteStore: ReadableByteStore, ConcatenatingByteStore, E
         }
     }
 
-    public func concatenate(_ parts: [UploadID], lengths: [Int64], into target: UploadID) async throws(FerryError) {
+    public func concatenate(_ parts: [UploadRecord], into target: UploadRecord) async throws(FerryError) -> String? {
         try files.withLock { files throws(FerryError) in
             var combined: [UInt8] = []
-            for (part, length) in zip(parts, lengths) {
-                guard let file = files[part], file.bytes.count >= Int(length) else {
+            for part in parts {
+                let length = part.offset
+                guard let file = files[part.id], file.bytes.count >= Int(length) else {
                     throw FerryError(.storageFailure, "a partial upload is shorter than its length")
                 }
                 combined += file.bytes.prefix(Int(length))
             }
-            files[target] = File(bytes: combined, durable: combined.count)
+            files[target.id] = File(bytes: combined, durable: combined.count)
         }
+        return nil
     }
 
     struct Writer: ByteWriter {

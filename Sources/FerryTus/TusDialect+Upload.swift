@@ -71,11 +71,11 @@ extension TusDialect {
         switch ByteRange.parse(request.headerFields[.range], length: length) {
         case .whole:
             headers[.contentLength] = String(length)
-            return TusResponse(status: .ok, headers: headers, body: .content(id, 0..<length))
+            return TusResponse(status: .ok, headers: headers, body: .content(record, 0..<length))
         case .partial(let range):
             headers[.contentLength] = String(range.count)
             headers[.contentRange] = "bytes \(range.lowerBound)-\(range.upperBound - 1)/\(length)"
-            return TusResponse(status: .partialContent, headers: headers, body: .content(id, range))
+            return TusResponse(status: .partialContent, headers: headers, body: .content(record, range))
         case .unsatisfiable:
             var response = errorResponse(FerryError(.rangeNotSatisfiable, "the range lies outside the upload"), method: .get)
             response.headers[.contentRange] = "bytes */\(length)"

@@ -7,7 +7,7 @@ public struct TusResponse: Sendable {
         case empty
         case text(String)
         /// Bytes of a complete upload, streamed by the adapter from the store.
-        case content(UploadID, Range<Int64>)
+        case content(UploadRecord, Range<Int64>)
     }
 
     public var status: HTTPResponse.Status

@@ -158,7 +158,7 @@ struct EngineTests {
         let record = try await fixture.engine.create(.init(length: 100))
         let acked = try await fixture.append(record.id, at: 0, [bytes(40)]).offset
         fixture.store.simulateCrash()
-        #expect(try await fixture.store.storedLength(record.id) ?? 0 >= acked)
+        #expect(fixture.store.storedLength(record.id) ?? 0 >= acked)
         #expect(try await fixture.engine.status(record.id).offset == acked)
     }
 
@@ -311,9 +311,9 @@ struct SweepTests {
         for id in [live.id, orphan, terminated.id] { fixture.store.setModified(id, old) }
         fixture.store.setModified(fresh, fixture.clock.now)
         #expect(await fixture.engine.sweepOrphans(olderThan: .seconds(3600)) == 2)
-        #expect(try await fixture.store.storedLength(orphan) == nil)
-        #expect(try await fixture.store.storedLength(terminated.id) == nil)
-        #expect(try await fixture.store.storedLength(live.id) == 0)
-        #expect(try await fixture.store.storedLength(fresh) == 0)
+        #expect(fixture.store.storedLength(orphan) == nil)
+        #expect(fixture.store.storedLength(terminated.id) == nil)
+        #expect(fixture.store.storedLength(live.id) == 0)
+        #expect(fixture.store.storedLength(fresh) == 0)
     }
 }

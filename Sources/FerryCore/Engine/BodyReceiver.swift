@@ -69,7 +69,7 @@ struct BodyReceiver: Sendable {
                 {
                     do {
                         let durable = try await writer.sync()
-                        outcome.committed = try await engine.commit(outcome.committed, offset: durable)
+                        outcome.committed = try await engine.commit(outcome.committed, offset: durable, state: await writer.syncedState())
                     } catch {
                         if !Task.isCancelled { outcome.failure = error }
                         return outcome

@@ -75,7 +75,7 @@ extension UploadEngine {
         transport: some BodyTransport,
         stop: StopSignal
     ) async throws(FerryError) -> UploadRecord where Body.Element == ByteBuffer {
-        let writer = try await store.openWriter(start.id, at: start.offset)
+        let writer = try await store.openWriter(for: start)
         let hashAll = request.expectsTrailerChecksum && request.checksum == nil
         let receiver = BodyReceiver(
             engine: self,
@@ -140,7 +140,7 @@ extension UploadEngine {
         if keep {
             do {
                 let durable = try await writer.sync()
-                record = try await commit(record, offset: durable)
+                record = try await commit(record, offset: durable, state: await writer.syncedState())
             } catch {
                 await writer.close()
                 logger.error("append.save_failed", metadata: context.merging(["error": "\(error)"]) { $1 })
@@ -183,10 +183,12 @@ extension UploadEngine {
         return try ChecksumExpectation(header: trailer)
     }
 
-    /// Commits a synced offset; the upload is complete once the offset reaches its length.
-    func commit(_ record: UploadRecord, offset: Int64) async throws(FerryError) -> UploadRecord {
+    /// Commits a synced offset (and the store's state for it); the upload is complete once the
+    /// offset reaches its length.
+    func commit(_ record: UploadRecord, offset: Int64, state: String?) async throws(FerryError) -> UploadRecord {
         var updated = record
         updated.offset = offset
+        updated.storeState = state
         let date = now()
         updated.updatedAt = date
         if let length = updated.length, offset == length {

@@ -47,7 +47,7 @@ extension UploadEngine {
     /// Assembles a final whose partials are all complete; the caller holds the final's lock.
     func completeFinalLocked(_ final: UploadRecord) async throws(FerryError) -> UploadRecord {
         guard !final.isComplete, let concatenating = store as? any ConcatenatingByteStore else { return final }
-        var lengths: [Int64] = []
+        var parts: [UploadRecord] = []
         var known: Int64? = 0
         var ready = true
         for part in final.partials {
@@ -55,7 +55,7 @@ extension UploadEngine {
                 throw FerryError(.uploadGone, "a partial upload of this final is gone")
             }
             if let length = record.length, let sum = known { known = sum + length } else { known = nil }
-            if record.isComplete { lengths.append(record.offset) } else { ready = false }
+            if record.isComplete { parts.append(record) } else { ready = false }
         }
         var updated = final
         if updated.length == nil, let known { updated.length = known }
@@ -63,8 +63,8 @@ extension UploadEngine {
             if updated != final { try await catalog.update(updated) }
             return updated
         }
-        try await concatenating.concatenate(final.partials, lengths: lengths, into: final.id)
-        let total = lengths.reduce(0, +)
+        updated.storeState = try await concatenating.concatenate(parts, into: final)
+        let total = parts.map(\.offset).reduce(0, +)
         updated.length = total
         updated.offset = total
         updated.state = .complete

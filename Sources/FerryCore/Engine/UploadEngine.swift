@@ -137,16 +137,16 @@ public final class UploadEngine: Sendable {
         return record
     }
 
-    /// Streams `range` of a complete upload to `consume`.
+    /// Streams `range` of a complete upload (from `completedUpload`) to `consume`.
     public func read(
-        _ id: UploadID,
+        _ record: UploadRecord,
         range: Range<Int64>,
         consume: (ByteBuffer) async throws -> Void
     ) async throws {
         guard let readable = store as? any ReadableByteStore else {
             throw FerryError(.methodNotAllowed, "this store cannot serve uploads back")
         }
-        try await readable.read(id, range: range, consume: consume)
+        try await readable.read(record, range: range, consume: consume)
     }
 
     // MARK: Shared helpers
@@ -184,7 +184,7 @@ public final class UploadEngine: Sendable {
 
     /// Marks the upload lost when the store holds fewer bytes than its acknowledged offset.
     func verifyStored(_ record: UploadRecord) async throws(FerryError) {
-        let stored = try await store.storedLength(record.id) ?? 0
+        let stored = try await store.storedLength(of: record) ?? 0
         guard stored < record.offset else { return }
         var lost = record
         lost.state = .lost

@@ -12,12 +12,13 @@ public protocol ByteStore: Sendable {
     /// Prepares empty storage for a new upload, durably.
     func create(_ id: UploadID) async throws(FerryError)
 
-    /// Opens a writer that appends at `offset`, discarding any bytes the store holds past it
-    /// (written but never acknowledged before a crash or a rejected chunk).
-    func openWriter(_ id: UploadID, at offset: Int64) async throws(FerryError) -> any ByteWriter
+    /// Opens a writer that appends at `record.offset`, discarding any bytes the store holds past
+    /// it (written but never acknowledged before a crash or a rejected chunk). `record` is the
+    /// committed record: its `storeState` is what the last sync that was committed returned.
+    func openWriter(for record: UploadRecord) async throws(FerryError) -> any ByteWriter
 
-    /// How many bytes the store holds for the upload; nil when it holds nothing at all.
-    func storedLength(_ id: UploadID) async throws(FerryError) -> Int64?
+    /// How many bytes the store holds for the upload; nil or 0 when it holds nothing at all.
+    func storedLength(of record: UploadRecord) async throws(FerryError) -> Int64?
 
     /// Deletes every byte of the upload. Idempotent.
     func delete(_ id: UploadID) async throws(FerryError)
@@ -31,15 +32,23 @@ public protocol ByteWriter: Sendable {
     /// Makes everything written so far durable and returns the durable end offset.
     func sync() async throws(FerryError) -> Int64
 
+    /// The store's state after the last `sync()`, to commit with its offset (`UploadRecord.storeState`).
+    func syncedState() async -> String?
+
     /// Releases the writer. Unsynced bytes may be discarded.
     func close() async
 }
 
+extension ByteWriter {
+    /// Stores that find an upload's bytes by its id alone keep no state.
+    public func syncedState() async -> String? { nil }
+}
+
 /// A store that can serve an upload's bytes back (GET).
 public protocol ReadableByteStore: ByteStore {
-    /// Calls `consume` with successive chunks of `range`, in order.
+    /// Calls `consume` with successive chunks of `range` of a complete upload, in order.
     func read(
-        _ id: UploadID,
+        _ record: UploadRecord,
         range: Range<Int64>,
         consume: (ByteBuffer) async throws -> Void
     ) async throws
@@ -47,9 +56,9 @@ public protocol ReadableByteStore: ByteStore {
 
 /// A store that can build one upload from others server-side (tus `concatenation`).
 public protocol ConcatenatingByteStore: ByteStore {
-    /// Writes the bytes of `parts` (first `lengths[i]` bytes of each), in order, into `target`,
-    /// durably, replacing whatever `target` held.
-    func concatenate(_ parts: [UploadID], lengths: [Int64], into target: UploadID) async throws(FerryError)
+    /// Writes the bytes of `parts` (complete uploads, each `offset` bytes long), in order, into
+    /// `target`, durably, replacing whatever `target` held; returns the target's store state.
+    func concatenate(_ parts: [UploadRecord], into target: UploadRecord) async throws(FerryError) -> String?
 }
 
 /// A store that can list what it holds, so bytes left behind by a crash (stored, but never
