@@ -1,0 +1,200 @@
+import FerryCore
+import FerryS3
+import Logging
+import NIOCore
+
+/// Appends one request's bytes to an upload kept in S3.
+///
+/// Bytes go to a spool file of one part's size; a full file is sent as the next part while the
+/// client keeps sending (at most `partConcurrency` parts in flight, then `write` waits). `sync()`
+/// waits for the parts in flight and makes the rest durable where any node can find it: as a part
+/// when it is large enough, otherwise as a tail object. When the sync reaches the upload's length
+/// it assembles the object (CompleteMultipartUpload, or one PutObject for an upload that never
+/// needed a part). The state it returns is what the engine commits with the offset.
+actor S3ByteWriter: ByteWriter {
+    private let context: S3StoreContext
+    private let keys: S3UploadKeys
+    private let length: Int64?
+    /// Parts confirmed by S3, and the tail as of the last sync.
+    private var state: S3UploadState
+    private var segment: SpoolFile?
+    private var inFlight: [(number: Int, task: Task<S3Part, any Error>)] = []
+    private var nextPartNumber: Int
+    private var failure: FerryError?
+    /// The tail object of the committed state (the opened record's, later the last sync's).
+    private var committedTail: String?
+    /// The tail object of the last sync, if it wrote one.
+    private var syncedTail: String?
+    private var synced = false
+
+    init(context: S3StoreContext, keys: S3UploadKeys, length: Int64?, state: S3UploadState) {
+        self.context = context
+        self.keys = keys
+        self.length = length
+        self.state = state
+        self.nextPartNumber = state.nextPartNumber
+        if state.tailLength > 0 { committedTail = keys.tail(end: state.end) }
+    }
+
+    /// Brings the committed tail back into the spool, so the next part starts with it.
+    func loadTail() async throws(FerryError) {
+        guard state.tailLength > 0, let key = committedTail else { return }
+        let file = try await newSegment()
+        do {
+            try await context.storage.getObject(key: key, range: nil) { buffer in try await file.append(buffer) }
+        } catch {
+            throw context.wrap(error, "reading the upload's tail object")
+        }
+        guard file.length == state.tailLength else {
+            throw FerryError(.storageFailure, "the tail object holds \(file.length) bytes, not \(state.tailLength)")
+        }
+    }
+
+    func write(_ buffer: ByteBuffer) async throws(FerryError) {
+        if let failure { throw failure }
+        guard state.objectLength == nil else {
+            throw FerryError(.lengthExceeded, "the upload is already complete")
+        }
+        var buffer = buffer
+        do {
+            while buffer.readableBytes > 0 {
+                let file = try await currentSegment()
+                let room = Int(context.configuration.partSize - file.length)
+                let slice = buffer.readSlice(length: min(room, buffer.readableBytes))!
+                try await file.append(slice)
+                if file.length >= context.configuration.partSize { try await sendSegment() }
+            }
+        } catch {
+            let wrapped = context.wrap(error, "sending the upload to object storage")
+            failure = wrapped
+            throw wrapped
+        }
+    }
+
+    func sync() async throws(FerryError) -> Int64 {
+        if let failure { throw failure }
+        do {
+            await forgetOldTail()
+            try await confirmInFlight(all: true)
+            let spooled = segment?.length ?? 0
+            let end = state.partsLength + spooled
+            if state.objectLength != nil {
+                return state.end
+            } else if let length, end == length {
+                try await assemble(spooled: spooled)
+            } else if spooled >= S3StoreConfiguration.minimumPartSize {
+                try await sendSegment()
+                try await confirmInFlight(all: true)
+                state.tailLength = 0
+                syncedTail = nil
+            } else if spooled > 0, let file = segment {
+                let key = keys.tail(end: end)
+                try await context.storage.putObject(key: key, length: spooled, body: file.chunks())
+                state.tailLength = spooled
+                syncedTail = key
+            } else {
+                state.tailLength = 0
+                syncedTail = nil
+            }
+            synced = true
+            return state.end
+        } catch {
+            let wrapped = context.wrap(error, "saving the upload to object storage")
+            failure = wrapped
+            throw wrapped
+        }
+    }
+
+    func syncedState() async -> String? { synced ? state.encoded : nil }
+
+    func close() async {
+        for (_, task) in inFlight { task.cancel() }
+        for (_, task) in inFlight { _ = try? await task.value }
+        inFlight.removeAll()
+        await segment?.discard()
+        segment = nil
+    }
+
+    // MARK: Parts
+
+    private func newSegment() async throws(FerryError) -> SpoolFile {
+        let file = try await SpoolFile(directory: context.configuration.spoolDirectory, threadPool: context.threadPool, budget: context.budget)
+        segment = file
+        return file
+    }
+
+    private func currentSegment() async throws(FerryError) -> SpoolFile {
+        if let segment { return segment }
+        return try await newSegment()
+    }
+
+    /// Sends the current segment as the next part, in the background; waits first when
+    /// `partConcurrency` parts are already on their way.
+    private func sendSegment() async throws {
+        guard let file = segment else { return }
+        segment = nil
+        if inFlight.count >= context.configuration.partConcurrency { try await confirmInFlight(all: false) }
+        let uploadID = try await multipartID()
+        let number = nextPartNumber
+        nextPartNumber += 1
+        let context = context
+        let key = keys.object
+        let task = Task<S3Part, any Error> {
+            defer { Task { await file.discard() } }
+            return try await context.sendPart(key: key, uploadID: uploadID, number: number, file: file)
+        }
+        inFlight.append((number, task))
+    }
+
+    /// Waits for the oldest part in flight (or all of them) and records them, in order.
+    private func confirmInFlight(all: Bool) async throws {
+        while let first = inFlight.first {
+            let part = try await first.task.value
+            inFlight.removeFirst()
+            state.parts.append(part)
+            if !all { return }
+        }
+    }
+
+    private func multipartID() async throws -> String {
+        if let id = state.multipartID { return id }
+        let id = try await context.storage.createMultipartUpload(key: keys.object)
+        state.multipartID = id
+        return id
+    }
+
+    // MARK: Completion
+
+    /// Makes the object from the parts and the spooled rest; the upload's tail objects go.
+    private func assemble(spooled: Int64) async throws {
+        let total = state.partsLength + spooled
+        if state.parts.isEmpty {
+            if let file = segment, spooled > 0 {
+                try await context.storage.putObject(key: keys.object, length: spooled, body: file.chunks())
+            } else {
+                try await context.storage.putObject(key: keys.object, bytes: ByteBuffer())
+            }
+            if let id = state.multipartID { try? await context.storage.abortMultipartUpload(key: keys.object, uploadID: id) }
+        } else {
+            if spooled > 0 {
+                try await sendSegment()
+                try await confirmInFlight(all: true)
+            }
+            try await context.storage.completeMultipartUpload(key: keys.object, uploadID: state.multipartID ?? "", parts: state.parts)
+        }
+        await segment?.discard()
+        segment = nil
+        state = S3UploadState()
+        state.objectLength = total
+        for key in Set([committedTail, syncedTail].compactMap(\.self)) { try? await context.storage.deleteObject(key: key) }
+        (committedTail, syncedTail) = (nil, nil)
+    }
+
+    /// The engine syncs again only after it committed the previous sync: from then on the tail
+    /// that sync wrote is the committed one, and the one before it is garbage.
+    private func forgetOldTail() async {
+        guard synced else { return }
+        if let old = committedTail, old != syncedTail { try? await context.storage.deleteObject(key: old) }
+        committedTail = syncedTail
+    }
+}
