@@ -1,6 +1,9 @@
 import FerryCore
 import FerryDiskStore
+import AsyncHTTPClient
 import FerryHTTP
+import FerryS3
+import FerryS3Store
 import FerrySQLite
 import FerryTus
 import Hummingbird
@@ -32,10 +35,27 @@ public struct FerryServer: Sendable {
         self.logger = logger
         let threadPool = NIOThreadPool(numberOfThreads: configuration.ioThreads)
         threadPool.start()
-        let store = try DiskByteStore(
-            configuration: .init(directory: configuration.dataDirectory + "/uploads"),
-            threadPool: threadPool
-        )
+        var storageServices: [any Service] = []
+        let store: any ByteStore
+        switch configuration.storage {
+        case .disk:
+            store = try DiskByteStore(configuration: .init(directory: configuration.dataDirectory + "/uploads"), threadPool: threadPool)
+        case .s3(let s3):
+            let http = HTTPClientService.makeClient()
+            storageServices.append(HTTPClientService(client: http, createBucket: s3.createBucket ? Self.s3Client(s3, http) : nil, logger: logger))
+            store = try S3ByteStore(
+                storage: Self.s3Client(s3, http),
+                configuration: S3StoreConfiguration(
+                    keyPrefix: s3.keyPrefix,
+                    partSize: s3.partSize,
+                    partConcurrency: s3.partConcurrency,
+                    spoolDirectory: configuration.dataDirectory + "/spool",
+                    spoolLimit: s3.spoolLimit
+                ),
+                threadPool: threadPool,
+                logger: logger
+            )
+        }
         let catalog = try SQLiteCatalog(path: configuration.dataDirectory + "/catalog.sqlite")
         let registry = PrometheusCollectorRegistry()
         let factory = PrometheusMetricsFactory(registry: registry)
@@ -72,8 +92,7 @@ public struct FerryServer: Sendable {
         self.registry = registry
         // Graceful shutdown runs in reverse order: first stop appends, then drain HTTP,
         // then stop expiry, and last release the I/O threads.
-        self.services = [
-            ThreadPoolService(threadPool: threadPool),
+        self.services = [ThreadPoolService(threadPool: threadPool)] + storageServices + [
             ExpiryService(engine: engine, interval: configuration.expiryInterval),
             application,
             AppendDrainService(engine: engine),
@@ -104,6 +123,42 @@ public struct FerryServer: Sendable {
             ]
         )
         try await group.run()
+    }
+}
+
+extension FerryServer {
+    static func s3Client(_ s3: S3StorageConfiguration, _ http: HTTPClient) -> S3Client {
+        S3Client(
+            http: http,
+            location: S3Location(endpoint: s3.endpoint, bucket: s3.bucket),
+            signer: SigV4Signer(credentials: S3Credentials(accessKeyID: s3.accessKeyID, secretAccessKey: s3.secretAccessKey), region: s3.region)
+        )
+    }
+}
+
+/// Owns the HTTP client that talks to object storage: creates the bucket at start if asked, and
+/// shuts the client down after the HTTP server and the appends stopped.
+struct HTTPClientService: Service {
+    let client: HTTPClient
+    let createBucket: S3Client?
+    let logger: Logger
+
+    /// Connections to the store are reused; many parts travel at once.
+    static func makeClient() -> HTTPClient {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 256)
+        configuration.timeout = .init(connect: .seconds(10), read: .seconds(60))
+        configuration.decompression = .disabled
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }
+
+    func run() async throws {
+        if let createBucket {
+            try await createBucket.createBucket()
+            logger.info("s3.bucket_ready", metadata: ["s3.bucket": "\(createBucket.location.bucket)"])
+        }
+        try? await gracefulShutdown()
+        try await client.shutdown()
     }
 }
 

@@ -7,8 +7,11 @@ public struct FerryServerConfiguration: Sendable {
     public var http: FerryHTTPServer.Configuration
     public var tus: TusDialect.Configuration
     public var engine: EngineConfiguration
-    /// Holds `uploads/` (one file per upload) and `catalog.sqlite`.
+    /// Holds `uploads/` (one file per upload) and `catalog.sqlite` on embedded defaults, and
+    /// `spool/` with S3 storage.
     public var dataDirectory: String
+    public var storage: StorageConfiguration
+    public var catalog: CatalogConfiguration
     /// Threads for blocking file I/O (writes, fsyncs).
     public var ioThreads: Int
     /// How often expired uploads are deleted.
@@ -21,6 +24,8 @@ public struct FerryServerConfiguration: Sendable {
         tus: TusDialect.Configuration = .init(),
         engine: EngineConfiguration = .init(),
         dataDirectory: String = "./ferry-data",
+        storage: StorageConfiguration = .disk,
+        catalog: CatalogConfiguration = .sqlite,
         ioThreads: Int = 16,
         expiryInterval: Duration = .seconds(60),
         shutdownTimeout: Duration = .seconds(15)
@@ -29,6 +34,8 @@ public struct FerryServerConfiguration: Sendable {
         self.tus = tus
         self.engine = engine
         self.dataDirectory = dataDirectory
+        self.storage = storage
+        self.catalog = catalog
         self.ioThreads = ioThreads
         self.expiryInterval = expiryInterval
         self.shutdownTimeout = shutdownTimeout
@@ -39,5 +46,9 @@ public struct FerryServerConfiguration: Sendable {
         guard (0...65_535).contains(http.port) else { throw FerryError(.internalError, "port must be 0-65535") }
         guard ioThreads > 0 else { throw FerryError(.internalError, "io threads must be positive") }
         guard !dataDirectory.isEmpty else { throw FerryError(.internalError, "the data directory must be named") }
+        if case .s3(let s3) = storage { try s3.validate() }
+        if case .postgres(let url) = catalog, !(url.hasPrefix("postgres://") || url.hasPrefix("postgresql://")) {
+            throw FerryError(.internalError, "the catalog must be sqlite or a postgres:// URL")
+        }
     }
 }

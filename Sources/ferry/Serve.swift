@@ -10,7 +10,7 @@ import Logging
 /// a flag given on the command line wins.
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Serve tus 1.0 uploads from local disk and SQLite.",
+        abstract: "Serve tus 1.0 uploads: on local disk and SQLite, or on S3 and PostgreSQL for several nodes.",
         discussion: """
             Every option can also be set with an environment variable: FERRY_ followed by the option's \
             name in capitals with underscores (--data-dir → FERRY_DATA_DIR; --cors-origin → FERRY_CORS_ORIGIN, \
@@ -35,6 +35,36 @@ struct Serve: AsyncParsableCommand {
 
     @Option(help: "Folder for upload data and the catalog. [env: FERRY_DATA_DIR] (default: ./ferry-data)")
     var dataDir: String?
+
+    @Option(help: "disk, or s3://BUCKET[/PREFIX] for S3-compatible object storage (several nodes). [env: FERRY_STORAGE] (default: disk)")
+    var storage: String?
+
+    @Option(help: "S3 endpoint URL, e.g. http://127.0.0.1:7480. [env: FERRY_S3_ENDPOINT]")
+    var s3Endpoint: String?
+
+    @Option(help: "S3 signing region. [env: FERRY_S3_REGION] (default: us-east-1)")
+    var s3Region: String?
+
+    @Option(help: "S3 access key id; prefer the environment. [env: FERRY_S3_ACCESS_KEY]")
+    var s3AccessKey: String?
+
+    @Option(help: "S3 secret key; prefer the environment. [env: FERRY_S3_SECRET_KEY]")
+    var s3SecretKey: String?
+
+    @Option(help: "Bytes per S3 part, 5M-5G. [env: FERRY_S3_PART_SIZE] (default: 8M)")
+    var s3PartSize: String?
+
+    @Option(help: "Parts of one upload sent to S3 at once. [env: FERRY_S3_PART_CONCURRENCY] (default: 2)")
+    var s3PartConcurrency: Int?
+
+    @Option(help: "Most bytes spooled on this node on their way to S3 (in <data-dir>/spool). [env: FERRY_SPOOL_LIMIT] (default: 1G)")
+    var spoolLimit: String?
+
+    @Flag(help: "Create the bucket at start-up if it is missing. [env: FERRY_S3_CREATE_BUCKET]")
+    var s3CreateBucket = false
+
+    @Option(help: "sqlite, or postgres://USER:PASSWORD@HOST:PORT/DATABASE shared by several nodes. [env: FERRY_CATALOG] (default: sqlite)")
+    var catalog: String?
 
     @Option(help: "Largest upload accepted (0: no limit). [env: FERRY_MAX_SIZE] (default: 10G)")
     var maxSize: String?
@@ -135,6 +165,8 @@ struct Serve: AsyncParsableCommand {
             tus: tus,
             engine: engine,
             dataDirectory: settings.value(dataDir, "FERRY_DATA_DIR", default: "./ferry-data"),
+            storage: try makeStorage(settings),
+            catalog: try makeCatalog(settings),
             ioThreads: try settings.value(ioThreads.map(String.init), "FERRY_IO_THREADS", default: 16) { Int($0) },
             expiryInterval: try settings.value(expiryInterval, "FERRY_EXPIRY_INTERVAL", default: .seconds(60), parse: Settings.duration),
             shutdownTimeout: try settings.value(shutdownTimeout, "FERRY_SHUTDOWN_TIMEOUT", default: .seconds(15), parse: Settings.duration)
@@ -145,5 +177,40 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError(error.message)
         }
         return configuration
+    }
+
+    func makeStorage(_ settings: Settings) throws -> StorageConfiguration {
+        let text = settings.value(storage, "FERRY_STORAGE", default: "disk")
+        if text == "disk" { return .disk }
+        guard let location = S3StorageConfiguration.parseLocation(text) else {
+            throw ValidationError("--storage must be disk or s3://BUCKET[/PREFIX]")
+        }
+        let endpointText = settings.value(s3Endpoint, "FERRY_S3_ENDPOINT", default: "")
+        guard let endpoint = URL(string: endpointText), !endpointText.isEmpty else {
+            throw ValidationError("S3 storage needs --s3-endpoint (FERRY_S3_ENDPOINT)")
+        }
+        return .s3(
+            S3StorageConfiguration(
+                endpoint: endpoint,
+                bucket: location.bucket,
+                keyPrefix: location.prefix,
+                region: settings.value(s3Region, "FERRY_S3_REGION", default: "us-east-1"),
+                accessKeyID: settings.value(s3AccessKey, "FERRY_S3_ACCESS_KEY", default: ""),
+                secretAccessKey: settings.value(s3SecretKey, "FERRY_S3_SECRET_KEY", default: ""),
+                partSize: try settings.value(s3PartSize, "FERRY_S3_PART_SIZE", default: 8 << 20, parse: Settings.bytes),
+                partConcurrency: try settings.value(s3PartConcurrency.map(String.init), "FERRY_S3_PART_CONCURRENCY", default: 2) { Int($0) },
+                spoolLimit: try settings.value(spoolLimit, "FERRY_SPOOL_LIMIT", default: 1 << 30, parse: Settings.bytes),
+                createBucket: s3CreateBucket || settings.flag("FERRY_S3_CREATE_BUCKET")
+            )
+        )
+    }
+
+    func makeCatalog(_ settings: Settings) throws -> CatalogConfiguration {
+        let text = settings.value(catalog, "FERRY_CATALOG", default: "sqlite")
+        if text == "sqlite" { return .sqlite }
+        guard text.hasPrefix("postgres://") || text.hasPrefix("postgresql://") else {
+            throw ValidationError("--catalog must be sqlite or a postgres:// URL")
+        }
+        return .postgres(url: text)
     }
 }
