@@ -26,9 +26,13 @@ actor S3ByteWriter: ByteWriter {
     /// The tail object of the last sync, if it wrote one.
     private var syncedTail: String?
     private var synced = false
+    /// The fence of the lock this writer works under (shared locks only): checked before every
+    /// write to the bucket, so a node that lost its claim stops writing.
+    private let fence: LeaseFence?
 
-    init(context: S3StoreContext, keys: S3UploadKeys, length: Int64?, state: S3UploadState) {
+    init(context: S3StoreContext, keys: S3UploadKeys, length: Int64?, state: S3UploadState, fence: LeaseFence? = LeaseFence.current) {
         self.context = context
+        self.fence = fence
         self.keys = keys
         self.length = length
         self.state = state
@@ -89,6 +93,7 @@ actor S3ByteWriter: ByteWriter {
                 syncedTail = nil
             } else if spooled > 0, let file = segment {
                 let key = keys.tail(end: end)
+                try fence?.check()
                 try await context.storage.putObject(key: key, length: spooled, body: file.chunks())
                 state.tailLength = spooled
                 syncedTail = key
@@ -134,14 +139,22 @@ actor S3ByteWriter: ByteWriter {
         guard let file = segment else { return }
         segment = nil
         if inFlight.count >= context.configuration.partConcurrency { try await confirmInFlight(all: false) }
+        try fence?.check()
         let uploadID = try await multipartID()
         let number = nextPartNumber
         nextPartNumber += 1
         let context = context
         let key = keys.object
+        // Awaited by `confirmInFlight` or cancelled and awaited by `close`.
         let task = Task<S3Part, any Error> {
-            defer { Task { await file.discard() } }
-            return try await context.sendPart(key: key, uploadID: uploadID, number: number, file: file)
+            do {
+                let part = try await context.sendPart(key: key, uploadID: uploadID, number: number, file: file)
+                await file.discard()
+                return part
+            } catch {
+                await file.discard()
+                throw error
+            }
         }
         inFlight.append((number, task))
     }
@@ -167,6 +180,7 @@ actor S3ByteWriter: ByteWriter {
 
     /// Makes the object from the parts and the spooled rest; the upload's tail objects go.
     private func assemble(spooled: Int64) async throws {
+        try fence?.check()
         let total = state.partsLength + spooled
         if state.parts.isEmpty {
             if let file = segment, spooled > 0 {

@@ -158,14 +158,15 @@ public final class UploadEngine: Sendable {
         _ body: () async throws(FerryError) -> T
     ) async throws(FerryError) -> T {
         let lease = try await locker.lock(id, timeout: configuration.lockTimeout, onStopRequest: onStop)
-        do {
-            let value = try await body()
-            await lease.release()
-            return value
-        } catch {
-            await lease.release()
-            throw error
+        let result: Result<T, FerryError> = await LeaseFence.$current.withValue(lease.fence) {
+            do throws(FerryError) {
+                return .success(try await body())
+            } catch {
+                return .failure(error)
+            }
         }
+        await lease.release()
+        return try result.get()
     }
 
     /// Loads a record that can still be used: 404 when unknown, 410 when gone or expired.

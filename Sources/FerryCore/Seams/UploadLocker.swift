@@ -1,3 +1,5 @@
+import Synchronization
+
 /// Exclusive access to one upload, where the newest request wins.
 ///
 /// A mobile client often reconnects while the server still holds its dead request. Acquiring
@@ -23,4 +25,43 @@ public protocol UploadLocker: Sendable {
 public protocol UploadLease: Sendable {
     /// Releases the lock; idempotent.
     func release() async
+
+    /// The fence of a lock shared between nodes; nil for a lock one process keeps.
+    var fence: LeaseFence? { get }
+}
+
+extension UploadLease {
+    public var fence: LeaseFence? { nil }
+}
+
+/// Proof that a cross-node lock is still held, for the writes made under it.
+///
+/// A node can lose its claim without noticing at once (a pause, a partition): another node then
+/// takes the upload over. Every durable write made under a lock carries the fence, and shared
+/// storage refuses a write whose fence is no longer current: the catalog compares `token` with
+/// the lock's current one in the same statement that commits, and object stores ask `check()`
+/// before each write. `UploadEngine` binds the fence of the lease it holds to `current` for the
+/// duration of the locked work, so every write that work makes (child tasks included) carries it.
+public final class LeaseFence: Sendable {
+    /// Increases with every claim of the upload, on any node.
+    public let token: Int64
+    private let lost = Mutex(false)
+
+    @TaskLocal public static var current: LeaseFence?
+
+    public init(token: Int64) {
+        self.token = token
+    }
+
+    /// Marks the claim lost (the lease could not be renewed in time, or another node took it).
+    public func invalidate() { lost.withLock { $0 = true } }
+
+    public var isValid: Bool { !lost.withLock { $0 } }
+
+    /// Throws when the claim is known to be lost.
+    public func check() throws(FerryError) {
+        guard isValid else {
+            throw FerryError(.requestSuperseded, "this node lost its claim on the upload; another request took over")
+        }
+    }
 }
