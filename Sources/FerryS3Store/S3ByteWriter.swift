@@ -7,8 +7,13 @@ import NIOCore
 ///
 /// Bytes go to a spool file of one part's size; a full file is sent as the next part while the
 /// client keeps sending (at most `partConcurrency` parts in flight, then `write` waits). `sync()`
-/// waits for the parts in flight and makes the rest durable where any node can find it: as a part
-/// when it is large enough, otherwise as a tail object. When the sync reaches the upload's length
+/// waits for the parts in flight and makes the rest durable where any node can find it: a tail
+/// object (up to a part's size, less one byte).
+///
+/// Every part but the last is exactly `partSize` bytes, so part `n` always starts at
+/// `(n - 1) * partSize`: a request resumed from a committed state writes the same part numbers
+/// over the same bytes as an earlier attempt that failed before its commit, and so replaces every
+/// part that attempt left behind (RGW refuses to complete an upload with parts it was not told of). When the sync reaches the upload's length
 /// it assembles the object (CompleteMultipartUpload, or one PutObject for an upload that never
 /// needed a part). The state it returns is what the engine commits with the offset.
 actor S3ByteWriter: ByteWriter {
@@ -86,11 +91,6 @@ actor S3ByteWriter: ByteWriter {
                 return state.end
             } else if let length, end == length {
                 try await assemble(spooled: spooled)
-            } else if spooled >= S3StoreConfiguration.minimumPartSize {
-                try await sendSegment()
-                try await confirmInFlight(all: true)
-                state.tailLength = 0
-                syncedTail = nil
             } else if spooled > 0, let file = segment {
                 let key = keys.tail(end: end)
                 try fence?.check()
