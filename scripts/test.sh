@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The whole Ferry test suite, from a fresh clone on a fresh Debian machine:
-#   1. installs what the tests need (SQLite headers, the Python tus client),
+#   1. installs what the tests need (SQLite headers, the Python tus client) and starts, on
+#      loopback, the services the many-node tests use: Ceph RGW (moto_server where radosgw
+#      cannot be installed) and a throwaway PostgreSQL cluster (scripts/services/); all are
+#      stopped and removed when the script exits,
 #   2. builds once with warnings as errors (Package.swift sets it),
 #   3. runs the Swift tests (unit, seam conformance, protocol table, live sockets),
 #   4. runs the interop lane (official Python tus client) and the kill -9 crash test
@@ -34,6 +37,36 @@ count() { # count <passed> <failed>
 }
 
 install_prerequisites || { echo "prerequisites could not be installed"; echo "total: 0 passed, 1 failed"; exit 1; }
+
+services_dir=$(mktemp -d /tmp/ferry-services.XXXXXX)
+chmod 755 "$services_dir"
+s3_kind=""
+stop_services() {
+    [ -n "$s3_kind" ] && scripts/services/"$s3_kind".sh stop "$services_dir/s3" >/dev/null 2>&1
+    [ -n "${FERRY_TEST_POSTGRES_URL:-}" ] && scripts/services/postgres.sh stop "$services_dir/pg" >/dev/null 2>&1
+    rm -rf "$services_dir"
+}
+trap stop_services EXIT
+
+start_services() {
+    local exports
+    log "starting Ceph RGW (S3) on loopback"
+    if exports=$(scripts/services/rgw.sh start "$services_dir/s3" 2>"$services_dir/rgw.log"); then
+        s3_kind=rgw
+    else
+        tail -20 "$services_dir/rgw.log"
+        scripts/services/rgw.sh stop "$services_dir/s3" >/dev/null 2>&1
+        log "radosgw unavailable: the S3 tests run against moto_server instead"
+        exports=$(scripts/services/moto.sh start "$services_dir/s3") || return 1
+        s3_kind=moto
+    fi
+    eval "$exports"
+    log "starting PostgreSQL on loopback"
+    exports=$(scripts/services/postgres.sh start "$services_dir/pg") || return 1
+    eval "$exports"
+    export FERRY_TEST_S3_ENDPOINT FERRY_TEST_S3_ACCESS_KEY FERRY_TEST_S3_SECRET_KEY FERRY_TEST_S3_REGION FERRY_TEST_POSTGRES_URL
+}
+start_services || { echo "test services could not be started"; echo "total: 0 passed, 1 failed"; exit 1; }
 
 log "building (debug, warnings are errors)"
 if ! swift build --build-tests; then
