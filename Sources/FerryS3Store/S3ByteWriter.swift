@@ -34,10 +34,12 @@ actor S3ByteWriter: ByteWriter {
     /// The fence of the lock this writer works under (shared locks only): checked before every
     /// write to the bucket, so a node that lost its claim stops writing.
     private let fence: LeaseFence?
+    private let partSize: Int64
 
     init(context: S3StoreContext, keys: S3UploadKeys, length: Int64?, state: S3UploadState, fence: LeaseFence? = LeaseFence.current) {
         self.context = context
         self.fence = fence
+        self.partSize = state.partSize ?? context.configuration.partSize
         self.keys = keys
         self.length = length
         self.state = state
@@ -68,10 +70,10 @@ actor S3ByteWriter: ByteWriter {
         do {
             while buffer.readableBytes > 0 {
                 let file = try await currentSegment()
-                let room = Int(context.configuration.partSize - file.length)
+                let room = Int(partSize - file.length)
                 let slice = buffer.readSlice(length: min(room, buffer.readableBytes))!
                 try await file.append(slice)
-                if file.length >= context.configuration.partSize { try await sendSegment() }
+                if file.length >= partSize { try await sendSegment() }
             }
         } catch {
             let wrapped = context.wrap(error, "sending the upload to object storage")
@@ -173,6 +175,7 @@ actor S3ByteWriter: ByteWriter {
         if let id = state.multipartID { return id }
         let id = try await context.storage.createMultipartUpload(key: keys.object)
         state.multipartID = id
+        state.partSize = partSize
         return id
     }
 

@@ -13,6 +13,9 @@ struct S3UploadState: Codable, Equatable, Sendable {
     var multipartID: String?
     /// Uploaded parts, in order, numbered from 1 without gaps.
     var parts: [S3Part] = []
+    /// The size of every part but the last, fixed when the multipart upload starts (nodes may be
+    /// configured differently; an upload keeps the size it started with).
+    var partSize: Int64?
     /// Bytes after the parts, kept in the tail object named by `end`.
     var tailLength: Int64 = 0
     /// Set once the upload is assembled into its object (the parts and tail are gone then).
