@@ -6,6 +6,7 @@ import PackageDescription
 //   FerryTus         the tus 1.0 dialect: typed headers -> command -> response; no framework import
 //   FerryDiskStore   ByteStore on local disk (pwrite/fsync on NIOThreadPool)
 //   FerrySQLite      UploadCatalog on SQLite (GRDB, WAL)
+//   FerryPostgres    UploadCatalog on PostgreSQL (postgres-nio), for several nodes sharing one database
 //   FerryS3          a small S3 client (AWS Signature V4), knowing nothing of uploads
 //   FerryS3Store     ByteStore on S3-compatible object storage: one multipart upload per upload, durable tail
 //   FerryHTTP        the Hummingbird adapter: routing, body streaming, 100-continue, CORS, /metrics, /healthz
@@ -42,6 +43,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         .target(
@@ -80,6 +82,16 @@ let package = Package(
                 "FerryCore",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "FerryPostgres",
+            dependencies: [
+                "FerryCore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -201,6 +213,17 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FerryPostgresTests",
+            dependencies: [
+                "FerryPostgres",
+                "FerryTestSupport",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -1,0 +1,175 @@
+import FerryCore
+import Foundation
+import Logging
+import PostgresNIO
+
+extension PostgresCatalog {
+    /// One step of the schema, applied once per database (recorded in `ferry_migrations`).
+    struct Migration: Sendable {
+        let version: Int32
+        let name: String
+        /// One statement each: the extended protocol takes no multi-statement strings.
+        let statements: [PostgresQuery]
+    }
+
+    /// The schema, in order. Never edit a released step: append a new one.
+    ///
+    /// The same shape as the SQLite catalog's: dates are seconds since 1970 as DOUBLE PRECISION
+    /// (exact round trips), `concat` keeps a final's parts in order, and `concat_parts` indexes
+    /// them for `finals(referencing:)`.
+    static let migrations: [Migration] = [
+        Migration(
+            version: 1,
+            name: "uploads and concatenation parts",
+            statements: [
+                """
+                CREATE TABLE uploads (
+                    id TEXT PRIMARY KEY,
+                    length BIGINT,
+                    "offset" BIGINT NOT NULL,
+                    metadata TEXT NOT NULL,
+                    concat TEXT NOT NULL,
+                    state TEXT NOT NULL,
+                    created_at DOUBLE PRECISION NOT NULL,
+                    updated_at DOUBLE PRECISION NOT NULL,
+                    expires_at DOUBLE PRECISION,
+                    store_state TEXT
+                )
+                """,
+                "CREATE INDEX uploads_expiry ON uploads (expires_at) WHERE state = 'incomplete'",
+                "CREATE INDEX uploads_tombstones ON uploads (updated_at) WHERE state IN ('terminated', 'expired', 'lost')",
+                """
+                CREATE TABLE concat_parts (
+                    final_id TEXT NOT NULL REFERENCES uploads (id) ON DELETE CASCADE,
+                    position INTEGER NOT NULL,
+                    partial_id TEXT NOT NULL,
+                    PRIMARY KEY (final_id, position)
+                )
+                """,
+                "CREATE INDEX concat_parts_partial ON concat_parts (partial_id)",
+            ]
+        )
+    ]
+
+    /// The advisory lock that serializes migrations across nodes ("FerryCat" in ASCII).
+    static let migrationLock: Int64 = 0x4665_7272_7943_6174
+
+    /// Applies the missing migrations in one transaction. Nodes starting together queue on the
+    /// advisory lock (released at commit or rollback); each then reads the version the others
+    /// left, so every step runs once and a failed step leaves nothing behind.
+    static func migrate(_ connection: PostgresConnection, logger: Logger) async throws {
+        // An acknowledged offset must survive a crash of the database server: refuse to start
+        // where commits return before their WAL is flushed (a role or database default).
+        let rows = try await connection.query("SHOW synchronous_commit", logger: logger)
+        for try await setting in rows.decode(String.self) where setting == "off" {
+            throw FerryError(.catalogFailure, "the database has synchronous_commit = off: acknowledged uploads could be lost")
+        }
+        try await connection.withTransaction(logger: logger) { connection in
+            _ = try await connection.query("SELECT pg_advisory_xact_lock(\(migrationLock))", logger: logger).collect()
+            _ = try await connection.query(
+                """
+                CREATE TABLE IF NOT EXISTS ferry_migrations (
+                    version INTEGER PRIMARY KEY,
+                    name TEXT NOT NULL,
+                    applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+                )
+                """,
+                logger: logger
+            ).collect()
+            var current: Int32 = 0
+            let rows = try await connection.query("SELECT coalesce(max(version), 0) FROM ferry_migrations", logger: logger)
+            for try await version in rows.decode(Int32.self) { current = version }
+            for migration in migrations where migration.version > current {
+                for statement in migration.statements {
+                    _ = try await connection.query(statement, logger: logger).collect()
+                }
+                _ = try await connection.query(
+                    "INSERT INTO ferry_migrations (version, name) VALUES (\(migration.version), \(migration.name))",
+                    logger: logger
+                ).collect()
+                logger.info("catalog.migrated", metadata: ["catalog.migration": "\(migration.version)"])
+            }
+        }
+    }
+
+    /// `concat` as the SQLite catalog writes it: `none`, `partial` or `final <id> <id> …`.
+    static func concatText(_ concat: ConcatRole) -> String {
+        switch concat {
+        case .none: "none"
+        case .partial: "partial"
+        case .final(let parts): "final " + parts.map(\.rawValue).joined(separator: " ")
+        }
+    }
+
+    /// The columns every record query selects, in this order.
+    typealias Columns = (String, Int64?, Int64, String, String, String, Double, Double, Double?, String?)
+
+    static func record(_ row: PostgresRow) throws -> UploadRecord {
+        let (rawID, length, offset, metadataText, concatText, stateText, createdAt, updatedAt, expiresAt, storeState) =
+            try row.decode(Columns.self)
+        guard let id = UploadID(rawID),
+            let state = UploadState(rawValue: stateText),
+            let metadata = try? UploadMetadata(tusHeader: metadataText)
+        else {
+            throw FerryError(.catalogFailure, "the catalog holds a malformed upload row")
+        }
+        let concat: ConcatRole
+        if concatText == "partial" {
+            concat = .partial
+        } else if concatText.hasPrefix("final ") {
+            concat = .final(concatText.dropFirst(6).split(separator: " ").compactMap(UploadID.init))
+        } else {
+            concat = .none
+        }
+        return UploadRecord(
+            id: id,
+            length: length,
+            offset: offset,
+            metadata: metadata,
+            concat: concat,
+            state: state,
+            createdAt: Date(timeIntervalSince1970: createdAt),
+            updatedAt: Date(timeIntervalSince1970: updatedAt),
+            expiresAt: expiresAt.map { Date(timeIntervalSince1970: $0) },
+            storeState: storeState
+        )
+    }
+
+    /// Driver errors become `FerryError`s: a full disk is `ERR_STORAGE_FULL` (507), not a 500;
+    /// everything else is a catalog failure carrying the server's reason for the logs.
+    static func wrap(_ error: any Error, _ message: String) -> FerryError {
+        switch error {
+        case let error as FerryError:
+            return error
+        case let error as PostgresTransactionError:
+            let cause = error.beginError ?? error.closureError ?? error.commitError ?? error.rollbackError
+            return cause.map { wrap($0, message) } ?? FerryError(.catalogFailure, message)
+        case let error as PSQLError:
+            let failure = PostgresFailure(error)
+            switch failure.sqlState {
+            case "53100": return FerryError(.storageFull, "the server's storage is full; retry later", underlying: failure)
+            case "23505": return FerryError(.catalogFailure, "the catalog already holds an upload with this id", underlying: failure)
+            default: return FerryError(.catalogFailure, message, underlying: failure)
+            }
+        default:
+            return FerryError(.catalogFailure, message, underlying: error)
+        }
+    }
+}
+
+/// A driver error as a log line should show it. `PSQLError`'s own description hides every
+/// detail (it may hold bound values); this keeps the SQLSTATE and the server's message only.
+struct PostgresFailure: Error, CustomStringConvertible {
+    let sqlState: String?
+    let description: String
+
+    init(_ error: PSQLError) {
+        if let info = error.serverInfo {
+            sqlState = info[.sqlState]
+            description = "PostgreSQL \(info[.sqlState] ?? "?"): \(info[.message] ?? "no message")"
+        } else {
+            sqlState = nil
+            description = "postgres-nio \(error.code)" + (error.underlying.map { ": \($0)" } ?? "")
+        }
+    }
+}

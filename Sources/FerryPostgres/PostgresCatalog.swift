@@ -1,0 +1,196 @@
+import FerryCore
+import Foundation
+import Logging
+import PostgresNIO
+import ServiceLifecycle
+
+/// An `UploadCatalog` in PostgreSQL, for several Ferry nodes sharing one database.
+///
+/// The catalog is a `Service`: put it in the server's `ServiceGroup` (first, so it stops last).
+/// `run()` runs the connection pool and applies the schema migrations; calls made before the
+/// migrations are done wait for them. Without `run()`, every call waits forever.
+///
+/// Every mutating call is one autocommit statement, durable when it returns (the server's
+/// default `synchronous_commit = on`; start-up fails where it is `off`). Concurrent calls run on up to
+/// `Configuration.maximumConnections` pooled connections; PostgreSQL groups their WAL flushes
+/// itself, so there is no batching here. Connections are plain TCP, without TLS.
+public final class PostgresCatalog: UploadCatalog, Service {
+    public let name = "postgres"
+    let client: PostgresClient
+    /// For the migrations, which run on a connection of their own, outside the pool.
+    let migrationConnection: PostgresConnection.Configuration
+    let logger: Logger
+    private let migrated = MigrationGate()
+
+    /// Builds the catalog; connects only once `run()` runs. Throws on an invalid configuration.
+    public init(configuration: Configuration, logger: Logger) throws(FerryError) {
+        try configuration.validate()
+        let startup = configuration.schema.map { [("search_path", $0)] } ?? []
+        var pool = PostgresClient.Configuration(
+            host: configuration.host,
+            port: configuration.port,
+            username: configuration.username,
+            password: configuration.password,
+            database: configuration.database,
+            tls: .disable
+        )
+        pool.options.maximumConnections = configuration.maximumConnections
+        pool.options.connectTimeout = configuration.connectTimeout
+        pool.options.additionalStartupParameters = startup
+        var single = PostgresConnection.Configuration(
+            host: configuration.host,
+            port: configuration.port,
+            username: configuration.username,
+            password: configuration.password,
+            database: configuration.database,
+            tls: .disable
+        )
+        single.options.connectTimeout = TimeAmount(configuration.connectTimeout)
+        single.options.additionalStartupParameters = startup
+        self.client = PostgresClient(configuration: pool, backgroundLogger: logger)
+        self.migrationConnection = single
+        self.logger = logger
+    }
+
+    /// Builds the catalog from `postgres://user:password@host:port/database`.
+    public convenience init(url: String, logger: Logger) throws(FerryError) {
+        try self.init(configuration: Configuration(url: url), logger: logger)
+    }
+
+    /// Runs the connection pool until graceful shutdown or cancellation, and meanwhile applies
+    /// the migrations over a connection of their own (the pool opens connections only when
+    /// calls need them). Throws, stopping the group, if the migrations fail. Call once.
+    public func run() async throws {
+        try await withThrowingDiscardingTaskGroup { group in
+            // Started first, so that it runs when the gate opens; leaves on graceful shutdown
+            // by itself (`cancelWhenGracefulShutdown` inside).
+            group.addTask { await self.client.run() }
+            try await applyMigrations()
+        }
+    }
+
+    private func applyMigrations() async throws(FerryError) {
+        do {
+            let connection = try await PostgresConnection.connect(configuration: migrationConnection, id: 0, logger: logger)
+            do {
+                try await Self.migrate(connection, logger: logger)
+            } catch {
+                try? await connection.close()
+                throw error
+            }
+            try? await connection.close()
+            migrated.finish(.success(()))
+        } catch {
+            let failure = Self.wrap(error, "the catalog could not apply its migrations")
+            logger.error("catalog.migration_failed", metadata: ["error": "\(failure)"])
+            migrated.finish(.failure(failure))
+            throw failure
+        }
+    }
+
+    public func insert(_ record: UploadRecord) async throws(FerryError) {
+        // One statement, so atomic without a transaction: the row, then a final's parts with
+        // their positions (none for other uploads). A duplicate id fails on the primary key.
+        _ = try await rows(
+            """
+            WITH upload AS (
+                INSERT INTO uploads (id, length, "offset", metadata, concat, state, created_at, updated_at, expires_at, store_state)
+                VALUES (\(record.id.rawValue), \(record.length), \(record.offset), \(record.metadata.tusHeader),
+                    \(Self.concatText(record.concat)), \(record.state.rawValue), \(record.createdAt.timeIntervalSince1970),
+                    \(record.updatedAt.timeIntervalSince1970), \(record.expiresAt?.timeIntervalSince1970), \(record.storeState))
+                RETURNING id
+            )
+            INSERT INTO concat_parts (final_id, position, partial_id)
+            SELECT upload.id, part.position - 1, part.partial_id
+            FROM upload, unnest(\(record.partials.map(\.rawValue))::text[]) WITH ORDINALITY AS part (partial_id, position)
+            """,
+            "the catalog rejected an insert"
+        ) { _ in () }
+    }
+
+    public func update(_ record: UploadRecord) async throws(FerryError) {
+        // A final's parts never change after creation (like the SQLite catalog, only `concat`
+        // is rewritten): the hot path, an offset update, stays one single-row statement.
+        let updated = try await rows(
+            """
+            UPDATE uploads SET length = \(record.length), "offset" = \(record.offset), metadata = \(record.metadata.tusHeader),
+                concat = \(Self.concatText(record.concat)), state = \(record.state.rawValue),
+                created_at = \(record.createdAt.timeIntervalSince1970), updated_at = \(record.updatedAt.timeIntervalSince1970),
+                expires_at = \(record.expiresAt?.timeIntervalSince1970), store_state = \(record.storeState)
+            WHERE id = \(record.id.rawValue)
+            RETURNING id
+            """,
+            "the catalog rejected an update"
+        ) { row in try row.decode(String.self) }
+        if updated.isEmpty {
+            throw FerryError(.catalogFailure, "updated an upload the catalog does not hold")
+        }
+    }
+
+    public func remove(_ id: UploadID) async throws(FerryError) {
+        // `concat_parts` rows go with it (ON DELETE CASCADE).
+        _ = try await rows("DELETE FROM uploads WHERE id = \(id.rawValue)", "the catalog rejected a removal") { _ in () }
+    }
+
+    public func get(_ id: UploadID) async throws(FerryError) -> UploadRecord? {
+        try await rows(
+            """
+            SELECT id, length, "offset", metadata, concat, state, created_at, updated_at, expires_at, store_state
+            FROM uploads WHERE id = \(id.rawValue)
+            """,
+            "the catalog could not be read",
+            Self.record
+        ).first
+    }
+
+    public func expiring(before date: Date, limit: Int) async throws(FerryError) -> [UploadRecord] {
+        try await rows(
+            """
+            SELECT id, length, "offset", metadata, concat, state, created_at, updated_at, expires_at, store_state
+            FROM uploads WHERE state = 'incomplete' AND expires_at < \(date.timeIntervalSince1970)
+            ORDER BY expires_at LIMIT \(limit)
+            """,
+            "the catalog could not be read",
+            Self.record
+        )
+    }
+
+    public func tombstones(before date: Date, limit: Int) async throws(FerryError) -> [UploadID] {
+        try await rows(
+            """
+            SELECT id FROM uploads WHERE state IN ('terminated', 'expired', 'lost') AND updated_at < \(date.timeIntervalSince1970)
+            ORDER BY updated_at LIMIT \(limit)
+            """,
+            "the catalog could not be read"
+        ) { row in try UploadID(row.decode(String.self)) }.compactMap { $0 }
+    }
+
+    public func finals(referencing partial: UploadID) async throws(FerryError) -> [UploadID] {
+        try await rows(
+            """
+            SELECT DISTINCT p.final_id FROM concat_parts p JOIN uploads u ON u.id = p.final_id
+            WHERE p.partial_id = \(partial.rawValue) AND u.state = 'incomplete'
+            """,
+            "the catalog could not be read"
+        ) { row in try UploadID(row.decode(String.self)) }.compactMap { $0 }
+    }
+
+    /// Runs `query` once the migrations are applied, reading every row it returns (which also
+    /// hands the connection back to the pool). Errors become `FerryError`s saying `message`.
+    private func rows<T>(
+        _ query: PostgresQuery,
+        _ message: String,
+        _ decode: (PostgresRow) throws -> T
+    ) async throws(FerryError) -> [T] {
+        try await migrated.wait()
+        do {
+            var results: [T] = []
+            for try await row in try await client.query(query, logger: logger) {
+                results.append(try decode(row))
+            }
+            return results
+        } catch {
+            throw Self.wrap(error, message)
+        }
+    }
+}

@@ -1,0 +1,138 @@
+import FerryCore
+import FerryPostgres
+import FerryTestSupport
+import Foundation
+import Logging
+import ServiceLifecycle
+import Testing
+
+/// `PostgresCatalog` against the database named by `FERRY_TEST_POSTGRES_URL`, e.g.
+/// `postgres://ferry:ferry@127.0.0.1:5432/ferry` (the role must be allowed to create schemas).
+@Suite(
+    "Postgres catalog against a live database",
+    .enabled(if: LivePostgres.configured, "FERRY_TEST_POSTGRES_URL is not set (a database the tests may create schemas in)")
+)
+struct PostgresCatalogLiveTests {
+    @Test func conformance() async throws {
+        try await LivePostgres.with { database in
+            try await UploadCatalogConformance.run { try await database.catalog() }
+        }
+    }
+
+    /// Several nodes starting at once against a fresh database migrate it once, and then share it.
+    @Test func nodesMigrateConcurrentlyAndShareRecords() async throws {
+        try await LivePostgres.with { database in
+            let schema = try await database.newSchema()
+            let nodes = try await [database.catalog(schema: schema), database.catalog(schema: schema), database.catalog(schema: schema)]
+            var record = UploadRecord(id: .random(), length: 5, createdAt: Date(timeIntervalSince1970: 1_800_000_000))
+            // Each call waits for its own node's migrations; all three race on the fresh schema.
+            let id = record.id
+            try await withThrowingTaskGroup { group in
+                for node in nodes { group.addTask { _ = try await node.get(id) } }
+                try await group.waitForAll()
+            }
+            #expect(try await database.migrationCount(schema: schema) == 1)
+            try await nodes[0].insert(record)
+            record.offset = 3
+            try await nodes[1].update(record)
+            #expect(try await nodes[2].get(record.id) == record)
+
+            // A node restarting later finds the schema current and changes nothing.
+            let restarted = try await database.catalog(schema: schema)
+            #expect(try await restarted.get(record.id) == record)
+            #expect(try await database.migrationCount(schema: schema) == 1)
+        }
+    }
+
+    /// In a `ServiceGroup`, as the server runs it: serves calls, then stops on graceful shutdown.
+    @Test func runsAsAServiceAndShutsDownGracefully() async throws {
+        try await LivePostgres.with { database in
+            var configuration = database.base
+            configuration.schema = try await database.newSchema()
+            let catalog = try PostgresCatalog(configuration: configuration, logger: Logger(label: "ferry-postgres-test"))
+            let group = ServiceGroup(services: [catalog], logger: Logger(label: "ferry-postgres-test"))
+            try await withThrowingTaskGroup { tasks in
+                tasks.addTask { try await group.run() }
+                let record = UploadRecord(id: .random(), length: 1, createdAt: Date(timeIntervalSince1970: 1_800_000_000))
+                try await catalog.insert(record)
+                #expect(try await catalog.get(record.id) == record)
+                await group.triggerGracefulShutdown()
+                try await tasks.waitForAll()
+            }
+            let error = await #expect(throws: FerryError.self) { _ = try await catalog.get(.random()) }
+            #expect(error?.code == .catalogFailure, "a stopped catalog fails calls rather than hanging")
+        }
+    }
+
+    /// A catalog in a schema that does not exist fails at start-up, and so do its waiting calls.
+    @Test func failedMigrationsFailCalls() async throws {
+        var configuration = try PostgresCatalog.Configuration(url: LivePostgres.url ?? "")
+        configuration.schema = "ferry_test_missing_schema"
+        let catalog = try PostgresCatalog(configuration: configuration, logger: Logger(label: "ferry-postgres-test"))
+        try await withThrowingTaskGroup { group in
+            group.addTask {
+                let error = await #expect(throws: FerryError.self) { try await catalog.run() }
+                #expect(error?.code == .catalogFailure)
+            }
+            let error = await #expect(throws: FerryError.self) { _ = try await catalog.get(.random()) }
+            #expect(error?.code == .catalogFailure)
+            try await group.waitForAll()
+        }
+    }
+}
+
+@Suite("Postgres catalog configuration")
+struct PostgresConfigurationTests {
+    /// Nothing listens on port 1: start-up fails at once, and so do the calls waiting for it.
+    @Test func anUnreachableDatabaseFailsStartUp() async throws {
+        let catalog = try PostgresCatalog(url: "postgres://ferry:ferry@127.0.0.1:1/ferry", logger: Logger(label: "test"))
+        await withTaskGroup { group in
+            group.addTask { await #expect(throws: FerryError.self) { try await catalog.run() } }
+            let error = await #expect(throws: FerryError.self) { _ = try await catalog.get(.random()) }
+            #expect(error?.code == .catalogFailure)
+        }
+    }
+
+    @Test func parsesAURL() throws {
+        let configuration = try PostgresCatalog.Configuration(url: "postgres://fer%40ry:p%3Ass@db.example:6543/uploads")
+        #expect(configuration.host == "db.example")
+        #expect(configuration.port == 6543)
+        #expect(configuration.username == "fer@ry")
+        #expect(configuration.password == "p:ss")
+        #expect(configuration.database == "uploads")
+        #expect(configuration.description == "postgres://fer@ry:***@db.example:6543/uploads", "no password in logs")
+    }
+
+    @Test func defaultsThePortAndAllowsNoPassword() throws {
+        let configuration = try PostgresCatalog.Configuration(url: "postgresql://ferry@[::1]/ferry")
+        #expect(configuration.host == "::1")
+        #expect(configuration.port == 5432)
+        #expect(configuration.password == nil)
+    }
+
+    @Test(arguments: [
+        ("", "scheme"),
+        ("postgres://ferry@db.example:port/ferry", "not a URL"),
+        ("db.example:5432/ferry", "scheme"),
+        ("mysql://ferry:ferry@db.example/ferry", "scheme"),
+        ("postgres://ferry:ferry@/ferry", "no host"),
+        ("postgres://db.example:5432/ferry", "no user"),
+        ("postgres://ferry:ferry@db.example:5432", "one database"),
+        ("postgres://ferry:ferry@db.example:5432/ferry/more", "one database"),
+        ("postgres://ferry:ferry@db.example:0/ferry", "out of range"),
+        ("postgres://ferry:ferry@db.example:5432/ferry?sslmode=require", "no TLS"),
+    ])
+    func rejectsAMalformedURL(url: String, reason: String) {
+        let error = #expect(throws: FerryError.self) { try PostgresCatalog(url: url, logger: Logger(label: "test")) }
+        #expect(error?.code == .catalogFailure)
+        #expect(error?.message.contains(reason) == true, "\(error?.message ?? "")")
+        #expect(error?.message.contains("ferry:ferry") == false, "the message never repeats a password")
+    }
+
+    @Test func rejectsAnUnsafeSchemaName() throws {
+        var configuration = try PostgresCatalog.Configuration(url: "postgres://ferry@localhost/ferry")
+        configuration.schema = "public, evil"
+        let error = #expect(throws: FerryError.self) { try PostgresCatalog(configuration: configuration, logger: Logger(label: "test")) }
+        #expect(error?.code == .catalogFailure)
+    }
+}
