@@ -48,7 +48,24 @@ extension PostgresCatalog {
                 """,
                 "CREATE INDEX concat_parts_partial ON concat_parts (partial_id)",
             ]
-        )
+        ),
+        Migration(
+            version: 2,
+            name: "cross-node upload leases",
+            statements: [
+                // Fences come from a sequence: they only grow, even across deleted rows.
+                "CREATE SEQUENCE upload_lease_fences",
+                """
+                CREATE TABLE upload_leases (
+                    upload_id TEXT PRIMARY KEY,
+                    holder TEXT,
+                    fence BIGINT NOT NULL,
+                    expires_at TIMESTAMPTZ NOT NULL,
+                    stop_requested BOOLEAN NOT NULL DEFAULT false
+                )
+                """,
+            ]
+        ),
     ]
 
     /// The advisory lock that serializes migrations across nodes ("FerryCat" in ASCII).

@@ -20,7 +20,7 @@ public final class PostgresCatalog: UploadCatalog, Service {
     /// For the migrations, which run on a connection of their own, outside the pool.
     let migrationConnection: PostgresConnection.Configuration
     let logger: Logger
-    private let migrated = MigrationGate()
+    let migrated = MigrationGate()
 
     /// Builds the catalog; connects only once `run()` runs. Throws on an invalid configuration.
     public init(configuration: Configuration, logger: Logger) throws(FerryError) {
@@ -108,23 +108,34 @@ public final class PostgresCatalog: UploadCatalog, Service {
         ) { _ in () }
     }
 
+    /// Under a cross-node lock (`LeaseFence.current`, set by the engine), the update commits only
+    /// while that lock's fence is still the upload's current one: a node that lost its claim
+    /// cannot overwrite what the new holder committed.
     public func update(_ record: UploadRecord) async throws(FerryError) {
         // A final's parts never change after creation (like the SQLite catalog, only `concat`
         // is rewritten): the hot path, an offset update, stays one single-row statement.
+        let fence = LeaseFence.current
+        try fence?.check()
         let updated = try await rows(
             """
             UPDATE uploads SET length = \(record.length), "offset" = \(record.offset), metadata = \(record.metadata.tusHeader),
                 concat = \(Self.concatText(record.concat)), state = \(record.state.rawValue),
                 created_at = \(record.createdAt.timeIntervalSince1970), updated_at = \(record.updatedAt.timeIntervalSince1970),
                 expires_at = \(record.expiresAt?.timeIntervalSince1970), store_state = \(record.storeState)
-            WHERE id = \(record.id.rawValue)
+            WHERE id = \(record.id.rawValue) AND (\(fence?.token)::bigint IS NULL OR EXISTS (
+                SELECT 1 FROM upload_leases
+                WHERE upload_id = \(record.id.rawValue) AND fence = \(fence?.token) AND holder IS NOT NULL
+            ))
             RETURNING id
             """,
             "the catalog rejected an update"
         ) { row in try row.decode(String.self) }
-        if updated.isEmpty {
-            throw FerryError(.catalogFailure, "updated an upload the catalog does not hold")
+        guard updated.isEmpty else { return }
+        if let fence, try await get(record.id) != nil {
+            fence.invalidate()
+            throw FerryError(.requestSuperseded, "another node took this upload over; this request's bytes were not committed")
         }
+        throw FerryError(.catalogFailure, "updated an upload the catalog does not hold")
     }
 
     public func remove(_ id: UploadID) async throws(FerryError) {
@@ -177,7 +188,7 @@ public final class PostgresCatalog: UploadCatalog, Service {
 
     /// Runs `query` once the migrations are applied, reading every row it returns (which also
     /// hands the connection back to the pool). Errors become `FerryError`s saying `message`.
-    private func rows<T>(
+    func rows<T>(
         _ query: PostgresQuery,
         _ message: String,
         _ decode: (PostgresRow) throws -> T

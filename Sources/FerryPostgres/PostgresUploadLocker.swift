@@ -1,0 +1,292 @@
+import FerryCore
+import Foundation
+import Logging
+import PostgresNIO
+import ServiceLifecycle
+import Synchronization
+
+/// Upload locks shared by every node on one PostgreSQL database: newest request wins across
+/// nodes, a dead node's claim lapses, and a node that lost its claim cannot commit.
+///
+/// A claim is a row of `upload_leases` (holder node, fence token from a sequence, expiry on the
+/// database's clock). A request on node B for an upload node A holds marks the row
+/// `stop_requested` and sends `NOTIFY ferry_upload_stop`; A's listener calls the holder's stop
+/// handler (A's renewals also see the flag, should the notification be lost), A saves and
+/// releases, and B's claim succeeds. If A died, its lease lapses after `leaseDuration` and B
+/// takes over. A holder that could not renew for `selfFenceAfter` (< `leaseDuration`) invalidates
+/// its fence and stops, before anyone else can claim; and `PostgresCatalog.update` commits only
+/// while the fence is still the upload's current one.
+///
+/// Requests on the same node queue on a `LocalUploadLocker` first, so a node claims an upload
+/// once however many of its own requests race for it. Run the locker as a `Service` (renewals
+/// and the listener), after the catalog.
+public final class PostgresUploadLocker: UploadLocker, Service {
+    public struct Configuration: Sendable {
+        /// How long a claim lasts without renewal: a dead node's uploads wait this long.
+        public var leaseDuration: Duration
+        /// How often claims are renewed (and stop flags polled).
+        public var renewInterval: Duration
+        /// A holder that could not renew for this long stops writing; less than `leaseDuration`.
+        public var selfFenceAfter: Duration
+
+        public init(leaseDuration: Duration = .seconds(6), renewInterval: Duration = .seconds(1), selfFenceAfter: Duration = .seconds(4)) {
+            self.leaseDuration = leaseDuration
+            self.renewInterval = renewInterval
+            self.selfFenceAfter = min(selfFenceAfter, leaseDuration * 0.8)
+        }
+    }
+
+    struct Claim {
+        let fence: LeaseFence
+        let onStop: @Sendable () -> Void
+        var renewed: ContinuousClock.Instant
+        var stopSent = false
+    }
+
+    static let stopChannel = "ferry_upload_stop"
+
+    let catalog: PostgresCatalog
+    let configuration: Configuration
+    /// This process, as the `holder` of its claims.
+    let node = UUID().uuidString
+    private let local = LocalUploadLocker()
+    private let claims = Mutex<[UploadID: Claim]>([:])
+    private let clock = ContinuousClock()
+    var logger: Logger { catalog.logger }
+
+    public init(catalog: PostgresCatalog, configuration: Configuration = Configuration()) {
+        self.catalog = catalog
+        self.configuration = configuration
+    }
+
+    /// Uploads this node holds (for tests and metrics).
+    public var heldCount: Int { claims.withLock { $0.count } }
+
+    public func lock(
+        _ id: UploadID,
+        timeout: Duration,
+        onStopRequest: @escaping @Sendable () -> Void
+    ) async throws(FerryError) -> any UploadLease {
+        let start = clock.now
+        let superseded = Flag()
+        let localLease = try await local.lock(id, timeout: timeout) {
+            superseded.raise()
+            onStopRequest()
+        }
+        do throws(FerryError) {
+            let fence = try await claim(id, until: start + timeout, superseded: superseded)
+            claims.withLock { $0[id] = Claim(fence: fence, onStop: onStopRequest, renewed: clock.now) }
+            return Lease(locker: self, id: id, fence: fence, local: localLease)
+        } catch {
+            await localLease.release()
+            throw error
+        }
+    }
+
+    /// Claims the row, asking the holder to stop once, until `deadline`.
+    private func claim(_ id: UploadID, until deadline: ContinuousClock.Instant, superseded: Flag) async throws(FerryError) -> LeaseFence {
+        var asked = false
+        var pause = Duration.milliseconds(5)
+        while true {
+            if let token = try await tryClaim(id) { return LeaseFence(token: token) }
+            if superseded.isRaised {
+                throw FerryError(.requestSuperseded, "a newer request on this upload arrived while this one waited")
+            }
+            if !asked {
+                try await requestStop(id)
+                asked = true
+            }
+            let left = deadline - clock.now
+            guard left > .zero else {
+                throw FerryError(.uploadLocked, "the request holding this upload on another node did not release it in time")
+            }
+            try? await Task.sleep(for: min(pause, left))
+            pause = min(pause * 2, .milliseconds(100))
+        }
+    }
+
+    private var leaseSeconds: Double { Self.seconds(configuration.leaseDuration) }
+
+    static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+
+    /// Takes the row when it is free or its lease lapsed; the fence token when it did.
+    private func tryClaim(_ id: UploadID) async throws(FerryError) -> Int64? {
+        try await catalog.rows(
+            """
+            INSERT INTO upload_leases AS l (upload_id, holder, fence, expires_at, stop_requested)
+            VALUES (\(id.rawValue), \(node), nextval('upload_lease_fences'), clock_timestamp() + make_interval(secs => \(leaseSeconds)), false)
+            ON CONFLICT (upload_id) DO UPDATE
+                SET holder = EXCLUDED.holder, fence = EXCLUDED.fence, expires_at = EXCLUDED.expires_at, stop_requested = false
+                WHERE l.holder IS NULL OR l.expires_at < clock_timestamp()
+            RETURNING fence
+            """,
+            "the upload lock could not be claimed"
+        ) { row in try row.decode(Int64.self) }.first
+    }
+
+    private func requestStop(_ id: UploadID) async throws(FerryError) {
+        _ = try await catalog.rows(
+            """
+            WITH flagged AS (
+                UPDATE upload_leases SET stop_requested = true WHERE upload_id = \(id.rawValue) AND holder IS NOT NULL RETURNING upload_id
+            )
+            SELECT pg_notify(\(Self.stopChannel), upload_id) FROM flagged
+            """,
+            "the upload lock holder could not be asked to stop"
+        ) { _ in () }
+    }
+
+    fileprivate func release(_ id: UploadID, fence: LeaseFence) async {
+        claims.withLock { claims in
+            if claims[id]?.fence === fence { claims[id] = nil }
+        }
+        do {
+            _ = try await catalog.rows(
+                "UPDATE upload_leases SET holder = NULL, stop_requested = false WHERE upload_id = \(id.rawValue) AND fence = \(fence.token)",
+                "the upload lock could not be released"
+            ) { _ in () }
+        } catch {
+            // The lease lapses by itself.
+            logger.warning("lock.release_failed", metadata: ["upload.id": "\(id)", "error": "\(error)"])
+        }
+    }
+
+    /// Asks this node's holder of `id` to stop (once).
+    private func stopHolder(_ id: UploadID, invalidate: Bool) {
+        let onStop = claims.withLock { claims -> (@Sendable () -> Void)? in
+            guard var claim = claims[id] else { return nil }
+            if invalidate { claim.fence.invalidate() }
+            guard !claim.stopSent else { return nil }
+            claim.stopSent = true
+            claims[id] = claim
+            return claim.onStop
+        }
+        onStop?()
+    }
+
+    // MARK: Service
+
+    /// Renews this node's claims and listens for stop requests until graceful shutdown.
+    public func run() async throws {
+        await withDiscardingTaskGroup { group in
+            group.addTask { await self.listen() }
+            group.addTask { await self.renewLoop() }
+        }
+    }
+
+    private func renewLoop() async {
+        var rounds = 0
+        while !Task.isCancelled, !Task.isShuttingDownGracefully {
+            try? await Task.sleep(for: configuration.renewInterval)
+            await renew()
+            rounds += 1
+            if rounds % 600 == 0 { await purge() }
+        }
+    }
+
+    /// Extends every claim this node holds; stops holders whose claim is lost or asked for.
+    func renew() async {
+        let held = claims.withLock { $0.map { (id: $0.key, token: $0.value.fence.token) } }
+        guard !held.isEmpty else { return }
+        do {
+            let renewed = try await catalog.rows(
+                """
+                UPDATE upload_leases SET expires_at = clock_timestamp() + make_interval(secs => \(leaseSeconds))
+                WHERE holder = \(node) AND (upload_id, fence) IN (
+                    SELECT * FROM unnest(\(held.map(\.id.rawValue))::text[], \(held.map(\.token))::bigint[])
+                )
+                RETURNING upload_id, stop_requested
+                """,
+                "the upload locks could not be renewed"
+            ) { row in try row.decode((String, Bool).self) }
+            let now = clock.now
+            var stops: [UploadID] = []
+            var lost: [UploadID] = []
+            let answered = Dictionary(renewed, uniquingKeysWith: { $0 || $1 })
+            claims.withLock { claims in
+                for (id, token) in held {
+                    guard var claim = claims[id], claim.fence.token == token else { continue }
+                    if let stop = answered[id.rawValue] {
+                        claim.renewed = now
+                        claims[id] = claim
+                        if stop { stops.append(id) }
+                    } else {
+                        lost.append(id)
+                    }
+                }
+            }
+            for id in stops { stopHolder(id, invalidate: false) }
+            for id in lost {
+                logger.warning("lock.claim_lost", metadata: ["upload.id": "\(id)"])
+                stopHolder(id, invalidate: true)
+            }
+        } catch {
+            selfFence()
+            logger.warning("lock.renew_failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Stops the holders whose claims could not be renewed for `selfFenceAfter`: another node
+    /// may take them over once their lease lapses, and by then they must have stopped writing.
+    /// A renewal round (tests): `failing` stands for a database that cannot be reached.
+    func renewOrFence(failing: Bool) async {
+        if failing { selfFence() } else { await renew() }
+    }
+
+    private func selfFence() {
+        let now = clock.now
+        let stale = claims.withLock { claims in
+            claims.filter { now - $0.value.renewed >= configuration.selfFenceAfter }.map(\.key)
+        }
+        for id in stale { stopHolder(id, invalidate: true) }
+    }
+
+    private func purge() async {
+        _ = try? await catalog.rows(
+            "DELETE FROM upload_leases WHERE holder IS NULL AND expires_at < clock_timestamp() - interval '1 hour'",
+            "old upload locks could not be purged"
+        ) { _ in () }
+    }
+
+    /// Delivers `NOTIFY ferry_upload_stop` to this node's holders; reconnects after failures.
+    private func listen() async {
+        while !Task.isCancelled, !Task.isShuttingDownGracefully {
+            do {
+                try await catalog.migrated.wait()
+                try await catalog.client.withConnection { connection in
+                    try await connection.listen(on: Self.stopChannel) { notifications in
+                        for try await notification in notifications.cancelOnGracefulShutdown() {
+                            guard let id = UploadID(notification.payload) else { continue }
+                            self.stopHolder(id, invalidate: false)
+                        }
+                    }
+                }
+            } catch {
+                if Task.isCancelled || Task.isShuttingDownGracefully { return }
+                logger.warning("lock.listen_failed", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    /// Set when a newer request on this node wants the upload while this one still claims it.
+    final class Flag: Sendable {
+        private let raised = Mutex(false)
+        func raise() { raised.withLock { $0 = true } }
+        var isRaised: Bool { raised.withLock { $0 } }
+    }
+
+    private struct Lease: UploadLease {
+        let locker: PostgresUploadLocker
+        let id: UploadID
+        let fence: LeaseFence?
+        let local: any UploadLease
+
+        func release() async {
+            if let fence { await locker.release(id, fence: fence) }
+            await local.release()
+        }
+    }
+}
