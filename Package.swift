@@ -119,6 +119,7 @@ let package = Package(
                 "FerrySQLite",
                 "FerryS3",
                 "FerryS3Store",
+                "FerryPostgres",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -2,6 +2,7 @@ import FerryCore
 import FerryDiskStore
 import AsyncHTTPClient
 import FerryHTTP
+import FerryPostgres
 import FerryS3
 import FerryS3Store
 import FerrySQLite
@@ -14,8 +15,9 @@ import Prometheus
 import ServiceLifecycle
 import UnixSignals
 
-/// Wires a configuration into running services: the disk store, the SQLite catalog, the
-/// engine, the HTTP server, expiry and graceful shutdown.
+/// Wires a configuration into running services: the store (disk or S3), the catalog and locks
+/// (SQLite and in-process, or PostgreSQL shared by nodes), the engine, the HTTP server, expiry
+/// and graceful shutdown.
 public struct FerryServer: Sendable {
     public let engine: UploadEngine
     public let services: [any Service]
@@ -56,13 +58,25 @@ public struct FerryServer: Sendable {
                 logger: logger
             )
         }
-        let catalog = try SQLiteCatalog(path: configuration.dataDirectory + "/catalog.sqlite")
+        let catalog: any UploadCatalog
+        let locker: any UploadLocker
+        var catalogServices: [any Service] = []
+        switch configuration.catalog {
+        case .sqlite:
+            catalog = try SQLiteCatalog(path: configuration.dataDirectory + "/catalog.sqlite")
+            locker = LocalUploadLocker()
+        case .postgres(let url):
+            let postgres = try PostgresCatalog(url: url, logger: logger)
+            let shared = PostgresUploadLocker(catalog: postgres)
+            (catalog, locker) = (postgres, shared)
+            catalogServices = [postgres, shared]
+        }
         let registry = PrometheusCollectorRegistry()
         let factory = PrometheusMetricsFactory(registry: registry)
         let engine = UploadEngine(
             store: store,
             catalog: catalog,
-            locker: LocalUploadLocker(),
+            locker: locker,
             configuration: configuration.engine,
             logger: logger,
             metricsFactory: factory
@@ -90,9 +104,10 @@ public struct FerryServer: Sendable {
         )
         self.engine = engine
         self.registry = registry
-        // Graceful shutdown runs in reverse order: first stop appends, then drain HTTP,
-        // then stop expiry, and last release the I/O threads.
-        self.services = [ThreadPoolService(threadPool: threadPool)] + storageServices + [
+        // Graceful shutdown runs in reverse order: first stop appends, then drain HTTP, then
+        // stop expiry, close the storage client, release the I/O threads, and last give up the
+        // cross-node locks and the database pool.
+        self.services = catalogServices + [ThreadPoolService(threadPool: threadPool)] + storageServices + [
             ExpiryService(engine: engine, interval: configuration.expiryInterval),
             application,
             AppendDrainService(engine: engine),
