@@ -116,7 +116,7 @@ public final class S3ByteStore: ReadableByteStore, ConcatenatingByteStore {
         let state = try S3UploadState(record)
         let writer = S3ByteWriter(context: context, keys: keys(record.id), length: record.length, state: state)
         do {
-            try await writer.loadTail()
+            try await writer.resume()
         } catch {
             await writer.close()
             throw error

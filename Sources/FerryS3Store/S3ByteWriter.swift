@@ -47,18 +47,57 @@ actor S3ByteWriter: ByteWriter {
         if state.tailLength > 0 { committedTail = keys.tail(end: state.end) }
     }
 
-    /// Brings the committed tail back into the spool, so the next part starts with it.
-    func loadTail() async throws(FerryError) {
+    /// Prepares to append after the committed state: brings its tail back into the spool, so the
+    /// next part starts with it — or rebuilds the state from the object when an earlier request
+    /// completed the multipart upload but could not commit that (a crash in between).
+    func resume() async throws(FerryError) {
+        do {
+            if state.multipartID != nil, state.objectLength == nil, try await context.storage.headObject(key: keys.object) != nil {
+                try await rebaseOnObject()
+                return
+            }
+        } catch {
+            throw context.wrap(error, "checking the upload's object")
+        }
         guard state.tailLength > 0, let key = committedTail else { return }
+        try await spool(from: key, range: nil)
+        guard segment?.length == state.tailLength else {
+            throw FerryError(.storageFailure, "the tail object holds \(segment?.length ?? 0) bytes, not \(state.tailLength)")
+        }
+    }
+
+    private func spool(from key: String, range: Range<Int64>?) async throws(FerryError) {
         let file = try await newSegment()
         do {
-            try await context.storage.getObject(key: key, range: nil) { buffer in try await file.append(buffer) }
+            try await context.storage.getObject(key: key, range: range) { buffer in try await file.append(buffer) }
         } catch {
-            throw context.wrap(error, "reading the upload's tail object")
+            throw context.wrap(error, "reading back the upload's committed bytes")
         }
-        guard file.length == state.tailLength else {
-            throw FerryError(.storageFailure, "the tail object holds \(file.length) bytes, not \(state.tailLength)")
+    }
+
+    /// The committed bytes `[0, end)` are the start of the assembled object (its multipart upload
+    /// is gone): a new multipart upload copies their full parts server-side, and the rest comes
+    /// back into the spool. Committed with the next sync; until then the old state stays valid.
+    private func rebaseOnObject() async throws {
+        let end = state.end
+        let full = Int(end / partSize)
+        context.logger.notice("s3.rebase", metadata: ["s3.key": "\(keys.object)", "upload.offset": "\(end)"])
+        try fence?.check()
+        let uploadID = try await context.storage.createMultipartUpload(key: keys.object)
+        var rebased = S3UploadState()
+        (rebased.multipartID, rebased.partSize) = (uploadID, partSize)
+        for index in 0..<full {
+            let range = Int64(index) * partSize..<Int64(index + 1) * partSize
+            let etag = try await context.storage.uploadPartCopy(
+                key: keys.object, uploadID: uploadID, number: index + 1, sourceKey: keys.object, sourceRange: range
+            )
+            rebased.parts.append(S3Part(number: index + 1, size: partSize, etag: etag))
         }
+        rebased.tailLength = end - rebased.partsLength
+        if rebased.tailLength > 0 { try await spool(from: keys.object, range: rebased.partsLength..<end) }
+        state = rebased
+        nextPartNumber = rebased.nextPartNumber
+        committedTail = nil
     }
 
     func write(_ buffer: ByteBuffer) async throws(FerryError) {

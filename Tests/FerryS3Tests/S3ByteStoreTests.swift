@@ -160,6 +160,26 @@ struct S3ByteStoreTests {
         }
     }
 
+    @Test func aCompletionThatWasNeverCommittedIsRebuiltFromTheObject() async throws {
+        try await Self.withStores { makeStore, client in
+            let store = try makeStore()
+            let first = Self.pattern(7 << 20, seed: 30)
+            let lost = Self.pattern(5 << 20, seed: 31)
+            let resent = Self.pattern(5 << 20, seed: 32)
+            var record = UploadRecord(id: .random(), length: 12 << 20, createdAt: Date())
+            record = try await Self.append(store, record, first)
+            // The multipart upload is completed, but the catalog never hears of it (a crash).
+            let uncommitted = try await Self.append(store, record, lost)
+            #expect(uncommitted.isComplete)
+            #expect(try await client.headObject(key: store.keys(record.id).object) == 12 << 20)
+
+            let resumed = try await Self.append(store, record, resent)
+            #expect(resumed.isComplete)
+            #expect(try await Self.readAll(store, resumed) == first + resent, "the committed bytes and the resent ones, nothing of the lost request")
+            try await store.delete(record.id)
+        }
+    }
+
     @Test func aStateThatDisagreesWithTheOffsetIsRefused() async throws {
         try await Self.withStores { makeStore, _ in
             let store = try makeStore()
