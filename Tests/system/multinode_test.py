@@ -2,7 +2,8 @@
 """Many-node test of Ferry: N stateless `ferry serve` nodes on one S3 bucket behind nginx.
 
 Usage: python3 Tests/system/multinode_test.py --ferry PATH [--nodes 3] [--catalog URL]
-           [--scale 1.0] [--scenario a ...] [--kills 10] [--timeout 600] [--keep] [--seed N]
+           [--scale 1.0] [--scenario a ...] [--kills 10] [--race-rounds 4] [--timeout 600]
+           [--keep] [--seed N]
 
 Needs an S3 endpoint in the environment (scripts/services/rgw.sh start DIR prints it):
 FERRY_TEST_S3_ENDPOINT, FERRY_TEST_S3_ACCESS_KEY, FERRY_TEST_S3_SECRET_KEY (FERRY_TEST_S3_REGION
@@ -10,6 +11,8 @@ optional). Several nodes need a shared catalog: --catalog postgres://... (defaul
 node, $FERRY_TEST_POSTGRES_URL for more when it is set). Every node gets its own data dir and port,
 the same bucket and a fresh random key prefix per run, --trust-forwarded-headers, --read-timeout 10s
 and --lock-timeout 10s. nginx (scripts/services/nginx.sh) spreads requests round-robin over them.
+--nodes defaults to 1. With several nodes, an upload created on one must first be visible on all
+(the shared catalog), or no scenario runs.
 
 Scenarios (all requests through nginx unless said otherwise):
   a  a 200 MiB upload: POST, then 8 MiB PATCHes, each on its own connection (nginx's access log
@@ -386,7 +389,7 @@ class Node:
             print(f"      node {self.index} (port {self.port}) not ready, attempt {attempt + 1}, exit {code}",
                   flush=True)
             if STOP.is_set():
-                break
+                raise CaseError(f"node {self.index} not restarted: global timeout")
             time.sleep(1)
         raise CaseError(f"node {self.index} did not start; log:\n      {tail(self.log(), 15)}")
 
