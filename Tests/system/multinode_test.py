@@ -30,6 +30,10 @@ Scenarios (all requests through nginx unless said otherwise):
   d  100 concurrent 5 MiB uploads (half creation-with-upload, half POST + PATCH); all GET back
      identical; reports uploads/s.
   e  `ferry put FILE http://127.0.0.1:NGINX/files/` of 64 MiB; GET matches.
+  f  (only with --scenario f; needs 2+ nodes) the node receiving a PATCH is SIGSTOPped (a long
+     pause, or a node cut off from PostgreSQL); another node answers HEAD once the lease lapses and
+     takes the rest; the frozen node, SIGCONTed, must answer 409 ERR_REQUEST_SUPERSEDED or cut the
+     connection, and must not write: every node reports the length, GET matches.
 --scale multiplies every size (and the upload count of d) for quick local runs.
 
 Every process it starts (nodes, nginx, ferry put) is stopped by PID at the end; everything is
@@ -55,7 +59,7 @@ import traceback
 from urllib.parse import urlsplit
 
 import support
-from support import CaseError, MiB, Procs, check, free_port, random_file, results, sha256, tail
+from support import CaseError, MiB, Procs, check, free_port, random_file, results, sha256, skip, tail
 
 KiB = 1024
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -868,7 +872,93 @@ def shared_catalog(ctx):
                  "use the shared catalog?")
 
 
-SCENARIOS = {"a": scenario_a, "b": scenario_b, "c": scenario_c, "d": scenario_d, "e": scenario_e}
+def scenario_f(ctx):
+    """A frozen holder (SIGSTOP, as a long pause or a node cut off from PostgreSQL would be): another
+    node takes the upload over once the lease lapses; the holder, woken, must not write or win."""
+    if len(ctx.nodes) < 2:
+        skip("f: frozen holder", "needs --nodes 2 or more")
+        return
+    rng = random.Random(ctx.args.seed * 31 + 6)
+    rounds = ctx.args.race_rounds
+    print(f"== f: {rounds} rounds: the node receiving a PATCH is SIGSTOPped; another node takes over "
+          "after the lease lapses; the frozen one is SIGCONTed (while or after the other receives the rest)",
+          flush=True)
+    problems, mismatches, lost, lapse = [], [], [], []
+    for r in range(rounds):
+        if out_of_time():
+            problems.append(f"round {r}: not run before the deadline")
+            break
+        zombie, other = ctx.nodes[r % len(ctx.nodes)], ctx.nodes[(r + 1) % len(ctx.nodes)]
+        size = scaled(ctx, rng.randint(30 * MiB, 60 * MiB), least=4 * MiB)
+        blob = Blob(size, path=os.path.join(ctx.tmp, f"f{r}.bin"))
+        up = Tracked(blob)
+        frozen = False
+        try:
+            create(other.port, up)
+            pre = rng.choice([0, min(size // 4, 8 * MiB + 12345)])  # a committed state with parts and a tail
+            if pre and patch(other.port, up, 0, pre)[0] != 204:
+                raise CaseError("the first PATCH failed")
+            floor = up.max_acked
+            a = Stream(zombie.port, up, pre, size, rate=SLOW_RATE).start()
+            freeze_at = min(size - pre - 256 * KiB, max(MiB, int(rng.uniform(0.1, 0.5) * (size - pre))))
+            while a.sent < freeze_at and a.thread.is_alive() and not out_of_time():
+                time.sleep(0.002)
+            os.kill(zombie.proc.pid, signal.SIGSTOP)
+            frozen = True
+            t0 = time.monotonic()
+            offset = head(other.port, up, f"node {other.index} while node {zombie.index} is frozen")
+            lapse.append(time.monotonic() - t0)
+            if not floor <= offset <= pre + a.sent:
+                problems.append(f"round {r}: HEAD {offset} outside [{floor}, {pre + a.sent}]")
+            wake_mid = r % 2 == 0
+            if wake_mid:
+                b = Stream(other.port, up, offset, size, rate=2 * SLOW_RATE).start()
+                time.sleep(rng.uniform(0.1, 1.0))
+                os.kill(zombie.proc.pid, signal.SIGCONT)
+                frozen = False
+                b.wait(120)
+                if b.status != 204:
+                    problems.append(f"round {r}: the taking-over PATCH answered {b.outcome()}")
+            else:
+                finish(other.port, up, f"node {other.index} takes over")
+                os.kill(zombie.proc.pid, signal.SIGCONT)
+                frozen = False
+            a.wait(60)
+            if a.status == 204:
+                problems.append(f"round {r}: the frozen holder acknowledged its PATCH: {a.outcome()}")
+            elif a.status is not None and not (a.status == 409 and a.code == "ERR_REQUEST_SUPERSEDED"):
+                problems.append(f"round {r}: the frozen holder answered {a.outcome()} "
+                                "(want 409 ERR_REQUEST_SUPERSEDED or a cut connection)")
+            time.sleep(1)  # whatever the woken node still does, it does now
+            finish(other.port, up, "after the wake-up")
+            heads = {n.index: head(n.port, up, f"node {n.index} at the end") for n in ctx.nodes}
+            if any(v != size for v in heads.values()):
+                problems.append(f"round {r}: HEAD per node {heads}, length {size}")
+            status, digest, n, _ = get_digest(other.port, up.path)
+            if status != 200 or digest != blob.digest:
+                mismatches.append(f"round {r}: GET {status}, {n} bytes, sha256 {digest[:16]}")
+            print(f"      round {r}: node {zombie.index} frozen at {mib(a.sent)} sent; node {other.index} HEAD "
+                  f"{offset} after {lapse[-1]:.1f}s; woken {'while the rest streamed' if wake_mid else 'after completion'}; "
+                  f"frozen PATCH: {a.outcome()}", flush=True)
+            delete(ctx.proxy.port, up)
+        except CaseError as e:
+            problems.append(f"round {r}: {e}")
+        finally:
+            if frozen and zombie.proc.poll() is None:
+                os.kill(zombie.proc.pid, signal.SIGCONT)
+            lost += up.losses
+            blob.close()
+    if lapse:
+        print(f"      freeze to HEAD on another node: median {sorted(lapse)[len(lapse) // 2]:.1f}s, max {max(lapse):.1f}s",
+              flush=True)
+    check(not lost, "f: acknowledged bytes lost == 0", "; ".join(lost[:3]))
+    check(not mismatches, "f: every GET matches its file's SHA-256", "; ".join(mismatches[:3]))
+    check(not problems, f"f: {rounds} frozen holders: taken over, not acknowledged, answered 409 or cut off",
+          "\n      ".join(problems[:6]))
+
+
+SCENARIOS = {"a": scenario_a, "b": scenario_b, "c": scenario_c, "d": scenario_d, "e": scenario_e, "f": scenario_f}
+DEFAULT = ["a", "b", "c", "d", "e"]
 
 
 # --- main ------------------------------------------------------------------------------------
@@ -971,7 +1061,7 @@ def main():
             shared = shared_catalog(ctx)
         except Exception as e:
             shared = check(False, f"shared catalog: {type(e).__name__}: {e}")
-        for name in args.scenario or sorted(SCENARIOS):
+        for name in args.scenario or DEFAULT:
             if not shared:
                 check(False, f"{name}: not run (the nodes do not share the catalog)")
                 continue
