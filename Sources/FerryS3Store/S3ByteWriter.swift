@@ -100,7 +100,31 @@ actor S3ByteWriter: ByteWriter {
         committedTail = nil
     }
 
+    // `write` and `sync` run their work in a task of its own, awaited: cancelling the request's
+    // task (a newer request stopped it) must not cut a spool write or an S3 call in half and
+    // leave the writer unable to save what it already has.
+
     func write(_ buffer: ByteBuffer) async throws(FerryError) {
+        try await Task { () -> Result<Void, FerryError> in
+            do throws(FerryError) {
+                return .success(try await self.append(buffer))
+            } catch {
+                return .failure(error)
+            }
+        }.value.get()
+    }
+
+    func sync() async throws(FerryError) -> Int64 {
+        try await Task { () -> Result<Int64, FerryError> in
+            do throws(FerryError) {
+                return .success(try await self.save())
+            } catch {
+                return .failure(error)
+            }
+        }.value.get()
+    }
+
+    private func append(_ buffer: ByteBuffer) async throws(FerryError) {
         if let failure { throw failure }
         guard state.objectLength == nil else {
             throw FerryError(.lengthExceeded, "the upload is already complete")
@@ -121,7 +145,7 @@ actor S3ByteWriter: ByteWriter {
         }
     }
 
-    func sync() async throws(FerryError) -> Int64 {
+    private func save() async throws(FerryError) -> Int64 {
         if let failure { throw failure }
         do {
             await forgetOldTail()
@@ -178,10 +202,11 @@ actor S3ByteWriter: ByteWriter {
     /// `partConcurrency` parts are already on their way.
     private func sendSegment() async throws {
         guard let file = segment else { return }
-        segment = nil
         if inFlight.count >= context.configuration.partConcurrency { try await confirmInFlight(all: false) }
         try fence?.check()
         let uploadID = try await multipartID()
+        // Only now is the file handed over: a failure above leaves it the current segment.
+        segment = nil
         let number = nextPartNumber
         nextPartNumber += 1
         let context = context
