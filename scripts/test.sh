@@ -104,6 +104,8 @@ run_lane "crash test: kill -9 during concurrent uploads" \
 run_lane "client: restarts, server restarts, rejections, status polling" \
     python3 Tests/system/client_test.py --ferry .build/debug/ferry
 run_lane "client interop: tus servers from PyPI" python3 Tests/system/foreign_server_test.py --ferry .build/debug/ferry
+run_lane "many nodes: 3 nodes on S3 + PostgreSQL behind nginx (kill -9, races, frozen holder)" \
+    python3 Tests/system/multinode_test.py --ferry .build/debug/ferry --nodes 3 --catalog "$FERRY_TEST_POSTGRES_URL"
 run_lane "SIGTERM: bounded graceful shutdown" python3 Tests/system/shutdown_test.py --ferry .build/debug/ferry
 if [ "$(id -u)" -eq 0 ]; then
     run_lane "disk full: 507 and resume" python3 Tests/system/disk_full_test.py --ferry .build/debug/ferry

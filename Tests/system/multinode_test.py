@@ -30,7 +30,7 @@ Scenarios (all requests through nginx unless said otherwise):
   d  100 concurrent 5 MiB uploads (half creation-with-upload, half POST + PATCH); all GET back
      identical; reports uploads/s.
   e  `ferry put FILE http://127.0.0.1:NGINX/files/` of 64 MiB; GET matches.
-  f  (only with --scenario f; needs 2+ nodes) the node receiving a PATCH is SIGSTOPped (a long
+  f  (with 2+ nodes) the node receiving a PATCH is SIGSTOPped (a long
      pause, or a node cut off from PostgreSQL); another node answers HEAD once the lease lapses and
      takes the rest; the frozen node, SIGCONTed, must answer 409 ERR_REQUEST_SUPERSEDED or cut the
      connection, and must not write: every node reports the length, GET matches.
@@ -958,7 +958,7 @@ def scenario_f(ctx):
 
 
 SCENARIOS = {"a": scenario_a, "b": scenario_b, "c": scenario_c, "d": scenario_d, "e": scenario_e, "f": scenario_f}
-DEFAULT = ["a", "b", "c", "d", "e"]
+DEFAULT = ["a", "b", "c", "d", "e", "f"]
 
 
 # --- main ------------------------------------------------------------------------------------
