@@ -143,7 +143,12 @@ extension UploadEngine {
                 record = try await commit(record, offset: durable, state: await writer.syncedState())
             } catch {
                 await writer.close()
-                logger.error("append.save_failed", metadata: context.merging(["error": "\(error)"]) { $1 })
+                if error.code == .requestSuperseded {
+                    // A shared lock was lost (another node took the upload over): not a fault.
+                    logger.info("append.not_saved_superseded", metadata: context.merging(["error": "\(error)"]) { $1 })
+                } else {
+                    logger.error("append.save_failed", metadata: context.merging(["error": "\(error)"]) { $1 })
+                }
                 throw failure ?? error
             }
         }
