@@ -2,8 +2,8 @@
 """Many-node test of Ferry: N stateless `ferry serve` nodes on one S3 bucket behind nginx.
 
 Usage: python3 Tests/system/multinode_test.py --ferry PATH [--nodes 3] [--catalog URL]
-           [--scale 1.0] [--scenario a ...] [--kills 10] [--race-rounds 4] [--timeout 600]
-           [--keep] [--seed N]
+           [--scale 1.0] [--scenario a ...] [--kills 10] [--race-rounds 4] [--profiles P,...]
+           [--netem-seed 32] [--timeout 900] [--keep] [--seed N]
 
 Needs an S3 endpoint in the environment (scripts/services/rgw.sh start DIR prints it):
 FERRY_TEST_S3_ENDPOINT, FERRY_TEST_S3_ACCESS_KEY, FERRY_TEST_S3_SECRET_KEY (FERRY_TEST_S3_REGION
@@ -34,15 +34,24 @@ Scenarios (all requests through nginx unless said otherwise):
      pause, or a node cut off from PostgreSQL); another node answers HEAD once the lease lapses and
      takes the rest; the frozen node, SIGCONTed, must answer 409 ERR_REQUEST_SUPERSEDED or cut the
      connection, and must not write: every node reports the length, GET matches.
+  g  the mobile client completes its emulator profiles against the cluster: for each of cliff,
+     vacuum, handover, middlebox, lte-driving, 3g, blackhole, per-flow (--profiles picks some), a
+     `ferry netem --profile P --seed 32 --rate-scale 4 --rates-only` in front of nginx and
+     `ferry put FILE http://127.0.0.1:NETEM/files/ --network cellular` of 12-96 MiB (each ideally
+     7-30 s at that scale; G_PROFILES has the sizes and why); ferry put must exit 0 within
+     3 x ideal + 60 s (as bench/client_bench.py) and its upload URL (the last line of stdout) must
+     GET back through nginx, not netem, with the file's SHA-256. Reports seconds, MiB/s and the
+     requests per node (nginx round-robins the client's requests over the nodes).
 --scale multiplies every size (and the upload count of d) for quick local runs.
 
-Every process it starts (nodes, nginx, ferry put) is stopped by PID at the end; everything is
+Every process it starts (nodes, nginx, ferry put, ferry netem) is stopped by PID at the end; everything is
 bounded in time (--timeout overall, socket timeouts per request). Prints "N passed, M failed".
 """
 import argparse
 import collections
 import hashlib
 import http.client
+import json
 import math
 import os
 import random
@@ -957,8 +966,190 @@ def scenario_f(ctx):
           "\n      ".join(problems[:6]))
 
 
-SCENARIOS = {"a": scenario_a, "b": scenario_b, "c": scenario_c, "d": scenario_d, "e": scenario_e, "f": scenario_f}
-DEFAULT = ["a", "b", "c", "d", "e", "f"]
+# Scenario g: `ferry put --network cellular` through `ferry netem` (rate scale 4, byte-count fates
+# as the profiles define them: --rates-only), the emulator in front of nginx. Sizes in MiB at
+# --scale 1, chosen so each profile takes roughly 10-40 s and the whole scenario ~3.5 minutes:
+# the ideal seconds (bandwidth only, from t=0, netem seed 32; bench/client_bench.py's Profile
+# computes them) are in the comments. bench/client_bench.py uses cliff=80, vacuum=80,
+# per-flow=128 and 20 for the rest; here vacuum is smaller (seed 32 has its first blackout early),
+# 3g and per-flow too, and handover/middlebox/blackhole larger (more cut connections; 32 MiB and
+# more also let ferry put add parallel streams, i.e. tus concatenation across the nodes).
+G_PROFILES = [
+    ("cliff", 80),        # 21.6 s: 15 s at 40 Mbit/s, then 5 s at 1.2 Mbit/s (crossed at ~72 MiB)
+    ("vacuum", 56),       # 29.5 s: 21 s at 20 Mbit/s, then 6 s of nothing (seed 32; crossed at ~50 MiB)
+    ("handover", 40),     # 8.4 s at 40 Mbit/s; the first handover comes at 58.5 s: NOT reached
+    ("middlebox", 40),    # 8.4 s at 40 Mbit/s; every connection cut after 1-8 MB
+    ("lte-driving", 20),  # 25.5 s at ~6.6 Mbit/s; dips to near zero from 12 s (seed 32)
+    ("3g", 12),           # 25.2 s at 4 Mbit/s, 250 ms latency
+    ("blackhole", 32),    # 6.7 s at 40 Mbit/s; every connection goes silent after 1-8 MB, and each
+                          # silence costs ferry put ~6 s until it calls the request stalled: ~40 s
+    ("per-flow", 96),     # 10.1 s with 4 streams (80 Mbit/s uplink), 40 s with one (20 Mbit/s per connection)
+]
+G_RATE_SCALE = 4
+G_CAP_FACTOR, G_CAP_EXTRA = 3, 60  # wall-clock cap = 3 x ideal (size / mean rate) + 60 s, as bench/client_bench.py
+
+
+def start_netem(ctx, profile, seed, seconds, tag):
+    """`ferry netem` in front of nginx; returns (process, port, mean uplink in bytes/s, stats path).
+    Waits for its start line (a probe connection would draw one of the profile's per-connection
+    fates); retries a start that exits (a port taken between free_port and bind)."""
+    log_path = os.path.join(ctx.tmp, f"netem-{tag}.log")
+    stats_path = os.path.join(ctx.tmp, f"netem-{tag}.json")
+    for attempt in range(3):
+        port = free_port()
+        with open(log_path, "ab") as log:
+            proc = ctx.procs.spawn([ctx.args.ferry, "netem", "--listen", f"127.0.0.1:{port}",
+                                    "--target", f"127.0.0.1:{ctx.proxy.port}", "--profile", profile,
+                                    "--seed", str(seed), "--rate-scale", str(G_RATE_SCALE), "--rates-only",
+                                    "--seconds", str(int(seconds) + 1), "--stats-file", stats_path],
+                                   stdout=log, stderr=subprocess.STDOUT)
+        end = time.monotonic() + 15
+        while time.monotonic() < end and proc.poll() is None and not STOP.is_set():
+            m = re.search(rf"on 127\.0\.0\.1:{port} .*mean uplink (\d+) kbit/s", read_text(log_path))
+            if m:
+                return proc, port, int(m.group(1)) * 1000 / 8, stats_path
+            time.sleep(0.02)
+        ctx.procs.kill(proc)
+        if STOP.is_set():
+            break
+    raise CaseError(f"ferry netem --profile {profile} did not start:\n      {tail(read_text(log_path), 5)}")
+
+
+def read_text(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def netem_stats(path, since):
+    """netem's statistics written after `since` (monotonic; it rewrites the file every second)."""
+    wall_since = time.time() - (time.monotonic() - since)
+    end = time.monotonic() + 2.5
+    while time.monotonic() < end:
+        try:
+            if os.stat(path).st_mtime > wall_since:
+                break
+        except OSError:
+            pass
+        time.sleep(0.05)
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def put_summary(stderr):
+    """`ferry put`'s closing line: (requests, failed, bytes sent twice) or None."""
+    found = re.findall(r"uploaded \d+ bytes in (\d+) requests \((\d+) failed, (\d+) bytes sent twice\)", stderr)
+    return tuple(int(x) for x in found[-1]) if found else None
+
+
+def scenario_g(ctx):
+    """The mobile client against the cluster: `ferry put --network cellular` through `ferry netem`
+    playing each mobile profile, in front of nginx (its requests land on different nodes)."""
+    wanted = [p for p in (ctx.args.profiles.split(",") if ctx.args.profiles else []) if p]
+    profiles = [(p, n) for p, n in G_PROFILES if not wanted or p in wanted]
+    unknown = sorted(set(wanted) - {p for p, _ in G_PROFILES})
+    if unknown:
+        check(False, f"g: unknown profile(s) {', '.join(unknown)}; known: {', '.join(p for p, _ in G_PROFILES)}")
+    seed = ctx.args.netem_seed
+    print(f"== g: ferry put --network cellular through ferry netem (rate scale {G_RATE_SCALE}, --rates-only, seed {seed}) "
+          f"in front of nginx: {', '.join(f'{p} {mib(scaled(ctx, n * MiB))}' for p, n in profiles)}", flush=True)
+    rows = []
+    for profile, size_mib in profiles:
+        if out_of_time():
+            rows.append((profile, "-", "-", "-", "-", "FAIL (not run: global timeout)"))
+            check(False, f"g: {profile}: not run before the global timeout")
+            continue
+        size = scaled(ctx, size_mib * MiB)
+        blob = Blob(size, path=os.path.join(ctx.tmp, f"g-{profile}.bin"))
+        netem = put = None
+        out_path = os.path.join(ctx.tmp, f"put-{profile}.out")
+        err_path = os.path.join(ctx.tmp, f"put-{profile}.err")
+        try:
+            # netem stops by itself 30 s after the global deadline at the latest; its schedule starts
+            # when it does
+            netem, port, mean, stats_path = start_netem(ctx, profile, seed, max(30.0, remaining()) + 30, profile)
+            ideal = size / mean
+            cap = min(G_CAP_FACTOR * ideal + G_CAP_EXTRA, max(5.0, remaining()))
+            before = {m: len(ctx.proxy.upstreams(m, "/files/")) for m in ("POST", "HEAD", "PATCH")}
+            endpoint = f"http://127.0.0.1:{port}/files/"
+            t0 = time.monotonic()
+            with open(out_path, "wb") as out, open(err_path, "wb") as err:
+                put = ctx.procs.spawn([ctx.args.ferry, "put", blob.path, endpoint, "--network", "cellular",
+                                       "--no-resume", "--verbose", "--deadline", f"{cap:.0f}s"], stdout=out, stderr=err)
+            # ferry gives up at its --deadline; it is killed 10 s after that
+            while put.poll() is None and time.monotonic() - t0 < cap + 10 and not STOP.is_set():
+                time.sleep(0.05)
+            secs = time.monotonic() - t0
+            timed_out = put.poll() is None
+            if timed_out:
+                ctx.procs.kill(put)
+            stats = netem_stats(stats_path, t0 + secs)
+            ctx.procs.kill(netem)
+            netem = None
+            stdout, stderr = read_text(out_path), read_text(err_path)
+            lines = [ln.strip() for ln in stdout.splitlines() if ln.strip()]
+            url = lines[-1] if lines else ""
+            nodes = collections.Counter()
+            for m in before:
+                nodes.update(ctx.node_names.get(u, u) for u in ctx.proxy.upstreams(m, "/files/")[before[m]:])
+            summary = put_summary(stderr)
+            faults = ", ".join(f"{k} {stats[k]}" for k in ("resets", "cuts", "blackholes", "handovers") if stats.get(k))
+            # what crossed netem beyond the file (headers included); ferry put's own "sent twice"
+            # also counts bytes that were still in socket buffers when a connection died
+            resent = f"{mib(max(0, stats['bytes_up'] - size))} re-sent" if "bytes_up" in stats else "re-sent ?"
+            print(f"      {profile}: {mib(size)} in {secs:.1f}s ({size / MiB / secs:.2f} MiB/s; ideal {ideal:.1f}s at "
+                  f"{mean * 8 / 1e6:.1f} Mbit/s, cap {cap:.0f}s); exit {'timeout' if timed_out else put.returncode}; "
+                  + (f"{summary[0]} requests, {summary[1]} failed ({mib(summary[2])} 'sent twice' by its count); "
+                     if summary else "")
+                  + f"netem: {stats.get('connections', '?')} connections, {resent}, faults: {faults or 'none'}; "
+                  f"requests per node: {dict(sorted(nodes.items()))}", flush=True)
+            if profile == "handover" and not stats.get("handovers"):
+                print("      (handover: netem's first handover comes 58.5 s after it starts; this upload ended before it)",
+                      flush=True)
+            problem = None
+            if timed_out:
+                problem = ("stopped by the global timeout" if STOP.is_set() else
+                           f"still running {cap + 10:.0f}s after its start (cap {cap:.0f}s + 10 s): killed")
+            elif put.returncode != 0:
+                problem = f"exit {put.returncode}"
+            elif not url.startswith(endpoint):
+                problem = f"last line of stdout {url!r} is not an upload URL under {endpoint}"
+            else:
+                status, digest, n, _ = get_digest(ctx.proxy.port, urlsplit(url).path)
+                if status != 200 or digest != blob.digest:
+                    problem = f"GET {urlsplit(url).path} through nginx: {status}, {n}/{size} bytes, sha256 {digest[:16]} vs {blob.digest[:16]}"
+                try:
+                    request(ctx.proxy.port, "DELETE", urlsplit(url).path, timeout=30)
+                except (OSError, http.client.HTTPException):
+                    pass
+            ok = check(problem is None,
+                       f"g: {profile}: ferry put of {mib(size)} exits 0 within {cap:.0f}s and its upload GETs back "
+                       "with the file's SHA-256",
+                       f"{problem}\n      ferry put stderr (--verbose) tail:\n      {tail(stderr, 15)}")
+            rows.append((profile, mib(size), f"{secs:.1f}", f"{size / MiB / secs:.2f}", f"{ideal:.1f}",
+                         "pass" if ok else "FAIL"))
+        except CaseError as e:
+            check(False, f"g: {profile}: {e}")
+            rows.append((profile, mib(size), "-", "-", "-", "FAIL"))
+        finally:
+            for proc in (put, netem):
+                if proc is not None:
+                    ctx.procs.kill(proc)
+            blob.close()
+    table = [("profile", "size", "seconds", "MiB/s", "size/mean rate s", "")] + rows
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    for r in table:
+        print("      " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip(), flush=True)
+
+
+SCENARIOS = {"a": scenario_a, "b": scenario_b, "c": scenario_c, "d": scenario_d, "e": scenario_e, "f": scenario_f,
+             "g": scenario_g}
+DEFAULT = ["a", "b", "c", "d", "e", "f", "g"]
 
 
 # --- main ------------------------------------------------------------------------------------
@@ -1000,7 +1191,13 @@ def main():
     p.add_argument("--scenario", action="append", choices=sorted(SCENARIOS), help="run only these (repeatable)")
     p.add_argument("--kills", type=int, default=10, help="scenario b: uploads, each with >= 1 kill -9 (default 10)")
     p.add_argument("--race-rounds", type=int, default=4, help="scenario c: races (default 4)")
-    p.add_argument("--timeout", type=float, default=600, help="overall time limit in seconds (default 600)")
+    p.add_argument("--profiles", default="",
+                   help=f"scenario g: only these netem profiles, comma-separated (default: all of "
+                        f"{','.join(name for name, _ in G_PROFILES)})")
+    p.add_argument("--netem-seed", type=int, default=32,
+                   help="scenario g: ferry netem --seed (default 32: vacuum's first blackout comes after 21 s)")
+    p.add_argument("--timeout", type=float, default=900,
+                   help="overall time limit in seconds (default 900; the default set takes ~400 s)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--keep", action="store_true", help="keep the temp dir (node logs, nginx logs)")
     args = p.parse_args()
