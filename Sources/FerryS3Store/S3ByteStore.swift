@@ -26,7 +26,7 @@ public struct S3StoreConfiguration: Sendable {
     public init(
         keyPrefix: String = "uploads/",
         partSize: Int64 = 8 << 20,
-        partConcurrency: Int = 2,
+        partConcurrency: Int = 4,
         spoolDirectory: String,
         spoolLimit: Int64 = 1 << 30,
         spoolPatience: Duration = .seconds(30)

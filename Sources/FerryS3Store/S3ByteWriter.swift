@@ -6,31 +6,38 @@ import NIOCore
 /// Appends one request's bytes to an upload kept in S3.
 ///
 /// Bytes go to a spool file of one part's size; a full file is sent as the next part while the
-/// client keeps sending (at most `partConcurrency` parts in flight, then `write` waits). `sync()`
-/// waits for the parts in flight and makes the rest durable where any node can find it: a tail
-/// object (up to a part's size, less one byte).
+/// client keeps sending (at most `partConcurrency` parts in flight, then `write` waits).
+/// `checkpoint()` (a long request's periodic save) reports the parts S3 has confirmed so far,
+/// without waiting for the others, so the pipeline never drains. `sync()` waits for the parts in
+/// flight and makes the rest durable where any node can find it: a tail object (less than a
+/// part). When the sync reaches the upload's length it assembles the object
+/// (CompleteMultipartUpload, or one PutObject for an upload that never needed a part). The state
+/// each returns is what the engine commits with the offset.
 ///
 /// Every part but the last is exactly `partSize` bytes, so part `n` always starts at
 /// `(n - 1) * partSize`: a request resumed from a committed state writes the same part numbers
 /// over the same bytes as an earlier attempt that failed before its commit, and so replaces every
-/// part that attempt left behind (RGW refuses to complete an upload with parts it was not told of). When the sync reaches the upload's length
-/// it assembles the object (CompleteMultipartUpload, or one PutObject for an upload that never
-/// needed a part). The state it returns is what the engine commits with the offset.
+/// part that attempt left behind (RGW refuses to complete an upload with parts it was not told of).
+///
+/// Tail objects of states that are not the committed one are garbage: a resumed writer deletes
+/// them, and so does the assembly; `S3ByteStore.delete` removes whatever is left.
 actor S3ByteWriter: ByteWriter {
     private let context: S3StoreContext
     private let keys: S3UploadKeys
     private let length: Int64?
-    /// Parts confirmed by S3, and the tail as of the last sync.
+    /// Parts confirmed by S3 (and the tail as of the last sync).
     private var state: S3UploadState
+    /// What the last sync or checkpoint returned (the opened state before either): the engine
+    /// commits it with its end.
+    private var reported: S3UploadState
     private var segment: SpoolFile?
     private var inFlight: [(number: Int, task: Task<S3Part, any Error>)] = []
+    /// Parts whose upload finished, by number, until they are moved into `state` in order.
+    private var finished: [Int: S3Part] = [:]
     private var nextPartNumber: Int
     private var failure: FerryError?
-    /// The tail object of the committed state (the opened record's, later the last sync's).
+    /// The tail object of the opened (committed) state.
     private var committedTail: String?
-    /// The tail object of the last sync, if it wrote one.
-    private var syncedTail: String?
-    private var synced = false
     /// The fence of the lock this writer works under (shared locks only): checked before every
     /// write to the bucket, so a node that lost its claim stops writing.
     private let fence: LeaseFence?
@@ -43,6 +50,7 @@ actor S3ByteWriter: ByteWriter {
         self.keys = keys
         self.length = length
         self.state = state
+        self.reported = state
         self.nextPartNumber = state.nextPartNumber
         if state.tailLength > 0 { committedTail = keys.tail(end: state.end) }
     }
@@ -59,11 +67,18 @@ actor S3ByteWriter: ByteWriter {
         } catch {
             throw context.wrap(error, "checking the upload's object")
         }
+        if state.end > 0 { await deleteTails(except: committedTail) }
         guard state.tailLength > 0, let key = committedTail else { return }
         try await spool(from: key, range: nil)
         guard segment?.length == state.tailLength else {
             throw FerryError(.storageFailure, "the tail object holds \(segment?.length ?? 0) bytes, not \(state.tailLength)")
         }
+    }
+
+    /// Deletes the upload's tail objects but `kept` (best effort: leftovers go with the upload).
+    private func deleteTails(except kept: String?) async {
+        guard let keys = try? await context.storage.listObjects(prefix: self.keys.tailPrefix) else { return }
+        for key in keys where key != kept { try? await context.storage.deleteObject(key: key) }
     }
 
     private func spool(from key: String, range: Range<Int64>?) async throws(FerryError) {
@@ -97,7 +112,6 @@ actor S3ByteWriter: ByteWriter {
         if rebased.tailLength > 0 { try await spool(from: keys.object, range: rebased.partsLength..<end) }
         state = rebased
         nextPartNumber = rebased.nextPartNumber
-        committedTail = nil
     }
 
     // `write` and `sync` run their work in a task of its own, awaited: cancelling the request's
@@ -124,6 +138,16 @@ actor S3ByteWriter: ByteWriter {
         }.value.get()
     }
 
+    func checkpoint() async throws(FerryError) -> Int64 {
+        if let failure { throw failure }
+        collectFinished()
+        if state.partsLength > reported.end {
+            reported = state
+            reported.tailLength = 0
+        }
+        return reported.end
+    }
+
     private func append(_ buffer: ByteBuffer) async throws(FerryError) {
         if let failure { throw failure }
         guard state.objectLength == nil else {
@@ -148,7 +172,6 @@ actor S3ByteWriter: ByteWriter {
     private func save() async throws(FerryError) -> Int64 {
         if let failure { throw failure }
         do {
-            await forgetOldTail()
             try await confirmInFlight(all: true)
             let spooled = segment?.length ?? 0
             let end = state.partsLength + spooled
@@ -157,16 +180,13 @@ actor S3ByteWriter: ByteWriter {
             } else if let length, end == length {
                 try await assemble(spooled: spooled)
             } else if spooled > 0, let file = segment {
-                let key = keys.tail(end: end)
                 try fence?.check()
-                try await context.storage.putObject(key: key, length: spooled, body: file.chunks())
+                try await context.storage.putObject(key: keys.tail(end: end), length: spooled, body: file.chunks())
                 state.tailLength = spooled
-                syncedTail = key
             } else {
                 state.tailLength = 0
-                syncedTail = nil
             }
-            synced = true
+            reported = state
             return state.end
         } catch {
             let wrapped = context.wrap(error, "saving the upload to object storage")
@@ -175,7 +195,7 @@ actor S3ByteWriter: ByteWriter {
         }
     }
 
-    func syncedState() async -> String? { synced ? state.encoded : nil }
+    func syncedState() async -> String? { reported.encoded }
 
     func close() async {
         for (_, task) in inFlight { task.cancel() }
@@ -216,6 +236,7 @@ actor S3ByteWriter: ByteWriter {
             do {
                 let part = try await context.sendPart(key: key, uploadID: uploadID, number: number, file: file)
                 await file.discard()
+                self.finished[number] = part
                 return part
             } catch {
                 await file.discard()
@@ -230,8 +251,17 @@ actor S3ByteWriter: ByteWriter {
         while let first = inFlight.first {
             let part = try await first.task.value
             inFlight.removeFirst()
+            finished[first.number] = nil
             state.parts.append(part)
             if !all { return }
+        }
+    }
+
+    /// Moves the parts that finished, from the oldest on, into the state; waits for none.
+    private func collectFinished() {
+        while let first = inFlight.first, let part = finished.removeValue(forKey: first.number) {
+            inFlight.removeFirst()
+            state.parts.append(part)
         }
     }
 
@@ -267,15 +297,6 @@ actor S3ByteWriter: ByteWriter {
         segment = nil
         state = S3UploadState()
         state.objectLength = total
-        for key in Set([committedTail, syncedTail].compactMap(\.self)) { try? await context.storage.deleteObject(key: key) }
-        (committedTail, syncedTail) = (nil, nil)
-    }
-
-    /// The engine syncs again only after it committed the previous sync: from then on the tail
-    /// that sync wrote is the committed one, and the one before it is garbage.
-    private func forgetOldTail() async {
-        guard synced else { return }
-        if let old = committedTail, old != syncedTail { try? await context.storage.deleteObject(key: old) }
-        committedTail = syncedTail
+        await deleteTails(except: nil)
     }
 }

@@ -64,5 +64,7 @@ struct S3UploadKeys: Sendable {
 
     /// The tail object of a state ending at `end` (a new name per state, so a tail that was
     /// written but never committed cannot overwrite the committed one).
-    func tail(end: Int64) -> String { "\(object).tail/\(end)" }
+    func tail(end: Int64) -> String { tailPrefix + String(end) }
+
+    var tailPrefix: String { object + ".tail/" }
 }

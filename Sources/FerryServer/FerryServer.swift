@@ -23,6 +23,8 @@ public struct FerryServer: Sendable {
     public let services: [any Service]
     public let registry: PrometheusCollectorRegistry
     let configuration: FerryServerConfiguration
+    /// Created before the server starts serving (`--s3-create-bucket`).
+    let bucketToCreate: S3Client?
     let logger: Logger
 
     /// Opens storage and builds the services. `onServerRunning` receives the listening
@@ -38,13 +40,15 @@ public struct FerryServer: Sendable {
         let threadPool = NIOThreadPool(numberOfThreads: configuration.ioThreads)
         threadPool.start()
         var storageServices: [any Service] = []
+        var bucketToCreate: S3Client?
         let store: any ByteStore
         switch configuration.storage {
         case .disk:
             store = try DiskByteStore(configuration: .init(directory: configuration.dataDirectory + "/uploads"), threadPool: threadPool)
         case .s3(let s3):
             let http = HTTPClientService.makeClient()
-            storageServices.append(HTTPClientService(client: http, createBucket: s3.createBucket ? Self.s3Client(s3, http) : nil, logger: logger))
+            storageServices.append(HTTPClientService(client: http))
+            if s3.createBucket { bucketToCreate = Self.s3Client(s3, http) }
             store = try S3ByteStore(
                 storage: Self.s3Client(s3, http),
                 configuration: S3StoreConfiguration(
@@ -104,6 +108,7 @@ public struct FerryServer: Sendable {
         )
         self.engine = engine
         self.registry = registry
+        self.bucketToCreate = bucketToCreate
         // Graceful shutdown runs in reverse order: first stop appends, then drain HTTP, then
         // stop expiry, close the storage client, release the I/O threads, and last give up the
         // cross-node locks and the database pool.
@@ -137,7 +142,21 @@ public struct FerryServer: Sendable {
                 "tus.base_path": "\(configuration.tus.basePath)", "data.dir": "\(configuration.dataDirectory)",
             ]
         )
+        try await prepareStorage()
         try await group.run()
+    }
+
+    /// Creates the bucket when asked, before any request is accepted; a store that does not
+    /// answer stops the start with a clear error instead of failing a running server later.
+    public func prepareStorage() async throws(FerryError) {
+        guard var client = bucketToCreate else { return }
+        client.timeout = .seconds(15)
+        do {
+            try await client.createBucket()
+        } catch {
+            throw FerryError(.storageFailure, "could not create or reach the bucket \(client.location.bucket) at \(client.location.endpoint)", underlying: error)
+        }
+        logger.info("s3.bucket_ready", metadata: ["s3.bucket": "\(client.location.bucket)"])
     }
 }
 
@@ -151,12 +170,10 @@ extension FerryServer {
     }
 }
 
-/// Owns the HTTP client that talks to object storage: creates the bucket at start if asked, and
-/// shuts the client down after the HTTP server and the appends stopped.
+/// Owns the HTTP client that talks to object storage: shuts it down after the HTTP server and
+/// the appends stopped.
 struct HTTPClientService: Service {
     let client: HTTPClient
-    let createBucket: S3Client?
-    let logger: Logger
 
     /// Connections to the store are reused; many parts travel at once.
     static func makeClient() -> HTTPClient {
@@ -168,10 +185,6 @@ struct HTTPClientService: Service {
     }
 
     func run() async throws {
-        if let createBucket {
-            try await createBucket.createBucket()
-            logger.info("s3.bucket_ready", metadata: ["s3.bucket": "\(createBucket.location.bucket)"])
-        }
         try? await gracefulShutdown()
         try await client.shutdown()
     }

@@ -35,7 +35,7 @@ public struct S3StorageConfiguration: Sendable, Equatable {
         accessKeyID: String,
         secretAccessKey: String,
         partSize: Int64 = 8 << 20,
-        partConcurrency: Int = 2,
+        partConcurrency: Int = 4,
         spoolLimit: Int64 = 1 << 30,
         createBucket: Bool = false
     ) {

@@ -54,7 +54,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Bytes per S3 part, 5M-5G. [env: FERRY_S3_PART_SIZE] (default: 8M)")
     var s3PartSize: String?
 
-    @Option(help: "Parts of one upload sent to S3 at once. [env: FERRY_S3_PART_CONCURRENCY] (default: 2)")
+    @Option(help: "Parts of one upload sent to S3 at once. [env: FERRY_S3_PART_CONCURRENCY] (default: 4)")
     var s3PartConcurrency: Int?
 
     @Option(help: "Most bytes spooled on this node on their way to S3 (in <data-dir>/spool). [env: FERRY_SPOOL_LIMIT] (default: 1G)")
@@ -198,7 +198,7 @@ struct Serve: AsyncParsableCommand {
                 accessKeyID: settings.value(s3AccessKey, "FERRY_S3_ACCESS_KEY", default: ""),
                 secretAccessKey: settings.value(s3SecretKey, "FERRY_S3_SECRET_KEY", default: ""),
                 partSize: try settings.value(s3PartSize, "FERRY_S3_PART_SIZE", default: 8 << 20, parse: Settings.bytes),
-                partConcurrency: try settings.value(s3PartConcurrency.map(String.init), "FERRY_S3_PART_CONCURRENCY", default: 2) { Int($0) },
+                partConcurrency: try settings.value(s3PartConcurrency.map(String.init), "FERRY_S3_PART_CONCURRENCY", default: 4) { Int($0) },
                 spoolLimit: try settings.value(spoolLimit, "FERRY_SPOOL_LIMIT", default: 1 << 30, parse: Settings.bytes),
                 createBucket: s3CreateBucket || settings.flag("FERRY_S3_CREATE_BUCKET")
             )

@@ -68,7 +68,7 @@ struct BodyReceiver: Sendable {
                         || clock.now - lastCheckpoint >= configuration.checkpointInterval
                 {
                     do {
-                        let durable = try await writer.sync()
+                        let durable = try await writer.checkpoint()
                         outcome.committed = try await engine.commit(outcome.committed, offset: durable, state: await writer.syncedState())
                     } catch {
                         if !Task.isCancelled { outcome.failure = error }

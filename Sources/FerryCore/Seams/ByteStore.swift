@@ -32,7 +32,12 @@ public protocol ByteWriter: Sendable {
     /// Makes everything written so far durable and returns the durable end offset.
     func sync() async throws(FerryError) -> Int64
 
-    /// The store's state after the last `sync()`, to commit with its offset (`UploadRecord.storeState`).
+    /// Saves, during a long request, what can be saved without waiting (the periodic checkpoint);
+    /// returns the durable end offset, never less than the last one returned.
+    func checkpoint() async throws(FerryError) -> Int64
+
+    /// The store's state after the last `sync()` or `checkpoint()`, to commit with its offset
+    /// (`UploadRecord.storeState`).
     func syncedState() async -> String?
 
     /// Releases the writer. Unsynced bytes may be discarded.
@@ -42,6 +47,9 @@ public protocol ByteWriter: Sendable {
 extension ByteWriter {
     /// Stores that find an upload's bytes by its id alone keep no state.
     public func syncedState() async -> String? { nil }
+
+    /// Stores whose sync is cheap checkpoint by syncing.
+    public func checkpoint() async throws(FerryError) -> Int64 { try await sync() }
 }
 
 /// A store that can serve an upload's bytes back (GET).
