@@ -25,6 +25,7 @@ public struct FerryServer: Sendable {
     let configuration: FerryServerConfiguration
     /// Created before the server starts serving (`--s3-create-bucket`).
     let bucketToCreate: S3Client?
+    let threadPool: NIOThreadPool
     let logger: Logger
 
     /// Opens storage and builds the services. `onServerRunning` receives the listening
@@ -109,6 +110,7 @@ public struct FerryServer: Sendable {
         self.engine = engine
         self.registry = registry
         self.bucketToCreate = bucketToCreate
+        self.threadPool = threadPool
         // Graceful shutdown runs in reverse order: first stop appends, then drain HTTP, then
         // stop expiry, close the storage client, release the I/O threads, and last give up the
         // cross-node locks and the database pool.
@@ -142,7 +144,14 @@ public struct FerryServer: Sendable {
                 "tus.base_path": "\(configuration.tus.basePath)", "data.dir": "\(configuration.dataDirectory)",
             ]
         )
-        try await prepareStorage()
+        do {
+            try await prepareStorage()
+        } catch {
+            // Nothing ran yet: release what the services would have released.
+            try? await bucketToCreate?.http.shutdown()
+            try? await threadPool.shutdownGracefully()
+            throw error
+        }
         try await group.run()
     }
 
