@@ -203,27 +203,51 @@ public final class S3ByteStore: ReadableByteStore, ConcatenatingByteStore {
         }
     }
 
-    /// Largest range one copied part takes (S3 allows 5 GiB).
-    static let copyPieceLimit: Int64 = 4 << 30
+    /// A copied part's range: large enough that 10,000 parts cover 640 GiB, small enough that
+    /// several copy at once (S3 allows 5 MiB to 5 GiB).
+    static let copyPieceSize: Int64 = 64 << 20
+    /// Copies in flight at once.
+    static let copyConcurrency = 8
 
     private func copyParts(_ sources: [UploadRecord], into target: UploadRecord, total: Int64) async throws -> String {
         let key = keys(target.id).object
-        let uploadID = try await context.storage.createMultipartUpload(key: key)
-        var parts: [S3Part] = []
+        // Pieces of each source: at most `copyPieceSize`, a source's last piece may be smaller
+        // (it is at least 5 MiB unless it ends the final, as every source but the last is).
+        var pieces: [(number: Int, source: String, range: Range<Int64>)] = []
+        let pieceSize = max(Self.copyPieceSize, (total + 9_000 - 1) / 9_000)
         for source in sources {
-            let pieces = Int((source.offset + Self.copyPieceLimit - 1) / Self.copyPieceLimit)
-            let size = (source.offset + Int64(pieces) - 1) / Int64(pieces)
+            let count = (source.offset + pieceSize - 1) / pieceSize
+            let size = (source.offset + count - 1) / count
             var start: Int64 = 0
             while start < source.offset {
                 let range = start..<min(start + size, source.offset)
-                let number = parts.count + 1
-                let etag = try await context.storage.uploadPartCopy(
-                    key: key, uploadID: uploadID, number: number, sourceKey: keys(source.id).object, sourceRange: range
-                )
-                parts.append(S3Part(number: number, size: Int64(range.count), etag: etag))
+                pieces.append((pieces.count + 1, keys(source.id).object, range))
                 start = range.upperBound
             }
         }
+        let uploadID = try await context.storage.createMultipartUpload(key: key)
+        let storage = context.storage
+        var parts: [S3Part] = []
+        try await withThrowingTaskGroup(of: S3Part.self) { group in
+            var next = 0
+            func start() {
+                guard next < pieces.count else { return }
+                let piece = pieces[next]
+                next += 1
+                group.addTask {
+                    let etag = try await storage.uploadPartCopy(
+                        key: key, uploadID: uploadID, number: piece.number, sourceKey: piece.source, sourceRange: piece.range
+                    )
+                    return S3Part(number: piece.number, size: Int64(piece.range.count), etag: etag)
+                }
+            }
+            for _ in 0..<Self.copyConcurrency { start() }
+            while let part = try await group.next() {
+                parts.append(part)
+                start()
+            }
+        }
+        parts.sort { $0.number < $1.number }
         try await context.storage.completeMultipartUpload(key: key, uploadID: uploadID, parts: parts)
         var state = S3UploadState()
         state.objectLength = total
