@@ -63,19 +63,16 @@ struct AdaptiveParallelTests {
             let port = try await emulator.start()
             let client = AsyncHTTPClientTransport.makeClient()
             let endpoint = URL(string: "http://127.0.0.1:\(port)/files/")!
-            let clock = ContinuousClock()
-            let started = clock.now
             let log = TraceLog()
             let upload = Upload(file: file.path, endpoint: endpoint, transport: AsyncHTTPClientTransport(client: client), options: Self.options(log: log))
             let result = try await upload.run()
-            let took = clock.now - started
+            // The speed-up itself is a benchmark figure (bench/client.sh, per-flow), not a timed test.
             #expect(log.contains("the added stream raised"), "\(log.adaptive)")
             try await client.shutdown()
             await emulator.stop()
             #expect(try stored(server, result.url) == file.bytes)
             let streams = try FileManager.default.contentsOfDirectory(atPath: server.directory + "/uploads").count - 1
             #expect(streams >= 2, "streams: \(streams)")
-            #expect(took < .seconds(25), "took \(took)")
         }
     }
 
