@@ -51,6 +51,7 @@ public final class PostgresUploadLocker: UploadLocker, Service {
     let node = UUID().uuidString
     private let local = LocalUploadLocker()
     private let claims = Mutex<[UploadID: Claim]>([:])
+    private let listening = Mutex(false)
     private let clock = ContinuousClock()
     var logger: Logger { catalog.logger }
 
@@ -61,6 +62,9 @@ public final class PostgresUploadLocker: UploadLocker, Service {
 
     /// Uploads this node holds (for tests and metrics).
     public var heldCount: Int { claims.withLock { $0.count } }
+
+    /// Whether stop requests from other nodes are being received now (LISTEN is active).
+    public var isListening: Bool { listening.withLock { $0 } }
 
     public func lock(
         _ id: UploadID,
@@ -257,6 +261,8 @@ public final class PostgresUploadLocker: UploadLocker, Service {
                 try await catalog.migrated.wait()
                 try await catalog.client.withConnection { connection in
                     try await connection.listen(on: Self.stopChannel) { notifications in
+                        self.listening.withLock { $0 = true }
+                        defer { self.listening.withLock { $0 = false } }
                         for try await notification in notifications.cancelOnGracefulShutdown() {
                             guard let id = UploadID(notification.payload) else { continue }
                             self.stopHolder(id, invalidate: false)
