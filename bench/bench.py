@@ -533,13 +533,16 @@ def main() -> int:
                                                "burst-create,burst-discard,slow")
     ap.add_argument("--json", default="", help="also write all samples to this file")
     a = ap.parse_args()
+    return run_interruptibly(Bench(a))
 
+
+def run_interruptibly(b) -> int:
+    """Runs a bench (`run()`, `report()`); SIGINT/SIGTERM print the partial results and return 130."""
     def on_term(_sig, _frm):
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, on_term)
     signal.signal(signal.SIGTERM, on_term)
-    b = Bench(a)
     try:
         b.run()
     except KeyboardInterrupt:

@@ -32,7 +32,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import Budget, ServerError, fmt, free_port, log, parse_kv, proc_status  # noqa: E402
+from bench import Budget, ServerError, fmt, free_port, log, parse_kv, proc_status, run_interruptibly  # noqa: E402
 
 MiB = 1 << 20
 KiB = 1 << 10
@@ -908,21 +908,7 @@ def main() -> int:
                                                "small-nginx,small-boto3,explore; diagnostics: small-s3sqlite,small-diskpg")
     ap.add_argument("--json", default="", help="also write all samples to this file")
     a = ap.parse_args()
-
-    def on_term(_sig, _frm):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, on_term)
-    signal.signal(signal.SIGTERM, on_term)
-    b = Bench(a)
-    try:
-        b.run()
-    except KeyboardInterrupt:
-        log("\n== interrupted; partial results:")
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        b.report()
-        return 130
-    return 0
+    return run_interruptibly(Bench(a))
 
 
 if __name__ == "__main__":

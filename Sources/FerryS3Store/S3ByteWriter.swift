@@ -119,19 +119,18 @@ actor S3ByteWriter: ByteWriter {
     // leave the writer unable to save what it already has.
 
     func write(_ buffer: ByteBuffer) async throws(FerryError) {
-        try await Task { () -> Result<Void, FerryError> in
-            do throws(FerryError) {
-                return .success(try await self.append(buffer))
-            } catch {
-                return .failure(error)
-            }
-        }.value.get()
+        try await Self.shielded { () async throws(FerryError) in try await self.append(buffer) }
     }
 
     func sync() async throws(FerryError) -> Int64 {
-        try await Task { () -> Result<Int64, FerryError> in
+        try await Self.shielded { () async throws(FerryError) in try await self.save() }
+    }
+
+    /// Runs `work` in a task of its own and waits for it: the caller's cancellation does not reach it.
+    private static func shielded<T: Sendable>(_ work: @escaping @Sendable () async throws(FerryError) -> T) async throws(FerryError) -> T {
+        try await Task { () -> Result<T, FerryError> in
             do throws(FerryError) {
-                return .success(try await self.save())
+                return .success(try await work())
             } catch {
                 return .failure(error)
             }
