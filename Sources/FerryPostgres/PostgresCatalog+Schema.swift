@@ -66,6 +66,40 @@ extension PostgresCatalog {
                 """,
             ]
         ),
+        Migration(
+            version: 3,
+            name: "scenarios, owners, business results, outbox",
+            statements: [
+                """
+                ALTER TABLE uploads ADD COLUMN scenario TEXT NOT NULL DEFAULT 'default', ADD COLUMN owner TEXT,
+                    ADD COLUMN sha256 TEXT, ADD COLUMN business_status TEXT, ADD COLUMN business_result TEXT,
+                    ADD COLUMN business_attempts INTEGER NOT NULL DEFAULT 0, ADD COLUMN business_next_at DOUBLE PRECISION,
+                    ADD COLUMN event_sequence BIGINT NOT NULL DEFAULT 0, ADD COLUMN progress_event_at DOUBLE PRECISION
+                """,
+                "CREATE INDEX uploads_owner ON uploads (owner, state) WHERE owner IS NOT NULL",
+                "CREATE INDEX uploads_business ON uploads (business_next_at) WHERE business_status = 'pending'",
+                """
+                CREATE TABLE outbox (
+                    event_id TEXT NOT NULL,
+                    destination TEXT NOT NULL,
+                    upload_id TEXT NOT NULL,
+                    sequence BIGINT NOT NULL,
+                    type TEXT NOT NULL,
+                    payload TEXT NOT NULL,
+                    created_at DOUBLE PRECISION NOT NULL,
+                    state TEXT NOT NULL DEFAULT 'pending',
+                    attempts INTEGER NOT NULL DEFAULT 0,
+                    next_attempt_at DOUBLE PRECISION NOT NULL,
+                    last_error TEXT,
+                    delivered_at DOUBLE PRECISION,
+                    PRIMARY KEY (event_id, destination)
+                )
+                """,
+                "CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE state = 'pending'",
+                "CREATE INDEX outbox_stream ON outbox (upload_id, destination, sequence) WHERE state = 'pending'",
+                "CREATE INDEX outbox_upload ON outbox (upload_id)",
+            ]
+        ),
     ]
 
     /// The advisory lock that serializes migrations across nodes ("FerryCat" in ASCII).
@@ -119,11 +153,21 @@ extension PostgresCatalog {
     }
 
     /// The columns every record query selects, in this order.
-    typealias Columns = (String, Int64?, Int64, String, String, String, Double, Double, Double?, String?)
+    static let columns = """
+        id, length, "offset", metadata, concat, state, created_at, updated_at, expires_at, store_state, scenario, owner, sha256,
+        business_status, business_result, business_attempts, business_next_at, event_sequence, progress_event_at
+        """
 
     static func record(_ row: PostgresRow) throws -> UploadRecord {
-        let (rawID, length, offset, metadataText, concatText, stateText, createdAt, updatedAt, expiresAt, storeState) =
-            try row.decode(Columns.self)
+        let (
+            rawID, length, offset, metadataText, concatText, stateText, createdAt, updatedAt, expiresAt, storeState, scenario, owner,
+            sha256, businessStatus, businessResult, businessAttempts, businessNext, eventSequence, progressAt
+        ) = try row.decode(
+            (
+                String, Int64?, Int64, String, String, String, Double, Double, Double?, String?, String, String?, String?, String?,
+                String?, Int32, Double?, Int64, Double?
+            ).self
+        )
         guard let id = UploadID(rawID),
             let state = UploadState(rawValue: stateText),
             let metadata = try? UploadMetadata(tusHeader: metadataText)
@@ -148,9 +192,52 @@ extension PostgresCatalog {
             createdAt: Date(timeIntervalSince1970: createdAt),
             updatedAt: Date(timeIntervalSince1970: updatedAt),
             expiresAt: expiresAt.map { Date(timeIntervalSince1970: $0) },
-            storeState: storeState
+            storeState: storeState,
+            scenario: scenario,
+            owner: owner,
+            sha256: sha256,
+            business: businessStatus.flatMap(BusinessResult.Status.init(rawValue:)).map {
+                BusinessResult(
+                    status: $0,
+                    json: businessResult,
+                    attempts: Int(businessAttempts),
+                    nextAttemptAt: businessNext.map { Date(timeIntervalSince1970: $0) }
+                )
+            },
+            eventSequence: eventSequence,
+            progressEventAt: progressAt.map { Date(timeIntervalSince1970: $0) }
         )
     }
+
+    static func delivery(_ row: PostgresRow) throws -> EventDelivery {
+        let (eventID, destination, rawID, sequence, typeText, payload, createdAt, stateText, attempts, next, lastError, deliveredAt) =
+            try row.decode((String, String, String, Int64, String, String, Double, String, Int32, Double, String?, Double?).self)
+        guard let id = UploadID(rawID), let type = UploadEventType(rawValue: typeText), let state = EventDelivery.State(rawValue: stateText),
+            eventID == "\(rawID)-\(sequence)"
+        else {
+            throw FerryError(.catalogFailure, "the catalog holds a malformed outbox row")
+        }
+        return EventDelivery(
+            event: OutboxEvent(
+                uploadID: id,
+                sequence: sequence,
+                type: type,
+                destination: destination,
+                payload: payload,
+                createdAt: Date(timeIntervalSince1970: createdAt)
+            ),
+            state: state,
+            attempts: Int(attempts),
+            nextAttemptAt: Date(timeIntervalSince1970: next),
+            lastError: lastError,
+            deliveredAt: deliveredAt.map { Date(timeIntervalSince1970: $0) }
+        )
+    }
+
+    /// The columns `delivery(_:)` decodes, in this order.
+    static let deliveryColumns = """
+        event_id, destination, upload_id, sequence, type, payload, created_at, state, attempts, next_attempt_at, last_error, delivered_at
+        """
 
     /// Driver errors become `FerryError`s: a full disk is `ERR_STORAGE_FULL` (507), not a 500;
     /// everything else is a catalog failure carrying the server's reason for the logs.

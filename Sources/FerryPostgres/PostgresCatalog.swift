@@ -88,21 +88,39 @@ public final class PostgresCatalog: UploadCatalog, Service {
         }
     }
 
-    public func insert(_ record: UploadRecord) async throws(FerryError) {
-        // One statement, so atomic without a transaction: the row, then a final's parts with
-        // their positions (none for other uploads). A duplicate id fails on the primary key.
+    public func insert(_ record: UploadRecord, events: [OutboxEvent]) async throws(FerryError) {
+        // One statement, so atomic without a transaction: the row, a final's parts with their
+        // positions (none for other uploads), and the outbox events. A duplicate id fails on
+        // the primary key.
         _ = try await rows(
             """
             WITH upload AS (
-                INSERT INTO uploads (id, length, "offset", metadata, concat, state, created_at, updated_at, expires_at, store_state)
+                INSERT INTO uploads (id, length, "offset", metadata, concat, state, created_at, updated_at, expires_at, store_state,
+                    scenario, owner, sha256, business_status, business_result, business_attempts, business_next_at,
+                    event_sequence, progress_event_at)
                 VALUES (\(record.id.rawValue), \(record.length), \(record.offset), \(record.metadata.tusHeader),
                     \(Self.concatText(record.concat)), \(record.state.rawValue), \(record.createdAt.timeIntervalSince1970),
-                    \(record.updatedAt.timeIntervalSince1970), \(record.expiresAt?.timeIntervalSince1970), \(record.storeState))
+                    \(record.updatedAt.timeIntervalSince1970), \(record.expiresAt?.timeIntervalSince1970), \(record.storeState),
+                    \(record.scenario), \(record.owner), \(record.sha256), \(record.business?.status.rawValue),
+                    \(record.business?.json), \(Int32(record.business?.attempts ?? 0)),
+                    \(record.business?.nextAttemptAt?.timeIntervalSince1970), \(record.eventSequence),
+                    \(record.progressEventAt?.timeIntervalSince1970))
                 RETURNING id
+            ),
+            parts AS (
+                INSERT INTO concat_parts (final_id, position, partial_id)
+                SELECT upload.id, part.position - 1, part.partial_id
+                FROM upload, unnest(\(record.partials.map(\.rawValue))::text[]) WITH ORDINALITY AS part (partial_id, position)
+            ),
+            events AS (
+                INSERT INTO outbox (event_id, destination, upload_id, sequence, type, payload, created_at, next_attempt_at)
+                SELECT e.event_id, e.destination, upload.id, e.sequence, e.type, e.payload, e.created_at, e.created_at
+                FROM upload, unnest(\(events.map(\.id))::text[], \(events.map(\.destination))::text[],
+                    \(events.map(\.sequence))::bigint[], \(events.map(\.type.rawValue))::text[], \(events.map(\.payload))::text[],
+                    \(events.map(\.createdAt.timeIntervalSince1970))::float8[])
+                    AS e (event_id, destination, sequence, type, payload, created_at)
             )
-            INSERT INTO concat_parts (final_id, position, partial_id)
-            SELECT upload.id, part.position - 1, part.partial_id
-            FROM upload, unnest(\(record.partials.map(\.rawValue))::text[]) WITH ORDINALITY AS part (partial_id, position)
+            SELECT id FROM upload
             """,
             "the catalog rejected an insert"
         ) { _ in () }
@@ -111,22 +129,39 @@ public final class PostgresCatalog: UploadCatalog, Service {
     /// Under a cross-node lock (`LeaseFence.current`, set by the engine), the update commits only
     /// while that lock's fence is still the upload's current one: a node that lost its claim
     /// cannot overwrite what the new holder committed.
-    public func update(_ record: UploadRecord) async throws(FerryError) {
+    public func update(_ record: UploadRecord, events: [OutboxEvent]) async throws(FerryError) {
         // A final's parts never change after creation (like the SQLite catalog, only `concat`
         // is rewritten): the hot path, an offset update, stays one single-row statement.
         let fence = LeaseFence.current
         try fence?.check()
+        // One statement: the outbox rows are written only if the fenced update matched.
         let updated = try await rows(
             """
-            UPDATE uploads SET length = \(record.length), "offset" = \(record.offset), metadata = \(record.metadata.tusHeader),
-                concat = \(Self.concatText(record.concat)), state = \(record.state.rawValue),
-                created_at = \(record.createdAt.timeIntervalSince1970), updated_at = \(record.updatedAt.timeIntervalSince1970),
-                expires_at = \(record.expiresAt?.timeIntervalSince1970), store_state = \(record.storeState)
-            WHERE id = \(record.id.rawValue) AND (\(fence?.token)::bigint IS NULL OR EXISTS (
-                SELECT 1 FROM upload_leases
-                WHERE upload_id = \(record.id.rawValue) AND fence = \(fence?.token) AND holder IS NOT NULL
-            ))
-            RETURNING id
+            WITH upload AS (
+                UPDATE uploads SET length = \(record.length), "offset" = \(record.offset), metadata = \(record.metadata.tusHeader),
+                    concat = \(Self.concatText(record.concat)), state = \(record.state.rawValue),
+                    created_at = \(record.createdAt.timeIntervalSince1970), updated_at = \(record.updatedAt.timeIntervalSince1970),
+                    expires_at = \(record.expiresAt?.timeIntervalSince1970), store_state = \(record.storeState),
+                    scenario = \(record.scenario), owner = \(record.owner), sha256 = \(record.sha256),
+                    business_status = \(record.business?.status.rawValue), business_result = \(record.business?.json),
+                    business_attempts = \(Int32(record.business?.attempts ?? 0)),
+                    business_next_at = \(record.business?.nextAttemptAt?.timeIntervalSince1970),
+                    event_sequence = \(record.eventSequence), progress_event_at = \(record.progressEventAt?.timeIntervalSince1970)
+                WHERE id = \(record.id.rawValue) AND (\(fence?.token)::bigint IS NULL OR EXISTS (
+                    SELECT 1 FROM upload_leases
+                    WHERE upload_id = \(record.id.rawValue) AND fence = \(fence?.token) AND holder IS NOT NULL
+                ))
+                RETURNING id
+            ),
+            events AS (
+                INSERT INTO outbox (event_id, destination, upload_id, sequence, type, payload, created_at, next_attempt_at)
+                SELECT e.event_id, e.destination, upload.id, e.sequence, e.type, e.payload, e.created_at, e.created_at
+                FROM upload, unnest(\(events.map(\.id))::text[], \(events.map(\.destination))::text[],
+                    \(events.map(\.sequence))::bigint[], \(events.map(\.type.rawValue))::text[], \(events.map(\.payload))::text[],
+                    \(events.map(\.createdAt.timeIntervalSince1970))::float8[])
+                    AS e (event_id, destination, sequence, type, payload, created_at)
+            )
+            SELECT id FROM upload
             """,
             "the catalog rejected an update"
         ) { row in try row.decode(String.self) }
@@ -146,8 +181,7 @@ public final class PostgresCatalog: UploadCatalog, Service {
     public func get(_ id: UploadID) async throws(FerryError) -> UploadRecord? {
         try await rows(
             """
-            SELECT id, length, "offset", metadata, concat, state, created_at, updated_at, expires_at, store_state
-            FROM uploads WHERE id = \(id.rawValue)
+            SELECT \(unescaped: Self.columns) FROM uploads WHERE id = \(id.rawValue)
             """,
             "the catalog could not be read",
             Self.record
@@ -157,8 +191,7 @@ public final class PostgresCatalog: UploadCatalog, Service {
     public func expiring(before date: Date, limit: Int) async throws(FerryError) -> [UploadRecord] {
         try await rows(
             """
-            SELECT id, length, "offset", metadata, concat, state, created_at, updated_at, expires_at, store_state
-            FROM uploads WHERE state = 'incomplete' AND expires_at < \(date.timeIntervalSince1970)
+            SELECT \(unescaped: Self.columns) FROM uploads WHERE state = 'incomplete' AND expires_at < \(date.timeIntervalSince1970)
             ORDER BY expires_at LIMIT \(limit)
             """,
             "the catalog could not be read",
@@ -184,6 +217,81 @@ public final class PostgresCatalog: UploadCatalog, Service {
             """,
             "the catalog could not be read"
         ) { row in try UploadID(row.decode(String.self)) }.compactMap { $0 }
+    }
+
+    public func usage(of owner: String, since: Date) async throws(FerryError) -> OwnerUsage {
+        try await rows(
+            """
+            SELECT count(*) FILTER (WHERE state = 'incomplete'),
+                coalesce(sum(coalesce(length, "offset")) FILTER (WHERE state = 'incomplete'), 0)::bigint,
+                count(*) FILTER (WHERE created_at >= \(since.timeIntervalSince1970))
+            FROM uploads WHERE owner = \(owner)
+            """,
+            "the catalog could not be read"
+        ) { row in
+            let (open, bytes, recent) = try row.decode((Int64, Int64, Int64).self)
+            return OwnerUsage(openUploads: Int(open), openBytes: bytes, recentCreations: Int(recent))
+        }.first ?? OwnerUsage(openUploads: 0, openBytes: 0, recentCreations: 0)
+    }
+
+    public func pendingBusinessResults(before date: Date, limit: Int) async throws(FerryError) -> [UploadRecord] {
+        try await rows(
+            """
+            SELECT \(unescaped: Self.columns) FROM uploads WHERE business_status = 'pending' AND state = 'complete'
+            AND coalesce(business_next_at, 0) <= \(date.timeIntervalSince1970) ORDER BY business_next_at LIMIT \(limit)
+            """,
+            "the catalog could not be read",
+            Self.record
+        )
+    }
+
+    /// Claims the heads of the (upload, webhook) streams that are due. `FOR UPDATE SKIP LOCKED`
+    /// lets nodes claim side by side; a claimed event's later siblings wait behind it because it
+    /// is still pending.
+    public func claimDeliveries(now: Date, leaseUntil: Date, limit: Int) async throws(FerryError) -> [EventDelivery] {
+        try await rows(
+            """
+            WITH due AS (
+                SELECT event_id, destination FROM outbox o
+                WHERE o.state = 'pending' AND o.next_attempt_at <= \(now.timeIntervalSince1970)
+                AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.upload_id = o.upload_id AND p.destination = o.destination
+                    AND p.state = 'pending' AND p.sequence < o.sequence)
+                ORDER BY o.next_attempt_at LIMIT \(limit)
+                FOR UPDATE SKIP LOCKED
+            )
+            UPDATE outbox SET next_attempt_at = \(leaseUntil.timeIntervalSince1970) FROM due
+            WHERE outbox.event_id = due.event_id AND outbox.destination = due.destination
+            RETURNING outbox.event_id, outbox.destination, outbox.upload_id, outbox.sequence, outbox.type, outbox.payload,
+                outbox.created_at, outbox.state, outbox.attempts, outbox.next_attempt_at, outbox.last_error, outbox.delivered_at
+            """,
+            "the outbox could not be read",
+            Self.delivery
+        )
+    }
+
+    public func recordDelivery(eventID: String, destination: String, attempts: Int, outcome: DeliveryOutcome) async throws(FerryError) {
+        let (state, next, error, delivered): (String, Double?, String?, Double?)
+        switch outcome {
+        case .delivered(let date): (state, next, error, delivered) = ("delivered", nil, nil, date.timeIntervalSince1970)
+        case .retry(let date, let message): (state, next, error, delivered) = ("pending", date.timeIntervalSince1970, message, nil)
+        case .dead(let message): (state, next, error, delivered) = ("dead", nil, message, nil)
+        }
+        _ = try await rows(
+            """
+            UPDATE outbox SET state = \(state), attempts = \(Int32(attempts)),
+                next_attempt_at = coalesce(\(next)::float8, next_attempt_at), last_error = \(error), delivered_at = \(delivered)
+            WHERE event_id = \(eventID) AND destination = \(destination)
+            """,
+            "the outbox could not be updated"
+        ) { _ in () }
+    }
+
+    public func deliveries(of id: UploadID) async throws(FerryError) -> [EventDelivery] {
+        try await rows(
+            "SELECT \(unescaped: Self.deliveryColumns) FROM outbox WHERE upload_id = \(id.rawValue) ORDER BY sequence, destination",
+            "the catalog could not be read",
+            Self.delivery
+        )
     }
 
     /// Runs `query` once the migrations are applied, reading every row it returns (which also

@@ -34,38 +34,79 @@ extension SQLiteCatalog {
         migrator.registerMigration("v2: store state") { db in
             try db.execute(sql: "ALTER TABLE uploads ADD COLUMN store_state TEXT")
         }
+        migrator.registerMigration("v3: scenarios, owners, business results, outbox") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE uploads ADD COLUMN scenario TEXT NOT NULL DEFAULT 'default';
+                    ALTER TABLE uploads ADD COLUMN owner TEXT;
+                    ALTER TABLE uploads ADD COLUMN sha256 TEXT;
+                    ALTER TABLE uploads ADD COLUMN business_status TEXT;
+                    ALTER TABLE uploads ADD COLUMN business_result TEXT;
+                    ALTER TABLE uploads ADD COLUMN business_attempts INTEGER NOT NULL DEFAULT 0;
+                    ALTER TABLE uploads ADD COLUMN business_next_at REAL;
+                    ALTER TABLE uploads ADD COLUMN event_sequence INTEGER NOT NULL DEFAULT 0;
+                    ALTER TABLE uploads ADD COLUMN progress_event_at REAL;
+                    CREATE INDEX uploads_owner ON uploads(owner, state) WHERE owner IS NOT NULL;
+                    CREATE INDEX uploads_business ON uploads(business_next_at) WHERE business_status = 'pending';
+                    CREATE TABLE outbox (
+                        event_id TEXT NOT NULL,
+                        destination TEXT NOT NULL,
+                        upload_id TEXT NOT NULL,
+                        sequence INTEGER NOT NULL,
+                        type TEXT NOT NULL,
+                        payload TEXT NOT NULL,
+                        created_at REAL NOT NULL,
+                        state TEXT NOT NULL DEFAULT 'pending',
+                        attempts INTEGER NOT NULL DEFAULT 0,
+                        next_attempt_at REAL NOT NULL,
+                        last_error TEXT,
+                        delivered_at REAL,
+                        PRIMARY KEY (event_id, destination)
+                    );
+                    CREATE INDEX outbox_due ON outbox(next_attempt_at) WHERE state = 'pending';
+                    CREATE INDEX outbox_stream ON outbox(upload_id, destination, sequence) WHERE state = 'pending';
+                    CREATE INDEX outbox_upload ON outbox(upload_id);
+                    """
+            )
+        }
         return migrator
     }
 
     static func apply(_ write: Write, _ db: Database) throws {
         switch write {
-        case .insert(let record):
+        case .insert(let record, let events):
             try db.execute(
                 sql: """
-                    INSERT INTO uploads (id, length, "offset", metadata, concat, state, created_at, updated_at, expires_at, store_state)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    INSERT INTO uploads (id, length, "offset", metadata, concat, state, created_at, updated_at, expires_at, store_state,
+                        scenario, owner, sha256, business_status, business_result, business_attempts, business_next_at,
+                        event_sequence, progress_event_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """,
                 arguments: arguments(record)
             )
+            try insertEvents(events, db)
             for (position, part) in record.partials.enumerated() {
                 try db.execute(
                     sql: "INSERT INTO concat_parts (final_id, position, partial_id) VALUES (?, ?, ?)",
                     arguments: [record.id.rawValue, position, part.rawValue]
                 )
             }
-        case .update(let record):
+        case .update(let record, let events):
             var values = arguments(record)
             _ = values.append(contentsOf: [record.id.rawValue])
             try db.execute(
                 sql: """
                     UPDATE uploads SET id = ?, length = ?, "offset" = ?, metadata = ?, concat = ?, state = ?,
-                    created_at = ?, updated_at = ?, expires_at = ?, store_state = ? WHERE id = ?
+                    created_at = ?, updated_at = ?, expires_at = ?, store_state = ?, scenario = ?, owner = ?, sha256 = ?,
+                    business_status = ?, business_result = ?, business_attempts = ?, business_next_at = ?,
+                    event_sequence = ?, progress_event_at = ? WHERE id = ?
                     """,
                 arguments: values
             )
             if db.changesCount == 0 {
                 throw FerryError(.catalogFailure, "updated an upload the catalog does not hold")
             }
+            try insertEvents(events, db)
         case .remove(let id):
             try db.execute(sql: "DELETE FROM concat_parts WHERE final_id = ?", arguments: [id.rawValue])
             try db.execute(sql: "DELETE FROM uploads WHERE id = ?", arguments: [id.rawValue])
@@ -82,8 +123,51 @@ extension SQLiteCatalog {
         return [
             record.id.rawValue, record.length, record.offset, record.metadata.tusHeader, concat, record.state.rawValue,
             record.createdAt.timeIntervalSince1970, record.updatedAt.timeIntervalSince1970,
-            record.expiresAt?.timeIntervalSince1970, record.storeState,
+            record.expiresAt?.timeIntervalSince1970, record.storeState, record.scenario, record.owner, record.sha256,
+            record.business?.status.rawValue, record.business?.json, record.business?.attempts ?? 0,
+            record.business?.nextAttemptAt?.timeIntervalSince1970, record.eventSequence,
+            record.progressEventAt?.timeIntervalSince1970,
         ]
+    }
+
+    static func insertEvents(_ events: [OutboxEvent], _ db: Database) throws {
+        for event in events {
+            try db.execute(
+                sql: """
+                    INSERT INTO outbox (event_id, destination, upload_id, sequence, type, payload, created_at, next_attempt_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [
+                    event.id, event.destination, event.uploadID.rawValue, event.sequence, event.type.rawValue, event.payload,
+                    event.createdAt.timeIntervalSince1970, event.createdAt.timeIntervalSince1970,
+                ]
+            )
+        }
+    }
+
+    static func delivery(_ row: Row) throws -> EventDelivery {
+        guard let id = UploadID(row["upload_id"] as String), let type = UploadEventType(rawValue: row["type"]),
+            let state = EventDelivery.State(rawValue: row["state"])
+        else {
+            throw FerryError(.catalogFailure, "the catalog holds a malformed outbox row")
+        }
+        let event = OutboxEvent(
+            uploadID: id,
+            sequence: row["sequence"],
+            type: type,
+            destination: row["destination"],
+            payload: row["payload"],
+            createdAt: Date(timeIntervalSince1970: row["created_at"])
+        )
+        let delivered: Double? = row["delivered_at"]
+        return EventDelivery(
+            event: event,
+            state: state,
+            attempts: row["attempts"],
+            nextAttemptAt: Date(timeIntervalSince1970: row["next_attempt_at"]),
+            lastError: row["last_error"],
+            deliveredAt: delivered.map { Date(timeIntervalSince1970: $0) }
+        )
     }
 
     static func record(_ row: Row) throws -> UploadRecord {
@@ -103,6 +187,9 @@ extension SQLiteCatalog {
             concat = .none
         }
         let expires: Double? = row["expires_at"]
+        let businessStatus: String? = row["business_status"]
+        let businessNext: Double? = row["business_next_at"]
+        let progressAt: Double? = row["progress_event_at"]
         return UploadRecord(
             id: id,
             length: row["length"],
@@ -113,7 +200,20 @@ extension SQLiteCatalog {
             createdAt: Date(timeIntervalSince1970: row["created_at"]),
             updatedAt: Date(timeIntervalSince1970: row["updated_at"]),
             expiresAt: expires.map { Date(timeIntervalSince1970: $0) },
-            storeState: row["store_state"]
+            storeState: row["store_state"],
+            scenario: row["scenario"],
+            owner: row["owner"],
+            sha256: row["sha256"],
+            business: businessStatus.flatMap(BusinessResult.Status.init(rawValue:)).map {
+                BusinessResult(
+                    status: $0,
+                    json: row["business_result"],
+                    attempts: row["business_attempts"],
+                    nextAttemptAt: businessNext.map { Date(timeIntervalSince1970: $0) }
+                )
+            },
+            eventSequence: row["event_sequence"],
+            progressEventAt: progressAt.map { Date(timeIntervalSince1970: $0) }
         )
     }
 }

@@ -12,8 +12,8 @@ public final class SQLiteCatalog: UploadCatalog {
     private let writes: GroupCommit<Write, Void>
 
     enum Write: Sendable {
-        case insert(UploadRecord)
-        case update(UploadRecord)
+        case insert(UploadRecord, [OutboxEvent])
+        case update(UploadRecord, [OutboxEvent])
         case remove(UploadID)
     }
 
@@ -65,12 +65,12 @@ public final class SQLiteCatalog: UploadCatalog {
         }
     }
 
-    public func insert(_ record: UploadRecord) async throws(FerryError) {
-        try await writes.submit(.insert(record))
+    public func insert(_ record: UploadRecord, events: [OutboxEvent]) async throws(FerryError) {
+        try await writes.submit(.insert(record, events))
     }
 
-    public func update(_ record: UploadRecord) async throws(FerryError) {
-        try await writes.submit(.update(record))
+    public func update(_ record: UploadRecord, events: [OutboxEvent]) async throws(FerryError) {
+        try await writes.submit(.update(record, events))
     }
 
     public func remove(_ id: UploadID) async throws(FerryError) {
@@ -116,6 +116,94 @@ public final class SQLiteCatalog: UploadCatalog {
                     """,
                 arguments: [partial.rawValue]
             ).compactMap(UploadID.init)
+        }
+    }
+
+    public func usage(of owner: String, since: Date) async throws(FerryError) -> OwnerUsage {
+        try await read { db in
+            let row = try Row.fetchOne(
+                db,
+                sql: """
+                    SELECT count(CASE WHEN state = 'incomplete' THEN 1 END) AS open,
+                        coalesce(sum(CASE WHEN state = 'incomplete' THEN coalesce(length, "offset") END), 0) AS bytes,
+                        count(CASE WHEN created_at >= ? THEN 1 END) AS recent
+                    FROM uploads WHERE owner = ?
+                    """,
+                arguments: [since.timeIntervalSince1970, owner]
+            )
+            return OwnerUsage(openUploads: row?["open"] ?? 0, openBytes: row?["bytes"] ?? 0, recentCreations: row?["recent"] ?? 0)
+        }
+    }
+
+    public func pendingBusinessResults(before date: Date, limit: Int) async throws(FerryError) -> [UploadRecord] {
+        try await read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT * FROM uploads WHERE business_status = 'pending' AND state = 'complete'
+                    AND coalesce(business_next_at, 0) <= ? ORDER BY business_next_at LIMIT ?
+                    """,
+                arguments: [date.timeIntervalSince1970, limit]
+            ).map(Self.record)
+        }
+    }
+
+    public func claimDeliveries(now: Date, leaseUntil: Date, limit: Int) async throws(FerryError) -> [EventDelivery] {
+        do {
+            return try await pool.write { db in
+                // The head of each (upload, webhook) stream: no earlier event of it is pending.
+                let due = try Row.fetchAll(
+                    db,
+                    sql: """
+                        SELECT * FROM outbox o WHERE o.state = 'pending' AND o.next_attempt_at <= ?
+                        AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.upload_id = o.upload_id AND p.destination = o.destination
+                            AND p.state = 'pending' AND p.sequence < o.sequence)
+                        ORDER BY o.next_attempt_at LIMIT ?
+                        """,
+                    arguments: [now.timeIntervalSince1970, limit]
+                ).map(Self.delivery)
+                for delivery in due {
+                    try db.execute(
+                        sql: "UPDATE outbox SET next_attempt_at = ? WHERE event_id = ? AND destination = ?",
+                        arguments: [leaseUntil.timeIntervalSince1970, delivery.event.id, delivery.event.destination]
+                    )
+                }
+                return due
+            }
+        } catch {
+            throw Self.wrap(error, "the outbox could not be read")
+        }
+    }
+
+    public func recordDelivery(eventID: String, destination: String, attempts: Int, outcome: DeliveryOutcome) async throws(FerryError) {
+        let (state, next, error, delivered): (String, Double?, String?, Double?)
+        switch outcome {
+        case .delivered(let date): (state, next, error, delivered) = ("delivered", nil, nil, date.timeIntervalSince1970)
+        case .retry(let date, let message): (state, next, error, delivered) = ("pending", date.timeIntervalSince1970, message, nil)
+        case .dead(let message): (state, next, error, delivered) = ("dead", nil, message, nil)
+        }
+        do {
+            try await pool.write { db in
+                try db.execute(
+                    sql: """
+                        UPDATE outbox SET state = ?, attempts = ?, next_attempt_at = coalesce(?, next_attempt_at), last_error = ?,
+                        delivered_at = ? WHERE event_id = ? AND destination = ?
+                        """,
+                    arguments: [state, attempts, next, error, delivered, eventID, destination]
+                )
+            }
+        } catch {
+            throw Self.wrap(error, "the outbox could not be updated")
+        }
+    }
+
+    public func deliveries(of id: UploadID) async throws(FerryError) -> [EventDelivery] {
+        try await read { db in
+            try Row.fetchAll(
+                db,
+                sql: "SELECT * FROM outbox WHERE upload_id = ? ORDER BY sequence, destination",
+                arguments: [id.rawValue]
+            ).map(Self.delivery)
         }
     }
 

@@ -5,35 +5,42 @@ import Synchronization
 /// An in-memory `UploadCatalog` for tests; every write is "durable" at once.
 public final class MemoryCatalog: UploadCatalog {
     public let name = "memory"
-    private let records = Mutex<[UploadID: UploadRecord]>([:])
+    private struct State {
+        var records: [UploadID: UploadRecord] = [:]
+        var outbox: [EventDelivery] = []
+    }
+
+    private let state = Mutex(State())
 
     public init() {}
 
-    public func insert(_ record: UploadRecord) async throws(FerryError) {
-        try records.withLock { records throws(FerryError) in
-            guard records[record.id] == nil else { throw FerryError(.catalogFailure, "the upload exists already") }
-            records[record.id] = record
+    public func insert(_ record: UploadRecord, events: [OutboxEvent]) async throws(FerryError) {
+        try state.withLock { state throws(FerryError) in
+            guard state.records[record.id] == nil else { throw FerryError(.catalogFailure, "the upload exists already") }
+            state.records[record.id] = record
+            state.outbox += events.map(Self.pending)
         }
     }
 
     public func get(_ id: UploadID) async throws(FerryError) -> UploadRecord? {
-        records.withLock { $0[id] }
+        state.withLock { $0.records[id] }
     }
 
-    public func update(_ record: UploadRecord) async throws(FerryError) {
-        try records.withLock { records throws(FerryError) in
-            guard records[record.id] != nil else { throw FerryError(.catalogFailure, "updated an unknown upload") }
-            records[record.id] = record
+    public func update(_ record: UploadRecord, events: [OutboxEvent]) async throws(FerryError) {
+        try state.withLock { state throws(FerryError) in
+            guard state.records[record.id] != nil else { throw FerryError(.catalogFailure, "updated an unknown upload") }
+            state.records[record.id] = record
+            state.outbox += events.map(Self.pending)
         }
     }
 
     public func remove(_ id: UploadID) async throws(FerryError) {
-        _ = records.withLock { $0.removeValue(forKey: id) }
+        _ = state.withLock { $0.records.removeValue(forKey: id) }
     }
 
     public func expiring(before date: Date, limit: Int) async throws(FerryError) -> [UploadRecord] {
-        records.withLock { records in
-            records.values
+        state.withLock { state in
+            state.records.values
                 .filter { $0.state == .incomplete && ($0.expiresAt.map { $0 < date } ?? false) }
                 .sorted { ($0.expiresAt ?? date) < ($1.expiresAt ?? date) }
                 .prefix(limit)
@@ -42,14 +49,85 @@ public final class MemoryCatalog: UploadCatalog {
     }
 
     public func tombstones(before date: Date, limit: Int) async throws(FerryError) -> [UploadID] {
-        records.withLock { records in
-            records.values.filter { $0.state.isGone && $0.updatedAt < date }.prefix(limit).map(\.id)
+        state.withLock { state in
+            state.records.values.filter { $0.state.isGone && $0.updatedAt < date }.prefix(limit).map(\.id)
         }
     }
 
     public func finals(referencing partial: UploadID) async throws(FerryError) -> [UploadID] {
-        records.withLock { records in
-            records.values.filter { $0.state == .incomplete && $0.partials.contains(partial) }.map(\.id).sorted()
+        state.withLock { state in
+            state.records.values.filter { $0.state == .incomplete && $0.partials.contains(partial) }.map(\.id).sorted()
         }
+    }
+
+    public func usage(of owner: String, since: Date) async throws(FerryError) -> OwnerUsage {
+        state.withLock { state in
+            let mine = state.records.values.filter { $0.owner == owner }
+            let open = mine.filter { $0.state == .incomplete }
+            return OwnerUsage(
+                openUploads: open.count,
+                openBytes: open.map { $0.length ?? $0.offset }.reduce(0, +),
+                recentCreations: mine.filter { $0.createdAt >= since }.count
+            )
+        }
+    }
+
+    public func pendingBusinessResults(before date: Date, limit: Int) async throws(FerryError) -> [UploadRecord] {
+        state.withLock { state in
+            state.records.values
+                .filter { $0.isComplete && $0.business?.status == .pending && ($0.business?.nextAttemptAt ?? .distantPast) <= date }
+                .prefix(limit)
+                .map { $0 }
+        }
+    }
+
+    public func claimDeliveries(now: Date, leaseUntil: Date, limit: Int) async throws(FerryError) -> [EventDelivery] {
+        state.withLock { state in
+            var claimed: [EventDelivery] = []
+            var blocked = Set<String>()
+            for index in state.outbox.indices.sorted(by: { Self.order(state.outbox[$0], state.outbox[$1]) }) {
+                let delivery = state.outbox[index]
+                guard delivery.state == .pending else { continue }
+                let stream = delivery.event.uploadID.rawValue + " " + delivery.event.destination
+                guard blocked.insert(stream).inserted else { continue }
+                guard delivery.nextAttemptAt <= now, claimed.count < limit else { continue }
+                state.outbox[index].nextAttemptAt = leaseUntil
+                claimed.append(delivery)
+            }
+            return claimed
+        }
+    }
+
+    public func recordDelivery(eventID: String, destination: String, attempts: Int, outcome: DeliveryOutcome) async throws(FerryError) {
+        state.withLock { state in
+            guard let index = state.outbox.firstIndex(where: { $0.event.id == eventID && $0.event.destination == destination }) else { return }
+            state.outbox[index].attempts = attempts
+            switch outcome {
+            case .delivered(let date):
+                state.outbox[index].state = .delivered
+                state.outbox[index].deliveredAt = date
+                state.outbox[index].lastError = nil
+            case .retry(let date, let error):
+                state.outbox[index].nextAttemptAt = date
+                state.outbox[index].lastError = error
+            case .dead(let error):
+                state.outbox[index].state = .dead
+                state.outbox[index].lastError = error
+            }
+        }
+    }
+
+    public func deliveries(of id: UploadID) async throws(FerryError) -> [EventDelivery] {
+        state.withLock { state in
+            state.outbox.filter { $0.event.uploadID == id }.sorted(by: Self.order)
+        }
+    }
+
+    static func pending(_ event: OutboxEvent) -> EventDelivery {
+        EventDelivery(event: event, state: .pending, attempts: 0, nextAttemptAt: event.createdAt, lastError: nil, deliveredAt: nil)
+    }
+
+    static func order(_ a: EventDelivery, _ b: EventDelivery) -> Bool {
+        (a.event.uploadID.rawValue, a.event.destination, a.event.sequence) < (b.event.uploadID.rawValue, b.event.destination, b.event.sequence)
     }
 }

@@ -8,6 +8,8 @@ extension TusDialect {
     func create<Body: AsyncSequence & Sendable>(
         _ request: HTTPRequest,
         _ headers: TusHeaders,
+        scenario: String?,
+        principal: Principal,
         body: Body,
         transport: some BodyTransport
     ) async throws(FerryError) -> TusResponse where Body.Element == ByteBuffer {
@@ -17,7 +19,7 @@ extension TusDialect {
             if concat == "partial" {
                 isPartial = true
             } else if concat.hasPrefix("final;") {
-                return try await createFinal(request, headers, concat.dropFirst("final;".count), metadata)
+                return try await createFinal(request, headers, concat.dropFirst("final;".count), metadata, scenario, principal)
             } else {
                 throw FerryError(.invalidConcat, "Upload-Concat is `partial` or `final;<url> <url> ...`")
             }
@@ -38,7 +40,9 @@ extension TusDialect {
         if let length, let contentLength = headers.contentLength, contentLength > length {
             throw FerryError(.lengthExceeded, "the body is longer than Upload-Length")
         }
-        var record = try await engine.create(.init(length: length, metadata: metadata, isPartial: isPartial))
+        var record = try await engine.create(
+            .init(length: length, metadata: metadata, isPartial: isPartial, scenario: scenario, principal: principal)
+        )
         var responseHeaders = HTTPFields()
         let location = url(of: record.id, request)
         responseHeaders[.location] = location
@@ -51,7 +55,7 @@ extension TusDialect {
             )
             do {
                 if headers.hasBody {
-                    record = try await engine.append(record.id, append, body: body, transport: transport)
+                    record = try await engine.append(record.id, append, body: body, transport: transport, as: principal)
                 }
             } catch {
                 var response = errorResponse(error, method: .post)
@@ -61,6 +65,7 @@ extension TusDialect {
             responseHeaders[.uploadOffset] = String(record.offset)
         }
         addExpiry(record, to: &responseHeaders)
+        addBusinessResult(record, to: &responseHeaders)
         return TusResponse(status: .created, headers: responseHeaders)
     }
 
@@ -68,7 +73,9 @@ extension TusDialect {
         _ request: HTTPRequest,
         _ headers: TusHeaders,
         _ list: Substring,
-        _ metadata: UploadMetadata
+        _ metadata: UploadMetadata,
+        _ scenario: String?,
+        _ principal: Principal
     ) async throws(FerryError) -> TusResponse {
         guard engine.capabilities.concatenation else {
             throw FerryError(.invalidConcat, "this server does not concatenate uploads")
@@ -83,10 +90,11 @@ extension TusDialect {
         for reference in list.split(separator: " ", omittingEmptySubsequences: true) {
             parts.append(try uploadID(fromReference: reference))
         }
-        let record = try await engine.createFinal(parts: parts, metadata: metadata)
+        let record = try await engine.createFinal(parts: parts, metadata: metadata, scenario: scenario, principal: principal)
         var responseHeaders = HTTPFields()
         responseHeaders[.location] = url(of: record.id, request)
         addExpiry(record, to: &responseHeaders)
+        addBusinessResult(record, to: &responseHeaders)
         return TusResponse(status: .created, headers: responseHeaders)
     }
 

@@ -4,8 +4,8 @@ import NIOCore
 
 extension TusDialect {
     /// HEAD: the durable offset (after interrupting any in-flight request on the upload).
-    func head(_ id: UploadID, _ request: HTTPRequest) async throws(FerryError) -> TusResponse {
-        let record = try await engine.status(id)
+    func head(_ id: UploadID, _ request: HTTPRequest, _ principal: Principal) async throws(FerryError) -> TusResponse {
+        let record = try await engine.status(id, as: principal)
         var headers = HTTPFields()
         headers[.cacheControl] = "no-store"
         if !(record.isFinal && !record.isComplete) {
@@ -23,6 +23,7 @@ extension TusDialect {
         case .final(let parts): headers[.uploadConcat] = "final;" + parts.map { url(of: $0, request) }.joined(separator: " ")
         }
         addExpiry(record, to: &headers)
+        addBusinessResult(record, to: &headers)
         return TusResponse(status: .ok, headers: headers)
     }
 
@@ -30,6 +31,7 @@ extension TusDialect {
     func patch<Body: AsyncSequence & Sendable>(
         _ id: UploadID,
         _ headers: TusHeaders,
+        _ principal: Principal,
         body: Body,
         transport: some BodyTransport
     ) async throws(FerryError) -> TusResponse where Body.Element == ByteBuffer {
@@ -46,19 +48,20 @@ extension TusDialect {
             checksum: try headers.checksum,
             expectsTrailerChecksum: headers.announcesChecksumTrailer
         )
-        let record = try await engine.append(id, append, body: body, transport: transport)
+        let record = try await engine.append(id, append, body: body, transport: transport, as: principal)
         var responseHeaders = HTTPFields()
         responseHeaders[.uploadOffset] = String(record.offset)
         addExpiry(record, to: &responseHeaders)
+        addBusinessResult(record, to: &responseHeaders)
         return TusResponse(status: .noContent, headers: responseHeaders)
     }
 
     /// GET: the bytes of a complete upload, with single-range support and safe headers.
-    func content(_ id: UploadID, _ request: HTTPRequest) async throws(FerryError) -> TusResponse {
+    func content(_ id: UploadID, _ request: HTTPRequest, _ principal: Principal) async throws(FerryError) -> TusResponse {
         guard engine.capabilities.content else {
             throw FerryError(.methodNotAllowed, "this server does not serve uploads back")
         }
-        let record = try await engine.completedUpload(id)
+        let record = try await engine.completedUpload(id, as: principal)
         let length = record.offset
         var headers = HTTPFields()
         let type = SafeContentType.mediaType(record.metadata)
@@ -68,6 +71,7 @@ extension TusDialect {
         headers[.contentSecurityPolicy] = "default-src 'none'; sandbox"
         headers[.acceptRanges] = "bytes"
         headers[.cacheControl] = "private, no-cache"
+        addBusinessResult(record, to: &headers)
         switch ByteRange.parse(request.headerFields[.range], length: length) {
         case .whole:
             headers[.contentLength] = String(length)

@@ -30,10 +30,12 @@ public struct TusDialect: Sendable {
 
     public let engine: UploadEngine
     public let configuration: Configuration
+    public let authenticator: any Authenticator
 
-    public init(engine: UploadEngine, configuration: Configuration = Configuration()) {
+    public init(engine: UploadEngine, configuration: Configuration = Configuration(), authenticator: any Authenticator = AnonymousAuthenticator()) {
         self.engine = engine
         self.configuration = configuration
+        self.authenticator = authenticator
     }
 
     /// The `Tus-Extension` list, derived from what the engine's seams can do.
@@ -68,6 +70,11 @@ public struct TusDialect: Sendable {
         } catch {
             response = errorResponse(error, method: method)
         }
+        if response.error?.code == .unauthorized {
+            response.headers[.wwwAuthenticate] = request.headerFields[.authorization] == nil
+                ? #"Bearer realm="ferry""#
+                : #"Bearer realm="ferry", error="invalid_token""#
+        }
         response.headers[.tusResumable] = Self.version
         return response
     }
@@ -81,22 +88,33 @@ public struct TusDialect: Sendable {
         let path = (request.path ?? "/").split(separator: "?", maxSplits: 1).first.map(String.init) ?? "/"
         let rest = path.count > configuration.basePath.count ? String(path.dropFirst(configuration.basePath.count)) : ""
         let headers = TusHeaders(fields: request.headerFields)
-        if method == .options { return options() }
-        if rest.isEmpty {
+        // `<scenario>/` (or `<scenario>`) names a scenario's collection; a bare id an upload.
+        var scenario: String?
+        var id: UploadID?
+        if !rest.isEmpty {
+            let name = rest.hasSuffix("/") ? String(rest.dropLast()) : rest
+            if !rest.hasSuffix("/"), let upload = UploadID(rest) {
+                id = upload
+            } else if !name.contains("/"), Scenario.isValidName(name) {
+                scenario = try engine.business.scenarios.named(name).name
+            } else {
+                throw FerryError(.uploadNotFound, "no upload has this URL")
+            }
+        }
+        if method == .options { return try options(scenario: scenario) }
+        let principal = try await authenticator.authenticate(authorization: request.headerFields[.authorization])
+        guard let id else {
             try requireVersion(request)
             guard method == .post else { throw FerryError(.methodNotAllowed, "the upload collection accepts POST and OPTIONS") }
-            return try await create(request, headers, body: body, transport: transport)
+            return try await create(request, headers, scenario: scenario, principal: principal, body: body, transport: transport)
         }
-        guard !rest.contains("/"), let id = UploadID(rest) else {
-            throw FerryError(.uploadNotFound, "no upload has this URL")
-        }
-        if method == .get { return try await content(id, request) }
+        if method == .get { return try await content(id, request, principal) }
         try requireVersion(request)
         switch method {
-        case .head: return try await head(id, request)
-        case .patch: return try await patch(id, headers, body: body, transport: transport)
+        case .head: return try await head(id, request, principal)
+        case .patch: return try await patch(id, headers, principal, body: body, transport: transport)
         case .delete:
-            try await engine.terminate(id)
+            try await engine.terminate(id, as: principal)
             return TusResponse(status: .noContent)
         default:
             throw FerryError(.methodNotAllowed, "an upload accepts HEAD, PATCH, GET, DELETE and OPTIONS")
@@ -109,13 +127,25 @@ public struct TusDialect: Sendable {
         }
     }
 
-    func options() -> TusResponse {
+    /// OPTIONS on the collection, or on one scenario's (its own `Tus-Max-Size`).
+    func options(scenario: String?) throws(FerryError) -> TusResponse {
         var headers = HTTPFields()
         headers[.tusVersion] = Self.version
         headers[.tusExtension] = extensions.joined(separator: ",")
         headers[.tusChecksumAlgorithm] = ChecksumAlgorithm.advertised
-        if let maxSize = engine.capabilities.maxSize { headers[.tusMaxSize] = String(maxSize) }
+        var maxSize = engine.capabilities.maxSize
+        if let scenario, let limit = try engine.business.scenarios.named(scenario).maxSize {
+            maxSize = min(maxSize ?? limit, limit)
+        }
+        if let maxSize { headers[.tusMaxSize] = String(maxSize) }
         return TusResponse(status: .noContent, headers: headers)
+    }
+
+    /// The business result of a complete upload, on every response that describes it.
+    func addBusinessResult(_ record: UploadRecord, to headers: inout HTTPFields) {
+        guard record.isComplete, let business = record.business else { return }
+        headers[.ferryBusinessStatus] = business.status.rawValue
+        if business.status == .done, let json = business.json { headers[.ferryBusinessResult] = json }
     }
 
     func errorResponse(_ error: FerryError, method: HTTPRequest.Method) -> TusResponse {
@@ -124,6 +154,7 @@ public struct TusDialect: Sendable {
         headers[.cacheControl] = "no-store"
         if error.code == .unsupportedVersion { headers[.tusVersion] = Self.version }
         if error.code == .shuttingDown { headers[.retryAfter] = "2" }
+        if let retryAfter = error.retryAfter { headers[.retryAfter] = String(retryAfter) }
         if error.code == .methodNotAllowed {
             headers[.allow] = "OPTIONS, POST, HEAD, PATCH, GET, DELETE"
         }
@@ -134,7 +165,8 @@ public struct TusDialect: Sendable {
             headers[.contentType] = "text/plain; charset=utf-8"
             body = .text("\(error.code.rawValue): \(error.message)\n")
         }
-        return TusResponse(status: error.code.status, headers: headers, body: body, error: error)
+        let status = error.status.map { HTTPResponse.Status(code: $0) } ?? error.code.status
+        return TusResponse(status: status, headers: headers, body: body, error: error)
     }
 
     /// The absolute URL of an upload.

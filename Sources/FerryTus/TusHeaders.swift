@@ -19,6 +19,11 @@ extension HTTPField.Name {
     static let xContentTypeOptions = Self("X-Content-Type-Options")!
     static let xForwardedProto = Self("X-Forwarded-Proto")!
     static let xForwardedHost = Self("X-Forwarded-Host")!
+    static let wwwAuthenticate = Self("WWW-Authenticate")!
+    /// `done`, `pending` or `failed`: where the `pre-finish` business result of a complete upload stands.
+    public static let ferryBusinessStatus = Self("Ferry-Business-Status")!
+    /// The `pre-finish` callback's answer, compact JSON.
+    public static let ferryBusinessResult = Self("Ferry-Business-Result")!
     /// The stable `ERR_*` code of an error response.
     public static let ferryError = Self("Ferry-Error")!
 }

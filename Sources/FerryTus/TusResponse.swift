@@ -42,7 +42,14 @@ extension FerryError.Code {
         case .shuttingDown: .serviceUnavailable
         case .storageFull: HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage")
         case .storageFailure, .catalogFailure, .internalError: .internalServerError
-        case .invalidOffset, .invalidLength, .lengthRequired, .lengthImmutable, .invalidDeferLength, .invalidMetadata,
+        case .unauthorized: .unauthorized
+        case .forbidden: .forbidden
+        case .scenarioNotFound: .notFound
+        case .quotaExceeded: .tooManyRequests
+        case .contentTypeNotAllowed, .contentMismatch: .unsupportedMediaType
+        case .rejected: .forbidden
+        case .callbackFailed: .serviceUnavailable
+        case .metadataRequired, .checksumRequired, .invalidOffset, .invalidLength, .lengthRequired, .lengthImmutable, .invalidDeferLength, .invalidMetadata,
             .invalidConcat, .invalidChecksum, .unsupportedChecksumAlgorithm, .requestIncomplete:
             .badRequest
         }

@@ -1,3 +1,4 @@
+import Crypto
 import NIOCore
 import Synchronization
 
@@ -16,8 +17,18 @@ struct BodyReceiver: Sendable {
         var hasher: BodyHasher
         /// The record as last committed by a checkpoint.
         var committed: UploadRecord
-        /// A storage or catalog failure that ended the loop.
+        /// A storage or catalog failure (or refused content) that ended the loop.
         var failure: FerryError?
+        /// The running SHA-256 of the whole upload, including this request's bytes; nil when
+        /// its state before this request was not known.
+        var digest: SHA256?
+    }
+
+    /// The content check of an upload's first bytes (a scenario that limits content types).
+    struct Sniff: Sendable {
+        var scenario: Scenario
+        var declared: String?
+        var length: Int64?
     }
 
     let engine: UploadEngine
@@ -28,6 +39,9 @@ struct BodyReceiver: Sendable {
     let limit: Int64?
     let hashing: [ChecksumAlgorithm]
     let checkpoints: Bool
+    let digest: SHA256?
+    /// Set for a request at offset 0: its first bytes are held back until they are checked.
+    let sniff: Sniff?
 
     func run<Body: AsyncSequence & Sendable>(_ body: Body) async -> Outcome where Body.Element == ByteBuffer {
         var outcome = Outcome(
@@ -36,49 +50,105 @@ struct BodyReceiver: Sendable {
             exceeded: false,
             hasher: BodyHasher(algorithms: hashing),
             committed: start,
-            failure: nil
+            failure: nil,
+            digest: digest
         )
         let clock = ContinuousClock()
         var lastCheckpoint = clock.now
         var sinceCheckpoint: Int64 = 0
         let configuration = engine.configuration
+        var heldBack: [ByteBuffer]? = sniff == nil ? nil : []
+        var heldBytes = 0
+
+        /// Writes one buffer; false when the loop must end.
+        func write(_ buffer: ByteBuffer) async -> Bool {
+            let count = Int64(buffer.readableBytes)
+            outcome.hasher.update(buffer)
+            do {
+                try await writer.write(buffer)
+            } catch {
+                // Cancelled by a stop request: the writer kept a consistent position;
+                // the caller saves what it holds.
+                if !Task.isCancelled { outcome.failure = error }
+                return false
+            }
+            buffer.withUnsafeReadableBytes { outcome.digest?.update(bufferPointer: $0) }
+            outcome.received += count
+            sinceCheckpoint += count
+            if checkpoints,
+                sinceCheckpoint >= configuration.checkpointBytes
+                    || clock.now - lastCheckpoint >= configuration.checkpointInterval
+            {
+                do {
+                    let durable = try await writer.checkpoint()
+                    outcome.committed = try await engine.commit(outcome.committed, offset: durable, state: await writer.syncedState())
+                } catch {
+                    if !Task.isCancelled { outcome.failure = error }
+                    return false
+                }
+                sinceCheckpoint = 0
+                lastCheckpoint = clock.now
+            }
+            return true
+        }
+
+        /// Checks the held-back first bytes, then writes them; false when refused or failed.
+        func release(_ buffers: [ByteBuffer]) async -> Bool {
+            guard let sniff else { return true }
+            var prefix: [UInt8] = []
+            for buffer in buffers where prefix.count < ContentSniffer.prefixLength {
+                prefix += buffer.getBytes(at: buffer.readerIndex, length: min(buffer.readableBytes, ContentSniffer.prefixLength - prefix.count)) ?? []
+            }
+            do {
+                try ContentSniffer.check(prefix: prefix, declared: sniff.declared, scenario: sniff.scenario)
+            } catch {
+                outcome.failure = error
+                return false
+            }
+            for buffer in buffers {
+                guard await write(buffer) else { return false }
+            }
+            return true
+        }
+
         do {
             for try await buffer in body {
                 if Task.isCancelled { return outcome }
                 activity.touch()
                 let count = Int64(buffer.readableBytes)
                 if count == 0 { continue }
-                if let limit, outcome.received + count > limit {
+                if let limit, outcome.received + Int64(heldBytes) + count > limit {
                     outcome.exceeded = true
                     return outcome
                 }
-                outcome.hasher.update(buffer)
-                do {
-                    try await writer.write(buffer)
-                } catch {
-                    // Cancelled by a stop request: the writer kept a consistent position;
-                    // the caller saves what it holds.
-                    if !Task.isCancelled { outcome.failure = error }
+                if var held = heldBack {
+                    held.append(buffer)
+                    heldBytes += buffer.readableBytes
+                    if heldBytes < ContentSniffer.prefixLength, Int64(heldBytes) != sniff?.length {
+                        heldBack = held
+                        continue
+                    }
+                    heldBack = nil
+                    heldBytes = 0
+                    guard await release(held) else { return outcome }
+                    continue
+                }
+                guard await write(buffer) else { return outcome }
+            }
+            if Task.isCancelled { return outcome }
+            if let held = heldBack, !held.isEmpty {
+                // The body ended before the bytes the check needs: unless that is the whole
+                // file, nothing is stored (a client resends from offset 0 in a larger request).
+                guard Int64(heldBytes) == sniff?.length else {
+                    outcome.failure = FerryError(
+                        .contentMismatch,
+                        "the first request must carry the first \(ContentSniffer.prefixLength) bytes of the file to check its type"
+                    )
                     return outcome
                 }
-                outcome.received += count
-                sinceCheckpoint += count
-                if checkpoints,
-                    sinceCheckpoint >= configuration.checkpointBytes
-                        || clock.now - lastCheckpoint >= configuration.checkpointInterval
-                {
-                    do {
-                        let durable = try await writer.checkpoint()
-                        outcome.committed = try await engine.commit(outcome.committed, offset: durable, state: await writer.syncedState())
-                    } catch {
-                        if !Task.isCancelled { outcome.failure = error }
-                        return outcome
-                    }
-                    sinceCheckpoint = 0
-                    lastCheckpoint = clock.now
-                }
+                guard await release(held) else { return outcome }
             }
-            outcome.bodyEnded = !Task.isCancelled
+            outcome.bodyEnded = true
         } catch {
             outcome.bodyEnded = false
         }

@@ -52,3 +52,25 @@ public struct AppendDrainService: Service {
         engine.beginShutdown()
     }
 }
+
+/// Retries `pre-finish` callbacks that failed or timed out, until they succeed or give up.
+public struct BusinessRetryService: Service {
+    let engine: UploadEngine
+    let interval: Duration
+
+    public init(engine: UploadEngine, interval: Duration = .seconds(1)) {
+        self.engine = engine
+        self.interval = interval
+    }
+
+    public func run() async throws {
+        while !Task.isShuttingDownGracefully, !Task.isCancelled {
+            await engine.retryPendingBusiness()
+            do {
+                try await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+            } catch {
+                return
+            }
+        }
+    }
+}

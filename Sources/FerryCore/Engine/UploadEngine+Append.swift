@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Logging
 import NIOCore
@@ -14,7 +15,8 @@ extension UploadEngine {
         _ id: UploadID,
         _ request: AppendRequest,
         body: Body,
-        transport: some BodyTransport
+        transport: some BodyTransport,
+        as principal: Principal = .anonymous
     ) async throws(FerryError) -> UploadRecord where Body.Element == ByteBuffer {
         let stop = StopSignal()
         guard let key = appends.register(stop) else {
@@ -26,8 +28,8 @@ extension UploadEngine {
             metrics.appendEnded()
         }
         return try await withLock(id, onStop: { stop.fire(.superseded) }) { () async throws(FerryError) -> UploadRecord in
-            var record = try await self.loadLive(id)
-            let limit = try self.admit(request, to: &record)
+            var record = try await self.loadLive(id, for: principal)
+            let limit = try await self.admit(request, to: &record, principal)
             if record.offset > 0 || request.offset > 0 { try await self.verifyStored(record) }
             await transport.willReadBody()
             return try await self.receive(into: record, request, limit: limit, body: body, transport: transport, stop: stop)
@@ -36,7 +38,9 @@ extension UploadEngine {
 
     /// Checks an append against the stored record before any byte is read; returns the
     /// most bytes the body may carry.
-    private func admit(_ request: AppendRequest, to record: inout UploadRecord) throws(FerryError) -> Int64? {
+    private func admit(_ request: AppendRequest, to record: inout UploadRecord, _ principal: Principal) async throws(FerryError) -> Int64? {
+        let scenario = business.scenarios.scenarios[record.scenario]
+        let maxSize = self.maxSize(in: scenario, for: principal)
         if record.isFinal {
             throw FerryError(.modifyFinal, "a concatenation final cannot be appended to")
         }
@@ -52,13 +56,22 @@ extension UploadEngine {
                 guard declared >= record.offset else {
                     throw FerryError(.invalidLength, "Upload-Length is smaller than the bytes already stored")
                 }
-                if let maxSize = configuration.maxSize, declared > maxSize {
+                if let maxSize, declared > maxSize {
                     throw FerryError(.maxSizeExceeded, "the upload is larger than this server accepts (\(maxSize) bytes)")
                 }
+                try await checkQuotas(principal, addingBytes: declared - record.offset, creating: false)
                 record.length = declared
             }
         }
-        let limit: Int64? = record.length.map { $0 - record.offset } ?? configuration.maxSize.map { $0 - record.offset }
+        if scenario?.checksumRequired == true, request.checksum == nil, !request.expectsTrailerChecksum {
+            throw FerryError(.checksumRequired, "the scenario \(record.scenario) requires Upload-Checksum on every PATCH")
+        }
+        // A request that may complete the upload is checked against the principal's limits
+        // again: they may have changed since the creation (another token, a lowered limit).
+        if let length = record.length, let maxSize, length > maxSize {
+            throw FerryError(.maxSizeExceeded, "the upload is larger than this token or scenario accepts (\(maxSize) bytes)")
+        }
+        let limit: Int64? = record.length.map { $0 - record.offset } ?? maxSize.map { $0 - record.offset }
         if let limit, let contentLength = request.contentLength, contentLength > limit {
             throw record.length == nil
                 ? FerryError(.maxSizeExceeded, "the upload would exceed the largest size this server accepts")
@@ -77,13 +90,21 @@ extension UploadEngine {
     ) async throws(FerryError) -> UploadRecord where Body.Element == ByteBuffer {
         let writer = try await store.openWriter(for: start)
         let hashAll = request.expectsTrailerChecksum && request.checksum == nil
+        let scenario = business.scenarios.scenarios[start.scenario]
+        var sniff: BodyReceiver.Sniff?
+        if start.offset == 0, let scenario, !scenario.contentTypes.isEmpty {
+            sniff = BodyReceiver.Sniff(scenario: scenario, declared: start.metadata.string("filetype"), length: start.length)
+        }
+        let startDigest = digests.take(start.id, at: start.offset)
         let receiver = BodyReceiver(
             engine: self,
             writer: writer,
             start: start,
             limit: limit,
             hashing: hashAll ? Array(ChecksumAlgorithm.allCases) : request.checksum.map { [$0.algorithm] } ?? [],
-            checkpoints: request.checksum == nil && !request.expectsTrailerChecksum
+            checkpoints: request.checksum == nil && !request.expectsTrailerChecksum,
+            digest: startDigest,
+            sniff: sniff
         )
         let outcome = await withTaskGroup(of: BodyReceiver.Outcome?.self) { group in
             group.addTask { await receiver.run(body) }
@@ -98,7 +119,7 @@ extension UploadEngine {
                 group.cancelAll()
                 if let next { outcome = next }
             }
-            return outcome ?? BodyReceiver.Outcome(received: 0, bodyEnded: false, exceeded: false, hasher: BodyHasher(algorithms: []), committed: start, failure: nil)
+            return outcome ?? BodyReceiver.Outcome(received: 0, bodyEnded: false, exceeded: false, hasher: BodyHasher(algorithms: []), committed: start, failure: nil, digest: nil)
         }
         defer { metrics.bytesReceived.increment(by: outcome.received) }
 
@@ -140,7 +161,22 @@ extension UploadEngine {
         if keep {
             do {
                 let durable = try await writer.sync()
-                record = try await commit(record, offset: durable, state: await writer.syncedState())
+                let state = await writer.syncedState()
+                // The running digest is valid only if it covers exactly the durable bytes.
+                var digest = durable == start.offset + outcome.received ? outcome.digest : durable == start.offset ? startDigest : nil
+                var sha256: String?
+                if let length = record.length, durable == length {
+                    if digest == nil {
+                        var finished = record
+                        (finished.offset, finished.storeState, finished.state) = (durable, state, .complete)
+                        digest = try await readBackDigest(finished)
+                    }
+                    sha256 = digest.map(DigestCache.hex)
+                    digests.forget(start.id)
+                } else if let digest {
+                    digests.put(start.id, at: durable, digest)
+                }
+                record = try await commit(record, offset: durable, state: state, sha256: sha256)
             } catch {
                 await writer.close()
                 if error.code == .requestSuperseded {
@@ -152,10 +188,14 @@ extension UploadEngine {
                 throw failure ?? error
             }
         }
+        if !keep, let startDigest, record.offset == start.offset {
+            digests.put(start.id, at: start.offset, startDigest)
+        }
         await writer.close()
         if record.isComplete, !start.isComplete {
             metrics.completed.increment()
             logger.debug("upload.completed", metadata: context)
+            record = await finishBusiness(record)
             if record.concat == .partial { await completeFinals(referencing: record.id) }
         }
 
@@ -190,7 +230,7 @@ extension UploadEngine {
 
     /// Commits a synced offset (and the store's state for it); the upload is complete once the
     /// offset reaches its length.
-    func commit(_ record: UploadRecord, offset: Int64, state: String?) async throws(FerryError) -> UploadRecord {
+    func commit(_ record: UploadRecord, offset: Int64, state: String?, sha256: String? = nil) async throws(FerryError) -> UploadRecord {
         var updated = record
         updated.offset = offset
         updated.storeState = state
@@ -199,11 +239,26 @@ extension UploadEngine {
         if let length = updated.length, offset == length {
             updated.state = .complete
             updated.expiresAt = nil
+            prepareCompletion(&updated, sha256: sha256)
         } else {
-            updated.expiresAt = expiry(from: date)
+            updated.expiresAt = expiry(for: updated, from: date)
         }
         guard updated != record else { return record }
-        try await catalog.update(updated)
-        return updated
+        return try await save(record, updated)
+    }
+
+    /// The SHA-256 of a complete upload, read back from the store (when the running digest
+    /// was lost between requests); nil when the store cannot serve bytes back.
+    func readBackDigest(_ record: UploadRecord) async throws(FerryError) -> SHA256? {
+        guard let readable = store as? any ReadableByteStore else { return nil }
+        var hash = SHA256()
+        do {
+            try await readable.read(record, range: 0..<record.offset) { buffer in
+                buffer.withUnsafeReadableBytes { hash.update(bufferPointer: $0) }
+            }
+        } catch {
+            throw error as? FerryError ?? FerryError(.storageFailure, "the upload could not be read back to hash it", underlying: error)
+        }
+        return hash
     }
 }

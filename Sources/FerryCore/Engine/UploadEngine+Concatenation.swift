@@ -5,7 +5,12 @@ extension UploadEngine {
     ///
     /// The partials may still be incomplete (`concatenation-unfinished`): the final is
     /// assembled, server-side, as soon as the last of them completes.
-    public func createFinal(parts: [UploadID], metadata: UploadMetadata) async throws(FerryError) -> UploadRecord {
+    public func createFinal(
+        parts: [UploadID],
+        metadata: UploadMetadata,
+        scenario: String? = nil,
+        principal: Principal = .anonymous
+    ) async throws(FerryError) -> UploadRecord {
         try refuseDuringShutdown()
         guard capabilities.concatenation else {
             throw FerryError(.invalidConcat, "this server does not concatenate uploads")
@@ -13,31 +18,40 @@ extension UploadEngine {
         guard !parts.isEmpty else {
             throw FerryError(.invalidConcat, "a final upload lists at least one partial upload")
         }
+        let (chosen, admitted) = try await admitCreation(CreateSpec(length: nil, metadata: metadata, scenario: scenario, principal: principal))
         var total: Int64? = 0
         for part in parts {
-            guard let record = try await catalog.get(part), !record.state.isGone else {
+            // Another principal's partial is reported as missing, like any upload of theirs.
+            guard let record = try await catalog.get(part), !record.state.isGone,
+                (try? authorize(record, principal)) != nil, record.owner == principal.subject
+            else {
                 throw FerryError(.invalidConcat, "a listed partial upload does not exist")
+            }
+            guard record.scenario == chosen.name else {
+                throw FerryError(.invalidConcat, "a listed partial upload belongs to another scenario")
             }
             guard record.concat == .partial else {
                 throw FerryError(.invalidConcat, "a listed upload was not created as a partial upload")
             }
             if let length = record.length, let sum = total { total = sum + length } else { total = nil }
         }
-        if let total, let maxSize = configuration.maxSize, total > maxSize {
+        if let total, let maxSize = maxSize(in: chosen, for: principal), total > maxSize {
             throw FerryError(.maxSizeExceeded, "the concatenation is larger than this server accepts")
         }
         let id = UploadID.random()
         let date = now()
-        let record = UploadRecord(
+        var record = UploadRecord(
             id: id,
             length: total,
-            metadata: metadata,
+            metadata: admitted,
             concat: .final(parts),
             createdAt: date,
-            expiresAt: expiry(from: date)
+            scenario: chosen.name,
+            owner: principal.subject
         )
+        record.expiresAt = expiry(for: record, from: date)
         try await store.create(id)
-        try await catalog.insert(record)
+        record = try await insertNew(record)
         metrics.created.increment()
         return try await withLock(id, onStop: {}) { () async throws(FerryError) -> UploadRecord in
             try await self.completeFinalLocked(record)
@@ -60,7 +74,7 @@ extension UploadEngine {
         var updated = final
         if updated.length == nil, let known { updated.length = known }
         guard ready else {
-            if updated != final { try await catalog.update(updated) }
+            if updated != final { updated = try await save(final, updated) }
             return updated
         }
         updated.storeState = try await concatenating.concatenate(parts, into: final)
@@ -70,10 +84,14 @@ extension UploadEngine {
         updated.state = .complete
         updated.expiresAt = nil
         updated.updatedAt = now()
-        try await catalog.update(updated)
+        if let scenario = business.scenarios.scenarios[updated.scenario], !scenario.contentTypes.isEmpty {
+            try await sniffStored(updated, scenario)
+        }
+        prepareCompletion(&updated, sha256: try await readBackDigest(updated).map(DigestCache.hex))
+        updated = try await save(final, updated)
         metrics.completed.increment()
         logger.debug("upload.concatenated", metadata: ["upload.id": "\(final.id)", "upload.length": "\(total)"])
-        return updated
+        return await finishBusiness(updated)
     }
 
     /// After a partial completes: assembles every final that was waiting for it.
@@ -81,7 +99,7 @@ extension UploadEngine {
         do {
             for finalID in try await catalog.finals(referencing: partial) {
                 _ = try await withLock(finalID, onStop: {}) { () async throws(FerryError) -> UploadRecord in
-                    let final = try await self.loadLive(finalID)
+                    let final = try await self.loadLive(finalID, for: nil)
                     return try await self.completeFinalLocked(final)
                 }
             }
@@ -89,5 +107,21 @@ extension UploadEngine {
             // The final assembles on its next HEAD instead.
             logger.warning("concatenation.deferred", metadata: ["upload.id": "\(partial)", "error": "\(error)"])
         }
+    }
+}
+
+extension UploadEngine {
+    /// Checks the first bytes of an assembled final against its scenario's content types.
+    func sniffStored(_ record: UploadRecord, _ scenario: Scenario) async throws(FerryError) {
+        guard let readable = store as? any ReadableByteStore else { return }
+        var prefix: [UInt8] = []
+        do {
+            try await readable.read(record, range: 0..<min(record.offset, Int64(ContentSniffer.prefixLength))) { buffer in
+                prefix += buffer.readableBytesView
+            }
+        } catch {
+            throw error as? FerryError ?? FerryError(.storageFailure, "the upload could not be read back", underlying: error)
+        }
+        try ContentSniffer.check(prefix: prefix, declared: record.metadata.string("filetype"), scenario: scenario)
     }
 }

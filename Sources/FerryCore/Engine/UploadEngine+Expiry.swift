@@ -11,14 +11,16 @@ extension UploadEngine {
             for candidate in try await catalog.expiring(before: now(), limit: batch) {
                 let done = try await withLock(candidate.id, onStop: {}) { () async throws(FerryError) -> Bool in
                     // Re-read under the lock: a request may have just stored more bytes.
-                    guard var record = try await self.catalog.get(candidate.id), record.state == .incomplete,
+                    guard let record = try await self.catalog.get(candidate.id), record.state == .incomplete,
                         let expiresAt = record.expiresAt, expiresAt <= self.now()
                     else { return false }
                     try await self.store.delete(record.id)
-                    record.state = .expired
-                    record.updatedAt = self.now()
-                    record.expiresAt = nil
-                    try await self.catalog.update(record)
+                    var expired = record
+                    expired.state = .expired
+                    expired.updatedAt = self.now()
+                    expired.expiresAt = nil
+                    _ = try await self.save(record, expired)
+                    self.digests.forget(record.id)
                     return true
                 }
                 if done {

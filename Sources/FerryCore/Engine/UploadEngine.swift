@@ -15,6 +15,11 @@ public final class UploadEngine: Sendable {
     public let locker: any UploadLocker
     public let configuration: EngineConfiguration
     public let capabilities: EngineCapabilities
+    /// Scenarios, quotas and business callbacks (docs/business.md).
+    public let business: BusinessRules
+    /// Signalled whenever events were written, so the dispatcher sends them at once.
+    public let outboxWritten = Wakeup()
+    let digests = DigestCache()
     let logger: Logger
     let metrics: EngineMetrics
     let now: @Sendable () -> Date
@@ -25,6 +30,7 @@ public final class UploadEngine: Sendable {
         catalog: any UploadCatalog,
         locker: any UploadLocker,
         configuration: EngineConfiguration = EngineConfiguration(),
+        business: BusinessRules = .open,
         logger: Logger,
         metricsFactory: any MetricsFactory = NOOPMetricsHandler.instance,
         now: @escaping @Sendable () -> Date = { Date() }
@@ -40,6 +46,7 @@ public final class UploadEngine: Sendable {
             termination: configuration.allowsTermination,
             maxSize: configuration.maxSize
         )
+        self.business = business
         self.logger = logger
         self.metrics = EngineMetrics(factory: metricsFactory, backend: store.name)
         self.now = now
@@ -52,11 +59,22 @@ public final class UploadEngine: Sendable {
         public var length: Int64?
         public var metadata: UploadMetadata
         public var isPartial: Bool
+        /// The scenario named by the creation URL; nil picks it from the metadata or the default.
+        public var scenario: String?
+        public var principal: Principal
 
-        public init(length: Int64?, metadata: UploadMetadata = UploadMetadata(), isPartial: Bool = false) {
+        public init(
+            length: Int64?,
+            metadata: UploadMetadata = UploadMetadata(),
+            isPartial: Bool = false,
+            scenario: String? = nil,
+            principal: Principal = .anonymous
+        ) {
             self.length = length
             self.metadata = metadata
             self.isPartial = isPartial
+            self.scenario = scenario
+            self.principal = principal
         }
     }
 
@@ -69,24 +87,36 @@ public final class UploadEngine: Sendable {
                 throw FerryError(.maxSizeExceeded, "the upload is larger than this server accepts (\(maxSize) bytes)")
             }
         }
+        let (scenario, metadata) = try await admitCreation(spec)
         let id = UploadID.random()
         let date = now()
         var record = UploadRecord(
             id: id,
             length: spec.length,
-            metadata: spec.metadata,
+            metadata: metadata,
             concat: spec.isPartial ? .partial : .none,
             createdAt: date,
-            expiresAt: expiry(from: date)
+            scenario: scenario.name,
+            owner: spec.principal.subject
         )
+        record.expiresAt = expiry(for: record, from: date)
         if spec.length == 0 {
+            if !scenario.contentTypes.isEmpty {
+                try ContentSniffer.check(prefix: [], declared: metadata.string("filetype"), scenario: scenario)
+            }
             record.state = .complete
             record.expiresAt = nil
+            prepareCompletion(&record, sha256: DigestCache.emptySHA256)
         }
         try await store.create(id)
-        try await catalog.insert(record)
+        record = try await insertNew(record)
         metrics.created.increment()
-        if record.isComplete { metrics.completed.increment() }
+        if record.isComplete {
+            metrics.completed.increment()
+            record = try await withLock(id, onStop: {}) { () async throws(FerryError) -> UploadRecord in
+                await self.finishBusiness(record)
+            }
+        }
         logger.debug("upload.created", metadata: ["upload.id": "\(id)", "upload.length": "\(spec.length.map(String.init) ?? "deferred")"])
         return record
     }
@@ -95,9 +125,9 @@ public final class UploadEngine: Sendable {
 
     /// The upload's current record. Interrupts any in-flight request on it first, so the
     /// offset includes everything that request stored.
-    public func status(_ id: UploadID) async throws(FerryError) -> UploadRecord {
+    public func status(_ id: UploadID, as principal: Principal = .anonymous) async throws(FerryError) -> UploadRecord {
         try await withLock(id, onStop: {}) { () async throws(FerryError) -> UploadRecord in
-            var record = try await self.loadLive(id)
+            var record = try await self.loadLive(id, for: principal)
             if record.isFinal, !record.isComplete {
                 record = try await self.completeFinalLocked(record)
             } else if !record.isComplete {
@@ -110,17 +140,19 @@ public final class UploadEngine: Sendable {
     // MARK: Termination
 
     /// Deletes an upload's bytes and leaves a tombstone; in-flight requests on it are stopped.
-    public func terminate(_ id: UploadID) async throws(FerryError) {
+    public func terminate(_ id: UploadID, as principal: Principal = .anonymous) async throws(FerryError) {
         guard configuration.allowsTermination else {
             throw FerryError(.methodNotAllowed, "this server does not allow deleting uploads")
         }
         try await withLock(id, onStop: {}) { () async throws(FerryError) in
-            var record = try await self.loadLive(id, allowExpired: true)
+            let record = try await self.loadLive(id, for: principal, allowExpired: true)
             try await self.store.delete(id)
-            record.state = .terminated
-            record.updatedAt = self.now()
-            record.expiresAt = nil
-            try await self.catalog.update(record)
+            var terminated = record
+            terminated.state = .terminated
+            terminated.updatedAt = self.now()
+            terminated.expiresAt = nil
+            _ = try await self.save(record, terminated)
+            self.digests.forget(id)
             self.metrics.terminated.increment()
             self.logger.debug("upload.terminated", metadata: ["upload.id": "\(id)"])
         }
@@ -129,8 +161,8 @@ public final class UploadEngine: Sendable {
     // MARK: Content
 
     /// The record of a complete upload whose bytes can be read back.
-    public func completedUpload(_ id: UploadID) async throws(FerryError) -> UploadRecord {
-        let record = try await loadLive(id)
+    public func completedUpload(_ id: UploadID, as principal: Principal = .anonymous) async throws(FerryError) -> UploadRecord {
+        let record = try await loadLive(id, for: principal)
         guard record.isComplete else {
             throw FerryError(.uploadIncomplete, "the upload is not complete yet")
         }
@@ -169,11 +201,13 @@ public final class UploadEngine: Sendable {
         return try result.get()
     }
 
-    /// Loads a record that can still be used: 404 when unknown, 410 when gone or expired.
-    func loadLive(_ id: UploadID, allowExpired: Bool = false) async throws(FerryError) -> UploadRecord {
+    /// Loads a record that `principal` may use and that can still be used: 404 when unknown
+    /// (or another principal's), 410 when gone or expired.
+    func loadLive(_ id: UploadID, for principal: Principal?, allowExpired: Bool = false) async throws(FerryError) -> UploadRecord {
         guard let record = try await catalog.get(id) else {
             throw FerryError(.uploadNotFound, "no upload has this URL")
         }
+        if let principal { try authorize(record, principal) }
         if record.state.isGone {
             throw FerryError(.uploadGone, "the upload was \(record.state.rawValue)")
         }
@@ -191,7 +225,7 @@ public final class UploadEngine: Sendable {
         lost.state = .lost
         lost.updatedAt = now()
         lost.expiresAt = nil
-        try await catalog.update(lost)
+        _ = try await save(record, lost)
         logger.error(
             "upload.lost",
             metadata: ["upload.id": "\(record.id)", "upload.offset": "\(record.offset)", "store.length": "\(stored)"]
@@ -199,10 +233,10 @@ public final class UploadEngine: Sendable {
         throw FerryError(.uploadGone, "the stored bytes of this upload were lost")
     }
 
-    func expiry(from date: Date) -> Date? {
-        guard let expiry = configuration.expiry else { return nil }
-        let components = expiry.components
-        return date.addingTimeInterval(Double(components.seconds) + Double(components.attoseconds) / 1e18)
+    /// When `record`, last written at `date`, expires: its scenario's TTL, else the server's.
+    func expiry(for record: UploadRecord, from date: Date) -> Date? {
+        guard let expiry = business.scenarios.scenarios[record.scenario]?.expiry ?? configuration.expiry else { return nil }
+        return date.addingTimeInterval(Self.seconds(expiry))
     }
 
     func refuseDuringShutdown() throws(FerryError) {

@@ -34,6 +34,16 @@ public struct FerryError: Error, Sendable, CustomStringConvertible {
         case storageFailure = "ERR_STORAGE_FAILURE"
         case catalogFailure = "ERR_CATALOG_FAILURE"
         case internalError = "ERR_INTERNAL"
+        case unauthorized = "ERR_UNAUTHORIZED"
+        case forbidden = "ERR_FORBIDDEN"
+        case scenarioNotFound = "ERR_SCENARIO_NOT_FOUND"
+        case quotaExceeded = "ERR_QUOTA_EXCEEDED"
+        case metadataRequired = "ERR_METADATA_REQUIRED"
+        case contentTypeNotAllowed = "ERR_CONTENT_TYPE_NOT_ALLOWED"
+        case contentMismatch = "ERR_CONTENT_MISMATCH"
+        case checksumRequired = "ERR_CHECKSUM_REQUIRED"
+        case rejected = "ERR_REJECTED"
+        case callbackFailed = "ERR_CALLBACK_FAILED"
     }
 
     public let code: Code
@@ -42,6 +52,10 @@ public struct FerryError: Error, Sendable, CustomStringConvertible {
     public let underlying: (any Error)?
     public let file: String
     public let line: Int
+    /// For `ERR_REJECTED`: the status a business callback chose (400-499).
+    public var status: Int?
+    /// For `ERR_QUOTA_EXCEEDED`: seconds after which a retry may succeed.
+    public var retryAfter: Int?
 
     public init(
         _ code: Code,
@@ -66,7 +80,7 @@ public struct FerryError: Error, Sendable, CustomStringConvertible {
     /// True for errors caused by the server side (storage, catalog, bugs), false for client mistakes.
     public var isServerFault: Bool {
         switch code {
-        case .storageFull, .storageFailure, .catalogFailure, .internalError, .shuttingDown: true
+        case .storageFull, .storageFailure, .catalogFailure, .internalError, .shuttingDown, .callbackFailed: true
         default: false
         }
     }

@@ -75,6 +75,23 @@ public struct UploadMetadata: Sendable, Equatable {
         return String(validating: value, as: UTF8.self)
     }
 
+    /// True when `key` is present (with or without a value).
+    public func contains(_ key: String) -> Bool {
+        entries.contains { $0.key == key }
+    }
+
+    /// Sets `key` to `value`, replacing an existing entry in place or appending.
+    public mutating func set(_ key: String, _ value: String) throws(FerryError) {
+        guard Self.isValidKey(key) else {
+            throw FerryError(.invalidMetadata, "metadata key is empty or contains a space, comma or control character")
+        }
+        if let index = entries.firstIndex(where: { $0.key == key }) {
+            entries[index].value = Array(value.utf8)
+        } else {
+            entries.append(Entry(key: key, value: Array(value.utf8)))
+        }
+    }
+
     static func isValidKey(_ key: String) -> Bool {
         !key.isEmpty && key.utf8.allSatisfy { $0 > 0x20 && $0 != 0x2C && $0 != 0x7F }
     }

@@ -43,6 +43,18 @@ public struct UploadRecord: Sendable, Equatable {
     /// upload, part list and tail), opaque to everything else. Committed together with `offset`,
     /// so the two always agree; nil for stores that need nothing (disk).
     public var storeState: String?
+    /// The scenario the upload was created in (docs/business.md).
+    public var scenario: String
+    /// The token subject that created it; nil for an anonymous upload (its URL is the capability).
+    public var owner: String?
+    /// Hex SHA-256 of the whole file, once complete.
+    public var sha256: String?
+    /// The `pre-finish` callback's answer, for scenarios that have one.
+    public var business: BusinessResult?
+    /// The sequence number of the upload's last event (0 before any).
+    public var eventSequence: Int64
+    /// When the last `upload.progress` event was written.
+    public var progressEventAt: Date?
 
     public init(
         id: UploadID,
@@ -54,7 +66,13 @@ public struct UploadRecord: Sendable, Equatable {
         createdAt: Date,
         updatedAt: Date? = nil,
         expiresAt: Date? = nil,
-        storeState: String? = nil
+        storeState: String? = nil,
+        scenario: String = "default",
+        owner: String? = nil,
+        sha256: String? = nil,
+        business: BusinessResult? = nil,
+        eventSequence: Int64 = 0,
+        progressEventAt: Date? = nil
     ) {
         self.id = id
         self.length = length
@@ -66,6 +84,12 @@ public struct UploadRecord: Sendable, Equatable {
         self.updatedAt = updatedAt ?? createdAt
         self.expiresAt = expiresAt
         self.storeState = storeState
+        self.scenario = scenario
+        self.owner = owner
+        self.sha256 = sha256
+        self.business = business
+        self.eventSequence = eventSequence
+        self.progressEventAt = progressEventAt
     }
 
     public var isComplete: Bool { state == .complete }

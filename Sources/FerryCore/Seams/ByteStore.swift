@@ -22,6 +22,13 @@ public protocol ByteStore: Sendable {
 
     /// Deletes every byte of the upload. Idempotent.
     func delete(_ id: UploadID) async throws(FerryError)
+
+    /// Where the upload's bytes are, for business systems (`file:///…`, `s3://bucket/key`).
+    func location(of record: UploadRecord) -> String
+}
+
+extension ByteStore {
+    public func location(of record: UploadRecord) -> String { "\(name):\(record.id.rawValue)" }
 }
 
 /// A sequential writer for one upload, used by one request at a time.

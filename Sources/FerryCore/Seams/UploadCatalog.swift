@@ -7,14 +7,14 @@ import Foundation
 public protocol UploadCatalog: Sendable {
     var name: String { get }
 
-    /// Inserts a new record; fails if the id exists.
-    func insert(_ record: UploadRecord) async throws(FerryError)
+    /// Inserts a new record, and `events` into the outbox, in one transaction; fails if the id exists.
+    func insert(_ record: UploadRecord, events: [OutboxEvent]) async throws(FerryError)
 
     /// The record, tombstones included; nil when unknown.
     func get(_ id: UploadID) async throws(FerryError) -> UploadRecord?
 
-    /// Replaces the record with the same id.
-    func update(_ record: UploadRecord) async throws(FerryError)
+    /// Replaces the record with the same id, and adds `events` to the outbox, in one transaction.
+    func update(_ record: UploadRecord, events: [OutboxEvent]) async throws(FerryError)
 
     /// Removes the record entirely (tombstone purge).
     func remove(_ id: UploadID) async throws(FerryError)
@@ -27,4 +27,37 @@ public protocol UploadCatalog: Sendable {
 
     /// Incomplete concatenation finals that list `partial` among their parts.
     func finals(referencing partial: UploadID) async throws(FerryError) -> [UploadID]
+
+    // MARK: Business integration
+
+    /// What `owner` holds: incomplete uploads, their declared bytes, creations since `since`.
+    func usage(of owner: String, since: Date) async throws(FerryError) -> OwnerUsage
+
+    /// Complete uploads whose `pre-finish` result is pending and due before `date`.
+    func pendingBusinessResults(before date: Date, limit: Int) async throws(FerryError) -> [UploadRecord]
+
+    // MARK: Outbox
+
+    /// Claims up to `limit` pending deliveries due at `now`, at most one per upload and webhook
+    /// (the lowest sequence not yet delivered or dead: order is kept), and pushes their
+    /// `nextAttemptAt` to `leaseUntil` so that no other dispatcher takes them meanwhile.
+    func claimDeliveries(now: Date, leaseUntil: Date, limit: Int) async throws(FerryError) -> [EventDelivery]
+
+    /// Records the outcome of an attempt (`attempts` is the new count).
+    func recordDelivery(eventID: String, destination: String, attempts: Int, outcome: DeliveryOutcome) async throws(FerryError)
+
+    /// Every event of an upload, for every webhook, in sequence order.
+    func deliveries(of id: UploadID) async throws(FerryError) -> [EventDelivery]
+}
+
+extension UploadCatalog {
+    /// Inserts a record that produces no event.
+    public func insert(_ record: UploadRecord) async throws(FerryError) {
+        try await insert(record, events: [])
+    }
+
+    /// Updates a record without an event.
+    public func update(_ record: UploadRecord) async throws(FerryError) {
+        try await update(record, events: [])
+    }
 }

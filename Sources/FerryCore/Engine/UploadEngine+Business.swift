@@ -1,0 +1,222 @@
+import Foundation
+import Logging
+
+extension UploadEngine {
+    // MARK: Authorization
+
+    /// Checks that `principal` may act on `record`: an upload with an owner is its owner's
+    /// alone (another principal gets 404, so its existence is not revealed; no token gets
+    /// 401); an anonymous upload's URL is its capability.
+    func authorize(_ record: UploadRecord, _ principal: Principal) throws(FerryError) {
+        guard let owner = record.owner else { return }
+        guard principal.subject == owner else {
+            if principal.isAnonymous { throw FerryError(.unauthorized, "this upload needs a bearer token") }
+            throw FerryError(.uploadNotFound, "no upload has this URL")
+        }
+        guard principal.mayUse(record.scenario) else {
+            throw FerryError(.forbidden, "the token does not grant the scenario \(record.scenario)")
+        }
+    }
+
+    /// Checks that `principal` may create uploads in `scenario`.
+    func authorizeCreation(in scenario: Scenario, _ principal: Principal) throws(FerryError) {
+        if principal.isAnonymous, !scenario.allowsAnonymous {
+            throw FerryError(.unauthorized, "the scenario \(scenario.name) needs a bearer token")
+        }
+        guard principal.mayUse(scenario.name) else {
+            throw FerryError(.forbidden, "the token does not grant the scenario \(scenario.name)")
+        }
+    }
+
+    /// The largest upload `principal` may store in `scenario`.
+    func maxSize(in scenario: Scenario?, for principal: Principal) -> Int64? {
+        let limits = principal.isAnonymous ? Quotas() : business.quotas.lowered(by: principal.limits)
+        return [configuration.maxSize, scenario?.maxSize, limits.maxSize].compactMap { $0 }.min()
+    }
+
+    /// Refuses with 429 when `principal`'s uploads would exceed its quotas.
+    func checkQuotas(_ principal: Principal, addingBytes bytes: Int64, creating: Bool) async throws(FerryError) {
+        guard let owner = principal.subject else { return }
+        let quotas = business.quotas.lowered(by: principal.limits)
+        guard quotas.openUploads != nil || quotas.openBytes != nil || quotas.creationsPerMinute != nil else { return }
+        let usage = try await catalog.usage(of: owner, since: now().addingTimeInterval(-60))
+        func refuse(_ message: String, after seconds: Int) -> FerryError {
+            var error = FerryError(.quotaExceeded, message)
+            error.retryAfter = seconds
+            return error
+        }
+        if creating, let limit = quotas.creationsPerMinute, usage.recentCreations >= limit {
+            throw refuse("at most \(limit) uploads may be created per minute", after: 60)
+        }
+        if creating, let limit = quotas.openUploads, usage.openUploads >= limit {
+            throw refuse("at most \(limit) incomplete uploads at once: finish or delete one", after: 30)
+        }
+        if let limit = quotas.openBytes, usage.openBytes + bytes > limit {
+            throw refuse("incomplete uploads may hold at most \(limit) bytes", after: 30)
+        }
+    }
+
+    /// The scenario and metadata of a creation, after every rule and the `pre-create` callback.
+    func admitCreation(_ spec: CreateSpec) async throws(FerryError) -> (Scenario, UploadMetadata) {
+        let scenario = try business.scenarios.resolve(path: spec.scenario, metadata: spec.metadata)
+        try authorizeCreation(in: scenario, spec.principal)
+        if let length = spec.length, let limit = maxSize(in: scenario, for: spec.principal), length > limit {
+            throw FerryError(.maxSizeExceeded, "the upload is larger than the scenario \(scenario.name) accepts (\(limit) bytes)")
+        }
+        for key in scenario.requiredMetadata where !spec.metadata.contains(key) {
+            throw FerryError(.metadataRequired, "the scenario \(scenario.name) requires the metadata key \(key)")
+        }
+        if let type = spec.metadata.string("filetype"), !scenario.allows(contentType: type) {
+            throw FerryError(.contentTypeNotAllowed, "the scenario \(scenario.name) does not accept \(type)")
+        }
+        try await checkQuotas(spec.principal, addingBytes: spec.length ?? 0, creating: true)
+        var metadata = spec.metadata
+        if let url = scenario.preCreate {
+            let request = PreCreateRequest(scenario: scenario.name, owner: spec.principal.subject, length: spec.length, metadata: metadata)
+            switch try await business.callbacks.preCreate(request, url: url, timeout: scenario.callbackTimeout) {
+            case .reject(let status, let message):
+                var error = FerryError(.rejected, message)
+                error.status = status
+                throw error
+            case .accept(let added):
+                for (key, value) in added.sorted(by: { $0.key < $1.key }) { try metadata.set(key, value) }
+            }
+        }
+        return (scenario, metadata)
+    }
+
+    // MARK: Events
+
+    /// The outbox events a change from `old` (nil: a creation) to `new` produces, numbering
+    /// them in `new.eventSequence`.
+    func events(from old: UploadRecord?, to new: inout UploadRecord) -> [OutboxEvent] {
+        guard let scenario = business.scenarios.scenarios[new.scenario], !scenario.webhooks.isEmpty else { return [] }
+        var types: [UploadEventType] = []
+        let date = now()
+        if old == nil { types.append(.created) }
+        if let old, old.state == new.state, new.state == .incomplete, new.offset > old.offset,
+            !scenario.webhooks(for: .progress).isEmpty,
+            new.progressEventAt.map({ date.timeIntervalSince($0) >= Self.seconds(scenario.progressInterval) }) ?? true
+        {
+            types.append(.progress)
+            new.progressEventAt = date
+        }
+        if old?.state != new.state {
+            switch new.state {
+            case .complete: types.append(.completed)
+            case .terminated: types.append(.terminated)
+            case .expired: types.append(.expired)
+            case .incomplete, .lost: break
+            }
+        }
+        var events: [OutboxEvent] = []
+        for type in types {
+            let webhooks = scenario.webhooks(for: type)
+            guard !webhooks.isEmpty else { continue }
+            new.eventSequence += 1
+            let payload = EventPayload(
+                id: "\(new.id.rawValue)-\(new.eventSequence)",
+                type: type.rawValue,
+                sequence: new.eventSequence,
+                createdAt: UploadDescription.timestamp(date),
+                upload: UploadDescription(new)
+            ).json()
+            for webhook in webhooks {
+                events.append(OutboxEvent(uploadID: new.id, sequence: new.eventSequence, type: type, destination: webhook.url, payload: payload, createdAt: date))
+            }
+        }
+        if !events.isEmpty { outboxWritten.signal() }
+        return events
+    }
+
+    /// Commits `new` (which replaces `old`) with the events the change produces.
+    func save(_ old: UploadRecord, _ new: UploadRecord) async throws(FerryError) -> UploadRecord {
+        var updated = new
+        let events = events(from: old, to: &updated)
+        try await catalog.update(updated, events: events)
+        return updated
+    }
+
+    /// Inserts a new record with its `upload.created` (and, for an empty upload, `upload.completed`) events.
+    func insertNew(_ record: UploadRecord) async throws(FerryError) -> UploadRecord {
+        var inserted = record
+        let events = events(from: nil, to: &inserted)
+        try await catalog.insert(inserted, events: events)
+        return inserted
+    }
+
+    // MARK: The business result
+
+    /// Marks a record that is about to complete: its digest, and a pending business result
+    /// when its scenario has a `pre-finish` callback (so a crash right after the commit
+    /// leaves the callback to the retry service).
+    func prepareCompletion(_ record: inout UploadRecord, sha256: String?) {
+        record.sha256 = sha256
+        if business.scenarios.scenarios[record.scenario]?.preFinish != nil, record.business == nil {
+            record.business = BusinessResult(status: .pending, nextAttemptAt: now())
+        }
+    }
+
+    /// Calls the `pre-finish` callback of a complete upload whose result is pending and stores
+    /// the answer; on failure schedules a retry. The caller holds the upload's lock.
+    func finishBusiness(_ record: UploadRecord) async -> UploadRecord {
+        guard var business = record.business, business.status == .pending,
+            let scenario = self.business.scenarios.scenarios[record.scenario], let url = scenario.preFinish
+        else { return record }
+        var updated = record
+        business.attempts += 1
+        do {
+            let json = try await self.business.callbacks.preFinish(record, location: store.location(of: record), url: url, timeout: scenario.callbackTimeout)
+            business.status = .done
+            business.json = json
+            business.nextAttemptAt = nil
+        } catch {
+            let base = Self.seconds(self.business.retryBase)
+            let delay = min(Self.seconds(self.business.retryCap), base * pow(2, Double(min(business.attempts - 1, 30))))
+            let date = now()
+            if date.timeIntervalSince(record.createdAt) > Self.seconds(self.business.retryFor) {
+                business.status = .failed
+                business.nextAttemptAt = nil
+            } else {
+                business.nextAttemptAt = date.addingTimeInterval(delay)
+            }
+            logger.warning(
+                "business.pre_finish_failed",
+                metadata: ["upload.id": "\(record.id)", "attempts": "\(business.attempts)", "error": "\(error)"]
+            )
+        }
+        updated.business = business
+        do {
+            try await catalog.update(updated)
+            return updated
+        } catch {
+            logger.error("business.save_failed", metadata: ["upload.id": "\(record.id)", "error": "\(error)"])
+            return record
+        }
+    }
+
+    /// Retries due `pre-finish` callbacks (the `BusinessRetryService` calls it); returns how many were tried.
+    @discardableResult
+    public func retryPendingBusiness(batch: Int = 50) async -> Int {
+        var tried = 0
+        do {
+            for candidate in try await catalog.pendingBusinessResults(before: now(), limit: batch) {
+                _ = try await withLock(candidate.id, onStop: {}) { () async throws(FerryError) -> UploadRecord in
+                    guard let record = try await self.catalog.get(candidate.id), record.isComplete,
+                        record.business?.status == .pending, (record.business?.nextAttemptAt ?? .distantPast) <= self.now()
+                    else { return candidate }
+                    tried += 1
+                    return await self.finishBusiness(record)
+                }
+            }
+        } catch {
+            logger.error("business.retry_failed", metadata: ["error": "\(error)"])
+        }
+        return tried
+    }
+
+    static func seconds(_ duration: Duration) -> Double {
+        let components = duration.components
+        return Double(components.seconds) + Double(components.attoseconds) / 1e18
+    }
+}
