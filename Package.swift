@@ -9,6 +9,8 @@ import PackageDescription
 //   FerryPostgres    UploadCatalog on PostgreSQL (postgres-nio), for several nodes sharing one database
 //   FerryS3          a small S3 client (AWS Signature V4), knowing nothing of uploads
 //   FerryS3Store     ByteStore on S3-compatible object storage: one multipart upload per upload, durable tail
+//   FerryAuth        bearer JWTs (jwt-kit) -> Principal
+//   FerryHooks       business callbacks (pre-create, pre-finish) and the outbox's webhook dispatcher, over AsyncHTTPClient
 //   FerryHTTP        the Hummingbird adapter: routing, body streaming, 100-continue, CORS, /metrics, /healthz
 //   FerryServer      wires a configuration into services (store, catalog, expirer, HTTP server)
 //   FerryTestSupport in-memory seams and the conformance suites every seam implementation must pass
@@ -44,6 +46,7 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.7.1"),
     ],
     targets: [
         .target(
@@ -96,10 +99,33 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "FerryAuth",
+            dependencies: [
+                "FerryCore",
+                .product(name: "JWTKit", package: "jwt-kit"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "FerryHooks",
+            dependencies: [
+                "FerryCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "FerryHTTP",
             dependencies: [
                 "FerryCore",
                 "FerryTus",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -114,6 +140,8 @@ let package = Package(
             name: "FerryServer",
             dependencies: [
                 "FerryCore",
+                "FerryAuth",
+                "FerryHooks",
                 "FerryHTTP",
                 "FerryDiskStore",
                 "FerrySQLite",
@@ -240,6 +268,7 @@ let package = Package(
             name: "FerryServerTests",
             dependencies: [
                 "FerryCore", "FerryTus", "FerryHTTP", "FerryServer", "FerryTestSupport", "FerryClient", "FerryClientAHC", "FerryNetem",
+                "FerryAuth", "FerryHooks",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),

@@ -12,11 +12,14 @@
  *                        on the same keep-alive connection (CHUNK >= SIZE -> one PATCH)
  *       Timed from the first byte of the first request to the end of the last response.
  *
- *   loadgen burst PORT MODE COUNT SIZE CONC TIMEOUT_S
+ *   loadgen burst PORT MODE COUNT SIZE CONC TIMEOUT_S [PATH [HEADER ...]]
  *       MODE = create  : COUNT x POST /files/ creation-with-upload of SIZE bytes
  *       MODE = discard : COUNT x PUT /discard of SIZE bytes
  *       CONC threads, one persistent keep-alive connection each; timed after all
  *       connections are established. Prints rate and latency percentiles.
+ *       Optional (create only): the creation PATH (default /files/) and extra request
+ *       headers, each one argument 'Name: value' (e.g. 'Authorization: Bearer ...');
+ *       the summary then also counts responses with Ferry-Business-Status: done.
  *
  *   loadgen create PORT COUNT LENGTH
  *       COUNT x POST /files/ (Upload-Length LENGTH, no body) on one connection; prints
@@ -120,7 +123,8 @@ typedef struct {
     long long count, size;
     int timeout;
     int hlen;
-    char hdr[512];
+    char hdr[8192];
+    long long business_done; /* atomic: responses with Ferry-Business-Status: done */
     pthread_barrier_t barrier;
     long long next;      /* atomic */
     double *lat;         /* per request, -1 on failure */
@@ -154,6 +158,7 @@ static void *burst_worker(void *arg) {
         double t1 = now_s();
         int good = re == 0 && (b->create ? (r.status == 201 && r.upload_offset == b->size) : r.status == 204);
         b->lat[i] = good ? t1 - t0 : -1;
+        if (good && r.business_done) __atomic_fetch_add(&b->business_done, 1, __ATOMIC_RELAXED);
         if (!good) {
             __atomic_fetch_add(&b->errors, 1, __ATOMIC_RELAXED);
             pthread_mutex_lock(&b->err_mu);
@@ -190,13 +195,20 @@ static int mode_burst(int argc, char **argv) {
     b->size = atoll(argv[2]);
     int conc = atoi(argv[3]);
     b->timeout = atoi(argv[4]);
-    if (b->create)
+    const char *path = argc > 5 ? argv[5] : "/files/";
+    if (b->create) {
         b->hlen = snprintf(b->hdr, sizeof b->hdr,
-                           "POST /files/ HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nTus-Resumable: 1.0.0\r\n"
-                           "Upload-Length: %lld\r\nContent-Type: application/offset+octet-stream\r\n"
-                           "Content-Length: %lld\r\n\r\n",
-                           g_port, b->size, b->size);
-    else
+                           "POST %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nTus-Resumable: 1.0.0\r\n"
+                           "Upload-Length: %lld\r\nContent-Type: application/offset+octet-stream\r\n",
+                           path, g_port, b->size);
+        for (int i = 6; i < argc; i++)
+            b->hlen += snprintf(b->hdr + b->hlen, sizeof b->hdr - (size_t)b->hlen, "%s\r\n", argv[i]);
+        b->hlen += snprintf(b->hdr + b->hlen, sizeof b->hdr - (size_t)b->hlen, "Content-Length: %lld\r\n\r\n", b->size);
+        if ((size_t)b->hlen >= sizeof b->hdr) {
+            fprintf(stderr, "loadgen: request headers longer than %zu bytes\n", sizeof b->hdr);
+            return 2;
+        }
+    } else
         b->hlen = snprintf(b->hdr, sizeof b->hdr,
                            "PUT /discard HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
                            "Content-Type: application/octet-stream\r\nContent-Length: %lld\r\n\r\n",
@@ -218,9 +230,11 @@ static int mode_burst(int argc, char **argv) {
         if (b->lat[i] >= 0) b->lat[n++] = b->lat[i];
     qsort(b->lat, (size_t)n, sizeof(double), cmp_double);
     printf("ok=%lld errors=%lld reconnects=%lld seconds=%.6f rate=%.2f p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f "
-           "max_ms=%.3f mibps=%.2f\n",
+           "max_ms=%.3f mibps=%.2f",
            n, b->errors, b->reconnects, dt, n / dt, pct(b->lat, n, 0.50) * 1e3, pct(b->lat, n, 0.90) * 1e3,
            pct(b->lat, n, 0.99) * 1e3, n ? b->lat[n - 1] * 1e3 : 0.0, n * (double)b->size / 1048576.0 / dt);
+    if (argc > 5) printf(" business_done=%lld", b->business_done);
+    printf("\n");
     return b->errors ? 1 : 0;
 }
 
@@ -380,7 +394,7 @@ int main(int argc, char **argv) {
     if (argc < 3) {
         fprintf(stderr,
                 "usage: loadgen stream PORT discard|tus SIZE CHUNK TIMEOUT_S\n"
-                "       loadgen burst PORT create|discard COUNT SIZE CONC TIMEOUT_S\n"
+                "       loadgen burst PORT create|discard COUNT SIZE CONC TIMEOUT_S [PATH [HEADER ...]]\n"
                 "       loadgen create PORT COUNT LENGTH\n"
                 "       loadgen slow PORT PATHS_FILE LENGTH INTERVAL_MS\n");
         return 2;

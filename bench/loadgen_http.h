@@ -52,6 +52,7 @@ typedef struct {
     int chunked;
     int close;
     long long upload_offset; /* -1 when absent */
+    int business_done;       /* Ferry-Business-Status: done */
     char location[512];
     char body_snippet[256];
 } resp_t;
@@ -197,6 +198,7 @@ again:
         else if (!strcasecmp(line, "transfer-encoding")) r->chunked = strcasestr(v, "chunked") != NULL;
         else if (!strcasecmp(line, "connection")) r->close = strcasestr(v, "close") != NULL;
         else if (!strcasecmp(line, "location")) snprintf(r->location, sizeof r->location, "%s", v);
+        else if (!strcasecmp(line, "ferry-business-status")) r->business_done = !strncasecmp(v, "done", 4);
     }
     if (r->status >= 100 && r->status < 200) goto again; /* 100 Continue etc. */
     size_t sl = 0;

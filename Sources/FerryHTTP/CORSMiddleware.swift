@@ -29,7 +29,7 @@ public struct CORSConfiguration: Sendable {
     static let exposedHeaders = [
         "Location", "Tus-Resumable", "Tus-Version", "Tus-Extension", "Tus-Max-Size", "Tus-Checksum-Algorithm",
         "Upload-Offset", "Upload-Length", "Upload-Defer-Length", "Upload-Metadata", "Upload-Concat", "Upload-Expires",
-        "Ferry-Error", "Content-Range", "Content-Disposition",
+        "Ferry-Error", "Ferry-Business-Status", "Ferry-Business-Result", "WWW-Authenticate", "Retry-After", "Content-Range", "Content-Disposition",
     ].joined(separator: ", ")
 }
 

@@ -18,19 +18,23 @@ public enum FerryHTTPServer {
         public var cors: CORSConfiguration
         /// Serve `PUT /discard`, which reads and drops its body (for benchmarks only).
         public var discardEndpoint: Bool
+        /// Bearer token of the admin API (`/admin/...`); nil leaves it off.
+        public var adminToken: String?
 
         public init(
             host: String = "127.0.0.1",
             port: Int = 8080,
             readTimeout: Duration = .seconds(30),
             cors: CORSConfiguration = CORSConfiguration(),
-            discardEndpoint: Bool = false
+            discardEndpoint: Bool = false,
+            adminToken: String? = nil
         ) {
             self.host = host
             self.port = port
             self.readTimeout = readTimeout
             self.cors = cors
             self.discardEndpoint = discardEndpoint
+            self.adminToken = adminToken
         }
     }
 
@@ -49,6 +53,7 @@ public enum FerryHTTPServer {
                 if dialect.handles(path: path) {
                     return path.count > basePath.count ? basePath + ":id" : basePath
                 }
+                if path.hasPrefix("/admin/") { return "/admin" }
                 return ["/healthz", "/metrics", "/discard"].contains(path) ? path : "other"
             }
         )
@@ -70,6 +75,9 @@ public enum FerryHTTPServer {
                 headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8", .cacheControl: "no-store"],
                 body: ResponseBody(byteBuffer: ByteBuffer(string: metricsText()))
             )
+        }
+        if let token = configuration.adminToken {
+            AdminRoutes.add(to: router, token: token, catalog: dialect.engine.catalog)
         }
         if configuration.discardEndpoint {
             router.put("/discard") { request, _ -> Response in

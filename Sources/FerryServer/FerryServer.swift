@@ -1,5 +1,6 @@
 import FerryCore
 import FerryDiskStore
+import FerryHooks
 import AsyncHTTPClient
 import FerryHTTP
 import FerryPostgres
@@ -42,12 +43,14 @@ public struct FerryServer: Sendable {
         threadPool.start()
         var storageServices: [any Service] = []
         var bucketToCreate: S3Client?
+        var httpClient: HTTPClient?
         let store: any ByteStore
         switch configuration.storage {
         case .disk:
             store = try DiskByteStore(configuration: .init(directory: configuration.dataDirectory + "/uploads"), threadPool: threadPool)
         case .s3(let s3):
             let http = HTTPClientService.makeClient()
+            httpClient = http
             storageServices.append(HTTPClientService(client: http))
             if s3.createBucket { bucketToCreate = Self.s3Client(s3, http) }
             store = try S3ByteStore(
@@ -78,18 +81,45 @@ public struct FerryServer: Sendable {
         }
         let registry = PrometheusCollectorRegistry()
         let factory = PrometheusMetricsFactory(registry: registry)
+        let business = configuration.business
+        if business.needsHTTPClient, httpClient == nil {
+            let http = HTTPClientService.makeClient()
+            httpClient = http
+            storageServices.append(HTTPClientService(client: http))
+        }
         let engine = UploadEngine(
             store: store,
             catalog: catalog,
             locker: locker,
             configuration: configuration.engine,
+            business: BusinessRules(
+                scenarios: business.scenarios,
+                quotas: business.quotas,
+                callbacks: httpClient.map { HTTPBusinessCallbacks(http: $0) } ?? NoBusinessCallbacks()
+            ),
             logger: logger,
             metricsFactory: factory
         )
-        let dialect = TusDialect(engine: engine, configuration: configuration.tus)
+        var businessServices: [any Service] = [BusinessRetryService(engine: engine)]
+        if business.hasWebhooks, let httpClient {
+            businessServices.append(
+                WebhookDispatcher(
+                    catalog: catalog,
+                    scenarios: business.scenarios,
+                    http: httpClient,
+                    wakeup: engine.outboxWritten,
+                    configuration: business.events,
+                    logger: logger,
+                    metricsFactory: factory
+                )
+            )
+        }
+        let dialect = TusDialect(engine: engine, configuration: configuration.tus, authenticator: business.authenticator)
+        var http = configuration.http
+        http.adminToken = business.adminToken
         let router = FerryHTTPServer.router(
             dialect: dialect,
-            configuration: configuration.http,
+            configuration: http,
             metricsFactory: factory,
             metricsText: { registry.emitToString() },
             health: {
@@ -116,6 +146,7 @@ public struct FerryServer: Sendable {
         // cross-node locks and the database pool.
         self.services = catalogServices + [ThreadPoolService(threadPool: threadPool)] + storageServices + [
             ExpiryService(engine: engine, interval: configuration.expiryInterval),
+        ] + businessServices + [
             application,
             AppendDrainService(engine: engine),
         ]

@@ -7,6 +7,8 @@ public struct FerryServerConfiguration: Sendable {
     public var http: FerryHTTPServer.Configuration
     public var tus: TusDialect.Configuration
     public var engine: EngineConfiguration
+    /// Scenarios, tokens, quotas, callbacks and events (`--config`).
+    public var business: BusinessConfiguration
     /// Holds `uploads/` (one file per upload) and `catalog.sqlite` on embedded defaults, and
     /// `spool/` with S3 storage.
     public var dataDirectory: String
@@ -23,6 +25,7 @@ public struct FerryServerConfiguration: Sendable {
         http: FerryHTTPServer.Configuration = .init(),
         tus: TusDialect.Configuration = .init(),
         engine: EngineConfiguration = .init(),
+        business: BusinessConfiguration = .init(),
         dataDirectory: String = "./ferry-data",
         storage: StorageConfiguration = .disk,
         catalog: CatalogConfiguration = .sqlite,
@@ -33,6 +36,7 @@ public struct FerryServerConfiguration: Sendable {
         self.http = http
         self.tus = tus
         self.engine = engine
+        self.business = business
         self.dataDirectory = dataDirectory
         self.storage = storage
         self.catalog = catalog

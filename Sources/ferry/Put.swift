@@ -100,6 +100,10 @@ struct Put: AsyncParsableCommand {
             FileHandle.standardError.write(Data(
                 "uploaded \(result.length) bytes in \(result.requests) requests (\(result.failures) failed, \(max(0, result.bytesSent - result.length)) bytes sent twice)\n".utf8
             ))
+            // The business result of a scenario with a pre-finish callback (docs/business.md),
+            // before the URL, which stays the last line.
+            if let status = result.finalHeaders["ferry-business-status"] { print("business-status: \(status)") }
+            if let business = result.finalHeaders["ferry-business-result"] { print("business-result: \(business)") }
             print(result.url.absoluteString)
         case .failure(let error):
             FileHandle.standardError.write(Data("ferry put: upload failed: \(error)\n".utf8))

@@ -105,12 +105,30 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "text or json. [env: FERRY_LOG_FORMAT] (default: text)")
     var logFormat: String?
 
+    @Option(help: "Configuration file: scenarios, tokens, quotas, callbacks, webhooks (docs/business.md). Without it: one open scenario. [env: FERRY_CONFIG]")
+    var config: String?
+
     @Flag(help: "Serve PUT /discard, which reads and drops a body (benchmark ceiling only). [env: FERRY_BENCH_DISCARD]")
     var benchDiscard = false
 
     func run() async throws {
         let settings = Settings(environment: ProcessInfo.processInfo.environment)
-        let configuration = try makeConfiguration(settings)
+        var configuration = try makeConfiguration(settings)
+        if let path = config ?? settings.environment["FERRY_CONFIG"] {
+            do {
+                let text = try String(contentsOfFile: path, encoding: .utf8)
+                configuration.business = try ConfigFile.parse(text, path: path) { file in
+                    // Key files are named relative to the configuration file.
+                    let resolved = file.hasPrefix("/") ? file : URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent(file).path
+                    return try String(contentsOfFile: resolved, encoding: .utf8)
+                }
+                try await configuration.business.prepare()
+            } catch let error as FerryError {
+                throw ValidationError(error.message)
+            } catch {
+                throw ValidationError("\(path): cannot read the configuration file (\(error))")
+            }
+        }
         let level = try settings.value(logLevel, "FERRY_LOG_LEVEL", default: Logger.Level.info) { Logger.Level(rawValue: $0.lowercased()) }
         let json = try settings.value(logFormat, "FERRY_LOG_FORMAT", default: false) { format -> Bool? in
             switch format.lowercased() {

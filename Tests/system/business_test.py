@@ -915,7 +915,8 @@ def case_pre_finish(env):
     result_lines = [l for l in lines if l.startswith("business-result:")]
     if check(proc.returncode == 0 and lines, "ferry put with --header Authorization succeeds",
              f"rc {proc.returncode}\n      {tail(proc.stdout + proc.stderr, 10)}"):
-        uid = upload_id(urlsplit(lines[-1].strip()).path)
+        urls = [l.strip() for l in lines if l.strip().startswith("http")]
+        uid = upload_id(urlsplit(urls[-1] if urls else lines[-1].strip()).path)
         env.biz_uploads[uid] = (sha256(data), len(data))
         try:
             result = json.loads(result_lines[0].split(":", 1)[1]) if result_lines else {}
@@ -981,10 +982,10 @@ def check_order(state, uploads, what):
 
 
 def admin_entries(obj):
-    """Every dict in the admin answer that carries a delivery `state`."""
+    """Every dict in the admin answer that describes a delivery (has `state` and `attempts`)."""
     found = []
     if isinstance(obj, dict):
-        if "state" in obj:
+        if "state" in obj and "attempts" in obj:
             found.append(obj)
         for v in obj.values():
             found.extend(admin_entries(v))

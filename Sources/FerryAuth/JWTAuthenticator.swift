@@ -1,0 +1,124 @@
+import FerryCore
+import Foundation
+import JWTKit
+
+/// Verifies `Authorization: Bearer <JWT>` (HS256, RS256, ES256; keys from the configuration
+/// or a JWKS file) and turns its claims into a `Principal` (docs/business.md).
+public final class JWTAuthenticator: Authenticator {
+    /// Where the keys come from; validated once at start-up by `make`.
+    public struct Configuration: Sendable {
+        /// Shared secret of HS256 tokens (at least 32 bytes).
+        public var hs256Secret: String?
+        /// PEM public keys (RSA, 2048 bits or more, for RS256; P-256 for ES256).
+        public var publicKeysPEM: [String]
+        /// A JSON Web Key Set; tokens pick a key by `kid`.
+        public var jwksJSON: String?
+        /// Required `iss`, if set.
+        public var issuer: String?
+        /// Required among `aud`, if set.
+        public var audience: String?
+
+        public init(hs256Secret: String? = nil, publicKeysPEM: [String] = [], jwksJSON: String? = nil, issuer: String? = nil, audience: String? = nil) {
+            self.hs256Secret = hs256Secret
+            self.publicKeysPEM = publicKeysPEM
+            self.jwksJSON = jwksJSON
+            self.issuer = issuer
+            self.audience = audience
+        }
+
+        public var hasKeys: Bool { hs256Secret != nil || !publicKeysPEM.isEmpty || jwksJSON != nil }
+    }
+
+    let keys: JWTKeyCollection
+    let configuration: Configuration
+
+    private init(keys: JWTKeyCollection, configuration: Configuration) {
+        self.keys = keys
+        self.configuration = configuration
+    }
+
+    /// Loads the keys; throws a message naming the key that is unusable.
+    public static func make(_ configuration: Configuration) async throws(FerryError) -> JWTAuthenticator {
+        let keys = JWTKeyCollection()
+        if let secret = configuration.hs256Secret {
+            guard secret.utf8.count >= 32 else {
+                throw FerryError(.internalError, "hs256-secret must be at least 32 bytes long")
+            }
+            await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256, kid: "ferry-hs256")
+        }
+        for (index, pem) in configuration.publicKeysPEM.enumerated() {
+            let kid = JWKIdentifier(string: "ferry-pem-\(index)")
+            if let rsa = try? Insecure.RSA.PublicKey(pem: pem) {
+                await keys.add(rsa: rsa, digestAlgorithm: .sha256, kid: kid)
+            } else if let ec = try? ES256PublicKey(pem: pem) {
+                await keys.add(ecdsa: ec, kid: kid)
+            } else {
+                throw FerryError(.internalError, "public key \(index + 1) is neither an RSA (2048 bits or more) nor a P-256 public key in PEM")
+            }
+        }
+        if let jwks = configuration.jwksJSON {
+            do {
+                try await keys.add(jwksJSON: jwks)
+            } catch {
+                throw FerryError(.internalError, "the JWKS file holds no usable key set", underlying: error)
+            }
+        }
+        return JWTAuthenticator(keys: keys, configuration: configuration)
+    }
+
+    public func authenticate(authorization: String?) async throws(FerryError) -> Principal {
+        guard let authorization else { return .anonymous }
+        let parts = authorization.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else {
+            throw FerryError(.unauthorized, "send Authorization: Bearer <token>")
+        }
+        let claims: FerryClaims
+        do {
+            claims = try await keys.verify(String(parts[1]).trimmingCharacters(in: .whitespaces), as: FerryClaims.self, iteratingKeys: true)
+        } catch {
+            throw FerryError(.unauthorized, "the token is malformed, expired or not signed by a trusted key", underlying: error)
+        }
+        if let issuer = configuration.issuer, claims.iss?.value != issuer {
+            throw FerryError(.unauthorized, "the token was not issued by \(issuer)")
+        }
+        if let audience = configuration.audience, !(claims.aud?.value.contains(audience) ?? false) {
+            throw FerryError(.unauthorized, "the token is not meant for \(audience)")
+        }
+        let scenarios = claims.scenarios.map(Set.init)
+        return Principal(
+            subject: claims.sub.value,
+            scenarios: scenarios?.contains("*") == true ? nil : scenarios ?? [],
+            limits: Quotas(
+                maxSize: claims.limits?.maxSize,
+                openUploads: claims.limits?.openUploads,
+                openBytes: claims.limits?.openBytes,
+                creationsPerMinute: claims.limits?.creationsPerMinute
+            )
+        )
+    }
+}
+
+/// The claims Ferry reads. `sub` and `exp` are required; `scenarios` lists what the token may
+/// use (`["*"]` for all; absent for none).
+struct FerryClaims: JWTPayload {
+    struct Limits: Codable, Sendable {
+        var maxSize: Int64?
+        var openUploads: Int?
+        var openBytes: Int64?
+        var creationsPerMinute: Int?
+    }
+
+    var sub: SubjectClaim
+    var exp: ExpirationClaim
+    var nbf: NotBeforeClaim?
+    var iss: IssuerClaim?
+    var aud: AudienceClaim?
+    var scenarios: [String]?
+    var limits: Limits?
+
+    func verify(using algorithm: some JWTAlgorithm) async throws {
+        try exp.verifyNotExpired()
+        try nbf?.verifyNotBefore()
+        guard !sub.value.isEmpty else { throw JWTError.claimVerificationFailure(failedClaim: sub, reason: "empty subject") }
+    }
+}

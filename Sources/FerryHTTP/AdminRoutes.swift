@@ -1,0 +1,80 @@
+import Crypto
+import FerryCore
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+/// The admin API, behind its own bearer token: `GET /admin/uploads/<id>/events` lists where
+/// the delivery of each of the upload's events stands.
+enum AdminRoutes {
+    static func add(to router: Router<FerryRequestContext>, token: String, catalog: any UploadCatalog) {
+        router.get("/admin/uploads/:id/events") { request, context -> Response in
+            guard authorized(request.headers[.authorization], token) else {
+                return json(.unauthorized, ["error": "ERR_UNAUTHORIZED"], extra: [.wwwAuthenticate: #"Bearer realm="ferry-admin""#])
+            }
+            guard let raw = context.parameters.get("id"), let id = UploadID(raw) else {
+                return json(.notFound, ["error": "ERR_UPLOAD_NOT_FOUND"])
+            }
+            let deliveries = try await catalog.deliveries(of: id)
+            let body = deliveries.map(DeliveryView.init)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            return Response(
+                status: .ok,
+                headers: [.contentType: "application/json", .cacheControl: "no-store"],
+                body: ResponseBody(byteBuffer: ByteBuffer(bytes: try encoder.encode(UploadEvents(upload: id.rawValue, events: body))))
+            )
+        }
+    }
+
+    /// Compares in constant time (digests of equal length).
+    static func authorized(_ header: String?, _ token: String) -> Bool {
+        guard let header, header.hasPrefix("Bearer ") else { return false }
+        let given = SHA256.hash(data: Data(header.dropFirst(7).utf8))
+        let expected = SHA256.hash(data: Data(token.utf8))
+        return zip(given, expected).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
+    }
+
+    static func json(_ status: HTTPResponse.Status, _ object: [String: String], extra: HTTPFields = [:]) -> Response {
+        var headers: HTTPFields = [.contentType: "application/json", .cacheControl: "no-store"]
+        headers.append(contentsOf: extra)
+        let data = (try? JSONEncoder().encode(object)) ?? Data()
+        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    struct UploadEvents: Encodable {
+        var upload: String
+        var events: [DeliveryView]
+    }
+
+    struct DeliveryView: Encodable {
+        var eventId: String
+        var type: String
+        var sequence: Int64
+        var webhook: String
+        var state: String
+        var attempts: Int
+        var createdAt: String
+        var nextAttemptAt: String?
+        var lastError: String?
+        var deliveredAt: String?
+
+        init(_ delivery: EventDelivery) {
+            eventId = delivery.event.id
+            type = delivery.event.type.rawValue
+            sequence = delivery.event.sequence
+            webhook = delivery.event.destination
+            state = delivery.state.rawValue
+            attempts = delivery.attempts
+            createdAt = UploadDescription.timestamp(delivery.event.createdAt)
+            nextAttemptAt = delivery.state == .pending ? UploadDescription.timestamp(delivery.nextAttemptAt) : nil
+            lastError = delivery.lastError
+            deliveredAt = delivery.deliveredAt.map(UploadDescription.timestamp)
+        }
+    }
+}
+
+extension HTTPField.Name {
+    static let wwwAuthenticate = Self("WWW-Authenticate")!
+}
