@@ -11,6 +11,7 @@ public enum UploadCatalogConformance {
         try await findsFinals(makeCatalog())
         try await concurrentWritesAllLand(makeCatalog())
         try await cancellationDoesNotLeak(makeCatalog())
+        try await BusinessCatalogConformance.run(makeCatalog)
     }
 
     static let epoch = Date(timeIntervalSince1970: 1_800_000_000)

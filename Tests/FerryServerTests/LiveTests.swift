@@ -95,7 +95,8 @@ struct LiveTests {
             let start = clock.now
             // The reconnecting client's HEAD interrupts it and sees every byte it sent.
             #expect(try await server.offset(path) == 40)
-            #expect(clock.now - start < .seconds(2))
+            // Well under the 10 s lock timeout: the HEAD did not wait for the dead PATCH (a loose bound: CI machines are loaded).
+            #expect(clock.now - start < .seconds(8))
             let answer = try await dead.response()
             #expect(answer.status == 409)
             #expect(answer.header("Ferry-Error") == "ERR_REQUEST_SUPERSEDED")

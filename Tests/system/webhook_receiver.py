@@ -65,7 +65,7 @@ CREATE TABLE IF NOT EXISTS files (
     size INTEGER, updated_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS callbacks (
     n INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, upload_id TEXT, owner TEXT, scenario TEXT,
-    mode TEXT, status INTEGER, at REAL NOT NULL, body TEXT);
+    mode TEXT, status INTEGER, started_at REAL, at REAL NOT NULL, body TEXT);
 """
 
 
@@ -190,14 +190,14 @@ class Store:
             " WHERE excluded.last_sequence > files.last_sequence",
             (upload.get("id"), state, seq, upload.get("sha256"), upload.get("length"), time.time()))
 
-    def log_callback(self, kind, upload_id, owner, scenario, mode, status, body):
+    def log_callback(self, kind, upload_id, owner, scenario, mode, status, body, started_at=None):
         with self.lock:
             self.callback_counts[kind] = self.callback_counts.get(kind, 0) + 1
             if self.log_callbacks:
                 self.db.execute(
-                    "INSERT INTO callbacks (kind, upload_id, owner, scenario, mode, status, at, body)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (kind, upload_id, owner, scenario, mode, status, time.time(), body))
+                    "INSERT INTO callbacks (kind, upload_id, owner, scenario, mode, status, started_at, at, body)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (kind, upload_id, owner, scenario, mode, status, started_at, time.time(), body))
 
     def state(self, upload=None, summary=False, limit=None):
         with self.lock:
@@ -231,9 +231,9 @@ class Store:
                     f" outcome, at FROM attempts {where} ORDER BY n{tail}", args)]
             callbacks = [
                 {"n": r[0], "kind": r[1], "upload": r[2], "owner": r[3], "scenario": r[4], "mode": r[5],
-                 "status": r[6], "at": r[7], "body": r[8]}
+                 "status": r[6], "startedAt": r[7], "at": r[8], "body": r[9]}
                 for r in self.db.execute(
-                    f"SELECT n, kind, upload_id, owner, scenario, mode, status, at, body FROM callbacks {where}"
+                    f"SELECT n, kind, upload_id, owner, scenario, mode, status, started_at, at, body FROM callbacks {where}"
                     f" ORDER BY n{tail}", args)]
             files = {r[0]: {"state": r[1], "lastSequence": r[2], "sha256": r[3], "size": r[4]}
                      for r in self.db.execute(f"SELECT upload_id, state, last_sequence, sha256, size FROM files {where}", args)}
@@ -323,6 +323,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def pre_finish(self, raw):
         ctx = self.server.ctx
+        started = time.time()
         request = json.loads(raw)
         upload = request["upload"]
         mode = ctx.pre_finish_mode
@@ -332,7 +333,7 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(random.uniform(0, 0.2))
         status = 500 if mode == "fail" else 200
         ctx.store.log_callback("pre-finish", upload.get("id"), upload.get("owner"), upload.get("scenario"), mode,
-                               status, raw.decode("utf-8", "replace"))
+                               status, raw.decode("utf-8", "replace"), started)
         if status != 200:
             return self.answer(500, {"error": "pre-finish failing on purpose"})
         # Idempotent on upload.id: the same upload always gets the same business id.
@@ -341,6 +342,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def pre_create(self, raw):
         ctx = self.server.ctx
+        started = time.time()
         request = json.loads(raw)
         metadata = request.get("metadata") or {}
         block = metadata.get("block")
@@ -358,7 +360,7 @@ class Handler(BaseHTTPRequestHandler):
         else:
             status, reply = 200, {"metadata": {"tenant": "t1"}}
         ctx.store.log_callback("pre-create", None, request.get("owner"), request.get("scenario"), block or "ok",
-                               status, raw.decode("utf-8", "replace"))
+                               status, raw.decode("utf-8", "replace"), started)
         if isinstance(reply, bytes):
             return self.answer(status, reply, "text/plain; charset=utf-8")
         return self.answer(status, reply)

@@ -1,0 +1,120 @@
+import FerryCore
+import Foundation
+
+/// What every `UploadCatalog` must do for the business layer: keep owners, scenarios, digests
+/// and business results; count an owner's usage; write outbox events with their change; hand
+/// deliveries out in order, one per upload and webhook, leased.
+enum BusinessCatalogConformance {
+    static func run(_ makeCatalog: () async throws -> any UploadCatalog) async throws {
+        try await roundTripsBusinessFields(makeCatalog())
+        try await countsUsage(makeCatalog())
+        try await listsPendingBusinessResults(makeCatalog())
+        try await deliversInOrder(makeCatalog())
+    }
+
+    static let epoch = UploadCatalogConformance.epoch
+
+    static func record(owner: String? = "alice", length: Int64? = 100, createdAt: Date = epoch) -> UploadRecord {
+        UploadRecord(id: .random(), length: length, createdAt: createdAt, scenario: "voice", owner: owner)
+    }
+
+    static func event(_ id: UploadID, _ sequence: Int64, _ type: UploadEventType, to destination: String = "http://hooks.test/a") -> OutboxEvent {
+        OutboxEvent(uploadID: id, sequence: sequence, type: type, destination: destination, payload: #"{"n":\#(sequence)}"#, createdAt: epoch)
+    }
+
+    static func roundTripsBusinessFields(_ catalog: any UploadCatalog) async throws {
+        var original = record()
+        original.eventSequence = 1
+        try await catalog.insert(original, events: [event(original.id, 1, .created)])
+        try require(try await catalog.get(original.id) == original, "owner, scenario and event sequence read back")
+        var complete = original
+        complete.offset = 100
+        complete.state = .complete
+        complete.sha256 = String(repeating: "ab", count: 32)
+        complete.business = BusinessResult(status: .done, json: #"{"businessId":"b-1"}"#, attempts: 2, nextAttemptAt: nil)
+        complete.eventSequence = 2
+        complete.progressEventAt = epoch.addingTimeInterval(3)
+        try await catalog.update(complete, events: [event(original.id, 2, .completed)])
+        try require(try await catalog.get(original.id) == complete, "digest, business result and progress time read back")
+        let deliveries = try await catalog.deliveries(of: original.id)
+        try require(deliveries.map(\.event.sequence) == [1, 2], "both events are in the outbox, in order")
+        try require(deliveries.allSatisfy { $0.state == .pending && $0.attempts == 0 }, "new events are pending")
+        try require(deliveries.first?.event == event(original.id, 1, .created), "an event reads back as written")
+    }
+
+    static func countsUsage(_ catalog: any UploadCatalog) async throws {
+        var first = record(length: 100)
+        first.offset = 10
+        try await catalog.insert(first)
+        try await catalog.insert(record(length: nil, createdAt: epoch.addingTimeInterval(-120)))
+        var done = record(length: 50)
+        done.state = .complete
+        done.offset = 50
+        try await catalog.insert(done)
+        try await catalog.insert(record(owner: "bob"))
+        try await catalog.insert(record(owner: nil))
+        let usage = try await catalog.usage(of: "alice", since: epoch.addingTimeInterval(-60))
+        try require(usage.openUploads == 2, "two incomplete uploads are open (got \(usage.openUploads))")
+        try require(usage.openBytes == 100, "open bytes count declared lengths, offsets while deferred (got \(usage.openBytes))")
+        try require(usage.recentCreations == 2, "creations in the window are counted (got \(usage.recentCreations))")
+        let nobody = try await catalog.usage(of: "carol", since: epoch)
+        try require(nobody == OwnerUsage(openUploads: 0, openBytes: 0, recentCreations: 0), "an owner without uploads uses nothing")
+    }
+
+    static func listsPendingBusinessResults(_ catalog: any UploadCatalog) async throws {
+        var due = record()
+        due.state = .complete
+        due.business = BusinessResult(status: .pending, attempts: 1, nextAttemptAt: epoch)
+        try await catalog.insert(due)
+        var later = record()
+        later.state = .complete
+        later.business = BusinessResult(status: .pending, attempts: 1, nextAttemptAt: epoch.addingTimeInterval(600))
+        try await catalog.insert(later)
+        var done = record()
+        done.state = .complete
+        done.business = BusinessResult(status: .done, json: "{}")
+        try await catalog.insert(done)
+        let pending = try await catalog.pendingBusinessResults(before: epoch.addingTimeInterval(1), limit: 10)
+        try require(pending.map(\.id) == [due.id], "only due pending results are listed")
+    }
+
+    static func deliversInOrder(_ catalog: any UploadCatalog) async throws {
+        var one = record()
+        one.eventSequence = 1
+        try await catalog.insert(one, events: [event(one.id, 1, .created), event(one.id, 1, .created, to: "http://hooks.test/b")])
+        var next = one
+        next.eventSequence = 2
+        next.offset = 100
+        next.state = .complete
+        try await catalog.update(next, events: [event(one.id, 2, .completed)])
+        var two = record()
+        two.eventSequence = 1
+        try await catalog.insert(two, events: [event(two.id, 1, .created)])
+
+        let now = epoch.addingTimeInterval(1)
+        let lease = epoch.addingTimeInterval(30)
+        let first = try await catalog.claimDeliveries(now: now, leaseUntil: lease, limit: 10)
+        let firstKeys = Set(first.map { "\($0.event.id) \($0.event.destination)" })
+        try require(
+            firstKeys == ["\(one.id)-1 http://hooks.test/a", "\(one.id)-1 http://hooks.test/b", "\(two.id)-1 http://hooks.test/a"],
+            "the head of each (upload, webhook) stream is claimed, not the event behind it (got \(firstKeys.sorted()))"
+        )
+        try require(try await catalog.claimDeliveries(now: now, leaseUntil: lease, limit: 10).isEmpty, "claimed events are leased")
+
+        try await catalog.recordDelivery(eventID: "\(one.id)-1", destination: "http://hooks.test/a", attempts: 1, outcome: .delivered(at: now))
+        try await catalog.recordDelivery(
+            eventID: "\(one.id)-1", destination: "http://hooks.test/b", attempts: 1, outcome: .retry(at: now.addingTimeInterval(5), error: "answered 500")
+        )
+        try await catalog.recordDelivery(eventID: "\(two.id)-1", destination: "http://hooks.test/a", attempts: 3, outcome: .dead(error: "gone"))
+        let second = try await catalog.claimDeliveries(now: now, leaseUntil: lease, limit: 10)
+        try require(second.map(\.event.id) == ["\(one.id)-2"], "once delivered, the next event of the stream is due")
+        let retried = try await catalog.claimDeliveries(now: now.addingTimeInterval(6), leaseUntil: lease.addingTimeInterval(6), limit: 10)
+        try require(retried.map(\.event.destination) == ["http://hooks.test/b"], "a failed attempt is retried at its time")
+        try require(retried.first?.attempts == 1 && retried.first?.lastError == "answered 500", "attempts and the last error are kept")
+
+        let states = try await catalog.deliveries(of: two.id)
+        try require(states.map(\.state) == [.dead] && states.first?.attempts == 3, "a dead event stays, with its attempts")
+        let delivered = try await catalog.deliveries(of: one.id).filter { $0.state == .delivered }
+        try require(delivered.count == 1 && delivered.first?.deliveredAt == now, "the delivery time is recorded")
+    }
+}
