@@ -3,7 +3,7 @@
 
 Usage: python3 webhook_receiver.py --port P --secret S --db PATH [--fail-first N]
            [--callback-port Q] [--pre-finish-mode ok|slow|fail|jitter] [--slow-seconds 10]
-           [--synchronous full|normal|off] [--no-callback-log] [--quiet]
+           [--event-delay-ms N] [--synchronous full|normal|off] [--no-callback-log] [--quiet]
 
 It is both an example consumer (docs/business.md, "Events") and the counterpart of
 Tests/system/business_test.py and bench/business.sh. Everything listens on 127.0.0.1.
@@ -14,7 +14,9 @@ Tests/system/business_test.py and bench/business.sh. Everything listens on 127.0
                           5 minutes away from now. With --fail-first N the first N deliveries of
                           every event id are answered 500 (to exercise Ferry's retries). Otherwise
                           the event is recorded durably in SQLite, deduplicated by its id, and
-                          answered 204 - only after the transaction committed.
+                          answered 204 - only after the transaction committed (and, with
+                          --event-delay-ms N, a random 0-N ms later: a sender killed meanwhile
+                          never sees that 2xx and sends the event again).
   POST /ferry/pre-finish  answers {"businessId": "biz-<upload id>", "sha256": <the request's sha256>,
                           "note": "Grüße ✓"} (the note checks the header's \\uXXXX escaping). The mode
                           (--pre-finish-mode, or POST /control at run time): ok; slow (sleep
@@ -317,6 +319,10 @@ class Handler(BaseHTTPRequestHandler):
                 and isinstance(event["upload"].get("id"), str)):
             return self.answer(400, {"error": "an event is a JSON object with id, type, sequence and upload.id"})
         status, outcome = ctx.store.deliver(event, raw, header_id, header_type, ctx.fail_first)
+        if status == 204 and ctx.event_delay_ms:
+            # Committed, answer not sent yet: a sender killed now never sees the 2xx and
+            # delivers again - the duplicate the events table absorbs.
+            time.sleep(random.uniform(0, ctx.event_delay_ms) / 1000)
         if not ctx.quiet:
             print(f"event {event['id']} {event.get('type')}: {status} {outcome}", flush=True)
         return self.answer(status, {"error": outcome} if status >= 300 else None)
@@ -401,6 +407,8 @@ def main():
     p.add_argument("--fail-first", type=int, default=0, help="answer 500 to the first N deliveries of each event id")
     p.add_argument("--pre-finish-mode", default="ok", choices=["ok", "slow", "fail", "jitter"])
     p.add_argument("--slow-seconds", type=float, default=10.0)
+    p.add_argument("--event-delay-ms", type=float, default=0,
+                   help="after recording an event, wait 0-N ms before answering (widens the lost-2xx window)")
     p.add_argument("--synchronous", default="full", choices=["full", "normal", "off"],
                    help="SQLite synchronous setting (full: every 204 is on disk)")
     p.add_argument("--no-callback-log", action="store_true", help="only count callbacks, do not store them")
@@ -415,6 +423,7 @@ def main():
     ctx = Context()
     ctx.store, ctx.secrets, ctx.fail_first = store, args.secret, args.fail_first
     ctx.pre_finish_mode, ctx.slow_seconds, ctx.quiet = args.pre_finish_mode, args.slow_seconds, args.quiet
+    ctx.event_delay_ms = args.event_delay_ms
     servers = [Server((args.host, args.port), ctx)]
     if args.callback_port:
         servers.append(Server((args.host, args.callback_port), ctx))

@@ -1,0 +1,107 @@
+import FerryCore
+import FerryServer
+import Testing
+
+@Suite("Configuration file: scenarios, auth, events, and errors that name the line")
+struct ConfigFileTests {
+    static let sample = """
+        # ferry.conf
+        [server]
+        default-scenario = chat-image
+        admin-token = "0123456789abcdef0123"
+
+        [auth]
+        hs256-secret = "0123456789abcdef0123456789abcdef"   # 32 bytes
+        public-key-file = keys/jwt.pem
+        issuer = https://login.example.com
+        open-uploads = 100
+        open-bytes = 20GiB
+        creations-per-minute = 120
+
+        [events]
+        retry-base = 500ms
+        dead-letter-after = 2h
+
+        [scenario voice]
+        max-size = 50MiB
+        content-types = audio/mpeg, audio/mp4
+        required-metadata = filename
+        ttl = 24h
+        checksum = required
+        pre-finish = http://127.0.0.1:8081/ferry/pre-finish
+        callback-timeout = 3s
+        webhook-secret = "default secret 1234"
+        events = upload.completed
+        webhook = http://127.0.0.1:8082/a
+        webhook = http://127.0.0.1:8082/b
+        webhook-secret = "own secret of b 1234"
+        events = upload.created, upload.completed
+
+        [scenario chat-image]
+        max-size = 20MB
+        content-types = image/*
+        anonymous = true
+        """
+
+    @Test func parsesTheDocumentedExample() throws {
+        var read: [String] = []
+        let configuration = try ConfigFile.parse(Self.sample, path: "ferry.conf") { file in
+            read.append(file)
+            return "PEM"
+        }
+        #expect(read == ["keys/jwt.pem"])
+        #expect(configuration.adminToken == "0123456789abcdef0123")
+        #expect(configuration.auth.hs256Secret?.count == 32 && configuration.auth.publicKeysPEM == ["PEM"])
+        #expect(configuration.quotas == Quotas(openUploads: 100, openBytes: 20 << 30, creationsPerMinute: 120))
+        #expect(configuration.events.retryBase == .milliseconds(500) && configuration.events.deadLetterAfter == .seconds(7200))
+        #expect(configuration.scenarios.defaultName == "chat-image")
+        let voice = try configuration.scenarios.named("voice")
+        #expect(voice.maxSize == 50 << 20 && voice.contentTypes == ["audio/mpeg", "audio/mp4"] && voice.checksumRequired)
+        #expect(voice.expiry == .seconds(86_400) && voice.callbackTimeout == .seconds(3) && !voice.allowsAnonymous)
+        #expect(
+            voice.webhooks == [
+                Webhook(url: "http://127.0.0.1:8082/a", secret: "default secret 1234", events: [.completed]),
+                Webhook(url: "http://127.0.0.1:8082/b", secret: "own secret of b 1234", events: [.created, .completed]),
+            ]
+        )
+        let images = try configuration.scenarios.named("chat-image")
+        #expect(images.maxSize == 20_000_000 && images.allowsAnonymous && images.allows(contentType: "image/heic"))
+    }
+
+    @Test func anEmptyFileKeepsTheOpenDefault() throws {
+        let configuration = try ConfigFile.parse("# nothing\n", path: "empty.conf") { _ in "" }
+        #expect(configuration.scenarios == ScenarioSet.open)
+    }
+
+    @Test(arguments: [
+        ("[scenario voice]\nmax-size = 50 MB\nanonymous = true", 2, "max-size: \"50 MB\" is not a size"),
+        ("[scenario voice]\nanonymous = true\nttl = soon", 3, "ttl: \"soon\" is not a duration"),
+        ("[scenario Voice]", 1, "a scenario is [scenario NAME]"),
+        ("[scenario v]\nanonymous = true\n[scenario v]", 3, "declared twice"),
+        ("max-size = 1MiB", 1, "must be inside a section"),
+        ("[server]\ncolour = blue", 2, "unknown key colour in [server]"),
+        ("[scenario v]\nanonymous = maybe", 2, "anonymous: \"maybe\" is not true or false"),
+        ("[scenario v]\nanonymous = true\nwebhook = ftp://x", 3, "is not an http:// or https:// URL"),
+        ("[scenario v]\nanonymous = true\nwebhook = http://x/e", 3, "needs a webhook-secret"),
+        ("[scenario v]\nanonymous = true\nevents = upload.done", 3, "unknown event upload.done"),
+        ("[scenario v]\nanonymous = true\ncontent-types = jpeg", 3, "is not a media type"),
+        ("[scenario v]\nmax-size = 1MiB", 1, "needs tokens (anonymous = false) but [auth] configures no key"),
+        ("[server]\ndefault-scenario = nope\n[scenario v]\nanonymous = true", 2, "default-scenario names nope"),
+        ("[auth]\nhs256-secret = short", 2, "at least 32 bytes"),
+        ("[auth]\npublic-key-file = missing.pem", 2, "cannot read missing.pem"),
+        ("[scenario v]\nanonymous = true\nanonymous = false", 3, "anonymous is set twice"),
+        ("[nonsense]", 1, "unknown section"),
+    ])
+    func errorsNameTheFileAndLine(_ text: String, _ line: Int, _ reason: String) {
+        do {
+            _ = try ConfigFile.parse(text, path: "ferry.conf") { file in
+                struct Missing: Error {}
+                throw Missing()
+            }
+            Issue.record("expected an error at line \(line)")
+        } catch {
+            #expect(error.message.hasPrefix("ferry.conf:\(line): "), "\(error.message)")
+            #expect(error.message.contains(reason), "\(error.message)")
+        }
+    }
+}
