@@ -55,6 +55,11 @@ public final class DiskByteStore: ReadableByteStore, ConcatenatingByteStore, Enu
 
     func path(_ id: UploadID) -> String { "\(configuration.directory)/\(id.rawValue)" }
 
+    /// `file://` URL of the upload's file.
+    public func location(of record: UploadRecord) -> String {
+        URL(fileURLWithPath: path(record.id)).absoluteString
+    }
+
     public func create(_ id: UploadID) async throws(FerryError) {
         let path = path(id)
         try await run("creating an upload file") { try DiskIO.createEmpty(path) }

@@ -109,6 +109,12 @@ public final class S3ByteStore: ReadableByteStore, ConcatenatingByteStore {
 
     func keys(_ id: UploadID) -> S3UploadKeys { S3UploadKeys(prefix: context.configuration.keyPrefix, id: id) }
 
+    /// `s3://bucket/key` of the upload's object.
+    public func location(of record: UploadRecord) -> String {
+        let bucket = (context.storage as? S3Client)?.location.bucket ?? "bucket"
+        return "s3://\(bucket)/\(keys(record.id).object)"
+    }
+
     /// Nothing to prepare: the multipart upload starts with the first part.
     public func create(_ id: UploadID) async throws(FerryError) {}
 

@@ -206,6 +206,12 @@ public enum ConfigFile {
             case "pre-finish": draft.scenario.preFinish = try Values.url(entry.value, entry.key, onError)
             case "callback-timeout": draft.scenario.callbackTimeout = try Values.duration(entry.value, entry.key, onError)
             case "progress-interval": draft.scenario.progressInterval = try Values.duration(entry.value, entry.key, onError)
+            case "directory":
+                let directory = entry.value.hasSuffix("/") ? String(entry.value.dropLast()) : entry.value
+                guard Scenario.isValidDirectory(directory) else {
+                    throw fail(entry.line, "directory: \"\(entry.value)\" is not a relative path of a-z 0-9 - _ segments")
+                }
+                draft.scenario.directory = directory
             case "webhook": draft.webhooks.append(WebhookDraft(line: entry.line, url: try Values.url(entry.value, entry.key, onError)))
             case "webhook-secret":
                 guard entry.value.utf8.count >= 16 else { throw fail(entry.line, "webhook-secret must be at least 16 characters") }
@@ -234,7 +240,7 @@ public enum ConfigFile {
             default:
                 throw fail(
                     entry.line,
-                    "unknown key \(entry.key) in [scenario \(draft.scenario.name)] (max-size, content-types, required-metadata, ttl, checksum, anonymous, pre-create, pre-finish, callback-timeout, webhook, webhook-secret, events, progress-interval)"
+                    "unknown key \(entry.key) in [scenario \(draft.scenario.name)] (max-size, content-types, required-metadata, ttl, checksum, anonymous, pre-create, pre-finish, callback-timeout, webhook, webhook-secret, events, progress-interval, directory)"
                 )
             }
         }

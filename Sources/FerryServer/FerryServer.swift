@@ -45,26 +45,43 @@ public struct FerryServer: Sendable {
         var bucketToCreate: S3Client?
         var httpClient: HTTPClient?
         let store: any ByteStore
+        // Scenarios with a directory of their own get a store of their own (docs/business.md).
+        let directories = Dictionary(
+            configuration.business.scenarios.scenarios.values.compactMap { scenario in scenario.directory.map { (scenario.name, $0) } },
+            uniquingKeysWith: { $1 }
+        )
         switch configuration.storage {
         case .disk:
-            store = try DiskByteStore(configuration: .init(directory: configuration.dataDirectory + "/uploads"), threadPool: threadPool)
+            let root = configuration.dataDirectory + "/uploads"
+            let fallback = try DiskByteStore(configuration: .init(directory: root), threadPool: threadPool)
+            var stores: [String: DiskByteStore] = [:]
+            for directory in Set(directories.values) {
+                stores[directory] = try DiskByteStore(configuration: .init(directory: root + "/" + directory), threadPool: threadPool)
+            }
+            store = directories.isEmpty ? fallback : ScenarioRoutedStore(default: fallback, routes: directories.compactMapValues { stores[$0] })
         case .s3(let s3):
             let http = HTTPClientService.makeClient()
             httpClient = http
             storageServices.append(HTTPClientService(client: http))
             if s3.createBucket { bucketToCreate = Self.s3Client(s3, http) }
-            store = try S3ByteStore(
-                storage: Self.s3Client(s3, http),
-                configuration: S3StoreConfiguration(
-                    keyPrefix: s3.keyPrefix,
-                    partSize: s3.partSize,
-                    partConcurrency: s3.partConcurrency,
-                    spoolDirectory: configuration.dataDirectory + "/spool",
-                    spoolLimit: s3.spoolLimit
-                ),
-                threadPool: threadPool,
-                logger: logger
-            )
+            func makeStore(_ prefix: String) throws(FerryError) -> S3ByteStore {
+                try S3ByteStore(
+                    storage: Self.s3Client(s3, http),
+                    configuration: S3StoreConfiguration(
+                        keyPrefix: prefix,
+                        partSize: s3.partSize,
+                        partConcurrency: s3.partConcurrency,
+                        spoolDirectory: configuration.dataDirectory + "/spool",
+                        spoolLimit: s3.spoolLimit
+                    ),
+                    threadPool: threadPool,
+                    logger: logger
+                )
+            }
+            let fallback = try makeStore(s3.keyPrefix)
+            var stores: [String: S3ByteStore] = [:]
+            for directory in Set(directories.values) { stores[directory] = try makeStore(s3.keyPrefix + directory + "/") }
+            store = directories.isEmpty ? fallback : ScenarioRoutedStore(default: fallback, routes: directories.compactMapValues { stores[$0] })
         }
         let catalog: any UploadCatalog
         let locker: any UploadLocker

@@ -61,7 +61,7 @@ struct BusinessLiveTests {
                         callbackTimeout: .seconds(2),
                         webhooks: [Webhook(url: receiver.url + "/events", secret: Self.webhookSecret, events: [.created, .completed, .terminated])]
                     ),
-                    Scenario(name: "open", maxSize: 2000, allowsAnonymous: true),
+                    Scenario(name: "open", maxSize: 2000, allowsAnonymous: true, directory: "open/files"),
                 ],
                 defaultName: "open"
             ),
@@ -198,6 +198,28 @@ struct BusinessLiveTests {
                 let events = try #require(json["events"] as? [[String: Any]])
                 #expect(events.map { $0["state"] as? String } == ["delivered", "delivered"] && events.map { $0["attempts"] as? Int } == [3, 3])
                 #expect(try await connection.exchange("GET", "/admin/uploads/\(deletedID)/events", [("Authorization", alice)]).status == 401)
+            }
+        }
+    }
+
+    @Test func aScenarioKeepsItsFilesInItsOwnDirectory() async throws {
+        try await BusinessReceiver.with(secret: Self.webhookSecret) { receiver in
+            try await TestServer.with(configure: { configure(&$0, receiver: receiver, authenticator: AnonymousAuthenticator()) }) { server in
+                let connection = try await server.connect()
+                defer { Task { await connection.close() } }
+                let data = Array("hello, scenario folders".utf8)
+                let created = try await connection.exchange(
+                    "POST", "/files/", [tus, octets, ("Upload-Length", String(data.count))], body: data
+                )
+                #expect(created.status == 201 && created.header("Upload-Offset") == String(data.count))
+                let path = try #require(created.header("Location").flatMap { URL(string: $0)?.path })
+                let id = String(path.split(separator: "/").last ?? "")
+                let file = server.directory + "/uploads/open/files/" + id
+                #expect(FileManager.default.contents(atPath: file) == Data(data), "the default scenario's folder holds the file")
+                #expect(!FileManager.default.fileExists(atPath: server.directory + "/uploads/" + id))
+                #expect(try await connection.exchange("GET", path).body == data)
+                #expect(try await connection.exchange("DELETE", path, [tus]).status == 204)
+                #expect(!FileManager.default.fileExists(atPath: file))
             }
         }
     }

@@ -407,7 +407,7 @@ class Ferry:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [FERRY, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--data-dir", self.data,
-                 "--config", self.env.config_path, "--log-level", "warning"],
+                 "--config", self.env.config_path, "--log-level", "warning", "--expiry-interval", "1s"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
         self.env.procs.procs.append(self.proc)
 
@@ -489,6 +489,17 @@ events = upload.created, upload.completed, upload.terminated
 webhook = {b.url('/ferry/events')}
 webhook-secret = "{WEBHOOK_SECRET['B']}"
 events = upload.created, upload.completed
+
+[scenario fanout]                  # two webhooks, each with its own secret and events
+anonymous = true
+ttl = 2s
+progress-interval = 300ms
+webhook = {a.url('/ferry/events')}
+webhook-secret = "{WEBHOOK_SECRET['A']}"
+events = upload.completed
+webhook = {b.url('/ferry/events')}
+webhook-secret = "{WEBHOOK_SECRET['B']}"
+events = upload.created, upload.progress, upload.completed, upload.expired
 
 [scenario crash]
 pre-finish = {c.url('/ferry/pre-finish')}
@@ -1148,6 +1159,48 @@ def case_webhooks(env):
     check_order(state, set(ok_uploads), "receiver B (with retries)")
     for uid in list(ok_uploads)[:2]:
         check_admin(env, uid, 2, 3, f"retry upload {uid[:8]}")
+    fanout(env)
+
+
+def fanout(env):
+    """Scenario fanout: webhook A gets upload.completed only, webhook B (its own secret, failing
+    twice per event) created, progress, completed and expired - each in order."""
+    rng, a_rcv, b_rcv = env.rng, env.receivers["A"], env.receivers["B"]
+    data = random_bytes(rng, 3000)
+    r = create("fanout", len(data))
+    r2 = create("fanout", 1000)
+    if not (expect(r, 201, None, "fanout: create an upload") and expect(r2, 201, None, "fanout: create one to expire")):
+        return
+    expect(patch(r2.path, 0, bytes(100)), 204, None, "fanout: PATCH 100 of 1000 bytes, then nothing (ttl 2s)")
+    for i in range(3):
+        if i:
+            time.sleep(0.5)
+        expect(patch(r.path, i * 1000, data[i * 1000:(i + 1) * 1000]), 204, None, f"fanout: PATCH {i + 1} of 3, 0.5 s apart")
+    done, expired = upload_id(r.path), upload_id(r2.path)
+
+    def arrived(state):
+        types = {(e["upload"], e["type"]) for e in state["events"]}
+        return (done, "upload.completed") in types and (expired, "upload.expired") in types
+
+    t0 = time.monotonic()
+    b_state = wait_events(b_rcv, arrived, 40)
+    check(arrived(b_state), f"fanout: webhook B got upload.completed and upload.expired ({time.monotonic() - t0:.1f}s)",
+          repr([(e["upload"][:8], e["type"]) for e in b_state["events"] if e["upload"] in (done, expired)]))
+    by = events_by_upload(b_state)
+    types = [e["type"] for e in by.get(done, [])]
+    check(types[:1] == ["upload.created"] and types[-1:] == ["upload.completed"] and "upload.progress" in types,
+          "fanout: webhook B got created, progress, completed for the upload sent in 3 PATCHes", repr(types))
+    types = [e["type"] for e in by.get(expired, [])]
+    check(types[:1] == ["upload.created"] and types[-1:] == ["upload.expired"],
+          "fanout: webhook B got created ... expired for the abandoned upload", repr(types))
+    check_order(b_state, {done, expired}, "fanout webhook B")
+    h = head(r2.path)
+    check(h.status in (404, 410), "fanout: the expired upload is gone", repr(h))
+    a_state = wait_events(a_rcv, lambda st: any(e["upload"] == done for e in st["events"]), 20)
+    a_types = [e["type"] for e in a_state["events"] if e["upload"] in (done, expired)]
+    check(a_types == ["upload.completed"], "fanout: webhook A (events = upload.completed) got only upload.completed",
+          repr(a_types))
+    check_admin(env, done, 2, 1, "fanout upload (two webhooks)")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,6 +23,9 @@ public struct Scenario: Sendable, Equatable {
     public var webhooks: [Webhook]
     /// `upload.progress` is written at most this often per upload.
     public var progressInterval: Duration
+    /// Where the scenario's files go, relative to the store's root (a folder under
+    /// `<data>/uploads/`, a key prefix in the bucket); nil for the root.
+    public var directory: String?
 
     public init(
         name: String,
@@ -36,7 +39,8 @@ public struct Scenario: Sendable, Equatable {
         preFinish: String? = nil,
         callbackTimeout: Duration = .seconds(5),
         webhooks: [Webhook] = [],
-        progressInterval: Duration = .seconds(5)
+        progressInterval: Duration = .seconds(5),
+        directory: String? = nil
     ) {
         self.name = name
         self.maxSize = maxSize
@@ -50,6 +54,15 @@ public struct Scenario: Sendable, Equatable {
         self.callbackTimeout = callbackTimeout
         self.webhooks = webhooks
         self.progressInterval = progressInterval
+        self.directory = directory
+    }
+
+    /// True when `directory` is a safe relative path: segments of `a-z 0-9 - _`, no `..`.
+    public static func isValidDirectory(_ directory: String) -> Bool {
+        let segments = directory.split(separator: "/", omittingEmptySubsequences: false)
+        return !segments.isEmpty && segments.count <= 8 && segments.allSatisfy { segment in
+            (1...64).contains(segment.count) && segment.utf8.allSatisfy(isNameByte)
+        }
     }
 
     /// The scenario of the embedded defaults: anything, anonymously.
@@ -58,10 +71,12 @@ public struct Scenario: Sendable, Equatable {
     /// True when a scenario name is well formed: 1-64 of `a-z 0-9 - _`, and not an upload id.
     public static func isValidName(_ name: String) -> Bool {
         guard (1...64).contains(name.count), UploadID(name) == nil else { return false }
-        return name.utf8.allSatisfy { byte in
-            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
-                || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "_")
-        }
+        return name.utf8.allSatisfy(isNameByte)
+    }
+
+    static func isNameByte(_ byte: UInt8) -> Bool {
+        (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
+            || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "_")
     }
 
     /// True when `type` (a media type, parameters ignored) is allowed.

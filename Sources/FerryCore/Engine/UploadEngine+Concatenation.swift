@@ -50,7 +50,7 @@ extension UploadEngine {
             owner: principal.subject
         )
         record.expiresAt = expiry(for: record, from: date)
-        try await store.create(id)
+        try await store.create(for: record)
         record = try await insertNew(record)
         metrics.created.increment()
         return try await withLock(id, onStop: {}) { () async throws(FerryError) -> UploadRecord in

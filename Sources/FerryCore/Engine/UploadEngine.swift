@@ -108,7 +108,7 @@ public final class UploadEngine: Sendable {
             record.expiresAt = nil
             prepareCompletion(&record, sha256: DigestCache.emptySHA256)
         }
-        try await store.create(id)
+        try await store.create(for: record)
         record = try await insertNew(record)
         metrics.created.increment()
         if record.isComplete {

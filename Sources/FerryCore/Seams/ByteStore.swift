@@ -12,6 +12,10 @@ public protocol ByteStore: Sendable {
     /// Prepares empty storage for a new upload, durably.
     func create(_ id: UploadID) async throws(FerryError)
 
+    /// Prepares storage for a new upload that knows its record (its scenario picks where the
+    /// bytes go, for a `ScenarioRoutedStore`); stores that need only the id keep the default.
+    func create(for record: UploadRecord) async throws(FerryError)
+
     /// Opens a writer that appends at `record.offset`, discarding any bytes the store holds past
     /// it (written but never acknowledged before a crash or a rejected chunk). `record` is the
     /// committed record: its `storeState` is what the last sync that was committed returned.
@@ -29,6 +33,8 @@ public protocol ByteStore: Sendable {
 
 extension ByteStore {
     public func location(of record: UploadRecord) -> String { "\(name):\(record.id.rawValue)" }
+
+    public func create(for record: UploadRecord) async throws(FerryError) { try await create(record.id) }
 }
 
 /// A sequential writer for one upload, used by one request at a time.
