@@ -294,6 +294,13 @@ public final class PostgresCatalog: UploadCatalog, Service {
         )
     }
 
+    public func purgeDeliveries(before date: Date) async throws(FerryError) {
+        _ = try await rows(
+            "DELETE FROM outbox WHERE state <> 'pending' AND created_at < \(date.timeIntervalSince1970)",
+            "the outbox could not be purged"
+        ) { _ in () }
+    }
+
     /// Runs `query` once the migrations are applied, reading every row it returns (which also
     /// hands the connection back to the pool). Errors become `FerryError`s saying `message`.
     func rows<T>(

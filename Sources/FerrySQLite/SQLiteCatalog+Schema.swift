@@ -107,6 +107,22 @@ extension SQLiteCatalog {
                 throw FerryError(.catalogFailure, "updated an upload the catalog does not hold")
             }
             try insertEvents(events, db)
+        case .delivery(let eventID, let destination, let attempts, let outcome):
+            let (state, next, error, delivered): (String, Double?, String?, Double?)
+            switch outcome {
+            case .delivered(let date): (state, next, error, delivered) = ("delivered", nil, nil, date.timeIntervalSince1970)
+            case .retry(let date, let message): (state, next, error, delivered) = ("pending", date.timeIntervalSince1970, message, nil)
+            case .dead(let message): (state, next, error, delivered) = ("dead", nil, message, nil)
+            }
+            try db.execute(
+                sql: """
+                    UPDATE outbox SET state = ?, attempts = ?, next_attempt_at = coalesce(?, next_attempt_at), last_error = ?,
+                    delivered_at = ? WHERE event_id = ? AND destination = ?
+                    """,
+                arguments: [state, attempts, next, error, delivered, eventID, destination]
+            )
+        case .purgeDeliveries(let date):
+            try db.execute(sql: "DELETE FROM outbox WHERE state <> 'pending' AND created_at < ?", arguments: [date.timeIntervalSince1970])
         case .remove(let id):
             try db.execute(sql: "DELETE FROM concat_parts WHERE final_id = ?", arguments: [id.rawValue])
             try db.execute(sql: "DELETE FROM uploads WHERE id = ?", arguments: [id.rawValue])

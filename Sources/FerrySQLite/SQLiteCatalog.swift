@@ -15,6 +15,8 @@ public final class SQLiteCatalog: UploadCatalog {
         case insert(UploadRecord, [OutboxEvent])
         case update(UploadRecord, [OutboxEvent])
         case remove(UploadID)
+        case delivery(eventID: String, destination: String, attempts: Int, outcome: DeliveryOutcome)
+        case purgeDeliveries(before: Date)
     }
 
     /// Opens (creating and migrating if needed) the catalog at `path`. Call at start-up.
@@ -176,25 +178,12 @@ public final class SQLiteCatalog: UploadCatalog {
     }
 
     public func recordDelivery(eventID: String, destination: String, attempts: Int, outcome: DeliveryOutcome) async throws(FerryError) {
-        let (state, next, error, delivered): (String, Double?, String?, Double?)
-        switch outcome {
-        case .delivered(let date): (state, next, error, delivered) = ("delivered", nil, nil, date.timeIntervalSince1970)
-        case .retry(let date, let message): (state, next, error, delivered) = ("pending", date.timeIntervalSince1970, message, nil)
-        case .dead(let message): (state, next, error, delivered) = ("dead", nil, message, nil)
-        }
-        do {
-            try await pool.write { db in
-                try db.execute(
-                    sql: """
-                        UPDATE outbox SET state = ?, attempts = ?, next_attempt_at = coalesce(?, next_attempt_at), last_error = ?,
-                        delivered_at = ? WHERE event_id = ? AND destination = ?
-                        """,
-                    arguments: [state, attempts, next, error, delivered, eventID, destination]
-                )
-            }
-        } catch {
-            throw Self.wrap(error, "the outbox could not be updated")
-        }
+        // Grouped with the upload writes: one transaction for many outcomes.
+        try await writes.submit(.delivery(eventID: eventID, destination: destination, attempts: attempts, outcome: outcome))
+    }
+
+    public func purgeDeliveries(before date: Date) async throws(FerryError) {
+        try await writes.submit(.purgeDeliveries(before: date))
     }
 
     public func deliveries(of id: UploadID) async throws(FerryError) -> [EventDelivery] {

@@ -116,5 +116,9 @@ enum BusinessCatalogConformance {
         try require(states.map(\.state) == [.dead] && states.first?.attempts == 3, "a dead event stays, with its attempts")
         let delivered = try await catalog.deliveries(of: one.id).filter { $0.state == .delivered }
         try require(delivered.count == 1 && delivered.first?.deliveredAt == now, "the delivery time is recorded")
+
+        try await catalog.purgeDeliveries(before: epoch.addingTimeInterval(1))
+        try require(try await catalog.deliveries(of: two.id).isEmpty, "a purge forgets dead events")
+        try require(try await catalog.deliveries(of: one.id).map(\.state) == [.pending, .pending], "a purge keeps pending events")
     }
 }

@@ -123,6 +123,10 @@ public final class MemoryCatalog: UploadCatalog {
         }
     }
 
+    public func purgeDeliveries(before date: Date) async throws(FerryError) {
+        state.withLock { $0.outbox.removeAll { $0.state != .pending && $0.event.createdAt < date } }
+    }
+
     static func pending(_ event: OutboxEvent) -> EventDelivery {
         EventDelivery(event: event, state: .pending, attempts: 0, nextAttemptAt: event.createdAt, lastError: nil, deliveredAt: nil)
     }

@@ -536,6 +536,39 @@ class Env:
 
 
 # ---------------------------------------------------------------------------------------------
+# the configuration file
+
+
+def case_config(env):
+    """A mistake in the file stops the start, naming the file, the line and the reason."""
+    bad = [
+        ("a size with a space", "[scenario s]\nanonymous = true\nmax-size = 50 MB\n", 3, "max-size"),
+        ("an unknown key", "[scenario s]\nanonymous = true\nbogus-key = 1\n", 3, "bogus-key"),
+        ("a bad scenario name", "[scenario Bad!]\nanonymous = true\n", 1, "scenario"),
+        ("a short hs256-secret", "[auth]\nhs256-secret = \"short\"\n", 2, "hs256-secret"),
+        ("a webhook without a secret", "[scenario s]\nanonymous = true\nwebhook = http://127.0.0.1:9/x\n", 3, "webhook"),
+        ("an unknown event", "[scenario s]\nanonymous = true\nwebhook = http://127.0.0.1:9/x\nwebhook-secret = 0123456789abcdef0123\n"
+                             "events = upload.created, upload.bogus\n", 5, "upload.bogus"),
+        ("a bad duration", "[scenario s]\nanonymous = true\nttl = 5 minutes\n", 3, "ttl"),
+        ("a bad checksum value", "[scenario s]\nanonymous = true\nchecksum = maybe\n", 3, "checksum"),
+    ]
+    data = os.path.join(env.tmp, "config-data")
+    for label, text, line, word in bad:
+        path = os.path.join(env.tmp, "bad.conf")
+        with open(path, "w") as f:
+            f.write("# a deliberately broken configuration\n" + text)
+        try:
+            proc = subprocess.run([FERRY, "serve", "--host", "127.0.0.1", "--port", str(free_port()), "--data-dir", data,
+                                   "--config", path], capture_output=True, text=True, timeout=15)
+            out, rc = proc.stdout + proc.stderr, proc.returncode
+        except subprocess.TimeoutExpired as e:  # it started: subprocess.run killed it
+            out, rc = f"still running after 15 s: {e.stdout!r} {e.stderr!r}", None
+        check(rc not in (0, None) and f"{path}:{line + 1}:" in out and word in out,
+              f"config with {label}: the start fails naming bad.conf:{line + 1} and {word}",
+              f"rc {rc}: {tail(out, 3)}")
+
+
+# ---------------------------------------------------------------------------------------------
 # a. scenarios
 
 
@@ -1050,6 +1083,10 @@ def check_admin(env, uid, min_entries, min_attempts, what):
 def case_webhooks(env):
     rng, a_rcv, b_rcv = env.rng, env.receivers["A"], env.receivers["B"]
     alice = env.token("alice")
+    data = random_bytes(rng, 5000)
+    r = create("biz", len(data), alice, metadata={"filename": "webhooks.bin"}, body=data)
+    if expect(r, 201, None, "biz: one more upload, in one creation-with-upload"):
+        env.biz_uploads[upload_id(r.path)] = (sha256(data), len(data))
     # A termination, for the upload.terminated event.
     r = create("biz", 1000, alice, metadata={"filename": "terminated.bin"})
     if expect(r, 201, None, "biz: create an upload to terminate"):
@@ -1394,7 +1431,7 @@ def case_crash(env, rounds):
 
 # ---------------------------------------------------------------------------------------------
 
-CASES = [("scenarios", case_scenarios), ("auth", case_auth), ("quotas", case_quotas),
+CASES = [("config", case_config), ("scenarios", case_scenarios), ("auth", case_auth), ("quotas", case_quotas),
          ("pre-create", case_pre_create), ("pre-finish", case_pre_finish), ("webhooks", case_webhooks),
          ("crash", None)]
 

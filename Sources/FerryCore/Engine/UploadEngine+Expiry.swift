@@ -33,6 +33,8 @@ extension UploadEngine {
             for id in try await catalog.tombstones(before: now().addingTimeInterval(-Double(retention)), limit: batch) {
                 try await catalog.remove(id)
             }
+            // Delivered and dead events are kept as long as tombstones, for inspection.
+            try await catalog.purgeDeliveries(before: now().addingTimeInterval(-Double(retention)))
         } catch {
             logger.error("expiry.failed", metadata: ["error": "\(error)"])
         }

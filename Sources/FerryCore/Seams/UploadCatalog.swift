@@ -48,6 +48,9 @@ public protocol UploadCatalog: Sendable {
 
     /// Every event of an upload, for every webhook, in sequence order.
     func deliveries(of id: UploadID) async throws(FerryError) -> [EventDelivery]
+
+    /// Forgets delivered and dead events written before `date` (pending ones stay).
+    func purgeDeliveries(before date: Date) async throws(FerryError)
 }
 
 extension UploadCatalog {
