@@ -932,6 +932,19 @@ def case_pre_finish(env):
                   "the completing PATCH answers pending after about callback-timeout", f"{p!r} after {p.elapsed:.1f}s")
             check_business_done(poll_business(r.path, alice, 30), uid, digest, "HEAD poll after the slow answer")
 
+    # 3b. An answer that is not a JSON object, or a result over 4 KiB: pending, then done.
+    for mode, label in (("invalid", "a body that is not JSON"), ("huge", "a result over 4 KiB")):
+        rcv.control(preFinish=mode)
+        data = random_bytes(rng, 10 * KiB)
+        r = create("biz", len(data), alice, metadata={"filename": f"{mode}.bin"}, body=data)
+        rcv.control(preFinish="ok")
+        if expect(r, 201, None, f"biz (pre-finish answering {label}): creation-with-upload"):
+            uid = upload_id(r.path)
+            env.biz_uploads[uid] = (sha256(data), len(data))
+            check(business(r)[0] == "pending" and business(r)[1] is None,
+                  f"pre-finish answering {label}: the completing response says pending, without a result", repr(r))
+            check_business_done(poll_business(r.path, alice, 30), uid, sha256(data), f"HEAD poll after {label}")
+
     # 4. A final concatenation completes in its POST: the result covers the concatenated bytes.
     a, b = random_bytes(rng, 70000), random_bytes(rng, 50000)
     pa = create("biz", len(a), alice, body=a, headers={"Upload-Concat": "partial"}, metadata={"filename": "a.part"})

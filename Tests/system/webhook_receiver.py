@@ -2,7 +2,7 @@
 """A business system on the other end of Ferry: receives its webhooks and answers its callbacks.
 
 Usage: python3 webhook_receiver.py --port P --secret S --db PATH [--fail-first N]
-           [--callback-port Q] [--pre-finish-mode ok|slow|fail|jitter] [--slow-seconds 10]
+           [--callback-port Q] [--pre-finish-mode ok|slow|fail|jitter|invalid|huge] [--slow-seconds 10]
            [--event-delay-ms N] [--synchronous full|normal|off] [--no-callback-log] [--quiet]
 
 It is both an example consumer (docs/business.md, "Events") and the counterpart of
@@ -20,7 +20,8 @@ Tests/system/business_test.py and bench/business.sh. Everything listens on 127.0
   POST /ferry/pre-finish  answers {"businessId": "biz-<upload id>", "sha256": <the request's sha256>,
                           "note": "Grüße ✓"} (the note checks the header's \\uXXXX escaping). The mode
                           (--pre-finish-mode, or POST /control at run time): ok; slow (sleep
-                          --slow-seconds first); fail (answer 500); jitter (sleep 0-200 ms first).
+                          --slow-seconds first); fail (answer 500); jitter (sleep 0-200 ms first);
+                          invalid (200 with a body that is not JSON); huge (a result over 4 KiB).
   POST /ferry/pre-create  accepts, adding metadata {"tenant": "t1"}; metadata `block` refuses:
                           `yes` -> {"reject": {"status": 403, "message": "blocked by policy"}},
                           a status 400-499 -> a reject with that status, `answer409` -> a plain
@@ -52,6 +53,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 MAX_SKEW = 300  # seconds: a signature older (or further in the future) than this is refused
+PRE_FINISH_MODES = ("ok", "slow", "fail", "jitter", "invalid", "huge")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -342,6 +344,10 @@ class Handler(BaseHTTPRequestHandler):
                                status, raw.decode("utf-8", "replace"), started)
         if status != 200:
             return self.answer(500, {"error": "pre-finish failing on purpose"})
+        if mode == "invalid":
+            return self.answer(200, b"this is not JSON", "application/json")
+        if mode == "huge":  # more than the 4 KiB a business result may hold
+            return self.answer(200, {"businessId": f"biz-{upload['id']}", "padding": "x" * 5000})
         # Idempotent on upload.id: the same upload always gets the same business id.
         return self.answer(200, {"businessId": f"biz-{upload['id']}", "sha256": upload.get("sha256"),
                                  "note": "Grüße ✓"})
@@ -375,8 +381,8 @@ class Handler(BaseHTTPRequestHandler):
         ctx = self.server.ctx
         request = json.loads(raw or b"{}")
         if "preFinish" in request:
-            if request["preFinish"] not in ("ok", "slow", "fail", "jitter"):
-                raise ValueError("preFinish is ok, slow, fail or jitter")
+            if request["preFinish"] not in PRE_FINISH_MODES:
+                raise ValueError(f"preFinish is one of {', '.join(PRE_FINISH_MODES)}")
             ctx.pre_finish_mode = request["preFinish"]
         if "failFirst" in request:
             ctx.fail_first = int(request["failFirst"])
@@ -405,7 +411,7 @@ def main():
                    help="webhook secret (repeat while rotating: any one may sign)")
     p.add_argument("--db", required=True, help="SQLite database file (created if missing)")
     p.add_argument("--fail-first", type=int, default=0, help="answer 500 to the first N deliveries of each event id")
-    p.add_argument("--pre-finish-mode", default="ok", choices=["ok", "slow", "fail", "jitter"])
+    p.add_argument("--pre-finish-mode", default="ok", choices=PRE_FINISH_MODES)
     p.add_argument("--slow-seconds", type=float, default=10.0)
     p.add_argument("--event-delay-ms", type=float, default=0,
                    help="after recording an event, wait 0-N ms before answering (widens the lost-2xx window)")
