@@ -287,6 +287,7 @@ events = upload.created, upload.completed
             if not drained:
                 self.note(f"run {i} business: outbox not drained after {self.a.drain_timeout:.0f}s: {got}/{want} events")
             delivery = got / t_drain if t_drain > 0 else None
+            after = (got - at_end) / (t_drain - t_burst) if t_drain > t_burst and got > at_end else None
             admin = self.admin_check(port, events)
         finally:
             died = proc.poll() if proc else None
@@ -308,7 +309,8 @@ events = upload.created, upload.completed
             f"  [CPU during the burst ({t_burst:.1f}s): ferry {cpu_burst['ferry']:.1f}s, pre-finish receiver "
             f"{cpu_burst['callbacks']:.1f}s, webhook receiver {cpu_burst['events']:.1f}s]")
         log(f"            events: {at_end}/{want} delivered when the burst ended; {got}/{want} after {t_drain:.1f}s"
-            f" = {fmt(delivery)} events/s from the burst's start; duplicates {counts.get('duplicates')},"
+            f" = {fmt(delivery)} events/s from the burst's start ({fmt(after)} events/s after its end);"
+            f" duplicates {counts.get('duplicates')},"
             f" refused signatures {counts.get('refused')}; admin: {admin}"
             f"  [CPU to drain: ferry {cpu_all['ferry']:.1f}s, webhook receiver {cpu_all['events']:.1f}s]")
 

@@ -6,8 +6,9 @@
 #      stopped and removed when the script exits,
 #   2. builds once with warnings as errors (Package.swift sets it),
 #   3. runs the Swift tests (unit, seam conformance, protocol table, live sockets),
-#   4. runs the interop lane (official Python tus client) and the kill -9 crash test
-#      against the real `ferry` binary.
+#   4. runs the interop lane (official Python tus client), the kill -9 crash test, the many-node
+#      lane and the business lane (scenarios, tokens, callbacks, webhooks) against the real
+#      `ferry` binary.
 # Prints one closing line `total: N passed, M failed` and exits non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,10 @@ install_prerequisites() {
         log "installing ${missing[*]}"
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null || return 1
+    fi
+    if ! python3 -c 'import jwt, cryptography' 2>/dev/null; then
+        log "installing PyJWT and cryptography from PyPI for the business lane (tokens)"
+        python3 -m pip install --quiet --disable-pip-version-check PyJWT==2.15.1 cryptography==48.0.0 || return 1
     fi
     if ! python3 -c 'import tusclient, tuspyserver, uvicorn, fastapi' 2>/dev/null; then
         log "installing tuspy, and tus servers from PyPI for the client interop lane"
@@ -106,6 +111,8 @@ run_lane "client: restarts, server restarts, rejections, status polling" \
 run_lane "client interop: tus servers from PyPI" python3 Tests/system/foreign_server_test.py --ferry .build/debug/ferry
 run_lane "many nodes: 3 nodes on S3 + PostgreSQL behind nginx (kill -9, races, frozen holder)" \
     python3 Tests/system/multinode_test.py --ferry .build/debug/ferry --nodes 3 --catalog "$FERRY_TEST_POSTGRES_URL"
+run_lane "business: scenarios, tokens, callbacks, webhooks, kill -9 around completion" \
+    python3 Tests/system/business_test.py --ferry .build/debug/ferry --crash-rounds 20
 run_lane "SIGTERM: bounded graceful shutdown" python3 Tests/system/shutdown_test.py --ferry .build/debug/ferry
 if [ "$(id -u)" -eq 0 ]; then
     run_lane "disk full: 507 and resume" python3 Tests/system/disk_full_test.py --ferry .build/debug/ferry

@@ -6,25 +6,31 @@ Usage: python3 Tests/system/business_test.py --ferry PATH [--case NAME ...] [--c
 
 Starts three copies of Tests/system/webhook_receiver.py (A: callbacks and webhooks of scenario
 `biz`; B: webhooks of scenario `retry`, --fail-first 2; C: callbacks and webhooks of scenario
-`crash`) and `ferry serve --config <generated file>` with an HS256 secret, an RS256 public key
-and a JWKS (ES256 + RS256 keys by kid), all generated here. Cases:
+`crash`, answering events 0-150 ms after committing them) and `ferry serve --config <generated
+file>` with an HS256 secret, an RS256 public key and a JWKS (ES256 + RS256 keys by kid), all
+generated here. Cases (--case runs a subset; pre-finish feeds webhooks):
 
+  config      a broken configuration file stops the start, naming the file, line and key.
   scenarios   per-scenario Tus-Max-Size, unknown scenario, max size, required metadata, allowed
               types, content sniffing (a declared JPEG that is a PNG or random bytes is refused
               and nothing is stored; a real JPEG header passes), checksum=required, the default
               scenario and the `scenario` metadata key.
   auth        every operation on an owned upload (POST, HEAD, PATCH, GET, DELETE, a final
-              concatenation naming it) with no token, expired / malformed / wrongly signed
-              tokens, another principal's token and a token without the scenario; afterwards the
-              owner's upload is untouched. Anonymous uploads: the URL is the capability.
-  quotas      open uploads, open bytes, creations per minute (429 + Retry-After), max size.
+              concatenation naming it) with no token, expired / malformed / wrongly signed /
+              wrong aud, iss, nbf tokens, another principal's token and a token without the
+              scenario; afterwards the owner's upload is untouched. Anonymous uploads: the URL is
+              the capability.
+  quotas      open uploads, open bytes, creations per minute (429 + Retry-After), max size (also
+              of a deferred length).
   pre-create  reject (403 and other 4xx) with ERR_REJECTED and the message; a 4xx answer; a 5xx
               answer or a timeout -> 503 ERR_CALLBACK_FAILED; added metadata in HEAD.
-  pre-finish  Ferry-Business-Status/-Result on the completing PATCH (and on a completing
-              creation-with-upload), on HEAD and GET; the business system failing or slow ->
-              pending, then done by a HEAD poll; tuspy's last response; `ferry put`'s line.
+  pre-finish  Ferry-Business-Status/-Result on the completing PATCH, creation-with-upload and
+              final concatenation, on HEAD and GET; the business system failing, slow, answering
+              garbage or over 4 KiB -> pending, then done by a HEAD poll; tuspy's last response;
+              `ferry put`'s business-result line (one stream and two).
   webhooks    signatures, per-upload order, ids `<upload>-<sequence>`, payloads, termination,
-              retries with --fail-first 2 (ordered, every event delivered), the admin endpoint.
+              retries with --fail-first 2 (ordered, every event delivered), two webhooks with
+              their own secrets and events (progress, expiry), the admin endpoint.
   crash       --crash-rounds times: concurrent uploads, kill -9 ferry at a random moment around
               the last PATCH (sometimes the receiver too), restart, clients resume; then every
               complete upload has exactly one `upload.completed` event id (however often it was
@@ -1079,15 +1085,22 @@ def admin_entries(obj):
 
 
 def check_admin(env, uid, min_entries, min_attempts, what):
-    r = call("GET", f"/admin/uploads/{uid}/events", token=ADMIN_TOKEN)
-    try:
-        doc = json.loads(r.body)
-    except ValueError:
-        doc = None
-    entries = admin_entries(doc)
-    ok = (r.status == 200 and len(entries) >= min_entries and all(e.get("state") == "delivered" for e in entries)
-          and all(isinstance(e.get("attempts"), int) and e["attempts"] >= min_attempts for e in entries)
-          and all(e.get("deliveredAt") for e in entries))
+    """GET /admin/uploads/<id>/events until every delivery is `delivered` (a receiver may hold an
+    event a moment before ferry records its 2xx), at most 10 s."""
+    deadline = time.monotonic() + 10
+    while True:
+        r = call("GET", f"/admin/uploads/{uid}/events", token=ADMIN_TOKEN)
+        try:
+            doc = json.loads(r.body)
+        except ValueError:
+            doc = None
+        entries = admin_entries(doc)
+        ok = (r.status == 200 and len(entries) >= min_entries and all(e.get("state") == "delivered" for e in entries)
+              and all(isinstance(e.get("attempts"), int) and e["attempts"] >= min_attempts for e in entries)
+              and all(e.get("deliveredAt") for e in entries))
+        if ok or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     check(ok, f"{what}: GET /admin/uploads/<id>/events lists >= {min_entries} deliveries, all delivered"
               f" (attempts >= {min_attempts}, deliveredAt set)", f"{r.status} {r.body[:600]!r}")
     return doc

@@ -95,7 +95,7 @@ extension UploadEngine {
         if start.offset == 0, let scenario, !scenario.contentTypes.isEmpty {
             sniff = BodyReceiver.Sniff(scenario: scenario, declared: start.metadata.string("filetype"), length: start.length)
         }
-        let startDigest = digests.take(start.id, at: start.offset)
+        let startDigest = wantsDigest(start) ? digests.take(start.id, at: start.offset) : nil
         let receiver = BodyReceiver(
             engine: self,
             writer: writer,
@@ -166,7 +166,7 @@ extension UploadEngine {
                 var digest = durable == start.offset + outcome.received ? outcome.digest : durable == start.offset ? startDigest : nil
                 var sha256: String?
                 if let length = record.length, durable == length {
-                    if digest == nil {
+                    if digest == nil, wantsDigest(record) {
                         var finished = record
                         (finished.offset, finished.storeState, finished.state) = (durable, state, .complete)
                         digest = try await readBackDigest(finished)

@@ -125,8 +125,14 @@ extension UploadEngine {
                 events.append(OutboxEvent(uploadID: new.id, sequence: new.eventSequence, type: type, destination: webhook.url, payload: payload, createdAt: date))
             }
         }
-        if !events.isEmpty { outboxWritten.signal() }
         return events
+    }
+
+    /// True when someone consumes the file digest: a `pre-finish` callback or a webhook. Other
+    /// uploads skip the hashing (and, on a cache miss, the read-back).
+    func wantsDigest(_ record: UploadRecord) -> Bool {
+        guard let scenario = business.scenarios.scenarios[record.scenario] else { return false }
+        return scenario.preFinish != nil || !scenario.webhooks.isEmpty
     }
 
     /// Commits `new` (which replaces `old`) with the events the change produces.
@@ -134,6 +140,7 @@ extension UploadEngine {
         var updated = new
         let events = events(from: old, to: &updated)
         try await catalog.update(updated, events: events)
+        if !events.isEmpty { outboxWritten.signal() }
         return updated
     }
 
@@ -142,6 +149,7 @@ extension UploadEngine {
         var inserted = record
         let events = events(from: nil, to: &inserted)
         try await catalog.insert(inserted, events: events)
+        if !events.isEmpty { outboxWritten.signal() }
         return inserted
     }
 

@@ -87,7 +87,7 @@ extension UploadEngine {
         if let scenario = business.scenarios.scenarios[updated.scenario], !scenario.contentTypes.isEmpty {
             try await sniffStored(updated, scenario)
         }
-        prepareCompletion(&updated, sha256: try await readBackDigest(updated).map(DigestCache.hex))
+        prepareCompletion(&updated, sha256: wantsDigest(updated) ? try await readBackDigest(updated).map(DigestCache.hex) : nil)
         updated = try await save(final, updated)
         metrics.completed.increment()
         logger.debug("upload.concatenated", metadata: ["upload.id": "\(final.id)", "upload.length": "\(total)"])
