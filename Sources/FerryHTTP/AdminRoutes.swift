@@ -17,6 +17,9 @@ enum AdminRoutes {
                 return json(.notFound, ["error": "ERR_UPLOAD_NOT_FOUND"])
             }
             let deliveries = try await catalog.deliveries(of: id)
+            if deliveries.isEmpty, try await catalog.get(id) == nil {
+                return json(.notFound, ["error": "ERR_UPLOAD_NOT_FOUND"])
+            }
             let body = deliveries.map(DeliveryView.init)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]

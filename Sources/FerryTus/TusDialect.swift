@@ -134,7 +134,8 @@ public struct TusDialect: Sendable {
         headers[.tusExtension] = extensions.joined(separator: ",")
         headers[.tusChecksumAlgorithm] = ChecksumAlgorithm.advertised
         var maxSize = engine.capabilities.maxSize
-        if let scenario, let limit = try engine.business.scenarios.named(scenario).maxSize {
+        let scenarios = engine.business.scenarios
+        if let name = scenario ?? scenarios.defaultName, let limit = try scenarios.named(name).maxSize {
             maxSize = min(maxSize ?? limit, limit)
         }
         if let maxSize { headers[.tusMaxSize] = String(maxSize) }

@@ -732,6 +732,12 @@ def case_auth(env):
     check((theirs.status, theirs.error, theirs.body) == (missing.status, missing.error, missing.body),
           "a final concatenation naming another principal's upload answers like one naming no upload",
           f"theirs {theirs!r}\n      missing {missing!r}")
+    # ... nor may an anonymous final in an anonymous scenario take the owner's bytes.
+    theirs = create_final("images", [u_part])
+    missing = create_final("images", ["/files/" + os.urandom(16).hex()])
+    check(400 <= theirs.status < 500 and (theirs.status, theirs.error, theirs.body) == (missing.status, missing.error, missing.body),
+          "an anonymous final concatenation in an anonymous scenario naming the owner's upload is refused"
+          " like one naming no upload", f"theirs {theirs!r}\n      missing {missing!r}")
 
     # The owner's uploads are untouched.
     h = head(u_open, owner)

@@ -92,7 +92,8 @@ extension UploadEngine {
         let hashAll = request.expectsTrailerChecksum && request.checksum == nil
         let scenario = business.scenarios.scenarios[start.scenario]
         var sniff: BodyReceiver.Sniff?
-        if start.offset == 0, let scenario, !scenario.contentTypes.isEmpty {
+        // A partial may be any piece of the file: its final is checked once assembled.
+        if start.offset == 0, start.concat != .partial, let scenario, !scenario.contentTypes.isEmpty {
             sniff = BodyReceiver.Sniff(scenario: scenario, declared: start.metadata.string("filetype"), length: start.length)
         }
         let startDigest = wantsDigest(start) ? digests.take(start.id, at: start.offset) : nil

@@ -71,7 +71,8 @@ extension UploadEngine {
         }
         try await checkQuotas(spec.principal, addingBytes: spec.length ?? 0, creating: true)
         var metadata = spec.metadata
-        if let url = scenario.preCreate {
+        // A partial is a piece of a file, not a file: the business system hears of the final.
+        if let url = scenario.preCreate, !spec.isPartial {
             let request = PreCreateRequest(scenario: scenario.name, owner: spec.principal.subject, length: spec.length, metadata: metadata)
             switch try await business.callbacks.preCreate(request, url: url, timeout: scenario.callbackTimeout) {
             case .reject(let status, let message):
@@ -90,7 +91,10 @@ extension UploadEngine {
     /// The outbox events a change from `old` (nil: a creation) to `new` produces, numbering
     /// them in `new.eventSequence`.
     func events(from old: UploadRecord?, to new: inout UploadRecord) -> [OutboxEvent] {
-        guard let scenario = business.scenarios.scenarios[new.scenario], !scenario.webhooks.isEmpty else { return [] }
+        // Partials are pieces of a file: their final's events describe it.
+        guard new.concat != .partial, let scenario = business.scenarios.scenarios[new.scenario], !scenario.webhooks.isEmpty else {
+            return []
+        }
         var types: [UploadEventType] = []
         let date = now()
         if old == nil { types.append(.created) }
@@ -131,7 +135,7 @@ extension UploadEngine {
     /// True when someone consumes the file digest: a `pre-finish` callback or a webhook. Other
     /// uploads skip the hashing (and, on a cache miss, the read-back).
     func wantsDigest(_ record: UploadRecord) -> Bool {
-        guard let scenario = business.scenarios.scenarios[record.scenario] else { return false }
+        guard record.concat != .partial, let scenario = business.scenarios.scenarios[record.scenario] else { return false }
         return scenario.preFinish != nil || !scenario.webhooks.isEmpty
     }
 
@@ -160,7 +164,7 @@ extension UploadEngine {
     /// leaves the callback to the retry service).
     func prepareCompletion(_ record: inout UploadRecord, sha256: String?) {
         record.sha256 = sha256
-        if business.scenarios.scenarios[record.scenario]?.preFinish != nil, record.business == nil {
+        if record.concat != .partial, business.scenarios.scenarios[record.scenario]?.preFinish != nil, record.business == nil {
             record.business = BusinessResult(status: .pending, nextAttemptAt: now())
         }
     }
@@ -206,21 +210,45 @@ extension UploadEngine {
     /// Retries due `pre-finish` callbacks (the `BusinessRetryService` calls it); returns how many were tried.
     @discardableResult
     public func retryPendingBusiness(batch: Int = 50) async -> Int {
-        var tried = 0
+        let candidates: [UploadRecord]
         do {
-            for candidate in try await catalog.pendingBusinessResults(before: now(), limit: batch) {
-                _ = try await withLock(candidate.id, onStop: {}) { () async throws(FerryError) -> UploadRecord in
-                    guard let record = try await self.catalog.get(candidate.id), record.isComplete,
-                        record.business?.status == .pending, (record.business?.nextAttemptAt ?? .distantPast) <= self.now()
-                    else { return candidate }
-                    tried += 1
-                    return await self.finishBusiness(record)
-                }
-            }
+            candidates = try await catalog.pendingBusinessResults(before: now(), limit: batch)
         } catch {
             logger.error("business.retry_failed", metadata: ["error": "\(error)"])
+            return 0
         }
-        return tried
+        // Several at once: after an outage of the business system, a backlog clears in
+        // parallel rather than one callback timeout after another.
+        return await withTaskGroup(of: Bool.self) { group in
+            var tried = 0
+            var running = 0
+            for candidate in candidates {
+                if running >= 8, let done = await group.next() {
+                    running -= 1
+                    if done { tried += 1 }
+                }
+                running += 1
+                group.addTask { await self.retryBusiness(candidate.id) }
+            }
+            for await done in group where done { tried += 1 }
+            return tried
+        }
+    }
+
+    /// One retry of a pending `pre-finish`, under the upload's lock; false when it was not due.
+    private func retryBusiness(_ id: UploadID) async -> Bool {
+        do {
+            return try await withLock(id, onStop: {}) { () async throws(FerryError) -> Bool in
+                guard let record = try await self.catalog.get(id), record.isComplete,
+                    record.business?.status == .pending, (record.business?.nextAttemptAt ?? .distantPast) <= self.now()
+                else { return false }
+                _ = await self.finishBusiness(record)
+                return true
+            }
+        } catch {
+            logger.error("business.retry_failed", metadata: ["upload.id": "\(id)", "error": "\(error)"])
+            return false
+        }
     }
 
     static func seconds(_ duration: Duration) -> Double {
