@@ -184,8 +184,9 @@ class Bench:
             args = ["--config", path]
         env = {k: v for k, v in os.environ.items() if not k.startswith("FERRY_")}
         for _attempt in range(3):
-            shutil.rmtree(data, ignore_errors=True)
+            self.discard(data)
             os.makedirs(data)
+            self.fresh_filesystem(data)
             port = free_port()
             with open(log_path, "ab") as logf:
                 proc = subprocess.Popen(
@@ -197,6 +198,25 @@ class Bench:
             stop(proc)
         with open(log_path, "rb") as f:
             raise RuntimeError(f"ferry did not start ({tag}):\n{f.read()[-2000:].decode('utf-8', 'replace')}")
+
+    def fresh_filesystem(self, data: str) -> None:
+        """Mounts a new ext4 file system (a sparse loop image) on `data` when --fresh-fs: every run
+        starts on the same pristine disk state. Without it, the thousands of files the previous run
+        deleted make ext4's inode allocator skip 'recently deleted' inodes for minutes, which cost
+        one run several times the CPU of the next (measured with perf: up to 18 % of ferry's CPU)."""
+        if not self.a.fresh_fs:
+            return
+        image = data + ".img"
+        subprocess.run(["truncate", "-s", "8G", image], check=True)
+        subprocess.run(["mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", image], check=True)
+        subprocess.run(["mount", "-o", "loop", image, data], check=True)
+
+    def discard(self, data: str) -> None:
+        if self.a.fresh_fs and os.path.ismount(data):
+            subprocess.run(["umount", data], check=False)
+        if os.path.exists(data + ".img"):
+            os.remove(data + ".img")
+        shutil.rmtree(data, ignore_errors=True)
 
     def burst(self, port: int, extra: list[str]) -> tuple[int, dict, str]:
         args = [self.a.loadgen, "burst", str(port), "create", str(self.a.count), str(self.a.size_kib * 1024),
@@ -215,7 +235,7 @@ class Bench:
         finally:
             died = proc.poll()
             stop(proc)
-            shutil.rmtree(data, ignore_errors=True)
+            self.discard(data)
         ok = rc == 0 and r.get("errors") == 0
         if not ok:
             self.note(f"run {i} defaults: rc={rc} {r} {err[:500]}")
@@ -296,7 +316,7 @@ events = upload.created, upload.completed
                 if rcv is not None:
                     stop(rcv.proc)
             if data:
-                shutil.rmtree(data, ignore_errors=True)
+                self.discard(data)
         if died is not None:
             self.note(f"run {i} business: ferry exited during the run (code {died})")
         self.add("business_rate", rate)
@@ -399,6 +419,8 @@ def main() -> int:
                     help="SQLite synchronous setting of the webhook receiver")
     ap.add_argument("--drain-timeout", type=float, default=600.0, help="seconds to wait for the outbox to drain")
     ap.add_argument("--json", default="", help="also write all samples to this file")
+    ap.add_argument("--fresh-fs", dest="fresh_fs", action=argparse.BooleanOptionalAction, default=os.geteuid() == 0,
+                    help="run each ferry on a new loop-mounted ext4 (default when root)")
     a = ap.parse_args()
     if a.alg == "rs256":
         try:

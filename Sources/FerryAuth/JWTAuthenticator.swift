@@ -1,6 +1,7 @@
 import FerryCore
 import Foundation
 import JWTKit
+import Synchronization
 
 /// Verifies `Authorization: Bearer <JWT>` (HS256, RS256, ES256; keys from the configuration
 /// or a JWKS file) and turns its claims into a `Principal` (docs/business.md).
@@ -31,6 +32,17 @@ public final class JWTAuthenticator: Authenticator {
 
     let keys: JWTKeyCollection
     let configuration: Configuration
+    /// Tokens already verified, with their validity window: a mobile client sends the same token
+    /// on every request of an upload, and verifying (decoding, HMAC or RSA) costs far more than
+    /// a lookup. Bounded; time is checked on every use.
+    let verified = Mutex<[String: Verified]>([:])
+    static let cacheCapacity = 10_000
+
+    struct Verified {
+        var principal: Principal
+        var notBefore: Date?
+        var expires: Date
+    }
 
     private init(keys: JWTKeyCollection, configuration: Configuration) {
         self.keys = keys
@@ -72,9 +84,18 @@ public final class JWTAuthenticator: Authenticator {
         guard parts.count == 2, parts[0].lowercased() == "bearer" else {
             throw FerryError(.unauthorized, "send Authorization: Bearer <token>")
         }
+        let token = String(parts[1]).trimmingCharacters(in: .whitespaces)
+        let now = Date()
+        if let hit = verified.withLock({ $0[token] }) {
+            guard now < hit.expires, (hit.notBefore ?? .distantPast) <= now else {
+                verified.withLock { _ = $0.removeValue(forKey: token) }
+                throw FerryError(.unauthorized, "the token is malformed, expired or not signed by a trusted key")
+            }
+            return hit.principal
+        }
         let claims: FerryClaims
         do {
-            claims = try await keys.verify(String(parts[1]).trimmingCharacters(in: .whitespaces), as: FerryClaims.self, iteratingKeys: true)
+            claims = try await keys.verify(token, as: FerryClaims.self, iteratingKeys: true)
         } catch {
             throw FerryError(.unauthorized, "the token is malformed, expired or not signed by a trusted key", underlying: error)
         }
@@ -85,7 +106,7 @@ public final class JWTAuthenticator: Authenticator {
             throw FerryError(.unauthorized, "the token is not meant for \(audience)")
         }
         let scenarios = claims.scenarios.map(Set.init)
-        return Principal(
+        let principal = Principal(
             subject: claims.sub.value,
             scenarios: scenarios?.contains("*") == true ? nil : scenarios ?? [],
             limits: Quotas(
@@ -95,6 +116,17 @@ public final class JWTAuthenticator: Authenticator {
                 creationsPerMinute: claims.limits?.creationsPerMinute
             )
         )
+        verified.withLock { cache in
+            if cache.count >= Self.cacheCapacity {
+                // Drop the expired ones, and if that is not enough, a slice of the rest.
+                cache = cache.filter { $0.value.expires > now }
+                if cache.count >= Self.cacheCapacity {
+                    for key in cache.keys.prefix(Self.cacheCapacity / 10) { cache.removeValue(forKey: key) }
+                }
+            }
+            cache[token] = Verified(principal: principal, notBefore: claims.nbf?.value, expires: claims.exp.value)
+        }
+        return principal
     }
 }
 

@@ -24,6 +24,9 @@ public struct WebhookDispatcher: Service {
         public var concurrency: Int
         /// How often the outbox is polled when this node wrote nothing (other nodes, retries).
         public var pollInterval: Duration
+        /// The least time between two claims unless the last one was full: a busy node's
+        /// events are collected into batches instead of one claim (one catalog write) per event.
+        public var batchInterval: Duration
 
         public init(
             retryBase: Duration = .seconds(1),
@@ -31,7 +34,8 @@ public struct WebhookDispatcher: Service {
             deadLetterAfter: Duration = .seconds(24 * 3600),
             deliveryTimeout: Duration = .seconds(10),
             concurrency: Int = 16,
-            pollInterval: Duration = .seconds(1)
+            pollInterval: Duration = .seconds(1),
+            batchInterval: Duration = .milliseconds(100)
         ) {
             self.retryBase = retryBase
             self.retryCap = retryCap
@@ -39,6 +43,7 @@ public struct WebhookDispatcher: Service {
             self.deliveryTimeout = deliveryTimeout
             self.concurrency = concurrency
             self.pollInterval = pollInterval
+            self.batchInterval = batchInterval
         }
     }
 
@@ -81,21 +86,23 @@ public struct WebhookDispatcher: Service {
     }
 
     public func run() async throws {
+        let clock = ContinuousClock()
+        let limit = configuration.concurrency * 16
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
+            let claimed = clock.now
             let batch: [EventDelivery]
             do {
                 // A claim is held for one attempt's time and a margin; a node that dies holding
                 // it leaves the event to be retried when the lease ends.
                 let date = now()
                 let lease = date.addingTimeInterval(Self.seconds(configuration.deliveryTimeout) + 5)
-                batch = try await catalog.claimDeliveries(now: date, leaseUntil: lease, limit: configuration.concurrency * 4)
+                batch = try await catalog.claimDeliveries(now: date, leaseUntil: lease, limit: limit)
             } catch {
                 logger.error("events.claim_failed", metadata: ["error": "\(error)"])
                 batch = []
             }
             if batch.isEmpty {
                 await cancelWhenGracefulShutdownOrReturn { await wakeup.wait(upTo: configuration.pollInterval) }
-                continue
             }
             await withTaskGroup(of: Void.self) { group in
                 var running = 0
@@ -107,6 +114,11 @@ public struct WebhookDispatcher: Service {
                     group.addTask { await attempt(delivery) }
                     running += 1
                 }
+            }
+            // A partial batch means the outbox is drained for now: let events accumulate.
+            let elapsed = clock.now - claimed
+            if batch.count < limit, elapsed < configuration.batchInterval {
+                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: configuration.batchInterval - elapsed) }
             }
         }
     }
@@ -167,7 +179,7 @@ public struct WebhookDispatcher: Service {
     /// `t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
     public static func signature(secret: String, timestamp: Int, body: String) -> String {
         let mac = HMAC<SHA256>.authenticationCode(for: Data("\(timestamp).\(body)".utf8), using: SymmetricKey(data: Data(secret.utf8)))
-        return "t=\(timestamp),v1=" + mac.map { String(format: "%02x", $0) }.joined()
+        return "t=\(timestamp),v1=" + Hex.encode(mac)
     }
 
     /// Exponential from `retryBase`, capped, with jitter: between half and all of it.

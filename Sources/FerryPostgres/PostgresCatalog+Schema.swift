@@ -77,6 +77,7 @@ extension PostgresCatalog {
                     ADD COLUMN event_sequence BIGINT NOT NULL DEFAULT 0, ADD COLUMN progress_event_at DOUBLE PRECISION
                 """,
                 "CREATE INDEX uploads_owner ON uploads (owner, state) WHERE owner IS NOT NULL",
+                "CREATE INDEX uploads_owner_created ON uploads (owner, created_at) WHERE owner IS NOT NULL",
                 "CREATE INDEX uploads_business ON uploads (business_next_at) WHERE business_status = 'pending'",
                 """
                 CREATE TABLE outbox (

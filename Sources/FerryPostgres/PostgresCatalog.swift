@@ -222,10 +222,9 @@ public final class PostgresCatalog: UploadCatalog, Service {
     public func usage(of owner: String, since: Date) async throws(FerryError) -> OwnerUsage {
         try await rows(
             """
-            SELECT count(*) FILTER (WHERE state = 'incomplete'),
-                coalesce(sum(coalesce(length, "offset")) FILTER (WHERE state = 'incomplete'), 0)::bigint,
-                count(*) FILTER (WHERE created_at >= \(since.timeIntervalSince1970))
-            FROM uploads WHERE owner = \(owner)
+            SELECT count(*), coalesce(sum(coalesce(length, "offset")), 0)::bigint,
+                (SELECT count(*) FROM uploads WHERE owner = \(owner) AND created_at >= \(since.timeIntervalSince1970))
+            FROM uploads WHERE owner = \(owner) AND state = 'incomplete'
             """,
             "the catalog could not be read"
         ) { row in

@@ -47,6 +47,7 @@ extension SQLiteCatalog {
                     ALTER TABLE uploads ADD COLUMN event_sequence INTEGER NOT NULL DEFAULT 0;
                     ALTER TABLE uploads ADD COLUMN progress_event_at REAL;
                     CREATE INDEX uploads_owner ON uploads(owner, state) WHERE owner IS NOT NULL;
+                    CREATE INDEX uploads_owner_created ON uploads(owner, created_at) WHERE owner IS NOT NULL;
                     CREATE INDEX uploads_business ON uploads(business_next_at) WHERE business_status = 'pending';
                     CREATE TABLE outbox (
                         event_id TEXT NOT NULL,
@@ -75,32 +76,29 @@ extension SQLiteCatalog {
     static func apply(_ write: Write, _ db: Database) throws {
         switch write {
         case .insert(let record, let events):
-            try db.execute(
-                sql: """
+            try db.cachedStatement(sql: """
                     INSERT INTO uploads (id, length, "offset", metadata, concat, state, created_at, updated_at, expires_at, store_state,
                         scenario, owner, sha256, business_status, business_result, business_attempts, business_next_at,
                         event_sequence, progress_event_at)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """,
+                    """).execute(
                 arguments: arguments(record)
             )
             try insertEvents(events, db)
             for (position, part) in record.partials.enumerated() {
-                try db.execute(
-                    sql: "INSERT INTO concat_parts (final_id, position, partial_id) VALUES (?, ?, ?)",
+                try db.cachedStatement(sql: "INSERT INTO concat_parts (final_id, position, partial_id) VALUES (?, ?, ?)").execute(
                     arguments: [record.id.rawValue, position, part.rawValue]
                 )
             }
         case .update(let record, let events):
             var values = arguments(record)
             _ = values.append(contentsOf: [record.id.rawValue])
-            try db.execute(
-                sql: """
+            try db.cachedStatement(sql: """
                     UPDATE uploads SET id = ?, length = ?, "offset" = ?, metadata = ?, concat = ?, state = ?,
                     created_at = ?, updated_at = ?, expires_at = ?, store_state = ?, scenario = ?, owner = ?, sha256 = ?,
                     business_status = ?, business_result = ?, business_attempts = ?, business_next_at = ?,
                     event_sequence = ?, progress_event_at = ? WHERE id = ?
-                    """,
+                    """).execute(
                 arguments: values
             )
             if db.changesCount == 0 {
@@ -114,18 +112,17 @@ extension SQLiteCatalog {
             case .retry(let date, let message): (state, next, error, delivered) = ("pending", date.timeIntervalSince1970, message, nil)
             case .dead(let message): (state, next, error, delivered) = ("dead", nil, message, nil)
             }
-            try db.execute(
-                sql: """
+            try db.cachedStatement(sql: """
                     UPDATE outbox SET state = ?, attempts = ?, next_attempt_at = coalesce(?, next_attempt_at), last_error = ?,
                     delivered_at = ? WHERE event_id = ? AND destination = ?
-                    """,
+                    """).execute(
                 arguments: [state, attempts, next, error, delivered, eventID, destination]
             )
         case .purgeDeliveries(let date):
             try db.execute(sql: "DELETE FROM outbox WHERE state <> 'pending' AND created_at < ?", arguments: [date.timeIntervalSince1970])
         case .remove(let id):
-            try db.execute(sql: "DELETE FROM concat_parts WHERE final_id = ?", arguments: [id.rawValue])
-            try db.execute(sql: "DELETE FROM uploads WHERE id = ?", arguments: [id.rawValue])
+            try db.cachedStatement(sql: "DELETE FROM concat_parts WHERE final_id = ?").execute(arguments: [id.rawValue])
+            try db.cachedStatement(sql: "DELETE FROM uploads WHERE id = ?").execute(arguments: [id.rawValue])
         }
     }
 
@@ -148,11 +145,10 @@ extension SQLiteCatalog {
 
     static func insertEvents(_ events: [OutboxEvent], _ db: Database) throws {
         for event in events {
-            try db.execute(
-                sql: """
+            try db.cachedStatement(sql: """
                     INSERT INTO outbox (event_id, destination, upload_id, sequence, type, payload, created_at, next_attempt_at)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                    """,
+                    """).execute(
                 arguments: [
                     event.id, event.destination, event.uploadID.rawValue, event.sequence, event.type.rawValue, event.payload,
                     event.createdAt.timeIntervalSince1970, event.createdAt.timeIntervalSince1970,

@@ -81,7 +81,7 @@ public final class SQLiteCatalog: UploadCatalog {
 
     public func get(_ id: UploadID) async throws(FerryError) -> UploadRecord? {
         try await read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM uploads WHERE id = ?", arguments: [id.rawValue]).map(Self.record)
+            try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM uploads WHERE id = ?"), arguments: [id.rawValue]).map(Self.record)
         }
     }
 
@@ -125,13 +125,13 @@ public final class SQLiteCatalog: UploadCatalog {
         try await read { db in
             let row = try Row.fetchOne(
                 db,
+                // Index ranges only: an owner's history of complete uploads is never scanned.
                 sql: """
-                    SELECT count(CASE WHEN state = 'incomplete' THEN 1 END) AS open,
-                        coalesce(sum(CASE WHEN state = 'incomplete' THEN coalesce(length, "offset") END), 0) AS bytes,
-                        count(CASE WHEN created_at >= ? THEN 1 END) AS recent
-                    FROM uploads WHERE owner = ?
+                    SELECT count(*) AS open, coalesce(sum(coalesce(length, "offset")), 0) AS bytes,
+                        (SELECT count(*) FROM uploads WHERE owner = ? AND created_at >= ?) AS recent
+                    FROM uploads WHERE owner = ? AND state = 'incomplete'
                     """,
-                arguments: [since.timeIntervalSince1970, owner]
+                arguments: [owner, since.timeIntervalSince1970, owner]
             )
             return OwnerUsage(openUploads: row?["open"] ?? 0, openBytes: row?["bytes"] ?? 0, recentCreations: row?["recent"] ?? 0)
         }

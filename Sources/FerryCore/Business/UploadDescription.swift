@@ -38,16 +38,29 @@ public struct UploadDescription: Sendable, Codable, Equatable {
     public static func timestamp(_ date: Date) -> String {
         date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
     }
+}
 
-    static let encoder: JSONEncoder = {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return encoder
-    }()
+extension UploadDescription {
+    /// The object as JSON (fields in a fixed order; absent values omitted).
+    public func json() -> String {
+        var writer = JSONWriter()
+        writer.string("id", id)
+        writer.string("scenario", scenario)
+        writer.string("owner", owner)
+        writer.number("length", length)
+        writer.number("offset", offset)
+        writer.number("size", size)
+        writer.string("state", state)
+        writer.object("metadata", metadata.sorted { $0.key < $1.key })
+        writer.string("sha256", sha256)
+        writer.string("location", location)
+        writer.string("createdAt", createdAt)
+        return writer.finish()
+    }
 }
 
 /// The JSON body of one event.
-struct EventPayload: Encodable {
+struct EventPayload {
     var id: String
     var type: String
     var sequence: Int64
@@ -55,18 +68,25 @@ struct EventPayload: Encodable {
     var upload: UploadDescription
 
     func json() -> String {
-        // Encoding plain strings and numbers cannot fail.
-        (try? String(decoding: UploadDescription.encoder.encode(self), as: UTF8.self)) ?? "{}"
+        var writer = JSONWriter()
+        writer.string("id", id)
+        writer.string("type", type)
+        writer.number("sequence", sequence)
+        writer.string("createdAt", createdAt)
+        writer.raw("upload", upload.json())
+        return writer.finish()
     }
 }
 
 /// The JSON body of a `pre-finish` callback.
-public struct PreFinishPayload: Encodable {
+public struct PreFinishPayload {
     public var upload: UploadDescription
 
     public init(upload: UploadDescription) { self.upload = upload }
 
     public func json() -> Data {
-        (try? UploadDescription.encoder.encode(self)) ?? Data("{}".utf8)
+        var writer = JSONWriter()
+        writer.raw("upload", upload.json())
+        return Data(writer.finish().utf8)
     }
 }

@@ -14,7 +14,7 @@ final class DigestCache: Sendable {
     /// reading back); each is about a hundred bytes.
     private let capacity: Int
 
-    static let emptySHA256 = SHA256.hash(data: [UInt8]()).map { String(format: "%02x", $0) }.joined()
+    static let emptySHA256 = Hex.encode(SHA256.hash(data: [UInt8]()))
 
     init(capacity: Int = 100_000) {
         self.capacity = capacity
@@ -47,6 +47,6 @@ final class DigestCache: Sendable {
     }
 
     static func hex(_ hash: SHA256) -> String {
-        hash.finalize().map { String(format: "%02x", $0) }.joined()
+        Hex.encode(hash.finalize())
     }
 }
