@@ -193,13 +193,13 @@ def head(port, up, who, patience=90):
     return offset
 
 
-def create(port, up, with_body=False):
+def create(port, up, with_body=False, collection="/files/"):
     headers = {"Upload-Length": str(up.blob.size)}
     body = None
     if with_body:
         headers["Content-Type"] = OCTETS
         body = up.blob.read(0, up.blob.size)
-    status, h, data = persist(port, "POST", "/files/", headers, body, what="POST")
+    status, h, data = persist(port, "POST", collection, headers, body, what="POST")
     if status != 201 or "location" not in h:
         raise CaseError(f"POST answered {describe(status, h, data)}")
     up.location = h["location"]
@@ -373,7 +373,7 @@ class Node:
         cmd = [a.ferry, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--data-dir", self.data_dir,
                "--storage", f"s3://{self.ctx.bucket}/{self.ctx.prefix}", "--s3-endpoint", self.ctx.s3_endpoint,
                "--s3-create-bucket", "--catalog", a.catalog, "--trust-forwarded-headers",
-               "--read-timeout", "10s", "--lock-timeout", "10s", "--log-level", "info"]
+               "--read-timeout", "10s", "--lock-timeout", "10s", "--log-level", "info", "--config", self.ctx.config]
         if self.ctx.s3_region:
             cmd += ["--s3-region", self.ctx.s3_region]
         return cmd
@@ -1147,9 +1147,130 @@ def scenario_g(ctx):
         print("      " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip(), flush=True)
 
 
+WEBHOOK_SECRET = "multinode webhook secret 0123"
+
+
+def start_receiver(ctx):
+    """The business system of scenario h (Tests/system/webhook_receiver.py): pre-finish callback
+    and webhook, dedupe by event id. Started before the nodes, whose configuration names it."""
+    ctx.receiver_port = free_port()
+    log = open(os.path.join(ctx.tmp, "receiver.log"), "ab")
+    ctx.receiver = ctx.procs.spawn([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "webhook_receiver.py"), "--port", str(ctx.receiver_port),
+                                    "--secret", WEBHOOK_SECRET, "--db", os.path.join(ctx.tmp, "receiver.db"), "--quiet"],
+                                   stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{ctx.receiver_port}"
+    ctx.config = os.path.join(ctx.tmp, "ferry.conf")
+    with open(ctx.config, "w") as f:
+        f.write(f"""[server]
+default-scenario = default
+
+[scenario default]
+anonymous = true
+
+[scenario events]
+anonymous = true
+directory = events
+pre-finish = {base}/ferry/pre-finish
+callback-timeout = 10s
+webhook = {base}/ferry/events
+webhook-secret = "{WEBHOOK_SECRET}"
+events = upload.created, upload.completed
+""")
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 20:
+        try:
+            if request(ctx.receiver_port, "GET", "/state?summary=1", timeout=2)[0] == 200:
+                return
+        except (OSError, http.client.HTTPException):
+            time.sleep(0.1)
+    raise StartFailed("the webhook receiver did not start")
+
+
+def receiver_state(ctx):
+    status, _, data = request(ctx.receiver_port, "GET", "/state", timeout=30)
+    return json.loads(data) if status == 200 else {}
+
+
+def scenario_h(ctx):
+    """Business results and events across nodes: uploads of a scenario with a pre-finish callback
+    and a webhook, their PATCHes spread over the nodes by nginx, one node killed -9 mid-way.
+    Every upload gets its business result (SHA-256 of the whole file, read back when its
+    requests ran on different nodes) and exactly one `upload.completed` id, delivered once the
+    outbox (PostgreSQL) is drained by whichever nodes are alive."""
+    count, size = 9, scaled(ctx, 12 * MiB, least=MiB)
+    piece = max(size // 3, 256 * KiB)
+    print(f"== h: {count} uploads of {mib(size)} in the events scenario, PATCHes over the nodes, one kill -9", flush=True)
+    ups = [Tracked(Blob(size, data=os.urandom(size))) for _ in range(count)]
+    for up in ups:
+        create(ctx.proxy.port, up, collection="/files/events/")
+    failures = []
+
+    def run(up, i):
+        try:
+            failures.extend(finish(ctx.proxy.port, up, f"h upload {i}", piece=piece))
+        except CaseError as e:
+            failures.append(f"upload {i}: {e}")
+
+    threads = [threading.Thread(target=run, args=(up, i)) for i, up in enumerate(ups)]
+    for t in threads:
+        t.start()
+    victim = ctx.nodes[-1]
+    time.sleep(0.5)
+    victim.kill9()
+    time.sleep(1)
+    victim.start()
+    for t in threads:
+        t.join(timeout=max(5.0, remaining()))
+    errors = [f for f in failures if f.startswith("upload ")]
+    if not check(not errors, "h: every upload completes through the kill", "; ".join(errors[:3])):
+        return
+    results_ok, bad = 0, []
+    for up in ups:
+        deadline = time.monotonic() + 60
+        while True:
+            status, h, _ = persist(ctx.proxy.port, "HEAD", up.path, what="HEAD h")
+            if h.get("ferry-business-status") == "done" or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        try:
+            result = json.loads(h.get("ferry-business-result", "{}"))
+        except ValueError:
+            result = {}
+        uid = up.path.rsplit("/", 1)[-1]
+        if h.get("ferry-business-status") == "done" and result.get("sha256") == up.blob.digest:
+            results_ok += 1
+        else:
+            bad.append(f"{uid}: {h.get('ferry-business-status')} {str(result)[:120]}")
+    check(results_ok == count, "h: every upload has its business result, with the SHA-256 of the whole file", "; ".join(bad[:3]))
+    ids = {up.path.rsplit("/", 1)[-1] for up in ups}
+    deadline = time.monotonic() + 90
+    while True:
+        state = receiver_state(ctx)
+        completed = {}
+        for e in state.get("events", []):
+            if e["upload"] in ids and e["type"] == "upload.completed":
+                completed.setdefault(e["upload"], set()).add(e["id"])
+        if len(completed) == count or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    check(len(completed) == count and all(len(v) == 1 for v in completed.values()),
+          "h: each upload's upload.completed arrives, with one event id", f"{len(completed)}/{count}: {completed}")
+    order_bad = []
+    for uid in ids:
+        seqs = [(e["sequence"], e["type"]) for e in state.get("events", []) if e["upload"] == uid]
+        if [t for _, t in sorted(seqs)] != ["upload.created", "upload.completed"]:
+            order_bad.append(f"{uid}: {sorted(seqs)}")
+    check(not order_bad, "h: per upload, created (1) then completed (2), nothing else", "; ".join(order_bad[:3]))
+    dups = sum(v for k, v in state.get("duplicates", {}).items() if k.rsplit("-", 1)[0] in ids)
+    print(f"      {dups} duplicate deliveries (deduplicated by event id); {len(failures)} failed requests on the way",
+          flush=True)
+    for up in ups:
+        up.blob.close()
+
+
 SCENARIOS = {"a": scenario_a, "b": scenario_b, "c": scenario_c, "d": scenario_d, "e": scenario_e, "f": scenario_f,
-             "g": scenario_g}
-DEFAULT = ["a", "b", "c", "d", "e", "f", "g"]
+             "g": scenario_g, "h": scenario_h}
+DEFAULT = ["a", "b", "c", "d", "e", "f", "g", "h"]
 
 
 # --- main ------------------------------------------------------------------------------------
@@ -1243,6 +1364,7 @@ def main():
     threading.Thread(target=watchdog, args=(ctx, args.timeout), daemon=True).start()
     try:
         try:
+            start_receiver(ctx)
             for i in range(args.nodes):
                 ctx.nodes.append(Node(ctx, i))
             for node in ctx.nodes:
