@@ -66,8 +66,9 @@ extension UploadEngine {
         if scenario?.checksumRequired == true, request.checksum == nil, !request.expectsTrailerChecksum {
             throw FerryError(.checksumRequired, "the scenario \(record.scenario) requires Upload-Checksum on every PATCH")
         }
-        // A request that may complete the upload is checked against the principal's limits
-        // again: they may have changed since the creation (another token, a lowered limit).
+        // Every request (so also the one that completes the upload) is checked against the
+        // principal's limits again: they may have changed since the creation (another token, a
+        // lowered limit).
         if let length = record.length, let maxSize, length > maxSize {
             throw FerryError(.maxSizeExceeded, "the upload is larger than this token or scenario accepts (\(maxSize) bytes)")
         }
@@ -170,7 +171,12 @@ extension UploadEngine {
                     if digest == nil, wantsDigest(record) {
                         var finished = record
                         (finished.offset, finished.storeState, finished.state) = (durable, state, .complete)
-                        digest = try await readBackDigest(finished)
+                        do {
+                            digest = try await readBackDigest(finished)
+                        } catch {
+                            // The bytes are safe: complete without a digest rather than fail the upload.
+                            logger.warning("upload.digest_unavailable", metadata: context.merging(["error": "\(error)"]) { $1 })
+                        }
                     }
                     sha256 = digest.map(DigestCache.hex)
                     digests.forget(start.id)
