@@ -77,7 +77,3 @@ enum AdminRoutes {
         }
     }
 }
-
-extension HTTPField.Name {
-    static let wwwAuthenticate = Self("WWW-Authenticate")!
-}

@@ -95,7 +95,7 @@ public struct WebhookDispatcher: Service {
                 // A claim is held for one attempt's time and a margin; a node that dies holding
                 // it leaves the event to be retried when the lease ends.
                 let date = now()
-                let lease = date.addingTimeInterval(Self.seconds(configuration.deliveryTimeout) + 5)
+                let lease = date.addingTimeInterval(configuration.deliveryTimeout.inSeconds + 5)
                 batch = try await catalog.claimDeliveries(now: date, leaseUntil: lease, limit: limit)
             } catch {
                 logger.error("events.claim_failed", metadata: ["error": "\(error)"])
@@ -133,7 +133,7 @@ public struct WebhookDispatcher: Service {
             if let error {
                 failed.increment()
                 let date = now()
-                if date.timeIntervalSince(event.createdAt) >= Self.seconds(configuration.deadLetterAfter) {
+                if date.timeIntervalSince(event.createdAt) >= configuration.deadLetterAfter.inSeconds {
                     dead.increment()
                     outcome = .dead(error: error)
                     logger.warning("events.dead", metadata: ["event.id": "\(event.id)", "webhook": "\(event.destination)", "error": "\(error)"])
@@ -184,12 +184,8 @@ public struct WebhookDispatcher: Service {
 
     /// Exponential from `retryBase`, capped, with jitter: between half and all of it.
     func backoff(after attempts: Int) -> Double {
-        let ceiling = min(Self.seconds(configuration.retryCap), Self.seconds(configuration.retryBase) * pow(2, Double(min(attempts - 1, 30))))
+        let ceiling = min(configuration.retryCap.inSeconds, configuration.retryBase.inSeconds * pow(2, Double(min(attempts - 1, 30))))
         return ceiling / 2 + Double.random(in: 0...(ceiling / 2))
-    }
-
-    static func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 }
 

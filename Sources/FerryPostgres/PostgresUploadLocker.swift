@@ -109,11 +109,7 @@ public final class PostgresUploadLocker: UploadLocker, Service {
         }
     }
 
-    private var leaseSeconds: Double { Self.seconds(configuration.leaseDuration) }
-
-    static func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-    }
+    private var leaseSeconds: Double { configuration.leaseDuration.inSeconds }
 
     /// Takes the row when it is free or its lease lapsed; the fence token when it did.
     private func tryClaim(_ id: UploadID) async throws(FerryError) -> Int64? {

@@ -100,7 +100,7 @@ extension UploadEngine {
         if old == nil { types.append(.created) }
         if let old, old.state == new.state, new.state == .incomplete, new.offset > old.offset,
             !scenario.webhooks(for: .progress).isEmpty,
-            new.progressEventAt.map({ date.timeIntervalSince($0) >= Self.seconds(scenario.progressInterval) }) ?? true
+            new.progressEventAt.map({ date.timeIntervalSince($0) >= scenario.progressInterval.inSeconds }) ?? true
         {
             types.append(.progress)
             new.progressEventAt = date
@@ -183,10 +183,10 @@ extension UploadEngine {
             business.json = json
             business.nextAttemptAt = nil
         } catch {
-            let base = Self.seconds(self.business.retryBase)
-            let delay = min(Self.seconds(self.business.retryCap), base * pow(2, Double(min(business.attempts - 1, 30))))
+            let base = self.business.retryBase.inSeconds
+            let delay = min(self.business.retryCap.inSeconds, base * pow(2, Double(min(business.attempts - 1, 30))))
             let date = now()
-            if date.timeIntervalSince(record.createdAt) > Self.seconds(self.business.retryFor) {
+            if date.timeIntervalSince(record.createdAt) > self.business.retryFor.inSeconds {
                 business.status = .failed
                 business.nextAttemptAt = nil
             } else {
@@ -249,10 +249,5 @@ extension UploadEngine {
             logger.error("business.retry_failed", metadata: ["upload.id": "\(id)", "error": "\(error)"])
             return false
         }
-    }
-
-    static func seconds(_ duration: Duration) -> Double {
-        let components = duration.components
-        return Double(components.seconds) + Double(components.attoseconds) / 1e18
     }
 }

@@ -236,7 +236,7 @@ public final class UploadEngine: Sendable {
     /// When `record`, last written at `date`, expires: its scenario's TTL, else the server's.
     func expiry(for record: UploadRecord, from date: Date) -> Date? {
         guard let expiry = business.scenarios.scenarios[record.scenario]?.expiry ?? configuration.expiry else { return nil }
-        return date.addingTimeInterval(Self.seconds(expiry))
+        return date.addingTimeInterval(expiry.inSeconds)
     }
 
     func refuseDuringShutdown() throws(FerryError) {
