@@ -269,6 +269,7 @@ pre-finish = http://127.0.0.1:{callbacks.port}/ferry/pre-finish
 webhook = http://127.0.0.1:{events.port}/ferry/events
 webhook-secret = "{WEBHOOK_SECRET}"
 events = upload.created, upload.completed
+webhook-batch = {self.a.webhook_batch}
 """
 
     def run_business(self, i: int) -> None:
@@ -365,7 +366,7 @@ events = upload.created, upload.completed
     def run(self) -> None:
         a = self.a
         log(f"{a.count} x {a.size_kib} KiB creation-with-upload, c={a.concurrency}; token {a.alg.upper()};"
-            f" webhook receiver synchronous={a.receiver_sync}; {a.runs} run(s)")
+            f" webhook receiver synchronous={a.receiver_sync}, webhook-batch={a.webhook_batch}; {a.runs} run(s)")
         for i in range(1, a.runs + 1):
             order = ["defaults", "business"] if i % 2 else ["business", "defaults"]
             log(f"== run {i}/{a.runs} ({' then '.join(order)})")
@@ -415,6 +416,8 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--alg", choices=["hs256", "rs256"], default="hs256", help="the bearer token's algorithm")
     ap.add_argument("--event-concurrency", type=int, default=16, help="[events] concurrency of the config")
+    ap.add_argument("--webhook-batch", type=int, default=1,
+                    help="webhook-batch of the webhook: events per POST (1 = each event alone)")
     ap.add_argument("--receiver-sync", choices=["full", "normal", "off"], default="full",
                     help="SQLite synchronous setting of the webhook receiver")
     ap.add_argument("--drain-timeout", type=float, default=600.0, help="seconds to wait for the outbox to drain")

@@ -50,6 +50,8 @@ public struct WebhookDispatcher: Service {
     let catalog: any UploadCatalog
     /// Webhook URL → signing secret.
     let secrets: [String: String]
+    /// Webhook URL → the most events one POST carries.
+    let batchSizes: [String: Int]
     let http: HTTPClient
     let wakeup: Wakeup
     let configuration: Configuration
@@ -71,10 +73,15 @@ public struct WebhookDispatcher: Service {
     ) {
         self.catalog = catalog
         var secrets: [String: String] = [:]
+        var batchSizes: [String: Int] = [:]
         for scenario in scenarios.scenarios.values {
-            for webhook in scenario.webhooks { secrets[webhook.url] = webhook.secret }
+            for webhook in scenario.webhooks {
+                secrets[webhook.url] = webhook.secret
+                batchSizes[webhook.url] = max(1, webhook.batch)
+            }
         }
         self.secrets = secrets
+        self.batchSizes = batchSizes
         self.http = http
         self.wakeup = wakeup
         self.configuration = configuration
@@ -106,12 +113,12 @@ public struct WebhookDispatcher: Service {
             }
             await withTaskGroup(of: Void.self) { group in
                 var running = 0
-                for delivery in batch {
+                for posting in Self.postings(batch, batchSizes: batchSizes) {
                     if running >= configuration.concurrency {
                         await group.next()
                         running -= 1
                     }
-                    group.addTask { await attempt(delivery) }
+                    group.addTask { await attempt(posting) }
                     running += 1
                 }
             }
@@ -123,20 +130,50 @@ public struct WebhookDispatcher: Service {
         }
     }
 
-    /// One delivery attempt and its bookkeeping.
-    func attempt(_ delivery: EventDelivery) async {
-        let event = delivery.event
-        let attempts = delivery.attempts + 1
-        let outcome: DeliveryOutcome
-        if let secret = secrets[event.destination] {
-            let error = await post(event, secret: secret)
-            if let error {
+    /// The claimed deliveries cut into POSTs: per webhook, at most its batch size each. A claim
+    /// holds at most one event per upload and webhook, so a POST never reorders an upload's events.
+    static func postings(_ claimed: [EventDelivery], batchSizes: [String: Int]) -> [[EventDelivery]] {
+        var byWebhook: [String: [EventDelivery]] = [:]
+        var order: [String] = []
+        for delivery in claimed {
+            let url = delivery.event.destination
+            if byWebhook[url] == nil { order.append(url) }
+            byWebhook[url, default: []].append(delivery)
+        }
+        var postings: [[EventDelivery]] = []
+        for url in order {
+            let deliveries = byWebhook[url] ?? []
+            let size = batchSizes[url] ?? 1
+            for start in stride(from: 0, to: deliveries.count, by: size) {
+                postings.append(Array(deliveries[start..<min(start + size, deliveries.count)]))
+            }
+        }
+        return postings
+    }
+
+    /// One delivery attempt of one POST (one event, or a batch for one webhook) and its bookkeeping.
+    func attempt(_ deliveries: [EventDelivery]) async {
+        guard let first = deliveries.first else { return }
+        let url = first.event.destination
+        var error: String?
+        if let secret = secrets[url] {
+            let batched = (batchSizes[url] ?? 1) > 1
+            error = await post(deliveries.map(\.event), to: url, secret: secret, batched: batched)
+        }
+        for delivery in deliveries {
+            let event = delivery.event
+            let attempts = delivery.attempts + 1
+            let outcome: DeliveryOutcome
+            if secrets[url] == nil {
+                dead.increment()
+                outcome = .dead(error: "no configured webhook has this URL any more")
+            } else if let error {
                 failed.increment()
                 let date = now()
                 if date.timeIntervalSince(event.createdAt) >= configuration.deadLetterAfter.inSeconds {
                     dead.increment()
                     outcome = .dead(error: error)
-                    logger.warning("events.dead", metadata: ["event.id": "\(event.id)", "webhook": "\(event.destination)", "error": "\(error)"])
+                    logger.warning("events.dead", metadata: ["event.id": "\(event.id)", "webhook": "\(url)", "error": "\(error)"])
                 } else {
                     outcome = .retry(at: date.addingTimeInterval(backoff(after: attempts)), error: error)
                 }
@@ -144,29 +181,35 @@ public struct WebhookDispatcher: Service {
                 delivered.increment()
                 outcome = .delivered(at: now())
             }
-        } else {
-            dead.increment()
-            outcome = .dead(error: "no configured webhook has this URL any more")
-        }
-        do {
-            try await catalog.recordDelivery(eventID: event.id, destination: event.destination, attempts: attempts, outcome: outcome)
-        } catch {
-            // The claim lapses and the event is sent again: at least once.
-            logger.error("events.record_failed", metadata: ["event.id": "\(event.id)", "error": "\(error)"])
+            do {
+                try await catalog.recordDelivery(eventID: event.id, destination: url, attempts: attempts, outcome: outcome)
+            } catch {
+                // The claim lapses and the event is sent again: at least once.
+                logger.error("events.record_failed", metadata: ["event.id": "\(event.id)", "error": "\(error)"])
+            }
         }
     }
 
-    /// POSTs the event; nil on a 2xx answer, else why it failed.
-    func post(_ event: OutboxEvent, secret: String) async -> String? {
+    /// POSTs the events: one alone as the body with its id in `Ferry-Event-Id`, or (`batched`)
+    /// a JSON array of them with their count in `Ferry-Event-Count`; nil on a 2xx answer, else
+    /// why it failed.
+    func post(_ events: [OutboxEvent], to url: String, secret: String, batched: Bool) async -> String? {
         let timestamp = Int(now().timeIntervalSince1970)
-        var request = HTTPClientRequest(url: event.destination)
+        var request = HTTPClientRequest(url: url)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
         request.headers.add(name: "User-Agent", value: "ferry")
-        request.headers.add(name: "Ferry-Event-Id", value: event.id)
-        request.headers.add(name: "Ferry-Event-Type", value: event.type.rawValue)
-        request.headers.add(name: "Ferry-Signature", value: Self.signature(secret: secret, timestamp: timestamp, body: event.payload))
-        request.body = .bytes(ByteBuffer(string: event.payload))
+        let body: String
+        if batched {
+            body = "[" + events.map(\.payload).joined(separator: ",") + "]"
+            request.headers.add(name: "Ferry-Event-Count", value: String(events.count))
+        } else {
+            body = events.first?.payload ?? "{}"
+            request.headers.add(name: "Ferry-Event-Id", value: events.first?.id ?? "")
+            request.headers.add(name: "Ferry-Event-Type", value: events.first?.type.rawValue ?? "")
+        }
+        request.headers.add(name: "Ferry-Signature", value: Self.signature(secret: secret, timestamp: timestamp, body: body))
+        request.body = .bytes(ByteBuffer(string: body))
         do {
             let response = try await http.execute(request, timeout: TimeAmount(configuration.deliveryTimeout))
             _ = try? await response.body.collect(upTo: 64 * 1024)

@@ -31,6 +31,7 @@ public enum ConfigFile {
         var url: String
         var secret: String?
         var events: Set<UploadEventType>?
+        var batch: Int?
     }
 
     struct ScenarioDraft {
@@ -39,6 +40,7 @@ public enum ConfigFile {
         var webhooks: [WebhookDraft] = []
         var defaultSecret: String?
         var defaultEvents: Set<UploadEventType>?
+        var defaultBatch: Int?
         var seen: Set<String> = []
     }
 
@@ -181,7 +183,7 @@ public enum ConfigFile {
         mutating func scenario(_ entry: Entry) throws(FerryError) {
             guard var draft = scenarios.popLast() else { return }
             defer { scenarios.append(draft) }
-            let repeatable: Set<String> = ["webhook", "webhook-secret", "events"]
+            let repeatable: Set<String> = ["webhook", "webhook-secret", "events", "webhook-batch"]
             if !repeatable.contains(entry.key) {
                 guard draft.seen.insert(entry.key).inserted else {
                     throw fail(entry.line, "\(entry.key) is set twice in [scenario \(draft.scenario.name)]")
@@ -237,10 +239,19 @@ public enum ConfigFile {
                 } else {
                     draft.webhooks[draft.webhooks.count - 1].events = events
                 }
+            case "webhook-batch":
+                let batch = Int(try Values.count(entry.value, entry.key, onError))
+                guard (1...1000).contains(batch) else { throw fail(entry.line, "webhook-batch is between 1 and 1000 events") }
+                if draft.webhooks.isEmpty || draft.webhooks[draft.webhooks.count - 1].batch != nil {
+                    guard draft.webhooks.isEmpty, draft.defaultBatch == nil else { throw fail(entry.line, "webhook-batch is set twice for one webhook") }
+                    draft.defaultBatch = batch
+                } else {
+                    draft.webhooks[draft.webhooks.count - 1].batch = batch
+                }
             default:
                 throw fail(
                     entry.line,
-                    "unknown key \(entry.key) in [scenario \(draft.scenario.name)] (max-size, content-types, required-metadata, ttl, checksum, anonymous, pre-create, pre-finish, callback-timeout, webhook, webhook-secret, events, progress-interval, directory)"
+                    "unknown key \(entry.key) in [scenario \(draft.scenario.name)] (max-size, content-types, required-metadata, ttl, checksum, anonymous, pre-create, pre-finish, callback-timeout, webhook, webhook-secret, events, webhook-batch, progress-interval, directory)"
                 )
             }
         }
@@ -248,6 +259,7 @@ public enum ConfigFile {
         mutating func finish() throws(FerryError) -> BusinessConfiguration {
             var built: [Scenario] = []
             var secrets: [String: String] = [:]
+            var batches: [String: Int] = [:]
             for draft in scenarios {
                 var scenario = draft.scenario
                 for webhook in draft.webhooks {
@@ -258,8 +270,13 @@ public enum ConfigFile {
                         throw fail(webhook.line, "the webhook \(webhook.url) is declared elsewhere with another secret")
                     }
                     secrets[webhook.url] = secret
+                    let batch = webhook.batch ?? draft.defaultBatch ?? 1
+                    if let other = batches[webhook.url], other != batch {
+                        throw fail(webhook.line, "the webhook \(webhook.url) is declared elsewhere with another webhook-batch")
+                    }
+                    batches[webhook.url] = batch
                     let events = webhook.events ?? draft.defaultEvents ?? Set(UploadEventType.allCases)
-                    scenario.webhooks.append(Webhook(url: webhook.url, secret: secret, events: events))
+                    scenario.webhooks.append(Webhook(url: webhook.url, secret: secret, events: events, batch: batch))
                 }
                 if !scenario.allowsAnonymous, !configuration.auth.hasKeys {
                     throw fail(draft.line, "the scenario \(scenario.name) needs tokens (anonymous = false) but [auth] configures no key")

@@ -24,6 +24,10 @@ final class BusinessReceiver: Sendable {
         var failFirst = 0
         var preFinishFails = false
         var preFinishCalls = 0
+        /// Events per POST, in arrival order (a batch is more than one).
+        var postSizes: [Int] = []
+        /// POSTs whose `Ferry-Event-Count` was missing or wrong for the body.
+        var badCounts = 0
     }
 
     let state = Mutex(State())
@@ -45,7 +49,11 @@ final class BusinessReceiver: Sendable {
             let data = try await request.body.collect(upTo: 1 << 20)
             let text = String(buffer: data)
             guard let receiver = box.withLock({ $0 }) else { return Response(status: .serviceUnavailable) }
-            return receiver.receive(text, signature: request.headers[HTTPField.Name("Ferry-Signature")!] ?? "")
+            return receiver.receive(
+                text,
+                signature: request.headers[HTTPField.Name("Ferry-Signature")!] ?? "",
+                count: request.headers[HTTPField.Name("Ferry-Event-Count")!]
+            )
         }
         router.post("/pre-finish") { request, _ -> Response in
             let data = try await request.body.collect(upTo: 1 << 20)
@@ -93,9 +101,12 @@ final class BusinessReceiver: Sendable {
         }
     }
 
-    func receive(_ body: String, signature: String) -> Response {
-        let json = (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any] ?? [:]
-        let id = json["id"] as? String ?? ""
+    /// One delivery: an event object, or (a batch) an array of them, refused as a whole while
+    /// one of them has been attempted fewer than `failFirst` times.
+    func receive(_ body: String, signature: String, count: String?) -> Response {
+        let json = try? JSONSerialization.jsonObject(with: Data(body.utf8))
+        let batch = json as? [[String: Any]]
+        let objects = batch ?? [json as? [String: Any] ?? [:]]
         let parts = Dictionary(signature.split(separator: ",").compactMap { pair -> (String, String)? in
             let kv = pair.split(separator: "=", maxSplits: 1)
             return kv.count == 2 ? (String(kv[0]), String(kv[1])) : nil
@@ -103,12 +114,24 @@ final class BusinessReceiver: Sendable {
         let expected = HMAC<SHA256>.authenticationCode(for: Data("\(parts["t"] ?? "").\(body)".utf8), using: SymmetricKey(data: Data(secret.utf8)))
             .map { String(format: "%02x", $0) }.joined()
         return state.withLock { state in
-            state.attempts[id, default: 0] += 1
-            if state.attempts[id, default: 0] <= state.failFirst { return Response(status: .internalServerError) }
-            let upload = (json["upload"] as? [String: Any])?["id"] as? String ?? ""
-            state.events.append(
-                Event(id: id, type: json["type"] as? String ?? "", sequence: json["sequence"] as? Int ?? 0, upload: upload, signatureValid: expected == parts["v1"])
-            )
+            state.postSizes.append(objects.count)
+            if (batch == nil && count != nil) || (batch != nil && count != String(objects.count)) { state.badCounts += 1 }
+            var refuse = false
+            for object in objects {
+                let id = object["id"] as? String ?? ""
+                state.attempts[id, default: 0] += 1
+                if state.attempts[id, default: 0] <= state.failFirst { refuse = true }
+            }
+            if refuse { return Response(status: .internalServerError) }
+            for object in objects {
+                let upload = (object["upload"] as? [String: Any])?["id"] as? String ?? ""
+                state.events.append(
+                    Event(
+                        id: object["id"] as? String ?? "", type: object["type"] as? String ?? "", sequence: object["sequence"] as? Int ?? 0,
+                        upload: upload, signatureValid: expected == parts["v1"]
+                    )
+                )
+            }
             return Response(status: .noContent)
         }
     }

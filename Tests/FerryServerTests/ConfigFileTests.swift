@@ -36,6 +36,7 @@ struct ConfigFileTests {
         webhook = http://127.0.0.1:8082/b
         webhook-secret = "own secret of b 1234"
         events = upload.created, upload.completed
+        webhook-batch = 50
 
         [scenario chat-image]
         max-size = 20MB
@@ -61,7 +62,7 @@ struct ConfigFileTests {
         #expect(
             voice.webhooks == [
                 Webhook(url: "http://127.0.0.1:8082/a", secret: "default secret 1234", events: [.completed]),
-                Webhook(url: "http://127.0.0.1:8082/b", secret: "own secret of b 1234", events: [.created, .completed]),
+                Webhook(url: "http://127.0.0.1:8082/b", secret: "own secret of b 1234", events: [.created, .completed], batch: 50),
             ]
         )
         let images = try configuration.scenarios.named("chat-image")
@@ -91,6 +92,13 @@ struct ConfigFileTests {
         ("[auth]\npublic-key-file = missing.pem", 2, "cannot read missing.pem"),
         ("[scenario v]\nanonymous = true\nanonymous = false", 3, "anonymous is set twice"),
         ("[nonsense]", 1, "unknown section"),
+        ("[scenario v]\nanonymous = true\nwebhook-batch = 0", 3, "webhook-batch: \"0\" is not a positive whole number"),
+        ("[scenario v]\nanonymous = true\nwebhook-batch = 5000", 3, "webhook-batch is between 1 and 1000"),
+        ("[scenario v]\nanonymous = true\nwebhook = http://x/e\nwebhook-secret = 0123456789abcdef\nwebhook-batch = 2\nwebhook-batch = 3", 6, "webhook-batch is set twice"),
+        (
+            "[scenario v]\nanonymous = true\nwebhook = http://x/e\nwebhook-secret = 0123456789abcdef\n[scenario w]\nanonymous = true\nwebhook = http://x/e\nwebhook-secret = 0123456789abcdef\nwebhook-batch = 9",
+            7, "declared elsewhere with another webhook-batch"
+        ),
     ])
     func errorsNameTheFileAndLine(_ text: String, _ line: Int, _ reason: String) {
         do {

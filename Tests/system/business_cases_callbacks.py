@@ -272,9 +272,11 @@ def check_order(state, uploads, what):
             delivered_at.setdefault(a["id"], a["n"])
     check(not violations, f"{what}: no event is sent before the upload's previous event was delivered",
           "; ".join(violations[:5]))
+    # A batch (an array body) names its events in the body only.
     mismatched = [a for a in state["attempts"] if a["upload"] in uploads and a["status"] != 401
-                  and (a["headerId"] != a["id"] or a["headerType"] != a["type"])]
-    check(not mismatched, f"{what}: Ferry-Event-Id / Ferry-Event-Type headers match the body", repr(mismatched[:3]))
+                  and ((a["headerId"], a["headerType"]) != ((a["id"], a["type"]) if not a["batch"] else (None, None)))]
+    check(not mismatched, f"{what}: Ferry-Event-Id / Ferry-Event-Type headers match the body (none on a batch)",
+          repr(mismatched[:3]))
 
 
 def admin_entries(obj):
@@ -430,6 +432,7 @@ def case_webhooks(env):
     for uid in list(ok_uploads)[:2]:
         check_admin(env, uid, 2, 3, f"retry upload {uid[:8]}")
     fanout(env)
+    batched(env)
 
 
 def fanout(env):
@@ -472,3 +475,45 @@ def fanout(env):
           repr(a_types))
     check_admin(env, done, 2, 1, "fanout upload (two webhooks)")
 
+
+
+def batched(env):
+    """webhook-batch = 5: 20 concurrent uploads; their events arrive in POSTs of up to 5 (an array
+    body, signed as one, without Ferry-Event-Id), each event once, in order per upload."""
+    a_rcv = env.receivers["A"]
+    results, lock = {}, threading.Lock()
+
+    def one(i):
+        data = random_bytes(random.Random(1000 + i), 2000 + i)
+        r = create("batched", len(data), body=data)
+        with lock:
+            results[i] = r
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    uploads = {upload_id(r.path) for r in results.values() if r.status == 201 and r.path}
+    check(len(uploads) == 20, "batched: 20 concurrent creation-with-uploads complete", repr(list(results.values())[:3]))
+
+    def all_completed(state):
+        types = {(e["upload"], e["type"]) for e in state["events"]}
+        return all((u, "upload.completed") in types for u in uploads)
+
+    t0 = time.monotonic()
+    state = wait_events(a_rcv, all_completed, 40)
+    check(all_completed(state), f"batched: every upload's created and completed arrived ({time.monotonic() - t0:.1f}s)")
+    check_order(state, uploads, "batched webhook")
+    mine = [a for a in state["attempts"] if a["upload"] in uploads]
+    sizes = [a["batch"] for a in mine]
+    check(mine and all(s is not None and 1 <= s <= 5 for s in sizes) and max(sizes) > 1,
+          "batched: every POST was an array of 1-5 events, some of more than one",
+          repr(sorted(set(s for s in sizes if s is None or s > 0)))[:200])
+    counts = {}
+    for e in state["events"]:
+        if e["upload"] in uploads:
+            counts[e["upload"]] = counts.get(e["upload"], 0) + 1
+    dups = {k: v for k, v in state["duplicates"].items() if k.rsplit("-", 1)[0] in uploads}
+    check(all(counts.get(u) == 2 for u in uploads) and not dups,
+          "batched: each upload has exactly its 2 events, none delivered twice", repr(dups)[:200])

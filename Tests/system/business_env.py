@@ -462,6 +462,13 @@ webhook = {b.url('/ferry/events')}
 webhook-secret = "{WEBHOOK_SECRET['B']}"
 events = upload.created, upload.progress, upload.completed, upload.expired
 
+[scenario batched]                 # events in POSTs of up to 5 (a JSON array)
+anonymous = true
+webhook = {a.url('/ferry/events?batched')}
+webhook-secret = "{WEBHOOK_SECRET['A']}"
+events = upload.created, upload.completed
+webhook-batch = 5
+
 [scenario crash]
 pre-finish = {c.url('/ferry/pre-finish')}
 callback-timeout = 5s

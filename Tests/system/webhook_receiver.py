@@ -16,7 +16,9 @@ Tests/system/business_test.py and bench/business.sh. Everything listens on 127.0
                           the event is recorded durably in SQLite, deduplicated by its id, and
                           answered 204 - only after the transaction committed (and, with
                           --event-delay-ms N, a random 0-N ms later: a sender killed meanwhile
-                          never sees that 2xx and sends the event again).
+                          never sees that 2xx and sends the event again). A JSON array body
+                          is a batch (`webhook-batch`): its events are handled in one
+                          transaction, all or (500) none.
   POST /ferry/pre-finish  answers {"businessId": "biz-<upload id>", "sha256": <the request's sha256>,
                           "note": "Grüße ✓"} (the note checks the header's \\uXXXX escaping). The mode
                           (--pre-finish-mode, or POST /control at run time): ok; slow (sleep
@@ -63,7 +65,7 @@ CREATE TABLE IF NOT EXISTS duplicates (event_id TEXT PRIMARY KEY, count INTEGER 
 CREATE TABLE IF NOT EXISTS attempts (
     n INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT, header_event_id TEXT, header_type TEXT,
     type TEXT, upload_id TEXT, sequence INTEGER, attempt INTEGER, status INTEGER NOT NULL,
-    outcome TEXT, at REAL NOT NULL);
+    outcome TEXT, at REAL NOT NULL, batch INTEGER);
 CREATE TABLE IF NOT EXISTS files (
     upload_id TEXT PRIMARY KEY, state TEXT NOT NULL, last_sequence INTEGER NOT NULL, sha256 TEXT,
     size INTEGER, updated_at REAL NOT NULL);
@@ -128,53 +130,58 @@ class Store:
         row = self.db.execute("SELECT COUNT(*) FROM attempts WHERE event_id = ? AND status != 401", (event_id,)).fetchone()
         return row[0]
 
-    def log_attempt(self, event_id, header_id, header_type, event, attempt, status, outcome):
+    def log_attempt(self, event_id, header_id, header_type, event, attempt, status, outcome, batch=None):
         upload = event.get("upload") or {}
         self.db.execute(
             "INSERT INTO attempts (event_id, header_event_id, header_type, type, upload_id, sequence, attempt,"
-            " status, outcome, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " status, outcome, at, batch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (event_id, header_id, header_type, event.get("type"), upload.get("id"), event.get("sequence"),
-             attempt, status, outcome, time.time()))
+             attempt, status, outcome, time.time(), batch))
 
     def refuse(self, header_id, header_type, reason):
         with self.lock:
             self.log_attempt(header_id, header_id, header_type, {}, None, 401, reason)
 
-    def deliver(self, event, raw, header_id, header_type, fail_first):
-        """Handles one verified delivery; returns (status, outcome).
+    def deliver(self, events, header_id, header_type, fail_first, batch=None):
+        """Handles one verified delivery - one event, or a batch (`webhook-batch`) - and returns
+        (status, outcome). `events` is a list of (event, its JSON text).
 
         The dedupe: the event id is inserted into `events` (its PRIMARY KEY) in the SAME
         transaction as the business effect (the `files` row). Either both commit or neither
         does, so a crash of this receiver between the effect and the answer cannot apply an
         event twice: Ferry redelivers (it never saw the 2xx), the insert finds the id, and
         the effect is skipped - only the duplicate counter moves. Ferry delivers at least
-        once, so a consumer without this table would double-count after any retry."""
-        event_id = event["id"]
-        upload = event.get("upload") or {}
+        once, so a consumer without this table would double-count after any retry. A batch (its
+        size in `batch`) is one transaction: all of its events are applied, or (a 500) none."""
         with self.lock:
             self.db.execute("BEGIN IMMEDIATE")
             try:
-                attempt = self.previous_attempts(event_id) + 1
-                if attempt <= fail_first:
-                    self.log_attempt(event_id, header_id, header_type, event, attempt, 500, "failed on purpose")
+                attempts = [self.previous_attempts(event["id"]) + 1 for event, _ in events]
+                if any(attempt <= fail_first for attempt in attempts):
+                    for (event, _), attempt in zip(events, attempts):
+                        self.log_attempt(event["id"], header_id, header_type, event, attempt, 500, "failed on purpose", batch)
                     self.db.execute("COMMIT")
                     return 500, "failed on purpose"
-                cur = self.db.execute(
-                    "INSERT OR IGNORE INTO events (event_id, type, upload_id, sequence, received_at, body)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (event_id, event.get("type"), upload.get("id"), event.get("sequence"), time.time(),
-                     raw.decode("utf-8", "replace")))
-                if cur.rowcount == 0:  # seen before: count it, apply nothing
-                    self.db.execute(
-                        "INSERT INTO duplicates (event_id, count) VALUES (?, 1)"
-                        " ON CONFLICT(event_id) DO UPDATE SET count = count + 1", (event_id,))
-                    outcome = "duplicate"
-                else:
-                    self.apply(event, upload)
-                    outcome = "new"
-                self.log_attempt(event_id, header_id, header_type, event, attempt, 204, outcome)
+                outcomes = []
+                for (event, text), attempt in zip(events, attempts):
+                    event_id = event["id"]
+                    upload = event.get("upload") or {}
+                    cur = self.db.execute(
+                        "INSERT OR IGNORE INTO events (event_id, type, upload_id, sequence, received_at, body)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        (event_id, event.get("type"), upload.get("id"), event.get("sequence"), time.time(), text))
+                    if cur.rowcount == 0:  # seen before: count it, apply nothing
+                        self.db.execute(
+                            "INSERT INTO duplicates (event_id, count) VALUES (?, 1)"
+                            " ON CONFLICT(event_id) DO UPDATE SET count = count + 1", (event_id,))
+                        outcome = "duplicate"
+                    else:
+                        self.apply(event, upload)
+                        outcome = "new"
+                    self.log_attempt(event_id, header_id, header_type, event, attempt, 204, outcome, batch)
+                    outcomes.append(outcome)
                 self.db.execute("COMMIT")
-                return 204, outcome
+                return 204, ",".join(outcomes)
             except BaseException:
                 self.db.execute("ROLLBACK")
                 raise
@@ -229,10 +236,10 @@ class Store:
                           if ids is None or r[0] in ids}
             attempts = [
                 {"n": r[0], "id": r[1], "headerId": r[2], "headerType": r[3], "type": r[4], "upload": r[5],
-                 "sequence": r[6], "attempt": r[7], "status": r[8], "outcome": r[9], "at": r[10]}
+                 "sequence": r[6], "attempt": r[7], "status": r[8], "outcome": r[9], "at": r[10], "batch": r[11]}
                 for r in self.db.execute(
                     "SELECT n, event_id, header_event_id, header_type, type, upload_id, sequence, attempt, status,"
-                    f" outcome, at FROM attempts {where} ORDER BY n{tail}", args)]
+                    f" outcome, at, batch FROM attempts {where} ORDER BY n{tail}", args)]
             callbacks = [
                 {"n": r[0], "kind": r[1], "upload": r[2], "owner": r[3], "scenario": r[4], "mode": r[5],
                  "status": r[6], "startedAt": r[7], "at": r[8], "body": r[9]}
@@ -315,18 +322,29 @@ class Handler(BaseHTTPRequestHandler):
         if problem:
             ctx.store.refuse(header_id, header_type, problem)
             return self.answer(401, {"error": problem})
-        event = json.loads(raw)  # only parsed once the signature proved who sent it
-        if not (isinstance(event, dict) and isinstance(event.get("id"), str) and isinstance(event.get("type"), str)
-                and isinstance(event.get("sequence"), int) and isinstance(event.get("upload"), dict)
-                and isinstance(event["upload"].get("id"), str)):
-            return self.answer(400, {"error": "an event is a JSON object with id, type, sequence and upload.id"})
-        status, outcome = ctx.store.deliver(event, raw, header_id, header_type, ctx.fail_first)
+        body = json.loads(raw)  # only parsed once the signature proved who sent it
+        if isinstance(body, list):
+            # A batch (`webhook-batch` > 1): an array of events, their count in Ferry-Event-Count.
+            count = self.headers.get("Ferry-Event-Count")
+            if not body or count != str(len(body)):
+                return self.answer(400, {"error": f"a batch of {len(body)} events with Ferry-Event-Count {count}"})
+            events = [(event, json.dumps(event, separators=(",", ":"), ensure_ascii=False)) for event in body]
+        else:
+            events = [(body, raw.decode("utf-8", "replace"))]
+        for event, _ in events:
+            if not (isinstance(event, dict) and isinstance(event.get("id"), str) and isinstance(event.get("type"), str)
+                    and isinstance(event.get("sequence"), int) and isinstance(event.get("upload"), dict)
+                    and isinstance(event["upload"].get("id"), str)):
+                return self.answer(400, {"error": "an event is a JSON object with id, type, sequence and upload.id"})
+        status, outcome = ctx.store.deliver(events, header_id, header_type, ctx.fail_first,
+                                            len(events) if isinstance(body, list) else None)
         if status == 204 and ctx.event_delay_ms:
             # Committed, answer not sent yet: a sender killed now never sees the 2xx and
             # delivers again - the duplicate the events table absorbs.
             time.sleep(random.uniform(0, ctx.event_delay_ms) / 1000)
         if not ctx.quiet:
-            print(f"event {event['id']} {event.get('type')}: {status} {outcome}", flush=True)
+            for event, _ in events:
+                print(f"event {event['id']} {event.get('type')}: {status} {outcome}", flush=True)
         return self.answer(status, {"error": outcome} if status >= 300 else None)
 
     def pre_finish(self, raw):

@@ -109,11 +109,15 @@ public struct Webhook: Sendable, Equatable {
     /// Key of the `Ferry-Signature` HMAC.
     public var secret: String
     public var events: Set<UploadEventType>
+    /// The most events one POST carries: 1 sends each event alone (the body is the event);
+    /// more sends a JSON array of the events that are due, at most one per upload.
+    public var batch: Int
 
-    public init(url: String, secret: String, events: Set<UploadEventType> = Set(UploadEventType.allCases)) {
+    public init(url: String, secret: String, events: Set<UploadEventType> = Set(UploadEventType.allCases), batch: Int = 1) {
         self.url = url
         self.secret = secret
         self.events = events
+        self.batch = batch
     }
 }
 
