@@ -4,6 +4,7 @@ import PackageDescription
 // Layers, inner to outer. Dependencies point inward only:
 //   FerryCore        domain types, the storage seams (ByteStore, UploadCatalog, UploadLocker) and the upload engine
 //   FerryTus         the tus 1.0 dialect: typed headers -> command -> response; no framework import
+//   FerryRUFH        the IETF Resumable Uploads dialect (interop 3, 5, 6, 7, 8, final) over the same engine
 //   FerryDiskStore   ByteStore on local disk (pwrite/fsync on NIOThreadPool)
 //   FerrySQLite      UploadCatalog on SQLite (GRDB, WAL)
 //   FerryPostgres    UploadCatalog on PostgreSQL (postgres-nio), for several nodes sharing one database
@@ -37,6 +38,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-http-structured-headers.git", from: "1.7.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
@@ -66,6 +68,17 @@ let package = Package(
                 "FerryCore",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "FerryRUFH",
+            dependencies: [
+                "FerryCore",
+                "FerryTus",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "RawStructuredFieldValues", package: "swift-http-structured-headers"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -125,6 +138,7 @@ let package = Package(
             dependencies: [
                 "FerryCore",
                 "FerryTus",
+                "FerryRUFH",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),

@@ -1,4 +1,5 @@
 import FerryCore
+import FerryRUFH
 import HTTPTypes
 import NIOCore
 import NIOHTTPTypes
@@ -74,6 +75,12 @@ final class BodyChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    /// Sends an informational response (RUFH's `104 Upload Resumption Supported`) ahead of the
+    /// final one. Runs on the event loop.
+    func sendInformational(_ response: HTTPResponse) {
+        context?.writeAndFlush(wrapOutboundOut(.head(response)), promise: nil)
+    }
+
     /// Sends `100 Continue` if the client waits for it. Runs on the event loop.
     func sendContinueIfExpected() {
         guard let context else { return }
@@ -89,8 +96,15 @@ final class BodyChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
 }
 
 /// `BodyTransport` over a Hummingbird connection that has a `BodyChannelHandler`.
-struct ChannelBodyTransport: BodyTransport {
+struct ChannelBodyTransport: BodyTransport, InterimResponder {
     let channel: any Channel
+
+    func sendInterim(_ response: HTTPResponse) async {
+        let channel = self.channel
+        try? await channel.eventLoop.submit {
+            try channel.pipeline.syncOperations.handler(type: BodyChannelHandler.self).sendInformational(response)
+        }.get()
+    }
 
     func willReadBody() async {
         let channel = self.channel

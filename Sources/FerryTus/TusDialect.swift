@@ -85,21 +85,12 @@ public struct TusDialect: Sendable {
         body: Body,
         transport: some BodyTransport
     ) async throws(FerryError) -> TusResponse where Body.Element == ByteBuffer {
-        let path = (request.path ?? "/").split(separator: "?", maxSplits: 1).first.map(String.init) ?? "/"
-        let rest = path.count > configuration.basePath.count ? String(path.dropFirst(configuration.basePath.count)) : ""
         let headers = TusHeaders(fields: request.headerFields)
-        // `<scenario>/` (or `<scenario>`) names a scenario's collection; a bare id an upload.
         var scenario: String?
         var id: UploadID?
-        if !rest.isEmpty {
-            let name = rest.hasSuffix("/") ? String(rest.dropLast()) : rest
-            if !rest.hasSuffix("/"), let upload = UploadID(rest) {
-                id = upload
-            } else if !name.contains("/"), Scenario.isValidName(name) {
-                scenario = try engine.business.scenarios.named(name).name
-            } else {
-                throw FerryError(.uploadNotFound, "no upload has this URL")
-            }
+        switch try target(of: request) {
+        case .collection(let name): scenario = name
+        case .upload(let upload): id = upload
         }
         if method == .options { return try options(scenario: scenario) }
         let principal = try await authenticator.authenticate(authorization: request.headerFields[.authorization])
@@ -119,6 +110,29 @@ public struct TusDialect: Sendable {
         default:
             throw FerryError(.methodNotAllowed, "an upload accepts HEAD, PATCH, GET, DELETE and OPTIONS")
         }
+    }
+
+    /// What a request under the base path names.
+    public enum Target: Sendable, Equatable {
+        /// The upload collection, or (`<scenario>/`) one scenario's.
+        case collection(scenario: String?)
+        case upload(UploadID)
+    }
+
+    /// Parses the request path: `<base>`, `<base><scenario>/` or `<base><id>`; an unknown
+    /// scenario or anything else is `ERR_SCENARIO_NOT_FOUND` / `ERR_UPLOAD_NOT_FOUND`.
+    public func target(of request: HTTPRequest) throws(FerryError) -> Target {
+        let path = (request.path ?? "/").split(separator: "?", maxSplits: 1).first.map(String.init) ?? "/"
+        let rest = path.count > configuration.basePath.count ? String(path.dropFirst(configuration.basePath.count)) : ""
+        guard !rest.isEmpty else { return .collection(scenario: nil) }
+        // `<scenario>/` (or `<scenario>`) names a scenario's collection; a bare id an upload.
+        let name = rest.hasSuffix("/") ? String(rest.dropLast()) : rest
+        if !rest.hasSuffix("/"), let upload = UploadID(rest) {
+            return .upload(upload)
+        } else if !name.contains("/"), Scenario.isValidName(name) {
+            return .collection(scenario: try engine.business.scenarios.named(name).name)
+        }
+        throw FerryError(.uploadNotFound, "no upload has this URL")
     }
 
     private func requireVersion(_ request: HTTPRequest) throws(FerryError) {
@@ -143,7 +157,7 @@ public struct TusDialect: Sendable {
     }
 
     /// The business result of a complete upload, on every response that describes it.
-    func addBusinessResult(_ record: UploadRecord, to headers: inout HTTPFields) {
+    public func addBusinessResult(_ record: UploadRecord, to headers: inout HTTPFields) {
         guard record.isComplete, let business = record.business else { return }
         headers[.ferryBusinessStatus] = business.status.rawValue
         if business.status == .done, let json = business.json { headers[.ferryBusinessResult] = json }
@@ -171,7 +185,7 @@ public struct TusDialect: Sendable {
     }
 
     /// The absolute URL of an upload.
-    func url(of id: UploadID, _ request: HTTPRequest) -> String {
+    public func url(of id: UploadID, _ request: HTTPRequest) -> String {
         if let base = configuration.publicBaseURL { return base + id.rawValue }
         let fields = request.headerFields
         let forwarded = configuration.trustForwardedHeaders

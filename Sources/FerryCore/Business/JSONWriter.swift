@@ -1,45 +1,47 @@
 /// Writes the small JSON objects of events and callbacks by hand: on the upload path,
 /// `JSONEncoder` costs more than everything else Ferry does for an event.
-struct JSONWriter {
-    private(set) var text = "{"
+public struct JSONWriter {
+    public private(set) var text = "{"
     private var first = true
 
-    mutating func key(_ name: String) {
+    public init() {}
+
+    public mutating func key(_ name: String) {
         if !first { text += "," }
         first = false
         Self.quote(name, into: &text)
         text += ":"
     }
 
-    mutating func string(_ name: String, _ value: String?) {
+    public mutating func string(_ name: String, _ value: String?) {
         guard let value else { return }
         key(name)
         Self.quote(value, into: &text)
     }
 
-    mutating func number(_ name: String, _ value: Int64?) {
+    public mutating func number(_ name: String, _ value: Int64?) {
         guard let value else { return }
         key(name)
         text += String(value)
     }
 
     /// A nested object or other JSON already written.
-    mutating func raw(_ name: String, _ json: String) {
+    public mutating func raw(_ name: String, _ json: String) {
         key(name)
         text += json
     }
 
-    mutating func object(_ name: String, _ values: [(String, String)]) {
+    public mutating func object(_ name: String, _ values: [(String, String)]) {
         var nested = JSONWriter()
         for (key, value) in values { nested.string(key, value) }
         raw(name, nested.finish())
     }
 
-    func finish() -> String { text + "}" }
+    public func finish() -> String { text + "}" }
 
     /// A JSON string literal: quotes, backslashes and control characters escaped; other
     /// characters as they are (UTF-8).
-    static func quote(_ value: String, into text: inout String) {
+    public static func quote(_ value: String, into text: inout String) {
         text += "\""
         for scalar in value.unicodeScalars {
             switch scalar {

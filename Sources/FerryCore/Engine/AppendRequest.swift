@@ -10,19 +10,38 @@ public struct AppendRequest: Sendable {
     public var checksum: ChecksumExpectation?
     /// The client announced a checksum in the trailers (`Trailer: Upload-Checksum`).
     public var expectsTrailerChecksum: Bool
+    /// The end of this body is the end of the upload (RUFH `Upload-Complete: ?1`): a body that
+    /// ends properly fixes a still unknown length, and must end exactly at a known one.
+    public var completesUpload: Bool
+    /// Refuse (`ERR_UPLOAD_COMPLETED`) instead of accepting an empty append to a complete upload.
+    public var refusesComplete: Bool
+    /// Compute the SHA-256 of the whole upload when this request completes it, even if its
+    /// scenario needs none (RUFH `Repr-Digest` / `Want-Repr-Digest`).
+    public var wantsDigest: Bool
+    /// The SHA-256 the whole upload must have when this request completes it; on a mismatch
+    /// this request's bytes are not kept.
+    public var expectedSHA256: [UInt8]?
 
     public init(
         offset: Int64,
         contentLength: Int64? = nil,
         declaredLength: Int64? = nil,
         checksum: ChecksumExpectation? = nil,
-        expectsTrailerChecksum: Bool = false
+        expectsTrailerChecksum: Bool = false,
+        completesUpload: Bool = false,
+        refusesComplete: Bool = false,
+        wantsDigest: Bool = false,
+        expectedSHA256: [UInt8]? = nil
     ) {
         self.offset = offset
         self.contentLength = contentLength
         self.declaredLength = declaredLength
         self.checksum = checksum
         self.expectsTrailerChecksum = expectsTrailerChecksum
+        self.completesUpload = completesUpload
+        self.refusesComplete = refusesComplete
+        self.wantsDigest = wantsDigest || expectedSHA256 != nil
+        self.expectedSHA256 = expectedSHA256
     }
 }
 

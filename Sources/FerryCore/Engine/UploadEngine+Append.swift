@@ -44,6 +44,9 @@ extension UploadEngine {
         if record.isFinal {
             throw FerryError(.modifyFinal, "a concatenation final cannot be appended to")
         }
+        if request.refusesComplete, record.isComplete {
+            throw FerryError(.uploadCompleted, "the upload is already complete; nothing was changed")
+        }
         guard request.offset == record.offset else {
             throw FerryError(.offsetMismatch, "Upload-Offset \(request.offset) differs from the stored offset \(record.offset)")
         }
@@ -97,7 +100,8 @@ extension UploadEngine {
         if start.offset == 0, start.concat != .partial, let scenario, !scenario.contentTypes.isEmpty {
             sniff = BodyReceiver.Sniff(scenario: scenario, declared: start.metadata.string("filetype"), length: start.length)
         }
-        let startDigest = wantsDigest(start) ? digests.take(start.id, at: start.offset) : nil
+        let hashesFile = wantsDigest(start) || request.wantsDigest
+        let startDigest = hashesFile ? digests.take(start.id, at: start.offset) : nil
         let receiver = BodyReceiver(
             engine: self,
             writer: writer,
@@ -164,11 +168,22 @@ extension UploadEngine {
             do {
                 let durable = try await writer.sync()
                 let state = await writer.syncedState()
+                if request.completesUpload, end.complete, failure == nil {
+                    // RUFH `Upload-Complete: ?1`: the body's end is the upload's end.
+                    if record.length == nil {
+                        record.length = durable
+                    } else if record.length != durable {
+                        failure = FerryError(
+                            .inconsistentLength,
+                            "the request said it completes the upload, but \(durable) of \(record.length ?? 0) bytes are stored"
+                        )
+                    }
+                }
                 // The running digest is valid only if it covers exactly the durable bytes.
                 var digest = durable == start.offset + outcome.received ? outcome.digest : durable == start.offset ? startDigest : nil
                 var sha256: String?
                 if let length = record.length, durable == length {
-                    if digest == nil, wantsDigest(record) {
+                    if digest == nil, wantsDigest(record) || request.wantsDigest {
                         var finished = record
                         (finished.offset, finished.storeState, finished.state) = (durable, state, .complete)
                         do {
@@ -178,12 +193,20 @@ extension UploadEngine {
                             logger.warning("upload.digest_unavailable", metadata: context.merging(["error": "\(error)"]) { $1 })
                         }
                     }
-                    sha256 = digest.map(DigestCache.hex)
-                    digests.forget(start.id)
+                    if let expected = request.expectedSHA256, let digest, Array(digest.finalize()) != expected {
+                        // The whole representation is wrong: the upload stays as it was before this request.
+                        keep = false
+                        failure = FerryError(.checksumMismatch, "the upload does not match Repr-Digest; this request's bytes were not kept")
+                    } else {
+                        sha256 = digest.map(DigestCache.hex)
+                        digests.forget(start.id)
+                    }
                 } else if let digest {
                     digests.put(start.id, at: durable, digest)
                 }
-                record = try await commit(record, offset: durable, state: state, sha256: sha256)
+                if keep {
+                    record = try await commit(record, offset: durable, state: state, sha256: sha256)
+                }
             } catch {
                 await writer.close()
                 if error.code == .requestSuperseded {

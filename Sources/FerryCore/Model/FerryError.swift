@@ -44,6 +44,12 @@ public struct FerryError: Error, Sendable, CustomStringConvertible {
         case checksumRequired = "ERR_CHECKSUM_REQUIRED"
         case rejected = "ERR_REJECTED"
         case callbackFailed = "ERR_CALLBACK_FAILED"
+        /// An `Upload-Draft-Interop-Version` this server does not speak.
+        case unsupportedInteropVersion = "ERR_UNSUPPORTED_INTEROP_VERSION"
+        /// Lengths that disagree (`Upload-Length`, `Content-Length`, `Upload-Complete`, what is stored).
+        case inconsistentLength = "ERR_INCONSISTENT_LENGTH"
+        /// An append to an upload that is already complete.
+        case uploadCompleted = "ERR_UPLOAD_COMPLETED"
     }
 
     public let code: Code
