@@ -48,6 +48,9 @@ struct Put: AsyncParsableCommand {
     @Option(help: "Extra request header 'Name: value' (repeatable), e.g. for authentication.")
     var header: [String] = []
 
+    @Option(name: .customLong("protocol"), help: "tus, or rufh (IETF Resumable Uploads, interop 8; one stream). (default: tus)")
+    var dialect = "tus"
+
     func run() async throws {
         guard let endpoint = URL(string: url), endpoint.scheme != nil else { throw ValidationError("not a URL: \(url)") }
         guard let network = NetworkKind(rawValue: network) else { throw ValidationError("unknown network kind \(network)") }
@@ -63,6 +66,8 @@ struct Put: AsyncParsableCommand {
         }
         guard let deadline = Settings.duration(deadline) else { throw ValidationError("invalid --deadline \(deadline)") }
         options.retry.deadline = deadline
+        guard let chosen = UploadDialect(rawValue: dialect) else { throw ValidationError("--protocol takes tus or rufh") }
+        options.dialect = chosen
         if typicalTusClient {
             options.parallelism = .single
         } else if parallel == "auto" {

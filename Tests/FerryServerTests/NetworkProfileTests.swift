@@ -56,8 +56,9 @@ let profileCases: [ProfileCase] = [
 
 @Suite("Uploads through emulated mobile networks")
 struct NetworkProfileTests {
-    @Test(arguments: profileCases)
-    func everyUploadCompletes(_ profileCase: ProfileCase) async throws {
+    /// Every profile over both dialects: the client's policies do not depend on the protocol.
+    @Test(arguments: profileCases, UploadDialect.allCases)
+    func everyUploadCompletes(_ profileCase: ProfileCase, _ dialect: UploadDialect) async throws {
         let files = try (0..<profileCase.uploads).map { try TestFile(size: profileCase.size, seed: UInt8(10 + $0)) }
         defer { files.forEach { $0.remove() } }
         try await TestServer.with { server in
@@ -72,6 +73,7 @@ struct NetworkProfileTests {
                     group.addTask {
                         var options = UploadOptions(network: profileCase.network)
                         options.retry.deadline = profileCase.deadline
+                        options.dialect = dialect
                         let upload = Upload(file: file.path, endpoint: endpoint, transport: AsyncHTTPClientTransport(client: client), options: options)
                         do {
                             return (index, .success(try await upload.run()))
@@ -90,13 +92,13 @@ struct NetworkProfileTests {
                 switch outcome {
                 case .success(let result):
                     let stored = Array(try Data(contentsOf: URL(fileURLWithPath: server.directory + "/uploads/" + result.url.lastPathComponent)))
-                    #expect(stored == files[index].bytes, "\(profileCase.profile.name): upload \(index) differs")
+                    #expect(stored == files[index].bytes, "\(profileCase.profile.name) over \(dialect): upload \(index) differs")
                 case .failure(let error):
-                    Issue.record("\(profileCase.profile.name): upload \(index) failed: \(error)")
+                    Issue.record("\(profileCase.profile.name) over \(dialect): upload \(index) failed: \(error)")
                 }
             }
             let ideal = Double(profileCase.uploads * profileCase.size) / profileCase.profile.meanRate
-            print("profile \(profileCase.profile.name): \(profileCase.uploads) x \(profileCase.size >> 20) MiB in \(elapsed) (ideal \(String(format: "%.1f", ideal)) s); emulator \(statistics)")
+            print("profile \(profileCase.profile.name) over \(dialect): \(profileCase.uploads) x \(profileCase.size >> 20) MiB in \(elapsed) (ideal \(String(format: "%.1f", ideal)) s); emulator \(statistics)")
         }
     }
 }

@@ -146,7 +146,8 @@ public final class Upload: Sendable {
             return try await session.run()
         }
         let length = try fileLength()
-        if part == nil {
+        // Parallel streams are tus concatenation; RUFH carries a file in one stream.
+        if part == nil, options.dialect == .tus {
             switch options.parallelism {
             case .single:
                 break

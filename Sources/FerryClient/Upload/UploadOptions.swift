@@ -23,6 +23,8 @@ public struct UploadOptions: Sendable {
     public var parallelProbe = ParallelismProbe.Configuration()
     /// Called with one line per request and wait (for `--verbose` and debugging).
     public var trace: (@Sendable (String) -> Void)?
+    /// The protocol spoken to the server.
+    public var dialect: UploadDialect = .tus
 
     public init(
         metadata: [(String, String)] = [],
@@ -61,6 +63,16 @@ public struct UploadOptions: Sendable {
         options.parallelism = .single
         return options
     }
+}
+
+/// The protocol an upload speaks.
+public enum UploadDialect: String, Sendable, CaseIterable {
+    /// tus 1.0 (every extension the server offers; parallel streams by concatenation).
+    case tus
+    /// IETF Resumable Uploads for HTTP, interop version 8: the same policies (sizing, stall
+    /// detection, retries, resume records) over RUFH requests; one stream per file, and only
+    /// the `filetype` and `filename` metadata travel (as `Content-Type` and `Content-Disposition`).
+    case rufh
 }
 
 /// How many parallel streams carry one file.

@@ -180,7 +180,7 @@ struct UploadSession {
         var request: TransportRequest
         switch action {
         case .discover:
-            request = TransportRequest(method: "OPTIONS", url: upload.endpoint, headers: upload.options.headers)
+            request = TransportRequest(method: "OPTIONS", url: upload.endpoint, headers: dialectHeaders(tusVersion: false) + upload.options.headers)
         case .create(let firstChunk):
             request = creation(firstChunk)
         case .locate(let url):
@@ -188,8 +188,7 @@ struct UploadSession {
         case .send(let url, let range):
             request = patch(url, range)
         case .sendFinal(let url, let range, let length):
-            request = patch(url, range)
-            request.headers.append(("Upload-Length", String(length)))
+            request = patch(url, range, declaring: length)
         default:
             return nil
         }
@@ -231,6 +230,8 @@ struct UploadSession {
     private mutating func interpret(_ action: UploadMachine.Action, _ response: TransportResponse, duration: Duration) -> UploadMachine.Event {
         let offset = response.header("upload-offset").flatMap { Int64($0) }
         switch (action, response.status) {
+        case (.discover, 200...299) where upload.options.dialect == .rufh:
+            return .discovered(rufhCapabilities(response))
         case (.discover, 200...299):
             return .discovered(
                 ServerCapabilities(
@@ -286,10 +287,11 @@ struct UploadSession {
     }
 
     func request(_ method: String, _ url: URL) -> TransportRequest {
-        TransportRequest(method: method, url: url, headers: [("Tus-Resumable", "1.0.0")] + upload.options.headers)
+        TransportRequest(method: method, url: url, headers: dialectHeaders(tusVersion: true) + upload.options.headers)
     }
 
     private func creation(_ firstChunk: Range<Int64>?) -> TransportRequest {
+        if upload.options.dialect == .rufh { return rufhCreation(firstChunk) }
         var headers = [("Tus-Resumable", "1.0.0"), length.map { ("Upload-Length", String($0)) } ?? ("Upload-Defer-Length", "1")]
             + upload.options.headers
         if upload.part != nil || upload.split != nil {
@@ -301,23 +303,25 @@ struct UploadSession {
         var body: RequestBody?
         if let firstChunk {
             headers.append(("Content-Type", "application/offset+octet-stream"))
-            if let checksum = checksum(firstChunk) { headers.append(("Upload-Checksum", checksum)) }
+            if let digest = digest(firstChunk) { headers.append(("Upload-Checksum", "sha256 " + digest)) }
             body = .file(path: upload.path, range: fileRange(firstChunk))
         }
         return TransportRequest(method: "POST", url: upload.endpoint, headers: headers, body: body)
     }
 
-    private func patch(_ url: URL, _ range: Range<Int64>) -> TransportRequest {
+    private func patch(_ url: URL, _ range: Range<Int64>, declaring declared: Int64? = nil) -> TransportRequest {
+        if upload.options.dialect == .rufh { return rufhAppend(url, range, declaring: declared) }
         var request = self.request("PATCH", url)
         request.headers += [("Upload-Offset", String(range.lowerBound)), ("Content-Type", "application/offset+octet-stream")]
-        if let checksum = checksum(range) { request.headers.append(("Upload-Checksum", checksum)) }
+        if let declared { request.headers.append(("Upload-Length", String(declared))) }
+        if let digest = digest(range) { request.headers.append(("Upload-Checksum", "sha256 " + digest)) }
         request.body = .file(path: upload.path, range: fileRange(range))
         return request
     }
 
-    /// `sha256 <base64>` of the range, when the server offers it and the range is small
-    /// enough: `checksumLimit` once the link proved reliable, `riskFreeChecksum` until then.
-    private func checksum(_ range: Range<Int64>) -> String? {
+    /// The Base64 SHA-256 of the range, when the server offers checksums and the range is
+    /// small enough: `checksumLimit` once the link proved reliable, `riskFreeChecksum` until then.
+    func digest(_ range: Range<Int64>) -> String? {
         let limit = successStreak >= Self.reliableRequests ? upload.options.checksumLimit : min(upload.options.checksumLimit, Self.riskFreeChecksum)
         guard upload.options.checksums, machine.capabilities.sha256Checksums, Int64(range.count) <= limit,
             let handle = FileHandle(forReadingAtPath: upload.path)
@@ -335,7 +339,7 @@ struct UploadSession {
         } catch {
             return nil
         }
-        return "sha256 " + Data(hasher.finalize()).base64EncodedString()
+        return Data(hasher.finalize()).base64EncodedString()
     }
 
     // MARK: Resume records
