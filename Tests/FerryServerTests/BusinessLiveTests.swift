@@ -206,6 +206,41 @@ struct BusinessLiveTests {
         }
     }
 
+    /// An upload made through RUFH (what iOS URLSession sends) is an upload like any other:
+    /// its scenario's rules, owner checks, business result and events apply.
+    @Test func aRUFHUploadGetsTheBusinessResultAndEvents() async throws {
+        let tokens = await Tokens.make()
+        let authenticator = try await JWTAuthenticator.make(.init(hs256Secret: Tokens.secret))
+        try await BusinessReceiver.with(secret: Self.webhookSecret) { receiver in
+            try await TestServer.with(configure: { configure(&$0, receiver: receiver, authenticator: authenticator) }) { server in
+                let alice = "Bearer " + (try await tokens.hs256("alice"))
+                let bob = "Bearer " + (try await tokens.hs256("bob"))
+                let rufh = [("Upload-Draft-Interop-Version", "8"), ("Upload-Complete", "?1")]
+                let mp3 = Array("ID3".utf8) + Array(repeating: UInt8(7), count: 97)
+                let noToken = try await server.send("POST", "/files/voice/", rufh + [("Content-Type", "audio/mpeg")], body: mp3)
+                #expect(noToken.status == 401 && noToken.header("WWW-Authenticate") != nil)
+                let wrongType = try await server.send("POST", "/files/voice/", rufh + [("Content-Type", "image/png"), ("Authorization", alice)], body: mp3)
+                #expect(wrongType.status == 415, "the scenario's content types apply")
+
+                let answers = try await server.responses("POST", "/files/voice/", rufh + [("Content-Type", "audio/mpeg"), ("Authorization", alice)], body: mp3)
+                #expect(answers.map(\.status) == [104, 201], "\(answers.map(\.status))")
+                let done = try #require(answers.last)
+                #expect(done.header("Ferry-Business-Status") == "done")
+                let json = try #require(try JSONSerialization.jsonObject(with: Data(done.body)) as? [String: Any])
+                let id = try #require(json["id"] as? String)
+                #expect((json["business"] as? [String: Any])?["businessId"] as? String == "biz-\(id)", "\(done.text)")
+                #expect(json["sha256"] as? String != nil, "the digest the pre-finish call got")
+                let path = "/files/\(id)"
+                #expect(try await server.send("HEAD", path, [("Upload-Draft-Interop-Version", "8"), ("Authorization", bob)]).status == 404)
+                let head = try await server.send("HEAD", path, [("Upload-Draft-Interop-Version", "8"), ("Authorization", alice)])
+                #expect(head.header("Upload-Complete") == "?1" && head.header("Ferry-Business-Status") == "done")
+
+                let state = try await receiver.wait { state in state.events.filter { $0.upload == id }.count >= 2 }
+                #expect(state.events.filter { $0.upload == id }.map(\.type) == ["upload.created", "upload.completed"])
+            }
+        }
+    }
+
     @Test func aScenarioKeepsItsFilesInItsOwnDirectory() async throws {
         try await BusinessReceiver.with(secret: Self.webhookSecret) { receiver in
             try await TestServer.with(configure: { configure(&$0, receiver: receiver, authenticator: AnonymousAuthenticator()) }) { server in

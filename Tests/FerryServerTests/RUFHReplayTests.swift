@@ -96,4 +96,34 @@ struct RUFHReplayTests {
             #expect(stored.header("Content-Type") == "audio/mp4", "Content-Type became the upload's type")
         }
     }
+
+    /// A new HEAD on an upload stops the append still in flight on it (the newest request
+    /// wins, as for tus): the HEAD reports what that append stored, and the stale connection
+    /// does not get to add more.
+    @Test func aNewRequestStopsTheAppendInFlight() async throws {
+        try await TestServer.with { server in
+            let v8 = [("Upload-Draft-Interop-Version", "8")]
+            let created = try await server.send("POST", "/files/", v8 + [("Upload-Complete", "?0"), ("Upload-Length", "200000")], body: Array(repeating: 1, count: 1000))
+            let path = try #require(created.header("Location").flatMap { URL(string: $0)?.path })
+            let stale = try await server.connect()
+            defer { Task { await stale.close() } }
+            var head = "PATCH \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nUpload-Draft-Interop-Version: 8\r\n"
+            head += "Content-Type: application/partial-upload\r\nUpload-Offset: 1000\r\nUpload-Complete: ?1\r\nContent-Length: 199000\r\n\r\n"
+            try await stale.send(Array(head.utf8) + Array(repeating: 2, count: 50_000))
+            // Let the server store some of it, then ask where the upload stands.
+            var offset = 1000
+            for _ in 0..<50 where offset == 1000 {
+                try await Task.sleep(for: .milliseconds(100))
+                offset = Int(try await server.send("HEAD", path, v8).header("Upload-Offset") ?? "") ?? -1
+            }
+            #expect(offset == 51_000, "the HEAD saw everything the stopped append had received")
+            let stopped = try await stale.response()
+            #expect(stopped.status == 409 && stopped.header("Ferry-Error") == "ERR_REQUEST_SUPERSEDED", "\(stopped.status) \(stopped.text)")
+            let resumed = try await server.send(
+                "PATCH", path, v8 + [("Content-Type", "application/partial-upload"), ("Upload-Offset", "51000"), ("Upload-Complete", "?1")],
+                body: Array(repeating: 3, count: 149_000)
+            )
+            #expect(resumed.status == 200 && resumed.header("Upload-Offset") == "200000")
+        }
+    }
 }
