@@ -56,7 +56,8 @@ extension RUFHDialect {
                 expectedSHA256: digests.representation
             )
             do {
-                record = try await engine.append(record.id, append, body: body, transport: InterimTransport(inner: transport, interim: interim), as: principal)
+                let interimTransport = InterimTransport(inner: transport, interim: interim, progress: form.sendsProgress ? form : nil)
+                record = try await engine.append(record.id, append, body: body, transport: interimTransport, as: principal)
             } catch {
                 var response = try await failedAppend(error, record.id, form, principal, request)
                 response.headers[.location] = location
@@ -126,7 +127,8 @@ extension RUFHDialect {
         )
         let record: UploadRecord
         do {
-            record = try await engine.append(id, append, body: body, transport: transport, as: principal)
+            let interimTransport = InterimTransport(inner: transport, interim: nil, progress: form.sendsProgress ? form : nil)
+            record = try await engine.append(id, append, body: body, transport: interimTransport, as: principal)
         } catch {
             return try await failedAppend(error, id, form, principal, request, provided: offset)
         }
@@ -242,15 +244,26 @@ struct Digests {
     }
 }
 
-/// Sends the creation's `104` just before the engine reads the body (after every check).
+/// Sends the creation's `104` just before the engine reads the body (after every check), and
+/// (`progress`) a `104` with `Upload-Offset` — never `Location` — after each durable checkpoint
+/// of a long append.
 struct InterimTransport<Inner: BodyTransport & InterimResponder>: BodyTransport {
     let inner: Inner
-    let interim: HTTPResponse
+    let interim: HTTPResponse?
+    let progress: RUFHForm?
 
     func willReadBody() async {
-        await inner.sendInterim(interim)
+        if let interim { await inner.sendInterim(interim) }
         await inner.willReadBody()
     }
 
     func bodyEnded() async -> BodyEnd { await inner.bodyEnded() }
+
+    func checkpointed(offset: Int64) async {
+        guard let progress else { return }
+        var response = HTTPResponse(status: .init(code: 104, reasonPhrase: "Upload Resumption Supported"))
+        response.headerFields[.rufhUploadOffset] = String(offset)
+        progress.echo(in: &response.headerFields)
+        await inner.sendInterim(response)
+    }
 }

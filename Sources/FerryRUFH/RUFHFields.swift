@@ -59,6 +59,9 @@ public struct RUFHForm: Sendable, Equatable {
     var requiresPartialUploadType: Bool { interop.map { $0 >= .v6 } ?? true }
     /// From interop 6: `Upload-Limit` and `Upload-Length` in responses.
     var announcesLimits: Bool { interop.map { $0 >= .v6 } ?? true }
+    /// Progress `104`s during long appends: from interop 6 (earlier clients expect a single
+    /// `104`, the one with `Location`).
+    var sendsProgress: Bool { interop.map { $0 >= .v6 } ?? true }
     /// The limit key of an upload's remaining lifetime.
     var ageKey: String { interop == .v6 ? "expires" : "max-age" }
 

@@ -126,4 +126,36 @@ struct RUFHReplayTests {
             #expect(resumed.status == 200 && resumed.header("Upload-Offset") == "200000")
         }
     }
+
+    /// A long append reports durable progress as interim 104s with `Upload-Offset` (from
+    /// interop 6), never with `Location`; interop 5 gets none.
+    @Test(arguments: [5, 8])
+    func longAppendsReportDurableProgress(_ interop: Int) async throws {
+        try await TestServer.with(configure: { $0.engine.checkpointBytes = 64 << 10 }) { server in
+            let marker = [("Upload-Draft-Interop-Version", String(interop))]
+            let created = try await server.send("POST", "/files/", marker + [("Upload-Complete", "?0")])
+            let path = try #require(created.header("Location").flatMap { URL(string: $0)?.path })
+            let connection = try await server.connect()
+            defer { Task { await connection.close() } }
+            let type = interop >= 6 ? "application/partial-upload" : "application/octet-stream"
+            let head = "PATCH \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nUpload-Draft-Interop-Version: \(interop)\r\nContent-Type: \(type)\r\n"
+                + "Upload-Offset: 0\r\nUpload-Complete: ?1\r\nContent-Length: \(400 << 10)\r\n\r\n"
+            try await connection.send(Array(head.utf8))
+            for _ in 0..<4 {
+                try await connection.send(Array(repeating: 9, count: 100 << 10))
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            var responses = [try await connection.response()]
+            while let last = responses.last, last.status < 200 { responses.append(try await connection.response()) }
+            let interims = responses.dropLast()
+            #expect(responses.last?.status == 200 && responses.last?.header("Upload-Offset") == String(400 << 10))
+            #expect(interims.allSatisfy { $0.status == 104 && $0.header("Location") == nil })
+            let offsets = interims.compactMap { $0.header("Upload-Offset").flatMap(Int.init) }
+            if interop >= 6 {
+                #expect(!offsets.isEmpty && offsets == offsets.sorted() && offsets.allSatisfy { $0 > 0 && $0 <= 400 << 10 }, "\(offsets)")
+            } else {
+                #expect(interims.isEmpty, "interop 5 clients get no progress 104s")
+            }
+        }
+    }
 }

@@ -8,6 +8,7 @@ Cases:
                   > 4 MiB; a rerun with the same --state-dir HEADs the stored URL first,
                   prints the same upload URL, sends less than the file, and the download
                   matches by SHA-256.
+  client-restart-rufh  the same over IETF Resumable Uploads (`ferry put --protocol rufh`).
   server-restart  the server is kill -9'ed ~2 s into a slow put and restarted on the same
                   port and data dir; the put (--deadline 5m) still succeeds and the download
                   matches.
@@ -151,8 +152,9 @@ def state_url(state_dir):
 
 # --- cases -----------------------------------------------------------------------------------
 
-def case_client_restart(procs, tmp):
-    print("== client killed and restarted resumes", flush=True)
+def case_client_restart(procs, tmp, protocol="tus"):
+    print(f"== client killed and restarted resumes (over {protocol})", flush=True)
+    flags = ["--protocol", protocol]
     port, proxy = free_port(), free_port()
     data, state = os.path.join(tmp, "data"), os.path.join(tmp, "state")
     start_server(procs, port, data, os.path.join(tmp, "server.log"))
@@ -163,7 +165,7 @@ def case_client_restart(procs, tmp):
 
     err1 = os.path.join(tmp, "put1.err")
     with open(os.path.join(tmp, "put1.out"), "wb") as out, open(err1, "wb") as err:
-        put = procs.spawn([FERRY, "put", source, endpoint, "--state-dir", state, "--verbose", "--deadline", "5m"],
+        put = procs.spawn([FERRY, "put", source, endpoint, "--state-dir", state, "--verbose", "--deadline", "5m", *flags],
                           stdout=out, stderr=err)
     # The server's acknowledgements are read from the resume record (rewritten on every
     # 201/204); polling `ferry status` is exercised by the status-polling case.
@@ -191,7 +193,7 @@ def case_client_restart(procs, tmp):
 
     err2 = os.path.join(tmp, "put2.err")
     rc, out, log, took = run_ferry(
-        procs, ["put", source, endpoint, "--state-dir", state, "--verbose", "--deadline", "5m"],
+        procs, ["put", source, endpoint, "--state-dir", state, "--verbose", "--deadline", "5m", *flags],
         timeout=120, stdout_path=os.path.join(tmp, "put2.out"), stderr_path=err2)
     printed = out.strip().splitlines()[-1] if out.strip() else ""
     print(f"      second run: exit {rc} in {took:.1f} s", flush=True)
@@ -229,7 +231,7 @@ def case_server_restart(procs, tmp):
     err_path, out_path = os.path.join(tmp, "put.err"), os.path.join(tmp, "put.out")
     began = time.monotonic()
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        put = procs.spawn([FERRY, "put", source, endpoint, "--state-dir", state, "--verbose", "--deadline", "5m"],
+        put = procs.spawn([FERRY, "put", source, endpoint, "--state-dir", state, "--verbose", "--deadline", "5m", *flags],
                           stdout=out, stderr=err)
     # Kill ~2 s in, once the server has acknowledged some bytes (so it must recover them), and
     # a little later so that the next PATCH is in flight.
@@ -344,7 +346,7 @@ def case_split_restart(procs, tmp):
 
     err1 = os.path.join(tmp, "put1.err")
     with open(os.path.join(tmp, "put1.out"), "wb") as out, open(err1, "wb") as err:
-        put = procs.spawn([FERRY, "put", source, endpoint, "--state-dir", state, "--verbose", "--deadline", "5m"],
+        put = procs.spawn([FERRY, "put", source, endpoint, "--state-dir", state, "--verbose", "--deadline", "5m", *flags],
                           stdout=out, stderr=err)
     plan, began, split_at = {}, time.monotonic(), None
     while time.monotonic() - began < 60 and put.poll() is None:
@@ -390,9 +392,9 @@ def case_split_restart(procs, tmp):
     fetch_and_compare(procs, direct(final, port), source, tmp, "split restart")
 
 
-CASES = {"client-restart": case_client_restart, "split-restart": case_split_restart, "server-restart": case_server_restart, "rejected": case_rejected,
+CASES = {"client-restart": case_client_restart, "client-restart-rufh": lambda procs, tmp: case_client_restart(procs, tmp, "rufh"), "split-restart": case_split_restart, "server-restart": case_server_restart, "rejected": case_rejected,
          "status-polling": case_status_polling}
-DEFAULT = ["client-restart", "split-restart", "server-restart", "rejected", "status-polling"]
+DEFAULT = ["client-restart", "client-restart-rufh", "split-restart", "server-restart", "rejected", "status-polling"]
 
 
 def main():

@@ -65,4 +65,11 @@ public protocol BodyTransport: Sendable {
     func willReadBody() async
     /// Called after the body sequence ended normally: did the client end it properly?
     func bodyEnded() async -> BodyEnd
+    /// Called after a long append committed a checkpoint: `offset` is durable (RUFH answers
+    /// it as an interim `104` with `Upload-Offset`).
+    func checkpointed(offset: Int64) async
+}
+
+extension BodyTransport {
+    public func checkpointed(offset: Int64) async {}
 }

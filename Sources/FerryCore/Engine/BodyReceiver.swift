@@ -42,6 +42,8 @@ struct BodyReceiver: Sendable {
     let digest: SHA256?
     /// Set for a request at offset 0: its first bytes are held back until they are checked.
     let sniff: Sniff?
+    /// Told each durable checkpoint offset.
+    let checkpointed: @Sendable (Int64) async -> Void
 
     func run<Body: AsyncSequence & Sendable>(_ body: Body) async -> Outcome where Body.Element == ByteBuffer {
         var outcome = Outcome(
@@ -86,6 +88,7 @@ struct BodyReceiver: Sendable {
                     if !Task.isCancelled { outcome.failure = error }
                     return false
                 }
+                await checkpointed(outcome.committed.offset)
                 sinceCheckpoint = 0
                 lastCheckpoint = clock.now
             }

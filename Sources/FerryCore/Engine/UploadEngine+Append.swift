@@ -110,7 +110,8 @@ extension UploadEngine {
             hashing: hashAll ? Array(ChecksumAlgorithm.allCases) : request.checksum.map { [$0.algorithm] } ?? [],
             checkpoints: request.checksum == nil && !request.expectsTrailerChecksum,
             digest: startDigest,
-            sniff: sniff
+            sniff: sniff,
+            checkpointed: { await transport.checkpointed(offset: $0) }
         )
         let outcome = await withTaskGroup(of: BodyReceiver.Outcome?.self) { group in
             group.addTask { await receiver.run(body) }
