@@ -42,6 +42,10 @@ Scenarios (all requests through nginx unless said otherwise):
      3 x ideal + 60 s (as bench/client_bench.py) and its upload URL (the last line of stdout) must
      GET back through nginx, not netem, with the file's SHA-256. Reports seconds, MiB/s and the
      requests per node (nginx round-robins the client's requests over the nodes).
+  i  IETF Resumable Uploads across the cluster (Tests/system/multinode_rufh.py): a URLSession-style
+     creation through nginx gets its 104 through the proxy, the serving node is killed -9
+     mid-body, HEAD and the resuming PATCH go to the other nodes, the file matches; then
+     `ferry put --protocol rufh` through nginx.
 --scale multiplies every size (and the upload count of d) for quick local runs.
 
 Every process it starts (nodes, nginx, ferry put, ferry netem) is stopped by PID at the end; everything is
@@ -68,6 +72,7 @@ import traceback
 from urllib.parse import urlsplit
 
 import support
+from multinode_rufh import scenario_i
 from support import CaseError, MiB, Procs, check, free_port, random_file, results, sha256, skip, tail
 
 KiB = 1024
@@ -1269,8 +1274,8 @@ def scenario_h(ctx):
 
 
 SCENARIOS = {"a": scenario_a, "b": scenario_b, "c": scenario_c, "d": scenario_d, "e": scenario_e, "f": scenario_f,
-             "g": scenario_g, "h": scenario_h}
-DEFAULT = ["a", "b", "c", "d", "e", "f", "g", "h"]
+             "g": scenario_g, "h": scenario_h, "i": lambda ctx: scenario_i(ctx, sys.modules[__name__])}
+DEFAULT = ["a", "b", "c", "d", "e", "f", "g", "h", "i"]
 
 
 # --- main ------------------------------------------------------------------------------------
