@@ -43,8 +43,8 @@ Scenarios (all requests through nginx unless said otherwise):
      GET back through nginx, not netem, with the file's SHA-256. Reports seconds, MiB/s and the
      requests per node (nginx round-robins the client's requests over the nodes).
   i  IETF Resumable Uploads across the cluster (Tests/system/multinode_rufh.py): a URLSession-style
-     creation through nginx gets its 104 through the proxy, the serving node is killed -9
-     mid-body, HEAD and the resuming PATCH go to the other nodes, the file matches; then
+     creation through nginx gets its 104 through the proxy, every node is killed -9 mid-body
+     and restarted, HEAD and the resuming PATCH go through nginx, the file matches; then
      `ferry put --protocol rufh` through nginx.
 --scale multiplies every size (and the upload count of d) for quick local runs.
 
