@@ -70,6 +70,9 @@ extension SQLiteCatalog {
                     """
             )
         }
+        migrator.registerMigration("v4: statistics") { db in
+            try db.execute(sql: SQLiteCatalog.statisticsSchema)
+        }
         return migrator
     }
 

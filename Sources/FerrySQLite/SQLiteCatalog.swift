@@ -196,7 +196,7 @@ public final class SQLiteCatalog: UploadCatalog {
         }
     }
 
-    private func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(FerryError) -> T {
+    func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(FerryError) -> T {
         do {
             return try await pool.read(body)
         } catch let error as FerryError {

@@ -21,6 +21,8 @@ public struct AppendRequest: Sendable {
     /// The SHA-256 the whole upload must have when this request completes it; on a mismatch
     /// this request's bytes are not kept.
     public var expectedSHA256: [UInt8]?
+    /// The HTTP method that carries the body (statistics: `POST` for a creation's body).
+    public var method: String
 
     public init(
         offset: Int64,
@@ -31,8 +33,10 @@ public struct AppendRequest: Sendable {
         completesUpload: Bool = false,
         refusesComplete: Bool = false,
         wantsDigest: Bool = false,
-        expectedSHA256: [UInt8]? = nil
+        expectedSHA256: [UInt8]? = nil,
+        method: String = "PATCH"
     ) {
+        self.method = method
         self.offset = offset
         self.contentLength = contentLength
         self.declaredLength = declaredLength

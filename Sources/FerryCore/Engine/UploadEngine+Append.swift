@@ -27,12 +27,21 @@ extension UploadEngine {
             appends.unregister(key)
             metrics.appendEnded()
         }
-        return try await withLock(id, onStop: { stop.fire(.superseded) }) { () async throws(FerryError) -> UploadRecord in
-            var record = try await self.loadLive(id, for: principal)
-            let limit = try await self.admit(request, to: &record, principal)
-            if record.offset > 0 || request.offset > 0 { try await self.verifyStored(record) }
-            await transport.willReadBody()
-            return try await self.receive(into: record, request, limit: limit, body: body, transport: transport, stop: stop)
+        let began = now()
+        do {
+            return try await withLock(id, onStop: { stop.fire(.superseded) }) { () async throws(FerryError) -> UploadRecord in
+                var record = try await self.loadLive(id, for: principal)
+                let limit = try await self.admit(request, to: &record, principal)
+                if record.offset > 0 || request.offset > 0 { try await self.verifyStored(record) }
+                await transport.willReadBody()
+                return try await self.receive(into: record, request, limit: limit, body: body, transport: transport, stop: stop, began: began)
+            }
+        } catch where error.recordedAsRequest == false {
+            // Refused before a byte was read (receive records its own outcome).
+            statistics?.request(
+                RequestEntry(upload: id, at: began, method: request.method, offset: request.offset, bytes: 0, outcome: error.code.rawValue, seconds: now().timeIntervalSince(began))
+            )
+            throw error
         }
     }
 
@@ -90,7 +99,8 @@ extension UploadEngine {
         limit: Int64?,
         body: Body,
         transport: some BodyTransport,
-        stop: StopSignal
+        stop: StopSignal,
+        began: Date
     ) async throws(FerryError) -> UploadRecord where Body.Element == ByteBuffer {
         let writer = try await store.openWriter(for: start)
         let hashAll = request.expectsTrailerChecksum && request.checksum == nil
@@ -223,25 +233,38 @@ extension UploadEngine {
             digests.put(start.id, at: start.offset, startDigest)
         }
         await writer.close()
+        let interrupted = stopReason != nil || !end.complete
+        let outcomeName = failure.map { $0.code.rawValue } ?? (interrupted ? "interrupted" : "ok")
+        statistics?.request(
+            RequestEntry(upload: start.id, at: began, method: request.method, offset: start.offset, bytes: outcome.received, outcome: outcomeName, seconds: now().timeIntervalSince(began))
+        )
         if record.isComplete, !start.isComplete {
             metrics.completed.increment()
+            statistics?.completed(record, at: now())
             logger.debug("upload.completed", metadata: context)
             record = await finishBusiness(record)
             if record.concat == .partial { await completeFinals(referencing: record.id) }
         }
 
-        if let failure { throw failure }
+        if var failure {
+            failure.recordedAsRequest = true
+            throw failure
+        }
         if let stopReason {
             metrics.interrupted.increment()
             logger.info("append.stopped", metadata: context.merging(["reason": "\(stopReason)", "upload.saved": "\(record.offset)"]) { $1 })
-            throw stopReason == .shutdown
+            var error = stopReason == .shutdown
                 ? FerryError(.shuttingDown, "the server is shutting down; \(record.offset) bytes are stored")
                 : FerryError(.requestSuperseded, "a newer request on this upload took over; \(record.offset) bytes are stored")
+            error.recordedAsRequest = true
+            throw error
         }
         if !end.complete {
             metrics.interrupted.increment()
             logger.info("append.interrupted", metadata: context.merging(["upload.saved": "\(record.offset)"]) { $1 })
-            throw FerryError(.requestIncomplete, "the request body ended early; \(record.offset) bytes are stored")
+            var error = FerryError(.requestIncomplete, "the request body ended early; \(record.offset) bytes are stored")
+            error.recordedAsRequest = true
+            throw error
         }
         return record
     }

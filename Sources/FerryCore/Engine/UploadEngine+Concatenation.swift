@@ -53,6 +53,7 @@ extension UploadEngine {
         try await store.create(for: record)
         record = try await insertNew(record)
         metrics.created.increment()
+        statistics?.created(record, info: RequestInfo())
         return try await withLock(id, onStop: {}) { () async throws(FerryError) -> UploadRecord in
             try await self.completeFinalLocked(record)
         }
@@ -90,6 +91,7 @@ extension UploadEngine {
         prepareCompletion(&updated, sha256: wantsDigest(updated) ? try await readBackDigest(updated).map(DigestCache.hex) : nil)
         updated = try await save(final, updated)
         metrics.completed.increment()
+        statistics?.completed(updated, at: updated.updatedAt)
         logger.debug("upload.concatenated", metadata: ["upload.id": "\(final.id)", "upload.length": "\(total)"])
         return await finishBusiness(updated)
     }

@@ -21,6 +21,7 @@ extension UploadEngine {
                     expired.expiresAt = nil
                     _ = try await self.save(record, expired)
                     self.digests.forget(record.id)
+                    self.statistics?.ended(record.id, at: expired.updatedAt, state: .expired)
                     return true
                 }
                 if done {

@@ -24,6 +24,8 @@ public final class UploadEngine: Sendable {
     let metrics: EngineMetrics
     let now: @Sendable () -> Date
     let appends = ActiveAppends()
+    /// Per-upload statistics (nil: not recorded).
+    public let statistics: StatsRecorder?
 
     public init(
         store: any ByteStore,
@@ -33,8 +35,10 @@ public final class UploadEngine: Sendable {
         business: BusinessRules = .open,
         logger: Logger,
         metricsFactory: any MetricsFactory = NOOPMetricsHandler.instance,
+        statistics: StatsRecorder? = nil,
         now: @escaping @Sendable () -> Date = { Date() }
     ) {
+        self.statistics = statistics
         self.store = store
         self.catalog = catalog
         self.locker = locker
@@ -62,14 +66,18 @@ public final class UploadEngine: Sendable {
         /// The scenario named by the creation URL; nil picks it from the metadata or the default.
         public var scenario: String?
         public var principal: Principal
+        /// Who creates it (statistics).
+        public var info: RequestInfo
 
         public init(
             length: Int64?,
             metadata: UploadMetadata = UploadMetadata(),
             isPartial: Bool = false,
             scenario: String? = nil,
-            principal: Principal = .anonymous
+            principal: Principal = .anonymous,
+            info: RequestInfo = RequestInfo()
         ) {
+            self.info = info
             self.length = length
             self.metadata = metadata
             self.isPartial = isPartial
@@ -111,8 +119,10 @@ public final class UploadEngine: Sendable {
         try await store.create(for: record)
         record = try await insertNew(record)
         metrics.created.increment()
+        statistics?.created(record, info: spec.info)
         if record.isComplete {
             metrics.completed.increment()
+            statistics?.completed(record, at: date)
             record = try await withLock(id, onStop: {}) { () async throws(FerryError) -> UploadRecord in
                 await self.finishBusiness(record)
             }
@@ -126,7 +136,8 @@ public final class UploadEngine: Sendable {
     /// The upload's current record. Interrupts any in-flight request on it first, so the
     /// offset includes everything that request stored.
     public func status(_ id: UploadID, as principal: Principal = .anonymous) async throws(FerryError) -> UploadRecord {
-        try await withLock(id, onStop: {}) { () async throws(FerryError) -> UploadRecord in
+        let began = now()
+        let record = try await withLock(id, onStop: {}) { () async throws(FerryError) -> UploadRecord in
             var record = try await self.loadLive(id, for: principal)
             if record.isFinal, !record.isComplete {
                 record = try await self.completeFinalLocked(record)
@@ -135,6 +146,8 @@ public final class UploadEngine: Sendable {
             }
             return record
         }
+        statistics?.request(RequestEntry(upload: id, at: began, method: "HEAD", offset: record.offset, bytes: 0, outcome: "ok", seconds: now().timeIntervalSince(began)))
+        return record
     }
 
     // MARK: Termination
@@ -154,6 +167,7 @@ public final class UploadEngine: Sendable {
             _ = try await self.save(record, terminated)
             self.digests.forget(id)
             self.metrics.terminated.increment()
+            self.statistics?.ended(id, at: terminated.updatedAt, state: .terminated)
             self.logger.debug("upload.terminated", metadata: ["upload.id": "\(id)"])
         }
     }
