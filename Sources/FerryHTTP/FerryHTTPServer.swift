@@ -78,6 +78,9 @@ public enum FerryHTTPServer {
         }
         if let token = configuration.adminToken {
             AdminRoutes.add(to: router, token: token, catalog: dialect.engine.catalog)
+            if let stats = dialect.engine.statistics?.store {
+                StatsRoutes.add(to: router, token: token, stats: stats, catalog: dialect.engine.catalog)
+            }
         }
         if configuration.discardEndpoint {
             router.put("/discard") { request, _ -> Response in

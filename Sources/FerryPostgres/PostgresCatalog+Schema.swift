@@ -101,6 +101,7 @@ extension PostgresCatalog {
                 "CREATE INDEX outbox_upload ON outbox (upload_id)",
             ]
         ),
+        Migration(version: 4, name: "statistics", statements: PostgresCatalog.statisticsSchema),
     ]
 
     /// The advisory lock that serializes migrations across nodes ("FerryCat" in ASCII).

@@ -36,8 +36,12 @@ extension RUFHDialect {
             throw FerryError(.inconsistentLength, "the body (\(contentLength) bytes) is longer than Upload-Length \(uploadLength)")
         }
         let digests = try Digests(fields)
+        let metadata = try metadata(fields)
         var record = try await engine.create(
-            .init(length: length, metadata: try metadata(fields), scenario: scenario, principal: principal)
+            .init(
+                length: length, metadata: metadata, scenario: scenario, principal: principal,
+                info: TusDialect.requestInfo(request, dialect: "rufh", metadata: metadata)
+            )
         )
         let location = tus.url(of: record.id, request)
         var interim = HTTPResponse(status: .init(code: 104, reasonPhrase: "Upload Resumption Supported"))
@@ -53,7 +57,8 @@ extension RUFHDialect {
                 checksum: digests.content,
                 completesUpload: complete,
                 wantsDigest: digests.wantsRepresentation,
-                expectedSHA256: digests.representation
+                expectedSHA256: digests.representation,
+                method: request.method.rawValue
             )
             do {
                 let interimTransport = InterimTransport(inner: transport, interim: interim, progress: form.sendsProgress ? form : nil)

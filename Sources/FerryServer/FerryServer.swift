@@ -97,7 +97,13 @@ public struct FerryServer: Sendable {
             catalogServices = [postgres, shared]
         }
         let registry = PrometheusCollectorRegistry()
-        let factory = PrometheusMetricsFactory(registry: registry)
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.durationHistogramBuckets[StatsRecorder.durationMetric] = StatsRecorder.durationBuckets
+        factory.valueHistogramBuckets[StatsRecorder.goodputMetric] = StatsRecorder.goodputBuckets
+        var statistics: StatsRecorder?
+        if let settings = configuration.statistics, let stats = catalog as? any StatsStore {
+            statistics = StatsRecorder(store: stats, configuration: settings, logger: logger, metricsFactory: factory)
+        }
         let business = configuration.business
         if business.needsHTTPClient, httpClient == nil {
             let http = HTTPClientService.makeClient()
@@ -115,7 +121,8 @@ public struct FerryServer: Sendable {
                 callbacks: httpClient.map { HTTPBusinessCallbacks(http: $0) } ?? NoBusinessCallbacks()
             ),
             logger: logger,
-            metricsFactory: factory
+            metricsFactory: factory,
+            statistics: statistics
         )
         var businessServices: [any Service] = [BusinessRetryService(engine: engine)]
         if business.hasWebhooks, let httpClient {
@@ -163,7 +170,7 @@ public struct FerryServer: Sendable {
         // cross-node locks and the database pool.
         self.services = catalogServices + [ThreadPoolService(threadPool: threadPool)] + storageServices + [
             ExpiryService(engine: engine, interval: configuration.expiryInterval),
-        ] + businessServices + [
+        ] + businessServices + (statistics.map { [$0] } ?? []) + [
             application,
             AppendDrainService(engine: engine),
         ]

@@ -20,6 +20,8 @@ public struct FerryServerConfiguration: Sendable {
     public var expiryInterval: Duration
     /// The longest a graceful shutdown (SIGTERM) may take before work is cancelled.
     public var shutdownTimeout: Duration
+    /// Per-upload statistics (docs/statistics.md); nil records none.
+    public var statistics: StatsRecorder.Configuration?
 
     public init(
         http: FerryHTTPServer.Configuration = .init(),
@@ -31,8 +33,10 @@ public struct FerryServerConfiguration: Sendable {
         catalog: CatalogConfiguration = .sqlite,
         ioThreads: Int = 16,
         expiryInterval: Duration = .seconds(60),
-        shutdownTimeout: Duration = .seconds(15)
+        shutdownTimeout: Duration = .seconds(15),
+        statistics: StatsRecorder.Configuration? = StatsRecorder.Configuration()
     ) {
+        self.statistics = statistics
         self.http = http
         self.tus = tus
         self.engine = engine

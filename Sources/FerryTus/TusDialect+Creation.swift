@@ -41,7 +41,10 @@ extension TusDialect {
             throw FerryError(.lengthExceeded, "the body is longer than Upload-Length")
         }
         var record = try await engine.create(
-            .init(length: length, metadata: metadata, isPartial: isPartial, scenario: scenario, principal: principal)
+            .init(
+                length: length, metadata: metadata, isPartial: isPartial, scenario: scenario, principal: principal,
+                info: Self.requestInfo(request, dialect: "tus", metadata: metadata)
+            )
         )
         var responseHeaders = HTTPFields()
         let location = url(of: record.id, request)
@@ -51,7 +54,8 @@ extension TusDialect {
                 offset: 0,
                 contentLength: headers.contentLength,
                 checksum: checksum,
-                expectsTrailerChecksum: headers.announcesChecksumTrailer
+                expectsTrailerChecksum: headers.announcesChecksumTrailer,
+                method: "POST"
             )
             do {
                 if headers.hasBody {
@@ -96,6 +100,16 @@ extension TusDialect {
         addExpiry(record, to: &responseHeaders)
         addBusinessResult(record, to: &responseHeaders)
         return TusResponse(status: .created, headers: responseHeaders)
+    }
+
+    /// Who is creating an upload, for the statistics: the client kind from `User-Agent`, the
+    /// network from `Ferry-Network` or the `network` metadata.
+    public static func requestInfo(_ request: HTTPRequest, dialect: String, metadata: UploadMetadata) -> RequestInfo {
+        RequestInfo(
+            dialect: dialect,
+            client: RequestInfo.client(userAgent: request.headerFields[.userAgent]),
+            network: RequestInfo.network(request.headerFields[.ferryNetwork] ?? metadata.string("network"))
+        )
     }
 
     func addExpiry(_ record: UploadRecord, to headers: inout HTTPFields) {

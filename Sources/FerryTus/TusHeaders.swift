@@ -25,6 +25,8 @@ extension HTTPField.Name {
     public static let ferryBusinessResult = Self("Ferry-Business-Result")!
     /// The stable `ERR_*` code of an error response.
     public static let ferryError = Self("Ferry-Error")!
+    /// The network a client says it is on (`wifi`, `5g`, `4g`, `3g`, `2g`, `wired`, `unknown`), for the statistics.
+    public static let ferryNetwork = Self("Ferry-Network")!
 }
 
 /// The tus request headers Ferry reads, parsed once into typed values.

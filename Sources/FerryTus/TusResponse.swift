@@ -49,7 +49,7 @@ extension FerryError.Code {
         case .contentTypeNotAllowed, .contentMismatch: .unsupportedMediaType
         case .rejected: .forbidden
         case .callbackFailed: .serviceUnavailable
-        case .unsupportedInteropVersion, .inconsistentLength, .uploadCompleted: .badRequest
+        case .unsupportedInteropVersion, .inconsistentLength, .uploadCompleted, .invalidQuery: .badRequest
         case .metadataRequired, .checksumRequired, .invalidOffset, .invalidLength, .lengthRequired, .lengthImmutable, .invalidDeferLength, .invalidMetadata,
             .invalidConcat, .invalidChecksum, .unsupportedChecksumAlgorithm, .requestIncomplete:
             .badRequest

@@ -19,6 +19,12 @@ struct PostgresCatalogLiveTests {
         }
     }
 
+    @Test func statisticsConformance() async throws {
+        try await LivePostgres.with { database in
+            try await StatsStoreConformance.run { try await database.catalog() }
+        }
+    }
+
     /// Several nodes starting at once against a fresh database migrate it once, and then share it.
     @Test func nodesMigrateConcurrentlyAndShareRecords() async throws {
         try await LivePostgres.with { database in
@@ -31,7 +37,7 @@ struct PostgresCatalogLiveTests {
                 for node in nodes { group.addTask { _ = try await node.get(id) } }
                 try await group.waitForAll()
             }
-            #expect(try await database.migrationCount(schema: schema) == 3)
+            #expect(try await database.migrationCount(schema: schema) == 4)
             try await nodes[0].insert(record)
             record.offset = 3
             try await nodes[1].update(record)
@@ -40,7 +46,7 @@ struct PostgresCatalogLiveTests {
             // A node restarting later finds the schema current and changes nothing.
             let restarted = try await database.catalog(schema: schema)
             #expect(try await restarted.get(record.id) == record)
-            #expect(try await database.migrationCount(schema: schema) == 3)
+            #expect(try await database.migrationCount(schema: schema) == 4)
         }
     }
 

@@ -5,13 +5,21 @@ import Foundation
 extension UploadSession {
     static let rufhInterop = "8"
 
-    /// The field that names the dialect on every request.
+    /// The fields every request carries: the dialect's, and for the server's statistics who
+    /// the client is and the network it believes it is on (unless the caller set them).
     func dialectHeaders(tusVersion: Bool) -> [(String, String)] {
+        var headers: [(String, String)]
         switch upload.options.dialect {
-        case .tus: tusVersion ? [("Tus-Resumable", "1.0.0")] : []
-        case .rufh: [("Upload-Draft-Interop-Version", Self.rufhInterop)]
+        case .tus: headers = tusVersion ? [("Tus-Resumable", "1.0.0")] : []
+        case .rufh: headers = [("Upload-Draft-Interop-Version", Self.rufhInterop)]
         }
+        let named = Set(upload.options.headers.map { $0.0.lowercased() })
+        if !named.contains("user-agent") { headers.append(("User-Agent", Self.userAgent)) }
+        if !named.contains("ferry-network"), upload.options.network != .unknown { headers.append(("Ferry-Network", upload.options.network.rawValue)) }
+        return headers
     }
+
+    static let userAgent = "ferry-client/1 (FerryClient)"
 
     /// What a RUFH server offers: creation with a body, deferred lengths, cancellation and
     /// `Content-Digest`, within the `max-size` of its `Upload-Limit`.

@@ -292,7 +292,7 @@ struct UploadSession {
 
     private func creation(_ firstChunk: Range<Int64>?) -> TransportRequest {
         if upload.options.dialect == .rufh { return rufhCreation(firstChunk) }
-        var headers = [("Tus-Resumable", "1.0.0"), length.map { ("Upload-Length", String($0)) } ?? ("Upload-Defer-Length", "1")]
+        var headers = dialectHeaders(tusVersion: true) + [length.map { ("Upload-Length", String($0)) } ?? ("Upload-Defer-Length", "1")]
             + upload.options.headers
         if upload.part != nil || upload.split != nil {
             headers.append(("Upload-Concat", "partial"))

@@ -50,6 +50,8 @@ public struct FerryError: Error, Sendable, CustomStringConvertible {
         case inconsistentLength = "ERR_INCONSISTENT_LENGTH"
         /// An append to an upload that is already complete.
         case uploadCompleted = "ERR_UPLOAD_COMPLETED"
+        /// An admin query with a parameter it cannot use.
+        case invalidQuery = "ERR_INVALID_QUERY"
     }
 
     public let code: Code

@@ -15,7 +15,8 @@ public struct RequestInfo: Sendable, Equatable {
     }
 
     /// The networks a client can declare (`Ferry-Network`, or the `network` metadata).
-    public static let networks: Set<String> = ["wifi", "5g", "4g", "3g", "2g", "wired", "unknown"]
+    /// `cellular` is a mobile link of unknown generation.
+    public static let networks: Set<String> = ["wifi", "5g", "4g", "3g", "2g", "cellular", "wired", "unknown"]
 
     /// A declared network, normalised (`LTE` → `4g`, `WiFi` → `wifi`); `unknown` otherwise.
     public static func network(_ declared: String?) -> String {
