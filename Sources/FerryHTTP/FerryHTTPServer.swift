@@ -54,6 +54,7 @@ public enum FerryHTTPServer {
                     return path.count > basePath.count ? basePath + ":id" : basePath
                 }
                 if path.hasPrefix("/admin/") { return "/admin" }
+                if path.hasPrefix("/telemetry/") { return "/telemetry" }
                 return ["/healthz", "/metrics", "/discard"].contains(path) ? path : "other"
             }
         )
@@ -80,6 +81,11 @@ public enum FerryHTTPServer {
             AdminRoutes.add(to: router, token: token, catalog: dialect.engine.catalog)
             if let stats = dialect.engine.statistics?.store {
                 StatsRoutes.add(to: router, token: token, stats: stats, catalog: dialect.engine.catalog)
+            }
+        }
+        if dialect.engine.statistics != nil {
+            router.post("/telemetry/:id") { request, context -> Response in
+                await TelemetryRoute.receive(request, context, dialect: dialect)
             }
         }
         if configuration.discardEndpoint {

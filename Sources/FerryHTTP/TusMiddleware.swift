@@ -32,6 +32,10 @@ struct TusMiddleware: RouterMiddleware {
                 answer.headers[.uploadLimit] = rufh.limits(scenario: scenario)
             }
         }
+        if request.method == .options, answer.status.kind == .successful, dialect.engine.statistics != nil {
+            // Where a client may report how an upload went (`TelemetryRoute`).
+            answer.headers[TelemetryRoute.advertisement] = "/telemetry/"
+        }
         if let error = answer.error, error.isServerFault, error.code != .shuttingDown {
             context.logger.error("request.failed", metadata: ["error": "\(error)", "error.code": "\(error.code.rawValue)"])
         }

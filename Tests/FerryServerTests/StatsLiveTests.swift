@@ -1,3 +1,5 @@
+import FerryClient
+import FerryClientAHC
 import FerryCore
 import FerryServer
 import Foundation
@@ -109,6 +111,39 @@ struct StatsLiveTests {
             #expect(metrics.contains(#"ferry_upload_duration_seconds_bucket{scenario="default",network="4g""#), "\(metrics.prefix(300))")
             #expect(metrics.contains("ferry_upload_goodput_bytes_per_second_bucket"))
             #expect(!metrics.contains(id), "no upload ids in labels")
+        }
+    }
+
+    /// The Ferry client reports its telemetry after an upload (found through `Ferry-Telemetry`
+    /// on OPTIONS); bad reports are refused.
+    @Test func theClientReportsTelemetry() async throws {
+        let file = try TestFile(size: 3 << 20, seed: 5)
+        defer { file.remove() }
+        try await TestServer.with(configure: configure) { server in
+            let options = try await server.send("OPTIONS", "/files/", [tus])
+            #expect(options.header("Ferry-Telemetry") == "/telemetry/")
+            let client = AsyncHTTPClientTransport.makeClient()
+            var uploadOptions = UploadOptions(network: .wifi, chunk: .fixed(1 << 20))
+            uploadOptions.parallelism = .single
+            let result = try await Upload(
+                file: file.path, endpoint: URL(string: "http://127.0.0.1:\(server.port)/files/")!,
+                transport: AsyncHTTPClientTransport(client: client), options: uploadOptions
+            ).run()
+            try await client.shutdown()
+            let id = result.url.lastPathComponent
+            var row: [String: Any] = [:]
+            for _ in 0..<100 where row["telemetry"] == nil {
+                row = (try? await json(server, "/admin/uploads/\(id)"))?["upload"] as? [String: Any] ?? [:]
+                if row["telemetry"] == nil { try await Task.sleep(for: .milliseconds(50)) }
+            }
+            let telemetry = try #require((row["telemetry"] as? String).flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) } as? [String: Any])
+            #expect(telemetry["stalls"] as? Int == 0 && telemetry["network"] as? String == "wifi" && telemetry["dialect"] as? String == "tus")
+            #expect((telemetry["chunkSizes"] as? [String: Any])?["max"] as? Int == 1 << 20, "\(telemetry)")
+            #expect(row["client"] as? String == "ferry" && row["network"] as? String == "wifi")
+
+            #expect(try await server.send("POST", "/telemetry/\(id)", [("Content-Type", "application/json")], body: Array("[1]".utf8)).status == 400)
+            #expect(try await server.send("POST", "/telemetry/\(id)", [], body: Array(repeating: 0x20, count: 5000)).status == 400)
+            #expect(try await server.send("POST", "/telemetry/\(String(repeating: "cd", count: 16))", [], body: Array("{}".utf8)).status == 404)
         }
     }
 }

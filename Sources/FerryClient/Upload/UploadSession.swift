@@ -18,6 +18,8 @@ struct UploadSession {
     /// `Self.reliableRequests` in a row, only requests of at most `Self.riskFreeChecksum` bytes
     /// carry a checksum.
     var successStreak = 0
+    /// What the telemetry report tells the server (`UploadSession+Telemetry.swift`).
+    var telemetry = Telemetry()
     static let reliableRequests = 8
     static let riskFreeChecksum: Int64 = 1 << 20
 
@@ -90,6 +92,7 @@ struct UploadSession {
             switch action {
             case .finish(let url):
                 if upload.part == nil { forget() }
+                await reportTelemetry(url)
                 let counters = upload.counters.withLock { $0 }
                 return UploadResult(
                     url: url,
@@ -187,6 +190,7 @@ struct UploadSession {
             request = self.request("HEAD", url)
         case .send(let url, let range):
             request = patch(url, range)
+            telemetry.sent(Int64(range.count))
         case .sendFinal(let url, let range, let length):
             request = patch(url, range, declaring: length)
         default:
@@ -216,6 +220,7 @@ struct UploadSession {
         let took = clock.now - began
         switch result {
         case .failure(let failure):
+            if failure == .stalled { telemetry.stalls += 1 }
             trace("\(describe(request)) failed after \(took): \(failure)")
             if request.body != nil { successStreak = 0 }
             return .failed(failure)
@@ -230,6 +235,10 @@ struct UploadSession {
     private mutating func interpret(_ action: UploadMachine.Action, _ response: TransportResponse, duration: Duration) -> UploadMachine.Event {
         let offset = response.header("upload-offset").flatMap { Int64($0) }
         switch (action, response.status) {
+        case (.discover, 200...299) where response.header("ferry-telemetry") != nil && !telemetry.discovered:
+            telemetry.discovered = true
+            telemetry.path = response.header("ferry-telemetry")
+            return interpret(action, response, duration: duration)
         case (.discover, 200...299) where upload.options.dialect == .rufh:
             return .discovered(rufhCapabilities(response))
         case (.discover, 200...299):
@@ -274,7 +283,7 @@ struct UploadSession {
 
     // MARK: Requests
 
-    private func trace(_ line: @autoclosure () -> String) {
+    func trace(_ line: @autoclosure () -> String) {
         guard let trace = upload.options.trace else { return }
         trace("[\(String(format: "%8.3f", elapsed.seconds))s] \(line())")
     }
