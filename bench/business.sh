@@ -14,6 +14,8 @@ REPO_DIR="$(cd "$BENCH_DIR/.." && pwd)"
 FERRY="$REPO_DIR/.build/release/ferry"
 RUNS=3
 EXTRA=()
+# bench/stats.sh runs its own driver through this script (same set-up, loadgen, fd limit).
+SCRIPT="${BENCH_SCRIPT:-business_bench.py}"
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -63,7 +65,7 @@ echo "ferry:    $FERRY"
 echo "scratch:  $WORK ($(df -h --output=source,fstype,avail "$WORK" | tail -1 | tr -s ' '))"
 echo "fd limit: $(ulimit -n); cpus: $(nproc); load: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-python3 -u "$BENCH_DIR/business_bench.py" --ferry "$FERRY" --loadgen "$WORK/loadgen" --workdir "$WORK" \
+python3 -u "$BENCH_DIR/$SCRIPT" --ferry "$FERRY" --loadgen "$WORK/loadgen" --workdir "$WORK" \
     --runs "$RUNS" ${EXTRA[@]+"${EXTRA[@]}"} &
 PY_PID=$!
 set +e

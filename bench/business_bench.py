@@ -172,7 +172,7 @@ class Bench:
         self.notes.append(msg)
         log(f"    !! {msg}")
 
-    def start_ferry(self, tag: str, config: str | None) -> tuple[subprocess.Popen, int, str]:
+    def start_ferry(self, tag: str, config: str | None, extra: tuple = ()) -> tuple[subprocess.Popen, int, str]:
         self.seq += 1
         data = os.path.join(self.a.workdir, f"data-{self.seq:02d}-{tag}")
         log_path = os.path.join(self.a.workdir, f"server-{self.seq:02d}-{tag}.log")
@@ -191,7 +191,7 @@ class Bench:
             with open(log_path, "ab") as logf:
                 proc = subprocess.Popen(
                     [self.a.ferry, "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", data,
-                     "--log-level", "warning", *args], stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                     "--log-level", "warning", *args, *extra], stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
                     env=env)
             if wait_healthy(proc, port):
                 return proc, port, data

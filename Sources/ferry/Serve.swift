@@ -111,6 +111,12 @@ struct Serve: AsyncParsableCommand {
     @Flag(help: "Serve PUT /discard, which reads and drops a body (benchmark ceiling only). [env: FERRY_BENCH_DISCARD]")
     var benchDiscard = false
 
+    @Flag(help: "Keep no per-upload statistics (docs/statistics.md). [env: FERRY_NO_STATS]")
+    var noStats = false
+
+    @Option(help: "Statistics of uploads created longer ago are pruned. [env: FERRY_STATS_RETENTION] (default: 30d)")
+    var statsRetention: String?
+
     func run() async throws {
         let settings = Settings(environment: ProcessInfo.processInfo.environment)
         var configuration = try makeConfiguration(settings)
@@ -187,7 +193,12 @@ struct Serve: AsyncParsableCommand {
             catalog: try makeCatalog(settings),
             ioThreads: try settings.value(ioThreads.map(String.init), "FERRY_IO_THREADS", default: 16) { Int($0) },
             expiryInterval: try settings.value(expiryInterval, "FERRY_EXPIRY_INTERVAL", default: .seconds(60), parse: Settings.duration),
-            shutdownTimeout: try settings.value(shutdownTimeout, "FERRY_SHUTDOWN_TIMEOUT", default: .seconds(15), parse: Settings.duration)
+            shutdownTimeout: try settings.value(shutdownTimeout, "FERRY_SHUTDOWN_TIMEOUT", default: .seconds(15), parse: Settings.duration),
+            statistics: noStats || settings.flag("FERRY_NO_STATS")
+                ? nil
+                : StatsRecorder.Configuration(
+                    retention: try settings.value(statsRetention, "FERRY_STATS_RETENTION", default: .seconds(30 * 24 * 3600), parse: Settings.duration)
+                )
         )
         do {
             try configuration.validate()
