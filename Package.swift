@@ -148,6 +148,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
+            // The web console's files (`/console`), served as they are: no build step.
+            resources: [.copy("Console")],
             swiftSettings: swiftSettings
         ),
         .target(

@@ -7,8 +7,8 @@
 #   2. builds once with warnings as errors (Package.swift sets it),
 #   3. runs the Swift tests (unit, seam conformance, protocol table, live sockets),
 #   4. runs the interop lane (official Python tus client), the kill -9 crash test, the many-node
-#      lane and the business lane (scenarios, tokens, callbacks, webhooks) against the real
-#      `ferry` binary.
+#      lane, the business lane (scenarios, tokens, callbacks, webhooks) and the web console in
+#      headless Chromium (Selenium) against the real `ferry` binary.
 # Prints one closing line `total: N passed, M failed` and exits non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +19,9 @@ install_prerequisites() {
     local missing=()
     dpkg -s libsqlite3-dev >/dev/null 2>&1 || missing+=(libsqlite3-dev)
     command -v python3 >/dev/null || missing+=(python3)
+    # The web console's browser tests: Debian's Chromium and its WebDriver.
+    command -v chromium >/dev/null || missing+=(chromium)
+    command -v chromedriver >/dev/null || missing+=(chromium-driver)
     if ((${#missing[@]})); then
         log "installing ${missing[*]}"
         export DEBIAN_FRONTEND=noninteractive
@@ -27,6 +30,10 @@ install_prerequisites() {
     if ! python3 -c 'import jwt, cryptography' 2>/dev/null; then
         log "installing PyJWT and cryptography from PyPI for the business lane (tokens)"
         python3 -m pip install --quiet --disable-pip-version-check PyJWT==2.15.1 cryptography==48.0.0 || return 1
+    fi
+    if ! python3 -c 'import selenium' 2>/dev/null; then
+        log "installing Selenium from PyPI for the console lane"
+        python3 -m pip install --quiet --disable-pip-version-check selenium==4.52.0 || return 1
     fi
     if ! python3 -c 'import tusclient, tuspyserver, uvicorn, fastapi' 2>/dev/null; then
         log "installing tuspy, and tus servers from PyPI for the client interop lane"
@@ -113,6 +120,8 @@ run_lane "many nodes: 3 nodes on S3 + PostgreSQL behind nginx (kill -9, races, f
     python3 Tests/system/multinode_test.py --ferry .build/debug/ferry --nodes 3 --catalog "$FERRY_TEST_POSTGRES_URL"
 run_lane "business: scenarios, tokens, callbacks, webhooks, kill -9 around completion" \
     python3 Tests/system/business_test.py --ferry .build/debug/ferry --crash-rounds 20
+run_lane "web console: uploads, reload and resume, dashboard, in headless Chromium" \
+    python3 Tests/system/console_test.py --ferry .build/debug/ferry
 run_lane "SIGTERM: bounded graceful shutdown" python3 Tests/system/shutdown_test.py --ferry .build/debug/ferry
 if [ "$(id -u)" -eq 0 ]; then
     run_lane "disk full: 507 and resume" python3 Tests/system/disk_full_test.py --ferry .build/debug/ferry

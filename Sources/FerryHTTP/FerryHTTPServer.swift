@@ -44,7 +44,8 @@ public enum FerryHTTPServer {
         configuration: Configuration,
         metricsFactory: any MetricsFactory,
         metricsText: @escaping @Sendable () -> String,
-        health: @escaping @Sendable () async -> Bool
+        health: @escaping @Sendable () async -> Bool,
+        consoleLogger: Logger = Logger(label: "ferry")
     ) -> Router<FerryRequestContext> {
         let router = Router(context: FerryRequestContext.self)
         let basePath = dialect.configuration.basePath
@@ -55,6 +56,7 @@ public enum FerryHTTPServer {
                 }
                 if path.hasPrefix("/admin/") { return "/admin" }
                 if path.hasPrefix("/telemetry/") { return "/telemetry" }
+                if path.hasPrefix("/console") { return "/console" }
                 return ["/healthz", "/metrics", "/discard"].contains(path) ? path : "other"
             }
         )
@@ -83,6 +85,7 @@ public enum FerryHTTPServer {
                 StatsRoutes.add(to: router, token: token, stats: stats, catalog: dialect.engine.catalog)
             }
         }
+        ConsoleRoutes.add(to: router, dialect: dialect, adminAPI: configuration.adminToken != nil, logger: consoleLogger)
         if dialect.engine.statistics != nil {
             router.post("/telemetry/:id") { request, context -> Response in
                 await TelemetryRoute.receive(request, context, dialect: dialect)

@@ -107,7 +107,7 @@ extension TusDialect {
     public static func requestInfo(_ request: HTTPRequest, dialect: String, metadata: UploadMetadata) -> RequestInfo {
         RequestInfo(
             dialect: dialect,
-            client: RequestInfo.client(userAgent: request.headerFields[.userAgent]),
+            client: RequestInfo.client(declared: request.headerFields[.ferryClient], userAgent: request.headerFields[.userAgent]),
             network: RequestInfo.network(request.headerFields[.ferryNetwork] ?? metadata.string("network"))
         )
     }

@@ -27,6 +27,8 @@ extension HTTPField.Name {
     public static let ferryError = Self("Ferry-Error")!
     /// The network a client says it is on (`wifi`, `5g`, `4g`, `3g`, `2g`, `wired`, `unknown`), for the statistics.
     public static let ferryNetwork = Self("Ferry-Network")!
+    /// The kind of client, when it names itself (the web console sends `console`).
+    public static let ferryClient = Self("Ferry-Client")!
 }
 
 /// The tus request headers Ferry reads, parsed once into typed values.

@@ -231,7 +231,7 @@ def case_server_restart(procs, tmp):
     err_path, out_path = os.path.join(tmp, "put.err"), os.path.join(tmp, "put.out")
     began = time.monotonic()
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        put = procs.spawn([FERRY, "put", source, endpoint, "--state-dir", state, "--verbose", "--deadline", "5m", *flags],
+        put = procs.spawn([FERRY, "put", source, endpoint, "--state-dir", state, "--verbose", "--deadline", "5m"],
                           stdout=out, stderr=err)
     # Kill ~2 s in, once the server has acknowledged some bytes (so it must recover them), and
     # a little later so that the next PATCH is in flight.
@@ -346,7 +346,7 @@ def case_split_restart(procs, tmp):
 
     err1 = os.path.join(tmp, "put1.err")
     with open(os.path.join(tmp, "put1.out"), "wb") as out, open(err1, "wb") as err:
-        put = procs.spawn([FERRY, "put", source, endpoint, "--state-dir", state, "--verbose", "--deadline", "5m", *flags],
+        put = procs.spawn([FERRY, "put", source, endpoint, "--state-dir", state, "--verbose", "--deadline", "5m"],
                           stdout=out, stderr=err)
     plan, began, split_at = {}, time.monotonic(), None
     while time.monotonic() - began < 60 and put.poll() is None:

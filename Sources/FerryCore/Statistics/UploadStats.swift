@@ -30,6 +30,18 @@ public struct RequestInfo: Sendable, Equatable {
         }
     }
 
+    /// The kinds of client statistics tell apart.
+    public static let clients: Set<String> = [
+        "ferry", "console", "urlsession", "tus-js", "tuskit", "tus-android", "python", "curl", "browser", "other",
+    ]
+
+    /// A client that names its kind (`Ferry-Client: console`) is believed if the kind is known;
+    /// else the `User-Agent` decides.
+    public static func client(declared: String?, userAgent: String?) -> String {
+        if let declared = declared?.lowercased(), clients.contains(declared) { return declared }
+        return client(userAgent: userAgent)
+    }
+
     /// The kind of client behind a `User-Agent`.
     public static func client(userAgent: String?) -> String {
         guard let agent = userAgent?.lowercased(), !agent.isEmpty else { return "other" }
