@@ -16,9 +16,11 @@ async function showDashboard() {
     fetchJSON(`/admin/uploads?since=${since}&limit=500`, token),
   ]);
   // Success rate and goodput over time: one aggregate per bucket of the window.
+  const by = $("#chart-by").value;
+  for (const label of document.querySelectorAll(".chart-by")) label.textContent = $("#chart-by").selectedOptions[0].text;
   const series = await Promise.all([...Array(buckets).keys()].map(async i => {
     const from = new Date(now - span * 1000 + i * step), to = new Date(now - span * 1000 + (i + 1) * step);
-    const report = await fetchJSON(`/admin/stats?from=${from.toISOString()}&to=${to.toISOString()}&by=network`, token);
+    const report = await fetchJSON(`/admin/stats?from=${from.toISOString()}&to=${to.toISOString()}&by=${by}`, token);
     return { at: to, groups: report.groups };
   }));
   const all = overall.groups[0] || {};
@@ -29,10 +31,10 @@ async function showDashboard() {
   $("#goodput").textContent = formatRate(all.goodput?.p50);
   $("#updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
 
-  const networks = [...new Set(series.flatMap(b => b.groups.map(g => g.key.network)))].sort();
-  const line = (measure) => networks.map(network => ({
-    name: network,
-    points: series.map(b => ({ x: b.at, y: measure(b.groups.find(g => g.key.network === network)) })),
+  const keys = [...new Set(series.flatMap(b => b.groups.map(g => g.key[by])))].sort();
+  const line = (measure) => keys.map(key => ({
+    name: key,
+    points: series.map(b => ({ x: b.at, y: measure(b.groups.find(g => g.key[by] === key)) })),
   }));
   lineChart($("#chart-success"), line(g => g?.successRate ?? null), { format: v => `${Math.round(v * 100)}%`, maxY: 1 });
   lineChart($("#chart-goodput"), line(g => g?.goodput?.p50 ?? null), { format: v => formatRate(v) });
@@ -107,6 +109,7 @@ $("#login").addEventListener("submit", event => {
   startDashboard();
 });
 $("#window").addEventListener("change", () => startDashboard());
+$("#chart-by").addEventListener("change", () => startDashboard());
 document.addEventListener("ferry:view", event => {
   if (event.detail === "dashboard" && dashboard.token) startDashboard();
   if (event.detail !== "dashboard") clearInterval(dashboard.timer);
