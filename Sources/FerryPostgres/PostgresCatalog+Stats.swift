@@ -65,11 +65,16 @@ extension PostgresCatalog: StatsStore {
     static func apply(_ event: StatsEvent, _ connection: PostgresConnection, _ logger: Logger) async throws {
         switch event {
         case .created(let stats):
+            // The whole record: the recorder may have folded later events of the batch into it.
             try await connection.query(
                 """
-                INSERT INTO upload_stats (id, scenario, owner, dialect, client, network, created_micros, state, length)
+                INSERT INTO upload_stats (id, scenario, owner, dialect, client, network, created_micros, first_byte_at, completed_at,
+                    ended_at, state, length, bytes, requests, interrupted, resumptions, telemetry, last_request_at, awaiting_resume)
                 VALUES (\(stats.id.rawValue), \(stats.scenario), \(stats.owner), \(stats.info.dialect), \(stats.info.client),
-                    \(stats.info.network), \(StatsCursor.micros(stats.createdAt)), \(stats.state.rawValue), \(stats.length))
+                    \(stats.info.network), \(StatsCursor.micros(stats.createdAt)), \(stats.firstByteAt?.timeIntervalSince1970),
+                    \(stats.completedAt?.timeIntervalSince1970), \(stats.endedAt?.timeIntervalSince1970), \(stats.state.rawValue),
+                    \(stats.length), \(stats.bytes), \(Int32(stats.requests)), \(Int32(stats.interrupted)), \(Int32(stats.resumptions)),
+                    \(stats.telemetry), \(stats.lastRequestAt?.timeIntervalSince1970), \(stats.awaitingResume))
                 ON CONFLICT (id) DO NOTHING
                 """,
                 logger: logger
@@ -88,16 +93,19 @@ extension PostgresCatalog: StatsStore {
                         interrupted = interrupted + CASE WHEN \(append) AND \(entry.wasInterrupted) THEN 1 ELSE 0 END,
                         awaiting_resume = CASE WHEN \(append) THEN \(entry.wasInterrupted) ELSE awaiting_resume END
                     WHERE id = \(entry.upload.rawValue)
-                    RETURNING id, requests
-                ),
-                inserted AS (
-                    INSERT INTO upload_requests (upload_id, at, method, start, bytes, outcome, seconds)
-                    SELECT id, \(at), \(entry.method), \(entry.offset), \(entry.bytes), \(entry.outcome), \(entry.seconds) FROM updated
+                    RETURNING id
                 )
-                DELETE FROM upload_requests WHERE upload_id = \(entry.upload.rawValue)
-                    AND (SELECT requests FROM updated) > \(Int32(Self.requestsKept)) AND (SELECT requests FROM updated) % 50 = 0
-                    AND n < (SELECT n FROM upload_requests WHERE upload_id = \(entry.upload.rawValue)
-                        ORDER BY n DESC LIMIT 1 OFFSET \(Int32(Self.requestsKept - 1)))
+                INSERT INTO upload_requests (upload_id, at, method, start, bytes, outcome, seconds)
+                SELECT id, \(at), \(entry.method), \(entry.offset), \(entry.bytes), \(entry.outcome), \(entry.seconds) FROM updated
+                """,
+                logger: logger
+            )
+        case .timeline(let entry):
+            try await connection.query(
+                """
+                INSERT INTO upload_requests (upload_id, at, method, start, bytes, outcome, seconds)
+                SELECT id, \(entry.at.timeIntervalSince1970), \(entry.method), \(entry.offset), \(entry.bytes), \(entry.outcome), \(entry.seconds)
+                FROM upload_stats WHERE id = \(entry.upload.rawValue)
                 """,
                 logger: logger
             )
@@ -204,6 +212,15 @@ extension PostgresCatalog: StatsStore {
             "the statistics could not be pruned"
         ) { _ in () }
         _ = try await rows("DELETE FROM upload_stats WHERE created_micros < \(micros)", "the statistics could not be pruned") { _ in () }
+        // Each timeline keeps its last `requestsKept` requests.
+        _ = try await rows(
+            """
+            DELETE FROM upload_requests WHERE n IN (SELECT n FROM (
+                SELECT n, row_number() OVER (PARTITION BY upload_id ORDER BY n DESC) AS position FROM upload_requests) ranked
+            WHERE position > \(Int32(Self.requestsKept)))
+            """,
+            "the statistics could not be pruned"
+        ) { _ in () }
     }
 
     static func stats(_ row: PostgresRow) throws -> UploadStats {

@@ -58,19 +58,23 @@ extension SQLiteCatalog: StatsStore {
     static func apply(_ event: StatsEvent, _ db: Database) throws {
         switch event {
         case .created(let stats):
-            try db.execute(
+            // The whole record: the recorder may have folded later events of the batch into it.
+            try db.cachedStatement(
                 sql: """
-                    INSERT OR IGNORE INTO upload_stats (id, scenario, owner, dialect, client, network, created_micros, state, length)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """,
-                arguments: [
-                    stats.id.rawValue, stats.scenario, stats.owner, stats.info.dialect, stats.info.client, stats.info.network,
-                    StatsCursor.micros(stats.createdAt), stats.state.rawValue, stats.length,
-                ]
-            )
+                    INSERT OR IGNORE INTO upload_stats (id, scenario, owner, dialect, client, network, created_micros, first_byte_at,
+                        completed_at, ended_at, state, length, bytes, requests, interrupted, resumptions, telemetry, last_request_at,
+                        awaiting_resume)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """
+            ).execute(arguments: [
+                stats.id.rawValue, stats.scenario, stats.owner, stats.info.dialect, stats.info.client, stats.info.network,
+                StatsCursor.micros(stats.createdAt), stats.firstByteAt?.timeIntervalSince1970, stats.completedAt?.timeIntervalSince1970,
+                stats.endedAt?.timeIntervalSince1970, stats.state.rawValue, stats.length, stats.bytes, stats.requests, stats.interrupted,
+                stats.resumptions, stats.telemetry, stats.lastRequestAt?.timeIntervalSince1970, stats.awaitingResume,
+            ])
         case .request(let entry):
             let append = entry.isAppend
-            try db.execute(
+            try db.cachedStatement(
                 sql: """
                     UPDATE upload_stats SET requests = requests + 1, bytes = bytes + ?1,
                         last_request_at = max(coalesce(last_request_at, ?2), ?2),
@@ -79,37 +83,31 @@ extension SQLiteCatalog: StatsStore {
                         interrupted = interrupted + CASE WHEN ?3 AND ?5 THEN 1 ELSE 0 END,
                         awaiting_resume = CASE WHEN ?3 THEN ?5 ELSE awaiting_resume END
                     WHERE id = ?6
-                    """,
-                arguments: [entry.bytes, entry.at.timeIntervalSince1970, append, entry.offset, entry.wasInterrupted, entry.upload.rawValue]
-            )
+                    """
+            ).execute(arguments: [entry.bytes, entry.at.timeIntervalSince1970, append, entry.offset, entry.wasInterrupted, entry.upload.rawValue])
             guard db.changesCount > 0 else { return }
-            try db.execute(
-                sql: "INSERT INTO upload_requests (upload_id, at, method, start, bytes, outcome, seconds) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                arguments: [entry.upload.rawValue, entry.at.timeIntervalSince1970, entry.method, entry.offset, entry.bytes, entry.outcome, entry.seconds]
-            )
-            let count = try Int.fetchOne(db, sql: "SELECT requests FROM upload_stats WHERE id = ?", arguments: [entry.upload.rawValue]) ?? 0
-            if count > requestsKept, count % 50 == 0 {
-                try db.execute(
-                    sql: """
-                        DELETE FROM upload_requests WHERE upload_id = ?1 AND n < (
-                            SELECT n FROM upload_requests WHERE upload_id = ?1 ORDER BY n DESC LIMIT 1 OFFSET ?2)
-                        """,
-                    arguments: [entry.upload.rawValue, requestsKept - 1]
-                )
-            }
+            try insertTimeline(entry, db)
+        case .timeline(let entry):
+            try insertTimeline(entry, db)
         case .completed(let id, let at, let length):
-            try db.execute(
-                sql: "UPDATE upload_stats SET state = 'complete', completed_at = ?, length = ? WHERE id = ?",
-                arguments: [at.timeIntervalSince1970, length, id.rawValue]
-            )
+            try db.cachedStatement(sql: "UPDATE upload_stats SET state = 'complete', completed_at = ?, length = ? WHERE id = ?")
+                .execute(arguments: [at.timeIntervalSince1970, length, id.rawValue])
         case .ended(let id, let at, let state):
-            try db.execute(
-                sql: "UPDATE upload_stats SET state = ?, ended_at = ? WHERE id = ? AND state = 'incomplete'",
-                arguments: [state.rawValue, at.timeIntervalSince1970, id.rawValue]
-            )
+            try db.cachedStatement(sql: "UPDATE upload_stats SET state = ?, ended_at = ? WHERE id = ? AND state = 'incomplete'")
+                .execute(arguments: [state.rawValue, at.timeIntervalSince1970, id.rawValue])
         case .telemetry(let id, let json):
-            try db.execute(sql: "UPDATE upload_stats SET telemetry = ? WHERE id = ?", arguments: [json, id.rawValue])
+            try db.cachedStatement(sql: "UPDATE upload_stats SET telemetry = ? WHERE id = ?").execute(arguments: [json, id.rawValue])
         }
+    }
+
+    /// A timeline row, for a known upload only. Timelines are cut to `requestsKept` when pruning.
+    static func insertTimeline(_ entry: RequestEntry, _ db: Database) throws {
+        try db.cachedStatement(
+            sql: """
+                INSERT INTO upload_requests (upload_id, at, method, start, bytes, outcome, seconds)
+                SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE EXISTS (SELECT 1 FROM upload_stats WHERE id = ?1)
+                """
+        ).execute(arguments: [entry.upload.rawValue, entry.at.timeIntervalSince1970, entry.method, entry.offset, entry.bytes, entry.outcome, entry.seconds])
     }
 
     public func uploads(_ query: StatsQuery) async throws(FerryError) -> StatsPage {
@@ -190,6 +188,15 @@ extension SQLiteCatalog: StatsStore {
                     arguments: [micros]
                 )
                 try db.execute(sql: "DELETE FROM upload_stats WHERE created_micros < ?", arguments: [micros])
+                // Each timeline keeps its last `requestsKept` requests.
+                try db.execute(
+                    sql: """
+                        DELETE FROM upload_requests WHERE n IN (SELECT n FROM (
+                            SELECT n, row_number() OVER (PARTITION BY upload_id ORDER BY n DESC) AS position FROM upload_requests)
+                        WHERE position > ?)
+                        """,
+                    arguments: [Self.requestsKept]
+                )
             }
         } catch {
             throw Self.wrap(error, "the statistics could not be pruned")

@@ -23,6 +23,9 @@ public final class MemoryStatsStore: StatsStore {
                     guard state.stats[entry.upload] != nil else { continue }
                     state.stats[entry.upload]?.apply(event)
                     state.requests[entry.upload, default: []].append(entry)
+                case .timeline(let entry):
+                    guard state.stats[entry.upload] != nil else { continue }
+                    state.requests[entry.upload, default: []].append(entry)
                 case .completed(let id, _, _), .ended(let id, _, _), .telemetry(let id, _):
                     state.stats[id]?.apply(event)
                 }

@@ -7,6 +7,7 @@ import Foundation
 public enum StatsStoreConformance {
     public static func run(_ makeStore: () async throws -> any StatsStore) async throws {
         try await appliesEvents(makeStore())
+        try await appliesCoalescedBatchesAlike(makeStore())
         try await filtersAndPages(makeStore())
         try await aggregatesAHandComputedFixture(makeStore())
         try await prunes(makeStore())
@@ -59,6 +60,30 @@ public enum StatsStoreConformance {
         try await store.apply([.created(open), request(open.id, 21, offset: 0, bytes: 10)])
         let activeAt20 = try await store.active(since: at(20)), activeAt22 = try await store.active(since: at(22))
         try require(activeAt20 == 1 && activeAt22 == 0, "active: incomplete with a recent request")
+    }
+
+    /// The recorder folds a batch (`coalesced()`): the records and timelines must come out the same.
+    static func appliesCoalescedBatchesAlike(_ store: any StatsStore) async throws {
+        let first = upload(0), second = upload(0)
+        func life(_ id: UploadID) -> [StatsEvent] {
+            [
+                request(id, 1, "POST", offset: 0, bytes: 400, "interrupted"), request(id, 2, "HEAD", offset: 400, bytes: 0),
+                request(id, 3, offset: 400, bytes: 600), .completed(id, at: at(4), length: 1000), .telemetry(id, json: "{}"),
+            ]
+        }
+        try await store.apply([.created(first)] + life(first.id))
+        let folded = ([StatsEvent.created(second)] + life(second.id)).coalesced()
+        try require(folded.count == 4, "one record and three timeline rows: \(folded.count) writes")
+        try await store.apply(folded)
+        var a = try await store.stats(of: first.id), b = try await store.stats(of: second.id)
+        a?.id = second.id
+        try require(a != nil && a == b, "the same record either way: \(String(describing: a)) vs \(String(describing: b))")
+        b?.id = first.id
+        let timelineA = try await store.requests(of: first.id, limit: 10).map { [$0.method, $0.outcome, String($0.offset)] }
+        let timelineB = try await store.requests(of: second.id, limit: 10).map { [$0.method, $0.outcome, String($0.offset)] }
+        try require(timelineA == timelineB && timelineA.count == 3, "the same timeline either way")
+        // Events about an upload created in an earlier batch stay as they are.
+        try require([StatsEvent.completed(first.id, at: at(9), length: 1)].coalesced().count == 1, "nothing to fold")
     }
 
     static func filtersAndPages(_ store: any StatsStore) async throws {

@@ -22,11 +22,11 @@ struct StatsLiveTests {
         return try #require(try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any])
     }
 
-    /// Waits until the recorder wrote `count` uploads.
-    func waitForUploads(_ server: TestServer, _ count: Int) async throws -> [[String: Any]] {
+    /// Waits until the recorder wrote `count` uploads, `terminated` of them terminated.
+    func waitForUploads(_ server: TestServer, _ count: Int, terminated: Int = 0) async throws -> [[String: Any]] {
         for _ in 0..<100 {
             let list = try await json(server, "/admin/uploads?limit=100")["uploads"] as? [[String: Any]] ?? []
-            if list.count >= count { return list }
+            if list.count >= count, list.filter({ $0["state"] as? String == "terminated" }).count >= terminated { return list }
             try await Task.sleep(for: .milliseconds(50))
         }
         return []
@@ -60,7 +60,7 @@ struct StatsLiveTests {
             let doomedPath = try #require(doomed.header("Location").flatMap { URL(string: $0)?.path })
             #expect(try await server.send("DELETE", doomedPath, [tus]).status == 204)
 
-            let all = try await waitForUploads(server, 4)
+            let all = try await waitForUploads(server, 4, terminated: 1)
             #expect(all.count == 4)
             let id = String(path.split(separator: "/").last ?? "")
             let phoneRow = try #require(all.first { $0["id"] as? String == id })

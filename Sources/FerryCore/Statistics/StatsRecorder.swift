@@ -57,6 +57,8 @@ public final class StatsRecorder: Service, Sendable {
     let now: @Sendable () -> Date
     let factory: any MetricsFactory
     let droppedCounter: Counter
+    /// The histograms per (scenario, network): made once, not per completion.
+    let histograms = Mutex<[String: (duration: CoreMetrics.Timer, goodput: Recorder)]>([:])
 
     public init(
         store: any StatsStore,
@@ -103,13 +105,21 @@ public final class StatsRecorder: Service, Sendable {
         enqueue(.completed(record.id, at: date, length: record.offset)) { state in
             seen = state.seen.removeValue(forKey: record.id)
         }
-        let dimensions = [("scenario", record.scenario), ("network", seen?.network ?? "unknown")]
-        let seconds = date.timeIntervalSince(record.createdAt)
-        Timer(label: Self.durationMetric, dimensions: dimensions, factory: factory).recordNanoseconds(Int64(max(0, seconds) * 1e9))
-        let transfer = date.timeIntervalSince(seen?.firstByteAt ?? record.createdAt)
-        if record.offset > 0, transfer > 0 {
-            Recorder(label: Self.goodputMetric, dimensions: dimensions, aggregate: true, factory: factory).record(Double(record.offset) / transfer)
+        let network = seen?.network ?? "unknown"
+        let metrics = histograms.withLock { cache in
+            let key = record.scenario + "|" + network
+            if let made = cache[key] { return made }
+            let dimensions = [("scenario", record.scenario), ("network", network)]
+            let made = (
+                duration: CoreMetrics.Timer(label: Self.durationMetric, dimensions: dimensions, factory: factory),
+                goodput: Recorder(label: Self.goodputMetric, dimensions: dimensions, aggregate: true, factory: factory)
+            )
+            cache[key] = made
+            return made
         }
+        metrics.duration.recordNanoseconds(Int64(max(0, date.timeIntervalSince(record.createdAt)) * 1e9))
+        let transfer = date.timeIntervalSince(seen?.firstByteAt ?? record.createdAt)
+        if record.offset > 0, transfer > 0 { metrics.goodput.record(Double(record.offset) / transfer) }
     }
 
     public func ended(_ id: UploadID, at date: Date, state ended: StatsState) {
@@ -146,11 +156,12 @@ public final class StatsRecorder: Service, Sendable {
             return state.buffer
         }
         guard !batch.isEmpty else { return 0 }
+        let writes = batch.coalesced()
         var start = 0
-        while start < batch.count {
-            let end = min(start + configuration.batchSize, batch.count)
+        while start < writes.count {
+            let end = min(start + configuration.batchSize, writes.count)
             do {
-                try await store.apply(Array(batch[start..<end]))
+                try await store.apply(Array(writes[start..<end]))
             } catch {
                 // Statistics must never hold uploads up: a batch the store refused is dropped.
                 droppedCounter.increment(by: end - start)

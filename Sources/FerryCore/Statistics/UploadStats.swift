@@ -135,6 +135,8 @@ public struct UploadStats: Sendable, Equatable {
             }
         case .telemetry(_, let json):
             telemetry = json
+        case .timeline:
+            break
         }
     }
 
@@ -186,4 +188,39 @@ public enum StatsEvent: Sendable, Equatable {
     /// Terminated or expired (ignored once complete).
     case ended(UploadID, at: Date, state: StatsState)
     case telemetry(UploadID, json: String)
+    /// A timeline row only (its counts are already in the upload's `created` record: the
+    /// recorder folds a batch's events into the records it creates).
+    case timeline(RequestEntry)
+}
+
+extension [StatsEvent] {
+    /// The same changes with fewer writes: events about an upload created in this batch are
+    /// applied to its `created` record (each request leaving only its timeline row).
+    public func coalesced() -> [StatsEvent] {
+        var created: [UploadID: Int] = [:]
+        var out: [StatsEvent] = []
+        out.reserveCapacity(count)
+        for event in self {
+            let id: UploadID
+            switch event {
+            case .created(let stats):
+                created[stats.id] = out.count
+                out.append(event)
+                continue
+            case .request(let entry): id = entry.upload
+            case .completed(let upload, _, _), .ended(let upload, _, _), .telemetry(let upload, _): id = upload
+            case .timeline:
+                out.append(event)
+                continue
+            }
+            guard let index = created[id], case .created(var stats) = out[index] else {
+                out.append(event)
+                continue
+            }
+            stats.apply(event)
+            out[index] = .created(stats)
+            if case .request(let entry) = event { out.append(.timeline(entry)) }
+        }
+        return out
+    }
 }
