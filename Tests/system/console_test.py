@@ -29,10 +29,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from support import Procs, check, free_port, results  # noqa: E402
+from support import MiB, Procs, check, free_port, random_file, results, sha256  # noqa: E402
 
 ADMIN = "console-admin-" + os.urandom(6).hex()
-MiB = 1 << 20
 
 
 def request(port, method, path, headers=None, body=None):
@@ -45,14 +44,6 @@ def request(port, method, path, headers=None, body=None):
         conn.close()
 
 
-def sha256_of(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(MiB), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def stored_sha256(port, url):
     path = "/" + url.split("/", 3)[3]
     status, _, body = request(port, "GET", path, {"Tus-Resumable": "1.0.0"})
@@ -61,12 +52,7 @@ def stored_sha256(port, url):
 
 def make_file(directory, name, size):
     path = os.path.join(directory, name)
-    with open(path, "wb") as f:
-        remaining = size
-        while remaining:
-            chunk = os.urandom(min(remaining, 4 * MiB))
-            f.write(chunk)
-            remaining -= len(chunk)
+    random_file(path, size)
     return path
 
 
@@ -129,7 +115,7 @@ def case_reload(driver, port, tmp, shots):
     check(resumed >= progress - 4 * MiB and resumed > 0,
           f"reload: the upload resumed from the server's offset ({resumed / MiB:.1f} MiB), not from 0")
     status, digest = stored_sha256(port, done.get_attribute("data-url"))
-    check(status == 200 and digest == sha256_of(path), "reload: the stored 50 MiB file's SHA-256 equals the file's")
+    check(status == 200 and digest == sha256(path), "reload: the stored 50 MiB file's SHA-256 equals the file's")
     driver.set_network_conditions(offline=False, latency=0, download_throughput=-1, upload_throughput=-1)
     driver.save_screenshot(os.path.join(shots, "console-uploader.png"))
 
@@ -143,7 +129,7 @@ def case_several(driver, port, tmp, shots):
         done = wait(driver, lambda d: (r := row(d, name)) is not None and r.get_attribute("data-state") == "complete" and r, 120,
                     f"{name} completes")
         status, digest = stored_sha256(port, done.get_attribute("data-url"))
-        check(status == 200 and digest == sha256_of(path), f"several: {name} is stored byte for byte")
+        check(status == 200 and digest == sha256(path), f"several: {name} is stored byte for byte")
     driver.save_screenshot(os.path.join(shots, "console-uploader.png"))
 
 
