@@ -4,7 +4,7 @@ import Foundation
 /// by `Ferry-Telemetry` on OPTIONS): stalls detected, retries, request sizes. Best effort: one
 /// try, a few seconds at most, never an error for the upload.
 struct Telemetry: Sendable {
-    var discovered = false
+    /// Where the server takes reports (its `Ferry-Telemetry`); nil: it takes none.
     var path: String?
     var stalls = 0
     var sizes: (count: Int, smallest: Int64, largest: Int64, last: Int64) = (0, .max, 0, 0)

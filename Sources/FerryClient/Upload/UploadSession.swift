@@ -234,11 +234,8 @@ struct UploadSession {
 
     private mutating func interpret(_ action: UploadMachine.Action, _ response: TransportResponse, duration: Duration) -> UploadMachine.Event {
         let offset = response.header("upload-offset").flatMap { Int64($0) }
+        if case .discover = action, (200..<300).contains(response.status) { telemetry.path = response.header("ferry-telemetry") }
         switch (action, response.status) {
-        case (.discover, 200...299) where response.header("ferry-telemetry") != nil && !telemetry.discovered:
-            telemetry.discovered = true
-            telemetry.path = response.header("ferry-telemetry")
-            return interpret(action, response, duration: duration)
         case (.discover, 200...299) where upload.options.dialect == .rufh:
             return .discovered(rufhCapabilities(response))
         case (.discover, 200...299):
