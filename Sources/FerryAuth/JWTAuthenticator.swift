@@ -30,7 +30,10 @@ public final class JWTAuthenticator: Authenticator {
         public var hasKeys: Bool { hs256Secret != nil || !publicKeysPEM.isEmpty || jwksJSON != nil }
     }
 
-    let keys: JWTKeyCollection
+    /// One key collection per signature algorithm (`HS256`, `RS256`, `ES256`, and what a JWKS
+    /// names): a token is verified only with keys of the algorithm its header declares, and a
+    /// header naming any other algorithm (`none`, `HS512`, …) is refused.
+    let keys: [String: JWTKeyCollection]
     let configuration: Configuration
     /// Tokens already verified, with their validity window: a mobile client sends the same token
     /// on every request of an upload, and verifying (decoding, HMAC or RSA) costs far more than
@@ -44,38 +47,83 @@ public final class JWTAuthenticator: Authenticator {
         var expires: Date
     }
 
-    private init(keys: JWTKeyCollection, configuration: Configuration) {
+    private init(keys: [String: JWTKeyCollection], configuration: Configuration) {
         self.keys = keys
         self.configuration = configuration
     }
 
     /// Loads the keys; throws a message naming the key that is unusable.
     public static func make(_ configuration: Configuration) async throws(FerryError) -> JWTAuthenticator {
-        let keys = JWTKeyCollection()
+        var keys: [String: JWTKeyCollection] = [:]
+        func collection(_ algorithm: String) -> JWTKeyCollection {
+            if let existing = keys[algorithm] { return existing }
+            let made = JWTKeyCollection()
+            keys[algorithm] = made
+            return made
+        }
         if let secret = configuration.hs256Secret {
             guard secret.utf8.count >= 32 else {
                 throw FerryError(.internalError, "hs256-secret must be at least 32 bytes long")
             }
-            await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256, kid: "ferry-hs256")
+            await collection("HS256").add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256, kid: "ferry-hs256")
         }
         for (index, pem) in configuration.publicKeysPEM.enumerated() {
             let kid = JWKIdentifier(string: "ferry-pem-\(index)")
             if let rsa = try? Insecure.RSA.PublicKey(pem: pem) {
-                await keys.add(rsa: rsa, digestAlgorithm: .sha256, kid: kid)
+                await collection("RS256").add(rsa: rsa, digestAlgorithm: .sha256, kid: kid)
             } else if let ec = try? ES256PublicKey(pem: pem) {
-                await keys.add(ecdsa: ec, kid: kid)
+                await collection("ES256").add(ecdsa: ec, kid: kid)
             } else {
                 throw FerryError(.internalError, "public key \(index + 1) is neither an RSA (2048 bits or more) nor a P-256 public key in PEM")
             }
         }
         if let jwks = configuration.jwksJSON {
             do {
-                try await keys.add(jwksJSON: jwks)
+                for (algorithm, set) in try Self.splitByAlgorithm(jwks) {
+                    try await collection(algorithm).add(jwksJSON: set)
+                }
             } catch {
                 throw FerryError(.internalError, "the JWKS file holds no usable key set", underlying: error)
             }
         }
         return JWTAuthenticator(keys: keys, configuration: configuration)
+    }
+
+    /// A JWKS split into one key set per algorithm: a key's `alg`, else the one its type implies.
+    static func splitByAlgorithm(_ jwks: String) throws -> [String: String] {
+        struct Malformed: Error {}
+        guard let object = try JSONSerialization.jsonObject(with: Data(jwks.utf8)) as? [String: Any],
+            let list = object["keys"] as? [[String: Any]], !list.isEmpty
+        else { throw Malformed() }
+        var groups: [String: [[String: Any]]] = [:]
+        for key in list {
+            let implied: String?
+            switch key["kty"] as? String {
+            case "RSA": implied = "RS256"
+            case "EC": implied = "ES256"
+            case "oct": implied = "HS256"
+            case "OKP": implied = "EdDSA"
+            default: implied = nil
+            }
+            guard let algorithm = key["alg"] as? String ?? implied else { throw Malformed() }
+            groups[algorithm, default: []].append(key)
+        }
+        return try groups.mapValues { group in
+            String(decoding: try JSONSerialization.data(withJSONObject: ["keys": group]), as: UTF8.self)
+        }
+    }
+
+    /// The `alg` of a compact JWS header; nil when the header cannot be read.
+    static func headerAlgorithm(_ token: String) -> String? {
+        guard let first = token.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false).first,
+            first.utf8.count <= 4096
+        else { return nil }
+        var base64 = first.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while base64.utf8.count % 4 != 0 { base64 += "=" }
+        guard let data = Data(base64Encoded: base64),
+            let header = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        else { return nil }
+        return header["alg"] as? String
     }
 
     public func authenticate(authorization: String?) async throws(FerryError) -> Principal {
@@ -93,9 +141,12 @@ public final class JWTAuthenticator: Authenticator {
             }
             return hit.principal
         }
+        guard let algorithm = Self.headerAlgorithm(token), let collection = keys[algorithm] else {
+            throw FerryError(.unauthorized, "the token's algorithm is not one this server's keys use")
+        }
         let claims: FerryClaims
         do {
-            claims = try await keys.verify(token, as: FerryClaims.self, iteratingKeys: true)
+            claims = try await collection.verify(token, as: FerryClaims.self, iteratingKeys: true)
         } catch {
             throw FerryError(.unauthorized, "the token is malformed, expired or not signed by a trusted key", underlying: error)
         }

@@ -23,7 +23,12 @@ public final class DiskByteStore: ReadableByteStore, ConcatenatingByteStore, Enu
         /// Chunk size when serving bytes back.
         public var readChunkSize: Int
 
-        public init(directory: String, writeBufferSize: Int = 1024 * 1024, readChunkSize: Int = 256 * 1024) {
+        /// Bytes of the file system upload writes leave free, so that the catalog can still
+        /// commit the offset of what was written when the disk fills (0: none).
+        public var freeSpaceReserve: Int64
+
+        public init(directory: String, writeBufferSize: Int = 1024 * 1024, readChunkSize: Int = 256 * 1024, freeSpaceReserve: Int64 = 8 << 20) {
+            self.freeSpaceReserve = freeSpaceReserve
             self.directory = directory
             self.writeBufferSize = writeBufferSize
             self.readChunkSize = readChunkSize
@@ -70,7 +75,7 @@ public final class DiskByteStore: ReadableByteStore, ConcatenatingByteStore, Enu
         let path = path(record.id)
         let offset = record.offset
         let fd = try await run("opening an upload file") { try DiskIO.openForAppend(path, at: offset) }
-        return DiskByteWriter(fd: fd, position: offset, threadPool: threadPool, bufferSize: configuration.writeBufferSize)
+        return DiskByteWriter(fd: fd, position: offset, threadPool: threadPool, bufferSize: configuration.writeBufferSize, reserve: configuration.freeSpaceReserve)
     }
 
     public func storedLength(of record: UploadRecord) async throws(FerryError) -> Int64? {

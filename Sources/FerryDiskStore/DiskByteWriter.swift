@@ -20,7 +20,11 @@ actor DiskByteWriter: ByteWriter {
     private var pending: ByteBuffer?
     private var closed = false
 
-    init(fd: Int32, position: Int64, threadPool: NIOThreadPool, bufferSize: Int) {
+    /// Bytes of the file system left free for the catalog (`DiskIO.writeAll`).
+    private let reserve: Int64
+
+    init(fd: Int32, position: Int64, threadPool: NIOThreadPool, bufferSize: Int, reserve: Int64 = 0) {
+        self.reserve = reserve
         self.fd = fd
         self.position = position
         self.threadPool = threadPool
@@ -67,9 +71,10 @@ actor DiskByteWriter: ByteWriter {
         pending = nil
         let fd = self.fd
         let at = position
+        let reserve = self.reserve
         let outcome: (written: Int, error: Int32)
         do {
-            outcome = try await threadPool.runIfActive { DiskIO.writeAll(fd, buffer, at: at) }
+            outcome = try await threadPool.runIfActive { DiskIO.writeAll(fd, buffer, at: at, reserve: reserve) }
         } catch {
             throw DiskIO.wrap(error, "writing an upload file")
         }

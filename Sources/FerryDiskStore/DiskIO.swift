@@ -95,18 +95,35 @@ enum DiskIO {
     }
 
     /// Writes the whole buffer at `offset`; returns how much was written and the errno that stopped it.
-    static func writeAll(_ fd: Int32, _ buffer: ByteBuffer, at offset: Int64) -> (written: Int, error: Int32) {
+    ///
+    /// Leaves `reserve` bytes of the file system free: what does not fit above it is refused
+    /// with `ENOSPC`, so the catalog (often on the same file system) can still commit the
+    /// offset of the bytes that did fit.
+    static func writeAll(_ fd: Int32, _ buffer: ByteBuffer, at offset: Int64, reserve: Int64 = 0) -> (written: Int, error: Int32) {
         buffer.withUnsafeReadableBytes { bytes -> (Int, Int32) in
+            var count = bytes.count
+            var refused: Int32 = 0
+            if reserve > 0 {
+                var info = statvfs()
+                if fstatvfs(fd, &info) == 0 {
+                    let free = Int64(clamping: Double(info.f_bavail) * Double(info.f_frsize))
+                    let room = max(0, free - reserve)
+                    if room < Int64(count) {
+                        count = Int(room)
+                        refused = ENOSPC
+                    }
+                }
+            }
             var written = 0
-            while written < bytes.count {
-                let result = pwrite(fd, bytes.baseAddress! + written, bytes.count - written, off_t(offset) + off_t(written))
+            while written < count {
+                let result = pwrite(fd, bytes.baseAddress! + written, count - written, off_t(offset) + off_t(written))
                 if result < 0 {
                     if errno == EINTR { continue }
                     return (written, errno)
                 }
                 written += result
             }
-            return (written, 0)
+            return (written, refused)
         }
     }
 

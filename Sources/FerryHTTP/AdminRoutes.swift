@@ -33,8 +33,10 @@ enum AdminRoutes {
 
     /// Compares in constant time (digests of equal length).
     static func authorized(_ header: String?, _ token: String) -> Bool {
-        guard let header, header.hasPrefix("Bearer ") else { return false }
-        let given = SHA256.hash(data: Data(header.dropFirst(7).utf8))
+        // The scheme is case-insensitive (RFC 9110 §11.1); the token is compared in constant time.
+        let parts = header?.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true) ?? []
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return false }
+        let given = SHA256.hash(data: Data(parts[1].trimmingCharacters(in: .whitespaces).utf8))
         let expected = SHA256.hash(data: Data(token.utf8))
         return zip(given, expected).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
     }

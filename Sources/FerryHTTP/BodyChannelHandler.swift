@@ -99,6 +99,8 @@ final class BodyChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
 struct ChannelBodyTransport: BodyTransport, InterimResponder {
     let channel: any Channel
 
+    var clientAddress: String? { channel.remoteAddress?.ipAddress }
+
     func sendInterim(_ response: HTTPResponse) async {
         let channel = self.channel
         try? await channel.eventLoop.submit {
@@ -109,6 +111,7 @@ struct ChannelBodyTransport: BodyTransport, InterimResponder {
     func willReadBody() async {
         let channel = self.channel
         try? await channel.eventLoop.submit {
+            try? channel.pipeline.syncOperations.handler(type: ConnectionGuardHandler.self).bodyReadingStarted()
             try channel.pipeline.syncOperations.handler(type: BodyChannelHandler.self).sendContinueIfExpected()
         }.get()
     }

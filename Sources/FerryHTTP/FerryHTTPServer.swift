@@ -20,6 +20,8 @@ public enum FerryHTTPServer {
         public var discardEndpoint: Bool
         /// Bearer token of the admin API (`/admin/...`); nil leaves it off.
         public var adminToken: String?
+        /// Connections, slow bodies and heads, header size.
+        public var limits: ConnectionLimits
 
         public init(
             host: String = "127.0.0.1",
@@ -27,8 +29,10 @@ public enum FerryHTTPServer {
             readTimeout: Duration = .seconds(30),
             cors: CORSConfiguration = CORSConfiguration(),
             discardEndpoint: Bool = false,
-            adminToken: String? = nil
+            adminToken: String? = nil,
+            limits: ConnectionLimits = ConnectionLimits()
         ) {
+            self.limits = limits
             self.host = host
             self.port = port
             self.readTimeout = readTimeout
@@ -108,12 +112,17 @@ public enum FerryHTTPServer {
         onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         let seconds = configuration.readTimeout.components.seconds
+        let limits = configuration.limits
+        let counter = ConnectionCounter()
         return Application(
             router: router,
             server: .http1(
                 configuration: .init(
-                    additionalChannelHandlers: [BodyChannelHandler()],
-                    idleTimeout: .seconds(max(1, seconds))
+                    additionalChannelHandlers: [ConnectionGuardHandler(limits: limits, counter: counter), BodyChannelHandler()],
+                    idleTimeout: .seconds(max(1, seconds)),
+                    httpDecoderConfiguration: .init(
+                        maxHeaderFieldSize: limits.maxHeaderBytes, maxHeaderListSize: limits.maxHeaderBytes, maxHeaderFieldCount: 200
+                    )
                 )
             ),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),

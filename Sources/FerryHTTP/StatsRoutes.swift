@@ -43,8 +43,14 @@ enum StatsRoutes {
         }
         router.get("/admin/uploads/:id") { request, context -> Response in
             guard AdminRoutes.authorized(request.headers[.authorization], token) else { return unauthorized() }
-            guard let raw = context.parameters.get("id"), let id = UploadID(raw), let upload = try await stats.stats(of: id) else {
+            guard let raw = context.parameters.get("id"), let id = UploadID(raw) else {
                 return AdminRoutes.json(.notFound, ["error": "ERR_UPLOAD_NOT_FOUND"])
+            }
+            guard let upload = try await stats.stats(of: id) else {
+                // Statistics are written in batches: an upload the catalog holds but the
+                // statistics do not yet is pending, not missing.
+                guard try await catalog.get(id) != nil else { return AdminRoutes.json(.notFound, ["error": "ERR_UPLOAD_NOT_FOUND"]) }
+                return AdminRoutes.json(.accepted, ["id": id.rawValue, "status": "pending"], extra: [.retryAfter: "1"])
             }
             let requests = try await stats.requests(of: id, limit: 200)
             let events = try await catalog.deliveries(of: id)
@@ -86,9 +92,18 @@ enum StatsRoutes {
         return value
     }
 
+    /// An ISO 8601 time or Unix seconds, between 1970 and 9999 (`nan`, `inf`, `1e300` are refused).
     static func date(_ text: Substring, _ name: String) throws(FerryError) -> Date {
-        if let seconds = Double(text) { return Date(timeIntervalSince1970: seconds) }
-        if let date = try? Date(String(text), strategy: .iso8601) { return date }
+        if let seconds = Double(text) {
+            guard let date = ClientTime.date(unixSeconds: seconds) else {
+                throw FerryError(.invalidQuery, "\(name) must lie between 1970 and 9999")
+            }
+            return date
+        }
+        if let date = try? Date(String(text), strategy: .iso8601) {
+            guard ClientTime.isAcceptable(date) else { throw FerryError(.invalidQuery, "\(name) must lie between 1970 and 9999") }
+            return date
+        }
         throw FerryError(.invalidQuery, "\(name) is an ISO 8601 time or Unix seconds")
     }
 
@@ -97,7 +112,9 @@ enum StatsRoutes {
         var from = try parameters["from"].map { text throws(FerryError) in try date(text, "from") }
         let to = try parameters["to"].map { text throws(FerryError) in try date(text, "to") }
         if let since = parameters["since"] {
-            guard let span = Self.span(since) else { throw FerryError(.invalidQuery, "since is a span like 90s, 15m, 24h or 7d") }
+            guard let span = Self.span(since) else {
+                throw FerryError(.invalidQuery, "since is a span like 90s, 15m, 24h or 7d, at most \(Int(maxSpan / 86_400)) days")
+            }
             from = Date().addingTimeInterval(-span)
         } else if from == nil, let defaultSpan {
             from = (to ?? Date()).addingTimeInterval(-defaultSpan)
@@ -105,10 +122,15 @@ enum StatsRoutes {
         return (from, to)
     }
 
+    /// The longest `since` span: back to 1970 and no further.
+    static let maxSpan: Double = 60 * 365.25 * 86_400
+
+    /// A positive, finite span of at most `maxSpan` seconds; nil otherwise.
     static func span(_ text: Substring) -> Double? {
         let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86_400]
-        guard let unit = text.last.flatMap({ units[$0] }), let count = Double(text.dropLast()), count > 0 else { return nil }
-        return count * unit
+        guard let unit = text.last.flatMap({ units[$0] }), let count = Double(text.dropLast()), count.isFinite, count > 0 else { return nil }
+        let span = count * unit
+        return span <= maxSpan ? span : nil
     }
 
     // MARK: Answers

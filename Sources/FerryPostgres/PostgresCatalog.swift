@@ -88,12 +88,48 @@ public final class PostgresCatalog: UploadCatalog, Service {
         }
     }
 
-    public func insert(_ record: UploadRecord, events: [OutboxEvent]) async throws(FerryError) {
-        // One statement, so atomic without a transaction: the row, a final's parts with their
-        // positions (none for other uploads), and the outbox events. A duplicate id fails on
-        // the primary key.
-        _ = try await rows(
-            """
+    public func insert(_ record: UploadRecord, events: [OutboxEvent], claim: QuotaClaim?) async throws(FerryError) {
+        guard let claim else {
+            _ = try await rows(Self.insertQuery(record, events), "the catalog rejected an insert") { _ in () }
+            return
+        }
+        // A claimed insert: an advisory lock per owner, held to the end of the transaction,
+        // serializes the count and the insert against every other claimed insert of that
+        // owner on every node; each statement of a READ COMMITTED transaction sees what the
+        // previous holder committed.
+        try await migrated.wait()
+        let refusal: FerryError?
+        do {
+            refusal = try await client.withTransaction(logger: logger) { connection -> FerryError? in
+                _ = try await connection.query(
+                    "SELECT pg_advisory_xact_lock(\(Self.quotaLockSpace), hashtext(\(claim.owner)))", logger: logger
+                ).collect()
+                var usage = OwnerUsage(openUploads: 0, openBytes: 0, recentCreations: 0)
+                for try await row in try await connection.query(Self.usageQuery(of: claim.owner, since: claim.windowStart), logger: logger) {
+                    usage = try Self.usage(row)
+                }
+                do throws(FerryError) {
+                    try claim.check(usage)
+                } catch {
+                    return error
+                }
+                _ = try await connection.query(Self.insertQuery(record, events), logger: logger).collect()
+                return nil
+            }
+        } catch {
+            throw Self.wrap(error, "the catalog rejected an insert")
+        }
+        if let refusal { throw refusal }
+    }
+
+    /// The first key of the advisory locks that serialize an owner's claimed inserts.
+    static let quotaLockSpace: Int32 = 0x4665_7279  // "Fery"
+
+    /// One statement, so atomic without a transaction: the row, a final's parts with their
+    /// positions (none for other uploads), and the outbox events. A duplicate id fails on
+    /// the primary key.
+    static func insertQuery(_ record: UploadRecord, _ events: [OutboxEvent]) -> PostgresQuery {
+        """
             WITH upload AS (
                 INSERT INTO uploads (id, length, "offset", metadata, concat, state, created_at, updated_at, expires_at, store_state,
                     scenario, owner, sha256, business_status, business_result, business_attempts, business_next_at,
@@ -121,9 +157,7 @@ public final class PostgresCatalog: UploadCatalog, Service {
                     AS e (event_id, destination, sequence, type, payload, created_at)
             )
             SELECT id FROM upload
-            """,
-            "the catalog rejected an insert"
-        ) { _ in () }
+            """
     }
 
     /// Under a cross-node lock (`LeaseFence.current`, set by the engine), the update commits only
@@ -220,17 +254,23 @@ public final class PostgresCatalog: UploadCatalog, Service {
     }
 
     public func usage(of owner: String, since: Date) async throws(FerryError) -> OwnerUsage {
-        try await rows(
-            """
-            SELECT count(*), coalesce(sum(coalesce(length, "offset")), 0)::bigint,
-                (SELECT count(*) FROM uploads WHERE owner = \(owner) AND created_at >= \(since.timeIntervalSince1970))
-            FROM uploads WHERE owner = \(owner) AND state = 'incomplete'
-            """,
-            "the catalog could not be read"
-        ) { row in
-            let (open, bytes, recent) = try row.decode((Int64, Int64, Int64).self)
-            return OwnerUsage(openUploads: Int(open), openBytes: bytes, recentCreations: Int(recent))
-        }.first ?? OwnerUsage(openUploads: 0, openBytes: 0, recentCreations: 0)
+        try await rows(Self.usageQuery(of: owner, since: since), "the catalog could not be read", Self.usage).first
+            ?? OwnerUsage(openUploads: 0, openBytes: 0, recentCreations: 0)
+    }
+
+    /// The sum is numeric in PostgreSQL: held at 2^63 - 1 before the cast, so lengths near the
+    /// limit saturate rather than fail the query.
+    static func usageQuery(of owner: String, since: Date) -> PostgresQuery {
+        """
+        SELECT count(*), least(coalesce(sum(coalesce(length, "offset")), 0), 9223372036854775807)::bigint,
+            (SELECT count(*) FROM uploads WHERE owner = \(owner) AND created_at >= \(since.timeIntervalSince1970))
+        FROM uploads WHERE owner = \(owner) AND state = 'incomplete'
+        """
+    }
+
+    static func usage(_ row: PostgresRow) throws -> OwnerUsage {
+        let (open, bytes, recent) = try row.decode((Int64, Int64, Int64).self)
+        return OwnerUsage(openUploads: Int(open), openBytes: bytes, recentCreations: Int(recent))
     }
 
     public func pendingBusinessResults(before date: Date, limit: Int) async throws(FerryError) -> [UploadRecord] {

@@ -40,7 +40,8 @@ extension RUFHDialect {
         var record = try await engine.create(
             .init(
                 length: length, metadata: metadata, scenario: scenario, principal: principal,
-                info: TusDialect.requestInfo(request, dialect: "rufh", metadata: metadata)
+                info: TusDialect.requestInfo(request, dialect: "rufh", metadata: metadata),
+                address: tus.clientAddress(request, transport)
             )
         )
         let location = tus.url(of: record.id, request)
@@ -113,7 +114,7 @@ extension RUFHDialect {
         }
         var declared = uploadLength
         if complete, let contentLength {
-            let total = offset + contentLength
+            let total = try offset.adding(contentLength, or: .invalidLength, "Upload-Offset plus Content-Length does not fit in 63 bits")
             if let uploadLength, uploadLength != total {
                 throw FerryError(.inconsistentLength, "Upload-Length \(uploadLength) but this complete append ends at \(total)")
             }
@@ -263,6 +264,8 @@ struct InterimTransport<Inner: BodyTransport & InterimResponder>: BodyTransport 
     }
 
     func bodyEnded() async -> BodyEnd { await inner.bodyEnded() }
+
+    var clientAddress: String? { inner.clientAddress }
 
     func checkpointed(offset: Int64) async {
         guard let progress else { return }

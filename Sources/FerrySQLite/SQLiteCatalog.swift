@@ -12,7 +12,7 @@ public final class SQLiteCatalog: UploadCatalog {
     private let writes: GroupCommit<Write, Void>
 
     enum Write: Sendable {
-        case insert(UploadRecord, [OutboxEvent])
+        case insert(UploadRecord, [OutboxEvent], QuotaClaim?)
         case update(UploadRecord, [OutboxEvent])
         case remove(UploadID)
         case delivery(eventID: String, destination: String, attempts: Int, outcome: DeliveryOutcome)
@@ -67,8 +67,10 @@ public final class SQLiteCatalog: UploadCatalog {
         }
     }
 
-    public func insert(_ record: UploadRecord, events: [OutboxEvent]) async throws(FerryError) {
-        try await writes.submit(.insert(record, events))
+    /// A claimed insert counts the owner's usage inside the write transaction: SQLite has one
+    /// writer, so no other insert runs between the count and the row.
+    public func insert(_ record: UploadRecord, events: [OutboxEvent], claim: QuotaClaim?) async throws(FerryError) {
+        try await writes.submit(.insert(record, events, claim))
     }
 
     public func update(_ record: UploadRecord, events: [OutboxEvent]) async throws(FerryError) {
@@ -122,19 +124,24 @@ public final class SQLiteCatalog: UploadCatalog {
     }
 
     public func usage(of owner: String, since: Date) async throws(FerryError) -> OwnerUsage {
-        try await read { db in
-            let row = try Row.fetchOne(
-                db,
+        try await read { db in try Self.usage(of: owner, since: since, db) }
+    }
+
+    static func usage(of owner: String, since: Date, _ db: Database) throws -> OwnerUsage {
+        let row = try Row.fetchOne(
+            db.cachedStatement(
                 // Index ranges only: an owner's history of complete uploads is never scanned.
+                // `total` sums as a double: lengths near 2^63 saturate rather than fail the query.
                 sql: """
-                    SELECT count(*) AS open, coalesce(sum(coalesce(length, "offset")), 0) AS bytes,
+                    SELECT count(*) AS open, total(coalesce(length, "offset")) AS bytes,
                         (SELECT count(*) FROM uploads WHERE owner = ? AND created_at >= ?) AS recent
                     FROM uploads WHERE owner = ? AND state = 'incomplete'
-                    """,
-                arguments: [owner, since.timeIntervalSince1970, owner]
-            )
-            return OwnerUsage(openUploads: row?["open"] ?? 0, openBytes: row?["bytes"] ?? 0, recentCreations: row?["recent"] ?? 0)
-        }
+                    """
+            ),
+            arguments: [owner, since.timeIntervalSince1970, owner]
+        )
+        let bytes: Double = row?["bytes"] ?? 0
+        return OwnerUsage(openUploads: row?["open"] ?? 0, openBytes: Int64(clamping: bytes), recentCreations: row?["recent"] ?? 0)
     }
 
     public func pendingBusinessResults(before date: Date, limit: Int) async throws(FerryError) -> [UploadRecord] {

@@ -51,6 +51,7 @@ public struct FerryServerConfiguration: Sendable {
 
     public func validate() throws(FerryError) {
         try engine.validate()
+        try http.limits.validate()
         guard (0...65_535).contains(http.port) else { throw FerryError(.internalError, "port must be 0-65535") }
         guard ioThreads > 0 else { throw FerryError(.internalError, "io threads must be positive") }
         guard !dataDirectory.isEmpty else { throw FerryError(.internalError, "the data directory must be named") }

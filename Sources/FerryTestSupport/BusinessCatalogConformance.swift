@@ -8,6 +8,7 @@ enum BusinessCatalogConformance {
     static func run(_ makeCatalog: () async throws -> any UploadCatalog) async throws {
         try await roundTripsBusinessFields(makeCatalog())
         try await countsUsage(makeCatalog())
+        try await claimsAtomically(makeCatalog())
         try await listsPendingBusinessResults(makeCatalog())
         try await deliversInOrder(makeCatalog())
     }
@@ -59,6 +60,53 @@ enum BusinessCatalogConformance {
         try require(usage.recentCreations == 2, "creations in the window are counted (got \(usage.recentCreations))")
         let nobody = try await catalog.usage(of: "carol", since: epoch)
         try require(nobody == OwnerUsage(openUploads: 0, openBytes: 0, recentCreations: 0), "an owner without uploads uses nothing")
+    }
+
+    /// Claimed inserts hold the quota under concurrency: 40 at once with room for 5 leave 5,
+    /// and lengths near 2^63 saturate instead of overflowing.
+    static func claimsAtomically(_ catalog: any UploadCatalog) async throws {
+        let owner = "claims-" + UploadID.random().rawValue
+        let now = Date()
+        func claim(_ quotas: Quotas, bytes: Int64 = 10) -> QuotaClaim {
+            QuotaClaim(owner: owner, quotas: quotas, bytes: bytes, creating: true, windowStart: now.addingTimeInterval(-60))
+        }
+        func attempt(_ count: Int, _ quotas: Quotas, length: Int64 = 10) async -> (accepted: Int, refused: Int, other: [String]) {
+            await withTaskGroup(of: Result<Void, FerryError>.self) { group in
+                for _ in 0..<count {
+                    group.addTask {
+                        let new = UploadRecord(id: .random(), length: length, createdAt: now, scenario: "voice", owner: owner)
+                        do throws(FerryError) {
+                            try await catalog.insert(new, events: [], claim: claim(quotas, bytes: length))
+                            return .success(())
+                        } catch {
+                            return .failure(error)
+                        }
+                    }
+                }
+                var tally = (accepted: 0, refused: 0, other: [String]())
+                for await result in group {
+                    switch result {
+                    case .success: tally.accepted += 1
+                    case .failure(let error) where error.code == .quotaExceeded: tally.refused += 1
+                    case .failure(let error): tally.other.append("\(error)")
+                    }
+                }
+                return tally
+            }
+        }
+        let open = await attempt(40, Quotas(openUploads: 5))
+        try require(open.other.isEmpty, "claimed inserts fail only on the quota (\(open.other))")
+        try require(open.accepted == 5 && open.refused == 35, "40 concurrent claims with open-uploads 5 leave 5 (accepted \(open.accepted))")
+        let perMinute = await attempt(40, Quotas(creationsPerMinute: 8))
+        try require(perMinute.accepted == 3, "creations-per-minute 8 admits 3 more after 5 (accepted \(perMinute.accepted))")
+        let bytes = await attempt(40, Quotas(openBytes: 120))
+        try require(bytes.accepted == 4, "open-bytes 120 admits 4 more uploads of 10 bytes after 80 (accepted \(bytes.accepted))")
+        let usage = try await catalog.usage(of: owner, since: now.addingTimeInterval(-60))
+        try require(usage.openUploads == 12 && usage.openBytes == 120, "the accepted inserts are all there (\(usage))")
+        let huge = await attempt(2, Quotas(openBytes: .max), length: .max)
+        try require(huge.other.isEmpty && huge.accepted == 2, "lengths of 2^63 - 1 under a limit of 2^63 - 1 neither overflow nor fail (\(huge))")
+        let saturated = try await catalog.usage(of: owner, since: now.addingTimeInterval(-60))
+        try require(saturated.openBytes == .max, "the usage sum saturates at 2^63 - 1 (\(saturated.openBytes))")
     }
 
     static func listsPendingBusinessResults(_ catalog: any UploadCatalog) async throws {

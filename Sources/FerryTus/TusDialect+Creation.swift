@@ -19,7 +19,9 @@ extension TusDialect {
             if concat == "partial" {
                 isPartial = true
             } else if concat.hasPrefix("final;") {
-                return try await createFinal(request, headers, concat.dropFirst("final;".count), metadata, scenario, principal)
+                return try await createFinal(
+                    request, headers, concat.dropFirst("final;".count), metadata, scenario, principal, address: clientAddress(request, transport)
+                )
             } else {
                 throw FerryError(.invalidConcat, "Upload-Concat is `partial` or `final;<url> <url> ...`")
             }
@@ -43,7 +45,8 @@ extension TusDialect {
         var record = try await engine.create(
             .init(
                 length: length, metadata: metadata, isPartial: isPartial, scenario: scenario, principal: principal,
-                info: Self.requestInfo(request, dialect: "tus", metadata: metadata)
+                info: Self.requestInfo(request, dialect: "tus", metadata: metadata),
+                address: clientAddress(request, transport)
             )
         )
         var responseHeaders = HTTPFields()
@@ -79,7 +82,8 @@ extension TusDialect {
         _ list: Substring,
         _ metadata: UploadMetadata,
         _ scenario: String?,
-        _ principal: Principal
+        _ principal: Principal,
+        address: String?
     ) async throws(FerryError) -> TusResponse {
         guard engine.capabilities.concatenation else {
             throw FerryError(.invalidConcat, "this server does not concatenate uploads")
@@ -92,9 +96,9 @@ extension TusDialect {
         }
         var parts: [UploadID] = []
         for reference in list.split(separator: " ", omittingEmptySubsequences: true) {
-            parts.append(try uploadID(fromReference: reference))
+            parts.append(try uploadID(fromReference: reference, request))
         }
-        let record = try await engine.createFinal(parts: parts, metadata: metadata, scenario: scenario, principal: principal)
+        let record = try await engine.createFinal(parts: parts, metadata: metadata, scenario: scenario, principal: principal, address: address)
         var responseHeaders = HTTPFields()
         responseHeaders[.location] = url(of: record.id, request)
         addExpiry(record, to: &responseHeaders)
@@ -110,6 +114,16 @@ extension TusDialect {
             client: RequestInfo.client(declared: request.headerFields[.ferryClient], userAgent: request.headerFields[.userAgent]),
             network: RequestInfo.network(request.headerFields[.ferryNetwork] ?? metadata.string("network"))
         )
+    }
+
+    /// The client's address: the first `X-Forwarded-For` entry behind a trusted proxy, else the peer.
+    public func clientAddress(_ request: HTTPRequest, _ transport: some BodyTransport) -> String? {
+        if configuration.trustForwardedHeaders, let forwarded = request.headerFields[.xForwardedFor],
+            let first = forwarded.split(separator: ",").first?.trimmingCharacters(in: .whitespaces), !first.isEmpty
+        {
+            return first
+        }
+        return transport.clientAddress
     }
 
     func addExpiry(_ record: UploadRecord, to headers: inout HTTPFields) {

@@ -108,7 +108,8 @@ enum ByteRange: Equatable {
         guard start < length else { return .unsatisfiable }
         if last.isEmpty { return .partial(start..<length) }
         guard let end = Int64(last), end >= start else { return .whole }
-        return .partial(start..<min(end + 1, length))
+        // RFC 9110: a last position past the end means the end (never `end + 1`, which can overflow).
+        return .partial(start..<(min(end, length - 1) + 1))
     }
 }
 

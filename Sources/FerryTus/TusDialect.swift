@@ -61,7 +61,12 @@ public struct TusDialect: Sendable {
         transport: some BodyTransport
     ) async -> TusResponse where Body.Element == ByteBuffer {
         var method = request.method
-        if let override = request.headerFields[.methodOverride], let overridden = HTTPRequest.Method(override.uppercased()) {
+        // For clients behind proxies that pass only GET and POST: a POST may say it is a PATCH
+        // or DELETE. A safe method is never turned into an unsafe one (a GET link or an
+        // image tag must not delete an upload).
+        if request.method == .post, let override = request.headerFields[.methodOverride],
+            let overridden = HTTPRequest.Method(override.uppercased())
+        {
             method = overridden
         }
         var response: TusResponse
@@ -186,23 +191,67 @@ public struct TusDialect: Sendable {
 
     /// The absolute URL of an upload.
     public func url(of id: UploadID, _ request: HTTPRequest) -> String {
-        if let base = configuration.publicBaseURL { return base + id.rawValue }
+        collectionURL(request) + id.rawValue
+    }
+
+    /// The absolute URL of the collection, ending in `/`: `--public-url`, else built from the
+    /// request (a `Host` that is not a valid host name is replaced by `localhost`).
+    public func collectionURL(_ request: HTTPRequest) -> String {
+        if let base = configuration.publicBaseURL { return base }
         let fields = request.headerFields
         let forwarded = configuration.trustForwardedHeaders
-        let scheme = (forwarded ? fields[.xForwardedProto] : nil) ?? request.scheme ?? "http"
-        let host = (forwarded ? fields[.xForwardedHost] : nil) ?? request.authority ?? "localhost"
-        return "\(scheme)://\(host)\(configuration.basePath)\(id.rawValue)"
+        var scheme = (forwarded ? fields[.xForwardedProto] : nil) ?? request.scheme ?? "http"
+        if scheme != "http", scheme != "https" { scheme = "http" }
+        let host = Self.validHost((forwarded ? fields[.xForwardedHost] : nil) ?? request.authority) ?? "localhost"
+        return "\(scheme)://\(host)\(configuration.basePath)"
+    }
+
+    /// A `Host` (or `X-Forwarded-Host`) fit to be copied into a URL: a registered name, IPv4 or
+    /// bracketed IPv6 literal with an optional port, nothing else (no spaces, `@`, `/`, quotes);
+    /// nil otherwise.
+    public static func validHost(_ host: String?) -> String? {
+        guard let host, !host.isEmpty, host.utf8.count <= 255 else { return nil }
+        var name = Substring(host)
+        if name.hasPrefix("[") {
+            guard let close = name.firstIndex(of: "]") else { return nil }
+            let literal = name[name.index(after: name.startIndex)..<close]
+            guard !literal.isEmpty, literal.utf8.allSatisfy({ Self.isHex($0) || $0 == UInt8(ascii: ":") || $0 == UInt8(ascii: ".") }) else { return nil }
+            name = name[name.index(after: close)...]
+            guard name.isEmpty || name.hasPrefix(":") else { return nil }
+        } else {
+            let end = name.firstIndex(of: ":") ?? name.endIndex
+            let label = name[..<end]
+            guard !label.isEmpty, label.utf8.allSatisfy({ Self.isHostByte($0) }) else { return nil }
+            name = name[end...]
+        }
+        if !name.isEmpty {
+            let port = name.dropFirst()
+            guard !port.isEmpty, port.utf8.count <= 5, port.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
+        }
+        return host
+    }
+
+    private static func isHex(_ byte: UInt8) -> Bool {
+        (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x46) || (byte >= 0x61 && byte <= 0x66)
+    }
+
+    private static func isHostByte(_ byte: UInt8) -> Bool {
+        (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
+            || byte == UInt8(ascii: "-") || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "_")
     }
 
     /// The upload id a client names in `Upload-Concat: final;...` (absolute URL or path).
-    func uploadID(fromReference reference: Substring) throws(FerryError) -> UploadID {
-        var path = reference
-        if let schemeEnd = path.range(of: "://") {
-            path = path[schemeEnd.upperBound...]
-            guard let slash = path.firstIndex(of: "/") else {
-                throw FerryError(.invalidConcat, "a partial upload URL has no path")
+    func uploadID(fromReference reference: Substring, _ request: HTTPRequest) throws(FerryError) -> UploadID {
+        let path = reference
+        if path.contains("://") {
+            // An absolute URL must be one this server hands out: a partial elsewhere is not ours.
+            let base = collectionURL(request)
+            guard path.count > base.count, path.prefix(base.count).lowercased() == base.lowercased(),
+                let id = UploadID(path.dropFirst(base.count))
+            else {
+                throw FerryError(.invalidConcat, "a partial upload URL does not name an upload of this server")
             }
-            path = path[slash...]
+            return id
         }
         guard path.hasPrefix(configuration.basePath), let id = UploadID(path.dropFirst(configuration.basePath.count)) else {
             throw FerryError(.invalidConcat, "a partial upload URL is not an upload of this server")

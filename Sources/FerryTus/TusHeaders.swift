@@ -19,6 +19,7 @@ extension HTTPField.Name {
     static let xContentTypeOptions = Self("X-Content-Type-Options")!
     static let xForwardedProto = Self("X-Forwarded-Proto")!
     static let xForwardedHost = Self("X-Forwarded-Host")!
+    static let xForwardedFor = Self("X-Forwarded-For")!
     /// `done`, `pending` or `failed`: where the `pre-finish` business result of a complete upload stands.
     public static let ferryBusinessStatus = Self("Ferry-Business-Status")!
     /// The `pre-finish` callback's answer, compact JSON.

@@ -45,7 +45,10 @@ extension FerryError.Code {
         case .unauthorized: .unauthorized
         case .forbidden: .forbidden
         case .scenarioNotFound: .notFound
-        case .quotaExceeded: .tooManyRequests
+        case .quotaExceeded, .rateLimited: .tooManyRequests
+        case .metadataTooLarge: .badRequest
+        case .headersTooLarge: HTTPResponse.Status(code: 431, reasonPhrase: "Request Header Fields Too Large")
+        case .bodyTooSlow: .requestTimeout
         case .contentTypeNotAllowed, .contentMismatch: .unsupportedMediaType
         case .rejected: .forbidden
         case .callbackFailed: .serviceUnavailable

@@ -117,6 +117,18 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Statistics of uploads created longer ago are pruned. [env: FERRY_STATS_RETENTION] (default: 30d)")
     var statsRetention: String?
 
+    @Option(help: "Connections open at once; more are answered 503. [env: FERRY_MAX_CONNECTIONS] (default: 4096)")
+    var maxConnections: Int?
+
+    @Option(help: "Cut a request body that arrives slower than this many bytes/s over 30 s of waiting (0: never). [env: FERRY_MIN_BODY_RATE] (default: 64)")
+    var minBodyRate: Int?
+
+    @Option(help: "Largest request head; larger ones are answered 431. [env: FERRY_MAX_HEADER_SIZE] (default: 32K)")
+    var maxHeaderSize: String?
+
+    @Option(help: "Uploads one client (token subject, else address) may create a minute on a node (0: no limit). [env: FERRY_CREATION_RATE] (default: 1200)")
+    var creationRate: Int?
+
     func run() async throws {
         let settings = Settings(environment: ProcessInfo.processInfo.environment)
         var configuration = try makeConfiguration(settings)
@@ -168,6 +180,13 @@ struct Serve: AsyncParsableCommand {
             checkpointInterval: try settings.value(checkpointInterval, "FERRY_CHECKPOINT_INTERVAL", default: .seconds(5), parse: Settings.duration)
         )
         engine.allowsTermination = !(noTermination || settings.flag("FERRY_NO_TERMINATION"))
+        let rate = try settings.value(creationRate.map(String.init), "FERRY_CREATION_RATE", default: 1200) { Int($0) }
+        engine.creationsPerMinutePerClient = rate == 0 ? nil : rate
+        let limits = ConnectionLimits(
+            maxConnections: try settings.value(maxConnections.map(String.init), "FERRY_MAX_CONNECTIONS", default: 4096) { Int($0) },
+            minBodyRate: try settings.value(minBodyRate.map(String.init), "FERRY_MIN_BODY_RATE", default: 64) { Int($0) },
+            maxHeaderBytes: Int(try settings.value(maxHeaderSize, "FERRY_MAX_HEADER_SIZE", default: 32 << 10, parse: Settings.bytes))
+        )
         var origins = corsOrigin
         if origins.isEmpty, let list = settings.environment["FERRY_CORS_ORIGIN"] {
             origins = list.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
@@ -177,7 +196,8 @@ struct Serve: AsyncParsableCommand {
             port: try settings.value(port.map(String.init), "FERRY_PORT", default: 8080) { Int($0) },
             readTimeout: try settings.value(readTimeout, "FERRY_READ_TIMEOUT", default: .seconds(30), parse: Settings.duration),
             cors: CORSConfiguration(allowedOrigins: origins),
-            discardEndpoint: benchDiscard || settings.flag("FERRY_BENCH_DISCARD")
+            discardEndpoint: benchDiscard || settings.flag("FERRY_BENCH_DISCARD"),
+            limits: limits
         )
         let tus = TusDialect.Configuration(
             basePath: settings.value(basePath, "FERRY_BASE_PATH", default: "/files/"),

@@ -1,3 +1,4 @@
+import FerryCore
 import ArgumentParser
 
 /// Resolves an option from the command line, then `FERRY_*` environment, then its default.
@@ -25,11 +26,13 @@ struct Settings {
     static func duration(_ text: String) -> Duration? {
         let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86_400)]
         for (suffix, scale) in units where text.hasSuffix(suffix) {
-            guard let number = Double(text.dropLast(suffix.count)), number >= 0 else { return nil }
-            return .milliseconds(Int64(number * scale * 1000))
+            guard let number = Double(text.dropLast(suffix.count)), number >= 0, let milliseconds = Int64(checking: number * scale * 1000) else {
+                return nil
+            }
+            return .milliseconds(milliseconds)
         }
-        guard let seconds = Double(text), seconds >= 0 else { return nil }
-        return .milliseconds(Int64(seconds * 1000))
+        guard let seconds = Double(text), seconds >= 0, let milliseconds = Int64(checking: seconds * 1000) else { return nil }
+        return .milliseconds(milliseconds)
     }
 
     /// Bytes, or with a binary K/M/G/T suffix.
@@ -38,7 +41,8 @@ struct Settings {
         let upper = text.uppercased().replacingOccurrences(of: "IB", with: "").replacingOccurrences(of: "B", with: "")
         for (suffix, scale) in units where upper.last == suffix {
             guard let number = Int64(upper.dropLast()), number >= 0 else { return nil }
-            return number * scale
+            let (value, overflow) = number.multipliedReportingOverflow(by: scale)
+            return overflow ? nil : value
         }
         guard let value = Int64(upper), value >= 0 else { return nil }
         return value

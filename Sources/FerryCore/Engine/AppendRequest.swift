@@ -72,8 +72,11 @@ public protocol BodyTransport: Sendable {
     /// Called after a long append committed a checkpoint: `offset` is durable (RUFH answers
     /// it as an interim `104` with `Upload-Offset`).
     func checkpointed(offset: Int64) async
+    /// The client's network address (for per-address limits of anonymous clients); nil if unknown.
+    var clientAddress: String? { get }
 }
 
 extension BodyTransport {
     public func checkpointed(offset: Int64) async {}
+    public var clientAddress: String? { nil }
 }

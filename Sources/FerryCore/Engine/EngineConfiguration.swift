@@ -14,6 +14,15 @@ public struct EngineConfiguration: Sendable {
     public var tombstoneRetention: Duration
     /// Whether clients may delete uploads (tus `termination`).
     public var allowsTermination: Bool
+    /// Most partial uploads one concatenation final may list (each at most once).
+    public var maxConcatParts: Int
+    /// Most bytes of metadata (keys and decoded values) one upload may carry...
+    public var maxMetadataBytes: Int
+    /// ...and one key with its value.
+    public var maxMetadataEntryBytes: Int
+    /// Uploads one client may create a minute (bursts up to as many), per node: a token's
+    /// subject, or an anonymous client's address. nil: no limit beyond the quotas.
+    public var creationsPerMinutePerClient: Int?
 
     public init(
         maxSize: Int64? = 10 * 1024 * 1024 * 1024,
@@ -22,8 +31,16 @@ public struct EngineConfiguration: Sendable {
         checkpointBytes: Int64 = 32 * 1024 * 1024,
         checkpointInterval: Duration = .seconds(5),
         tombstoneRetention: Duration = .seconds(7 * 24 * 3600),
-        allowsTermination: Bool = true
+        allowsTermination: Bool = true,
+        maxConcatParts: Int = 1000,
+        maxMetadataBytes: Int = 4096,
+        maxMetadataEntryBytes: Int = 2048,
+        creationsPerMinutePerClient: Int? = 1200
     ) {
+        self.creationsPerMinutePerClient = creationsPerMinutePerClient
+        self.maxMetadataEntryBytes = maxMetadataEntryBytes
+        self.maxConcatParts = maxConcatParts
+        self.maxMetadataBytes = maxMetadataBytes
         self.maxSize = maxSize
         self.expiry = expiry
         self.lockTimeout = lockTimeout
@@ -40,6 +57,9 @@ public struct EngineConfiguration: Sendable {
         }
         if let expiry, expiry <= .zero {
             throw FerryError(.internalError, "expiry must be positive")
+        }
+        if maxConcatParts <= 0 || maxMetadataBytes <= 0 || maxMetadataEntryBytes <= 0 || (creationsPerMinutePerClient ?? 1) <= 0 {
+            throw FerryError(.internalError, "concatenation and metadata limits must be positive")
         }
         if checkpointBytes <= 0 || checkpointInterval <= .zero || lockTimeout <= .zero {
             throw FerryError(.internalError, "checkpoint and lock settings must be positive")

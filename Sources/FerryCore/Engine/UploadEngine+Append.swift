@@ -29,6 +29,7 @@ extension UploadEngine {
         }
         let began = now()
         do {
+            try await authorizeBeforeLocking(id, principal)
             return try await withLock(id, onStop: { stop.fire(.superseded) }) { () async throws(FerryError) -> UploadRecord in
                 var record = try await self.loadLive(id, for: principal)
                 let limit = try await self.admit(request, to: &record, principal)
@@ -84,13 +85,29 @@ extension UploadEngine {
         if let length = record.length, let maxSize, length > maxSize {
             throw FerryError(.maxSizeExceeded, "the upload is larger than this token or scenario accepts (\(maxSize) bytes)")
         }
-        let limit: Int64? = record.length.map { $0 - record.offset } ?? maxSize.map { $0 - record.offset }
+        var limit: Int64? = record.length.map { $0 - record.offset } ?? maxSize.map { $0 - record.offset }
         if let limit, let contentLength = request.contentLength, contentLength > limit {
             throw record.length == nil
                 ? FerryError(.maxSizeExceeded, "the upload would exceed the largest size this server accepts")
                 : FerryError(.lengthExceeded, "the body would run past Upload-Length")
         }
+        // A deferred length grows with every byte: those bytes count against `open-bytes`.
+        if record.length == nil, let room = try await openBytesRoom(principal), room < (limit ?? .max) {
+            if let contentLength = request.contentLength, contentLength > room {
+                var error = FerryError(.quotaExceeded, "incomplete uploads may hold no more bytes: finish or delete one")
+                error.retryAfter = 30
+                throw error
+            }
+            limit = room
+        }
         return limit
+    }
+
+    /// How many more bytes `principal`'s incomplete uploads may hold (nil: no `open-bytes` quota).
+    private func openBytesRoom(_ principal: Principal) async throws(FerryError) -> Int64? {
+        guard let claim = quotaClaim(principal, addingBytes: 0, creating: false), let openBytes = claim.quotas.openBytes else { return nil }
+        let usage = try await catalog.usage(of: claim.owner, since: claim.windowStart)
+        return Swift.max(0, openBytes.saturatingSubtracting(usage.openBytes))
     }
 
     private func receive<Body: AsyncSequence & Sendable>(

@@ -34,30 +34,40 @@ extension UploadEngine {
         return [configuration.maxSize, scenario?.maxSize, limits.maxSize].compactMap { $0 }.min()
     }
 
-    /// Refuses with 429 when `principal`'s uploads would exceed its quotas.
+    /// Refuses a creation storm: each client (a token's subject, else the address) may create
+    /// `creationsPerMinutePerClient` uploads a minute on this node, in bursts of as many.
+    func limitCreationRate(_ spec: CreateSpec) throws(FerryError) {
+        guard let creationRate, let key = spec.principal.subject.map({ "s:" + $0 }) ?? spec.address.map({ "a:" + $0 }) else { return }
+        let (allowed, retryAfter) = creationRate.take(key, now: now())
+        guard allowed else {
+            var error = FerryError(.rateLimited, "this client creates uploads too fast: at most \(creationRate.perMinute) a minute")
+            error.retryAfter = retryAfter
+            throw error
+        }
+    }
+
+    /// The quota claim of a request by `principal` (nil: anonymous, or no quota applies).
+    func quotaClaim(_ principal: Principal, addingBytes bytes: Int64, creating: Bool) -> QuotaClaim? {
+        guard let owner = principal.subject else { return nil }
+        let claim = QuotaClaim(
+            owner: owner, quotas: business.quotas.lowered(by: principal.limits), bytes: bytes, creating: creating,
+            windowStart: now().addingTimeInterval(-60)
+        )
+        return claim.isLimited ? claim : nil
+    }
+
+    /// Refuses with 429 when `principal`'s uploads would exceed its quotas. A creation is
+    /// checked here early (before the `pre-create` call) and again, atomically, by the
+    /// catalog's insert.
     func checkQuotas(_ principal: Principal, addingBytes bytes: Int64, creating: Bool) async throws(FerryError) {
-        guard let owner = principal.subject else { return }
-        let quotas = business.quotas.lowered(by: principal.limits)
-        guard quotas.openUploads != nil || quotas.openBytes != nil || quotas.creationsPerMinute != nil else { return }
-        let usage = try await catalog.usage(of: owner, since: now().addingTimeInterval(-60))
-        func refuse(_ message: String, after seconds: Int) -> FerryError {
-            var error = FerryError(.quotaExceeded, message)
-            error.retryAfter = seconds
-            return error
-        }
-        if creating, let limit = quotas.creationsPerMinute, usage.recentCreations >= limit {
-            throw refuse("at most \(limit) uploads may be created per minute", after: 60)
-        }
-        if creating, let limit = quotas.openUploads, usage.openUploads >= limit {
-            throw refuse("at most \(limit) incomplete uploads at once: finish or delete one", after: 30)
-        }
-        if let limit = quotas.openBytes, usage.openBytes + bytes > limit {
-            throw refuse("incomplete uploads may hold at most \(limit) bytes", after: 30)
-        }
+        guard let claim = quotaClaim(principal, addingBytes: bytes, creating: creating) else { return }
+        try claim.check(try await catalog.usage(of: claim.owner, since: claim.windowStart))
     }
 
     /// The scenario and metadata of a creation, after every rule and the `pre-create` callback.
     func admitCreation(_ spec: CreateSpec) async throws(FerryError) -> (Scenario, UploadMetadata) {
+        try spec.metadata.checkSize(total: configuration.maxMetadataBytes, perEntry: configuration.maxMetadataEntryBytes)
+        try limitCreationRate(spec)
         let scenario = try business.scenarios.resolve(path: spec.scenario, metadata: spec.metadata)
         try authorizeCreation(in: scenario, spec.principal)
         if let length = spec.length, let limit = maxSize(in: scenario, for: spec.principal), length > limit {
@@ -148,11 +158,13 @@ extension UploadEngine {
         return updated
     }
 
-    /// Inserts a new record with its `upload.created` (and, for an empty upload, `upload.completed`) events.
-    func insertNew(_ record: UploadRecord) async throws(FerryError) -> UploadRecord {
+    /// Inserts a new record with its `upload.created` (and, for an empty upload, `upload.completed`)
+    /// events; with a `claim`, only if the owner's quotas still allow it (checked by the catalog
+    /// in the insert's own transaction).
+    func insertNew(_ record: UploadRecord, claim: QuotaClaim? = nil) async throws(FerryError) -> UploadRecord {
         var inserted = record
         let events = events(from: nil, to: &inserted)
-        try await catalog.insert(inserted, events: events)
+        try await catalog.insert(inserted, events: events, claim: claim)
         if !events.isEmpty { outboxWritten.signal() }
         return inserted
     }

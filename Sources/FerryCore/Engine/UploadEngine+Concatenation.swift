@@ -9,7 +9,8 @@ extension UploadEngine {
         parts: [UploadID],
         metadata: UploadMetadata,
         scenario: String? = nil,
-        principal: Principal = .anonymous
+        principal: Principal = .anonymous,
+        address: String? = nil
     ) async throws(FerryError) -> UploadRecord {
         try refuseDuringShutdown()
         guard capabilities.concatenation else {
@@ -18,7 +19,14 @@ extension UploadEngine {
         guard !parts.isEmpty else {
             throw FerryError(.invalidConcat, "a final upload lists at least one partial upload")
         }
-        let (chosen, admitted) = try await admitCreation(CreateSpec(length: nil, metadata: metadata, scenario: scenario, principal: principal))
+        // One small request must not make the server write a file many times its parts' size.
+        guard parts.count <= configuration.maxConcatParts else {
+            throw FerryError(.invalidConcat, "a final upload lists at most \(configuration.maxConcatParts) partial uploads")
+        }
+        guard Set(parts).count == parts.count else {
+            throw FerryError(.invalidConcat, "a partial upload is listed more than once")
+        }
+        let (chosen, admitted) = try await admitCreation(CreateSpec(length: nil, metadata: metadata, scenario: scenario, principal: principal, address: address))
         var total: Int64? = 0
         for part in parts {
             // Another principal's partial is reported as missing, like any upload of theirs.
@@ -33,7 +41,11 @@ extension UploadEngine {
             guard record.concat == .partial else {
                 throw FerryError(.invalidConcat, "a listed upload was not created as a partial upload")
             }
-            if let length = record.length, let sum = total { total = sum + length } else { total = nil }
+            if let length = record.length, let sum = total {
+                total = try sum.adding(length, or: .maxSizeExceeded, "the concatenation is larger than this server accepts")
+            } else {
+                total = nil
+            }
         }
         if let total, let maxSize = maxSize(in: chosen, for: principal), total > maxSize {
             throw FerryError(.maxSizeExceeded, "the concatenation is larger than this server accepts")
@@ -51,7 +63,7 @@ extension UploadEngine {
         )
         record.expiresAt = expiry(for: record, from: date)
         try await store.create(for: record)
-        record = try await insertNew(record)
+        record = try await insertClaimed(record, claim: quotaClaim(principal, addingBytes: 0, creating: true))
         metrics.created.increment()
         statistics?.created(record, info: RequestInfo())
         return try await withLock(id, onStop: {}) { () async throws(FerryError) -> UploadRecord in
@@ -69,7 +81,7 @@ extension UploadEngine {
             guard let record = try await catalog.get(part), !record.state.isGone else {
                 throw FerryError(.uploadGone, "a partial upload of this final is gone")
             }
-            if let length = record.length, let sum = known { known = sum + length } else { known = nil }
+            if let length = record.length, let sum = known { known = sum.saturatingAdding(length) } else { known = nil }
             if record.isComplete { parts.append(record) } else { ready = false }
         }
         var updated = final
@@ -79,7 +91,7 @@ extension UploadEngine {
             return updated
         }
         updated.storeState = try await concatenating.concatenate(parts, into: final)
-        let total = parts.map(\.offset).reduce(0, +)
+        let total = parts.map(\.offset).saturatingSum()
         updated.length = total
         updated.offset = total
         updated.state = .complete

@@ -26,6 +26,8 @@ public final class UploadEngine: Sendable {
     let appends = ActiveAppends()
     /// Per-upload statistics (nil: not recorded).
     public let statistics: StatsRecorder?
+    /// Creations per client and minute (`EngineConfiguration.creationsPerMinutePerClient`).
+    let creationRate: RateLimiter?
 
     public init(
         store: any ByteStore,
@@ -39,6 +41,7 @@ public final class UploadEngine: Sendable {
         now: @escaping @Sendable () -> Date = { Date() }
     ) {
         self.statistics = statistics
+        self.creationRate = configuration.creationsPerMinutePerClient.map { RateLimiter(perMinute: $0) }
         self.store = store
         self.catalog = catalog
         self.locker = locker
@@ -68,6 +71,8 @@ public final class UploadEngine: Sendable {
         public var principal: Principal
         /// Who creates it (statistics).
         public var info: RequestInfo
+        /// The client's network address (per-client creation limit of anonymous clients).
+        public var address: String?
 
         public init(
             length: Int64?,
@@ -75,9 +80,11 @@ public final class UploadEngine: Sendable {
             isPartial: Bool = false,
             scenario: String? = nil,
             principal: Principal = .anonymous,
-            info: RequestInfo = RequestInfo()
+            info: RequestInfo = RequestInfo(),
+            address: String? = nil
         ) {
             self.info = info
+            self.address = address
             self.length = length
             self.metadata = metadata
             self.isPartial = isPartial
@@ -117,7 +124,7 @@ public final class UploadEngine: Sendable {
             prepareCompletion(&record, sha256: DigestCache.emptySHA256)
         }
         try await store.create(for: record)
-        record = try await insertNew(record)
+        record = try await insertClaimed(record, claim: quotaClaim(spec.principal, addingBytes: spec.length ?? 0, creating: true))
         metrics.created.increment()
         statistics?.created(record, info: spec.info)
         if record.isComplete {
@@ -137,6 +144,7 @@ public final class UploadEngine: Sendable {
     /// offset includes everything that request stored.
     public func status(_ id: UploadID, as principal: Principal = .anonymous) async throws(FerryError) -> UploadRecord {
         let began = now()
+        try await authorizeBeforeLocking(id, principal)
         let record = try await withLock(id, onStop: {}) { () async throws(FerryError) -> UploadRecord in
             var record = try await self.loadLive(id, for: principal)
             if record.isFinal, !record.isComplete {
@@ -157,6 +165,7 @@ public final class UploadEngine: Sendable {
         guard configuration.allowsTermination else {
             throw FerryError(.methodNotAllowed, "this server does not allow deleting uploads")
         }
+        try await authorizeBeforeLocking(id, principal)
         try await withLock(id, onStop: {}) { () async throws(FerryError) in
             let record = try await self.loadLive(id, for: principal, allowExpired: true)
             try await self.store.delete(id)
@@ -176,7 +185,13 @@ public final class UploadEngine: Sendable {
 
     /// The record of a complete upload whose bytes can be read back.
     public func completedUpload(_ id: UploadID, as principal: Principal = .anonymous) async throws(FerryError) -> UploadRecord {
-        let record = try await loadLive(id, for: principal)
+        var record = try await loadLive(id, for: principal)
+        if record.isFinal, !record.isComplete {
+            // As for HEAD: assembled now if its partials are done, 410 if one of them is gone.
+            record = try await withLock(id, onStop: {}) { () async throws(FerryError) -> UploadRecord in
+                try await self.completeFinalLocked(try await self.loadLive(id, for: principal))
+            }
+        }
         guard record.isComplete else {
             throw FerryError(.uploadIncomplete, "the upload is not complete yet")
         }
@@ -215,6 +230,16 @@ public final class UploadEngine: Sendable {
         return try result.get()
     }
 
+    /// Refuses a request that may not act on the upload *before* it takes the lock: taking the
+    /// lock stops the request in flight (newest request wins), which only a request the owner
+    /// could have sent may do. The check is repeated under the lock.
+    func authorizeBeforeLocking(_ id: UploadID, _ principal: Principal) async throws(FerryError) {
+        guard let record = try await catalog.get(id) else {
+            throw FerryError(.uploadNotFound, "no upload has this URL")
+        }
+        try authorize(record, principal)
+    }
+
     /// Loads a record that `principal` may use and that can still be used: 404 when unknown
     /// (or another principal's), 410 when gone or expired.
     func loadLive(_ id: UploadID, for principal: Principal?, allowExpired: Bool = false) async throws(FerryError) -> UploadRecord {
@@ -251,6 +276,17 @@ public final class UploadEngine: Sendable {
     func expiry(for record: UploadRecord, from date: Date) -> Date? {
         guard let expiry = business.scenarios.scenarios[record.scenario]?.expiry ?? configuration.expiry else { return nil }
         return date.addingTimeInterval(expiry.inSeconds)
+    }
+
+    /// Inserts a record whose bytes the store already created, under `claim`; when the catalog
+    /// refuses it (quota, failure), the store's empty upload is removed again.
+    func insertClaimed(_ record: UploadRecord, claim: QuotaClaim?) async throws(FerryError) -> UploadRecord {
+        do {
+            return try await insertNew(record, claim: claim)
+        } catch {
+            try? await store.delete(record.id)
+            throw error
+        }
     }
 
     func refuseDuringShutdown() throws(FerryError) {

@@ -52,6 +52,14 @@ public struct FerryError: Error, Sendable, CustomStringConvertible {
         case uploadCompleted = "ERR_UPLOAD_COMPLETED"
         /// An admin query with a parameter it cannot use.
         case invalidQuery = "ERR_INVALID_QUERY"
+        /// Metadata larger than the server keeps (per entry or in all).
+        case metadataTooLarge = "ERR_METADATA_TOO_LARGE"
+        /// Request headers larger than the server reads (431).
+        case headersTooLarge = "ERR_HEADERS_TOO_LARGE"
+        /// Too many requests from one client or address in a short time (429).
+        case rateLimited = "ERR_RATE_LIMITED"
+        /// A request body that arrives too slowly (408).
+        case bodyTooSlow = "ERR_BODY_TOO_SLOW"
     }
 
     public let code: Code

@@ -69,6 +69,22 @@ public struct UploadMetadata: Sendable, Equatable {
 
     public var isEmpty: Bool { entries.isEmpty }
 
+    /// Refuses metadata larger than `total` bytes (keys and decoded values) or with one entry
+    /// larger than `perEntry`: it is stored and echoed on every HEAD.
+    public func checkSize(total: Int, perEntry: Int) throws(FerryError) {
+        var sum = 0
+        for entry in entries {
+            let size = entry.key.utf8.count + (entry.value?.count ?? 0)
+            guard size <= perEntry else {
+                throw FerryError(.metadataTooLarge, "the metadata entry \(entry.key) is larger than \(perEntry) bytes")
+            }
+            sum += size
+        }
+        guard sum <= total else {
+            throw FerryError(.metadataTooLarge, "the metadata is larger than \(total) bytes")
+        }
+    }
+
     /// The value of `key` decoded as UTF-8, if present and valid.
     public func string(_ key: String) -> String? {
         guard let value = entries.first(where: { $0.key == key })?.value else { return nil }

@@ -8,7 +8,11 @@ public protocol UploadCatalog: Sendable {
     var name: String { get }
 
     /// Inserts a new record, and `events` into the outbox, in one transaction; fails if the id exists.
-    func insert(_ record: UploadRecord, events: [OutboxEvent]) async throws(FerryError)
+    ///
+    /// With a `claim`, the catalog counts the owner's usage and applies `claim.check` in the same
+    /// transaction, serialized with every other claimed insert of that owner (on every node
+    /// sharing the catalog), and inserts nothing when it throws.
+    func insert(_ record: UploadRecord, events: [OutboxEvent], claim: QuotaClaim?) async throws(FerryError)
 
     /// The record, tombstones included; nil when unknown.
     func get(_ id: UploadID) async throws(FerryError) -> UploadRecord?
@@ -54,6 +58,11 @@ public protocol UploadCatalog: Sendable {
 }
 
 extension UploadCatalog {
+    /// Inserts a record and its events, with no quota to check.
+    public func insert(_ record: UploadRecord, events: [OutboxEvent]) async throws(FerryError) {
+        try await insert(record, events: events, claim: nil)
+    }
+
     /// Inserts a record that produces no event.
     public func insert(_ record: UploadRecord) async throws(FerryError) {
         try await insert(record, events: [])

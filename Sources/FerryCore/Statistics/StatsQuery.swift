@@ -62,7 +62,7 @@ public struct StatsCursor: Sendable, Equatable {
         self.init(createdMicros: Self.micros(stats.createdAt), id: stats.id.rawValue)
     }
 
-    public static func micros(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1_000_000).rounded()) }
+    public static func micros(_ date: Date) -> Int64 { Int64(clamping: (date.timeIntervalSince1970 * 1_000_000).rounded()) }
 
     /// `<micros>.<id>`, opaque to clients.
     public var token: String { "\(createdMicros).\(id)" }

@@ -71,9 +71,13 @@ function troubledTable(list) {
 
 async function showDetail(id) {
   const detail = await fetchJSON(`/admin/uploads/${id}`, dashboard.token);
-  const u = detail.upload;
   const box = $("#detail");
   box.classList.remove("hidden");
+  if (detail.status === "pending") {
+    box.replaceChildren(el("p", {}, `Upload ${id}: statistics pending, try again in a second.`));
+    return;
+  }
+  const u = detail.upload;
   box.replaceChildren(
     el("h2", {}, `Upload ${u.id}`),
     el("p", {}, `${u.scenario} · ${u.dialect} · ${u.client} on ${u.network} · ${u.state} · ${formatBytes(u.bytes)} received of ${formatBytes(u.length)} · `,

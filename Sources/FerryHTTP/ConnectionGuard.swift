@@ -1,0 +1,232 @@
+import FerryCore
+import HTTPTypes
+import NIOCore
+import NIOHTTP1
+import NIOHTTPTypes
+import Synchronization
+
+/// Limits on connections that protect the server from clients that hold resources without
+/// using them: how many connections may be open, how slowly a request body may trickle, how
+/// long a request head may take, and how large it may be.
+public struct ConnectionLimits: Sendable {
+    /// Connections open at once; a connection past it is answered 503 and closed.
+    public var maxConnections: Int
+    /// A request body that, while the server waits for it, arrives slower than this many
+    /// bytes per second over a whole `rateWindow` is cut (its PATCH keeps what arrived).
+    /// Mobile links that stall for seconds pass far more than this on average.
+    public var minBodyRate: Int
+    /// The span over which `minBodyRate` is judged.
+    public var rateWindow: Duration
+    /// A request head must be complete this long after the connection opened or the previous
+    /// response ended (slow-header attacks keep an idle timer alive byte by byte).
+    public var headTimeout: Duration
+    /// Largest request head (all fields together); larger heads are answered 431.
+    public var maxHeaderBytes: Int
+
+    public init(
+        maxConnections: Int = 4096,
+        minBodyRate: Int = 64,
+        rateWindow: Duration = .seconds(30),
+        headTimeout: Duration = .seconds(60),
+        maxHeaderBytes: Int = 32 * 1024
+    ) {
+        self.maxConnections = maxConnections
+        self.minBodyRate = minBodyRate
+        self.rateWindow = rateWindow
+        self.headTimeout = headTimeout
+        self.maxHeaderBytes = maxHeaderBytes
+    }
+
+    public func validate() throws(FerryError) {
+        guard maxConnections > 0, minBodyRate >= 0, rateWindow > .zero, headTimeout > .zero, (4096...(1 << 20)).contains(maxHeaderBytes) else {
+            throw FerryError(.internalError, "connection limits must be positive (header limit 4K to 1M)")
+        }
+    }
+}
+
+/// The number of open connections, shared by every connection's guard.
+public final class ConnectionCounter: Sendable {
+    private let open = Atomic<Int>(0)
+
+    public init() {}
+
+    public var current: Int { open.load(ordering: .relaxed) }
+
+    func enter(limit: Int) -> Bool {
+        let now = open.wrappingAdd(1, ordering: .relaxed).newValue
+        if now > limit {
+            open.wrappingSubtract(1, ordering: .relaxed)
+            return false
+        }
+        return true
+    }
+
+    func leave() { open.wrappingSubtract(1, ordering: .relaxed) }
+}
+
+/// Enforces `ConnectionLimits` on one connection (between the HTTP codec and Hummingbird).
+///
+/// The body rate counts only the time the server *asked* for bytes (an outbound `read` was
+/// pending): a body the server is not reading (waiting for a lock, backpressure from a slow
+/// disk, `Expect: 100-continue` not yet answered) is never the client's fault.
+final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
+
+    private let limits: ConnectionLimits
+    private let counter: ConnectionCounter
+    private var entered = false
+    private var inBody = false
+    /// The engine is reading this body (`bodyReadingStarted`): only then is its rate judged.
+    private var armed = false
+    private var waitingForHead = true
+    private var headDeadline: NIODeadline = .distantFuture
+    /// Time with a read pending during the current window, and the bytes it brought.
+    private var demandSince: NIODeadline?
+    private var demandTime: TimeAmount = .zero
+    private var windowBytes = 0
+    private var timer: Scheduled<Void>?
+    private var closing = false
+
+    init(limits: ConnectionLimits, counter: ConnectionCounter) {
+        self.limits = limits
+        self.counter = counter
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        guard counter.enter(limit: limits.maxConnections) else {
+            refuse(context, status: .serviceUnavailable, code: .rateLimited, "too many connections; retry shortly", retryAfter: "2")
+            return
+        }
+        entered = true
+        headDeadline = .now() + TimeAmount(limits.headTimeout)
+        scheduleTick(context)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+        if entered {
+            entered = false
+            counter.leave()
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head:
+            waitingForHead = false
+            inBody = true
+            armed = false
+            resetWindow()
+        case .body(let buffer):
+            windowBytes += buffer.readableBytes
+        case .end:
+            inBody = false
+            armed = false
+        }
+        if let since = demandSince {
+            demandTime = demandTime + (.now() - since)
+            demandSince = nil
+        }
+        context.fireChannelRead(data)
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if demandSince == nil { demandSince = .now() }
+        context.read()
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if case .end = unwrapOutboundIn(data) {
+            // The next request's head is awaited from now on.
+            waitingForHead = true
+            headDeadline = .now() + TimeAmount(limits.headTimeout)
+        }
+        context.write(data, promise: promise)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let parser = error as? HTTPParserError, parser == .headerOverflow {
+            refuse(context, status: .init(code: 431, reasonPhrase: "Request Header Fields Too Large"), code: .headersTooLarge, "the request head is larger than \(limits.maxHeaderBytes) bytes")
+            return
+        }
+        context.fireErrorCaught(error)
+    }
+
+    /// The handler started reading the body (after every check and lock): from now on the
+    /// client is waited for. Runs on the event loop.
+    func bodyReadingStarted() {
+        guard inBody else { return }
+        armed = true
+        resetWindow()
+    }
+
+    // MARK: Checks
+
+    private func resetWindow() {
+        demandTime = .zero
+        windowBytes = 0
+        if demandSince != nil { demandSince = .now() }
+    }
+
+    private func scheduleTick(_ context: ChannelHandlerContext) {
+        let interval = TimeAmount.seconds(1)
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        timer = context.eventLoop.scheduleTask(in: interval) {
+            let (handler, context) = bound.value
+            handler.tick(context)
+        }
+    }
+
+    private func tick(_ context: ChannelHandlerContext) {
+        guard !closing, context.channel.isActive else { return }
+        let now = NIODeadline.now()
+        if waitingForHead, !inBody, now > headDeadline {
+            // Nothing useful arrived in time: close quietly (a half-sent head gets no answer).
+            closing = true
+            context.close(promise: nil)
+            return
+        }
+        if inBody, armed, limits.minBodyRate > 0 {
+            var demand = demandTime
+            if let since = demandSince { demand = demand + (now - since) }
+            let window = TimeAmount(limits.rateWindow)
+            if demand >= window {
+                let seconds = Double(demand.nanoseconds) / 1e9
+                if Double(windowBytes) < Double(limits.minBodyRate) * seconds {
+                    closing = true
+                    context.close(promise: nil)
+                    return
+                }
+                resetWindow()
+            }
+        }
+        scheduleTick(context)
+    }
+
+    private func refuse(_ context: ChannelHandlerContext, status: HTTPResponse.Status, code: FerryError.Code, _ message: String, retryAfter: String? = nil) {
+        guard !closing else { return }
+        closing = true
+        let body = ByteBuffer(string: "\(code.rawValue): \(message)\n")
+        var head = HTTPResponse(status: status)
+        head.headerFields[HTTPField.Name("Ferry-Error")!] = code.rawValue
+        head.headerFields[.contentType] = "text/plain; charset=utf-8"
+        head.headerFields[.contentLength] = String(body.readableBytes)
+        head.headerFields[.connection] = "close"
+        if let retryAfter { head.headerFields[.retryAfter] = retryAfter }
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        context.write(wrapOutboundOut(.body(body)), promise: nil)
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
+    }
+}
+
+extension TimeAmount {
+    init(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        self = .nanoseconds(seconds.multipliedReportingOverflow(by: 1_000_000_000).partialValue + attoseconds / 1_000_000_000)
+    }
+}
