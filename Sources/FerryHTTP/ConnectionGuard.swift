@@ -89,6 +89,8 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
     private var windowBytes = 0
     private var timer: Scheduled<Void>?
     private var closing = false
+    /// Past `maxConnections`: the first request is refused and the connection closed.
+    private var overCapacity = false
 
     init(limits: ConnectionLimits, counter: ConnectionCounter) {
         self.limits = limits
@@ -97,7 +99,11 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
 
     func handlerAdded(context: ChannelHandlerContext) {
         guard counter.enter(limit: limits.maxConnections) else {
-            refuse(context, status: .serviceUnavailable, code: .rateLimited, "too many connections; retry shortly", retryAfter: "2")
+            // Answered (503) when its request head arrives, so the client reads a response
+            // rather than a reset; closed after a few seconds whatever it sends.
+            overCapacity = true
+            let channel = context.channel
+            context.eventLoop.scheduleTask(in: .seconds(5)) { channel.close(promise: nil) }
             return
         }
         entered = true
@@ -115,6 +121,12 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if overCapacity {
+            if case .head = unwrapInboundIn(data) {
+                refuse(context, status: .serviceUnavailable, code: .rateLimited, "too many connections; retry shortly", retryAfter: "2")
+            }
+            return
+        }
         switch unwrapInboundIn(data) {
         case .head:
             waitingForHead = false
