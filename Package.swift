@@ -284,7 +284,7 @@ let package = Package(
         .testTarget(
             name: "FerryServerTests",
             dependencies: [
-                "FerryCore", "FerryTus", "FerryHTTP", "FerryServer", "FerryTestSupport", "FerryClient", "FerryClientAHC", "FerryNetem",
+                "FerryCore", "FerryTus", "FerryRUFH", "FerryHTTP", "FerryServer", "FerryTestSupport", "FerryClient", "FerryClientAHC", "FerryNetem",
                 "FerryAuth", "FerryHooks",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "JWTKit", package: "jwt-kit"),
