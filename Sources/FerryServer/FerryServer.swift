@@ -53,10 +53,12 @@ public struct FerryServer: Sendable {
         switch configuration.storage {
         case .disk:
             let root = configuration.dataDirectory + "/uploads"
-            let fallback = try DiskByteStore(configuration: .init(directory: root), threadPool: threadPool)
+            let fallback = try DiskByteStore(configuration: .init(directory: root, freeSpaceReserve: configuration.diskReserve), threadPool: threadPool)
             var stores: [String: DiskByteStore] = [:]
             for directory in Set(directories.values) {
-                stores[directory] = try DiskByteStore(configuration: .init(directory: root + "/" + directory), threadPool: threadPool)
+                stores[directory] = try DiskByteStore(
+                    configuration: .init(directory: root + "/" + directory, freeSpaceReserve: configuration.diskReserve), threadPool: threadPool
+                )
             }
             store = directories.isEmpty ? fallback : ScenarioRoutedStore(default: fallback, routes: directories.compactMapValues { stores[$0] })
         case .s3(let s3):

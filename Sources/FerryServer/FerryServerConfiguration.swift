@@ -22,6 +22,9 @@ public struct FerryServerConfiguration: Sendable {
     public var shutdownTimeout: Duration
     /// Per-upload statistics (docs/statistics.md); nil records none.
     public var statistics: StatsRecorder.Configuration?
+    /// Bytes of the data file system that upload writes leave free (disk storage), so the
+    /// catalog can still commit what fitted when the disk fills.
+    public var diskReserve: Int64 = 8 << 20
 
     public init(
         http: FerryHTTPServer.Configuration = .init(),
@@ -53,6 +56,7 @@ public struct FerryServerConfiguration: Sendable {
         try engine.validate()
         try http.limits.validate()
         guard (0...65_535).contains(http.port) else { throw FerryError(.internalError, "port must be 0-65535") }
+        guard diskReserve >= 0 else { throw FerryError(.internalError, "the disk reserve must not be negative") }
         guard ioThreads > 0 else { throw FerryError(.internalError, "io threads must be positive") }
         guard !dataDirectory.isEmpty else { throw FerryError(.internalError, "the data directory must be named") }
         if case .s3(let s3) = storage { try s3.validate() }

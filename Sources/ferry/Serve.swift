@@ -126,6 +126,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Largest request head; larger ones are answered 431. [env: FERRY_MAX_HEADER_SIZE] (default: 32K)")
     var maxHeaderSize: String?
 
+    @Option(help: "Free space upload writes leave on the data file system, for the catalog (disk storage). [env: FERRY_DISK_RESERVE] (default: 8M)")
+    var diskReserve: String?
+
     @Option(help: "Uploads one client (token subject, else address) may create a minute on a node (0: no limit). [env: FERRY_CREATION_RATE] (default: 1200)")
     var creationRate: Int?
 
@@ -204,7 +207,7 @@ struct Serve: AsyncParsableCommand {
             publicBaseURL: publicURL ?? settings.environment["FERRY_PUBLIC_URL"],
             trustForwardedHeaders: trustForwardedHeaders || settings.flag("FERRY_TRUST_FORWARDED_HEADERS")
         )
-        let configuration = FerryServerConfiguration(
+        var configuration = FerryServerConfiguration(
             http: http,
             tus: tus,
             engine: engine,
@@ -220,6 +223,7 @@ struct Serve: AsyncParsableCommand {
                     retention: try settings.value(statsRetention, "FERRY_STATS_RETENTION", default: .seconds(30 * 24 * 3600), parse: Settings.duration)
                 )
         )
+        configuration.diskReserve = try settings.value(diskReserve, "FERRY_DISK_RESERVE", default: 8 << 20, parse: Settings.bytes)
         do {
             try configuration.validate()
         } catch {
