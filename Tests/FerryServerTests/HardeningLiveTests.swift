@@ -118,16 +118,27 @@ struct HardeningLiveTests {
 
     // MARK: Quotas under concurrency
 
+    /// On SQLite, and on PostgreSQL when the test services run (scripts/test.sh starts one;
+    /// `FERRY_TEST_POSTGRES_URL`). The subject is new each run: the database outlives it.
     @Test(arguments: [
         ("open-uploads", Quotas(openUploads: 5), 5),
         ("creations-per-minute", Quotas(creationsPerMinute: 3), 3),
         ("open-bytes", Quotas(openBytes: 500), 5),
-    ])
-    func quotasHoldUnderConcurrentCreations(_ label: String, _ quotas: Quotas, _ expected: Int) async throws {
+    ], ["sqlite", "postgres"])
+    func quotasHoldUnderConcurrentCreations(_ rule: (String, Quotas, Int), _ catalog: String) async throws {
+        let (label, quotas, expected) = rule
+        let postgres = ProcessInfo.processInfo.environment["FERRY_TEST_POSTGRES_URL"]
+        if catalog == "postgres", postgres == nil {
+            print("quotas on PostgreSQL: FERRY_TEST_POSTGRES_URL is not set; scripts/test.sh sets it")
+            return
+        }
         let tokens = await Tokens.make()
         let authenticator = try await JWTAuthenticator.make(.init(hs256Secret: Tokens.secret))
-        try await TestServer.with(configure: { $0.business = Self.business(authenticator, quotas: quotas) }) { server in
-            let alice = ("Authorization", "Bearer " + (try await tokens.hs256("alice")))
+        try await TestServer.with(configure: {
+            $0.business = Self.business(authenticator, quotas: quotas)
+            if catalog == "postgres", let postgres { $0.catalog = .postgres(url: postgres) }
+        }) { server in
+            let alice = ("Authorization", "Bearer " + (try await tokens.hs256("alice-" + UploadID.random().rawValue)))
             let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
                 for _ in 0..<40 {
                     group.addTask {
@@ -141,7 +152,7 @@ struct HardeningLiveTests {
                 return all
             }
             let accepted = statuses.filter { $0 == 201 }.count
-            #expect(accepted == expected, "\(label): \(accepted) of 40 concurrent creations accepted, limit \(expected)")
+            #expect(accepted == expected, "\(label) on \(catalog): \(accepted) of 40 concurrent creations accepted, limit \(expected)")
             #expect(statuses.allSatisfy { $0 == 201 || $0 == 429 }, "\(label): \(statuses)")
         }
     }
