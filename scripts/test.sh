@@ -88,7 +88,8 @@ fi
 
 log "swift tests"
 swift_log=$(mktemp)
-swift test --skip-build 2>&1 | tee "$swift_log" | grep -vE '^(✔|◇) |^↳ (Testing Library|Target Platform)|^\s*$|^\[' ; swift_status=${PIPESTATUS[0]}
+# The dialect fuzzer (DialectFuzzTests) runs for a bounded 60 s per target here.
+FERRY_FUZZ_SECONDS=60 FERRY_FUZZ_REQUESTS=10000000 swift test --skip-build 2>&1 | tee "$swift_log" | grep -vE '^(✔|◇) |^↳ (Testing Library|Target Platform)|^\s*$|^\[' ; swift_status=${PIPESTATUS[0]}
 swift_total=$(grep -oE 'Test run with [0-9]+ tests?' "$swift_log" | grep -oE '[0-9]+' | tail -1)
 swift_failed=$(grep -cE '^✘ Test .* failed' "$swift_log")
 tail -2 "$swift_log"
