@@ -71,8 +71,11 @@ class Server:
             f.write(f'[server]\ndefault-scenario = open\nadmin-token = "{ADMIN}"\n\n[auth]\nhs256-secret = "{SECRET}"\n{quotas}\n\n'
                     "[scenario private]\nanonymous = false\n\n[scenario open]\nanonymous = true\n")
         self.port = free_port()
+        # Builds from before issue 14 have no creation rate to switch off.
+        help_text = subprocess.run([ferry, "serve", "--help"], capture_output=True, text=True).stdout
+        rate = ["--creation-rate", "0"] if "--creation-rate" in help_text else []
         self.proc = subprocess.Popen(
-            [ferry, "serve", "--creation-rate", "0", "--host", "127.0.0.1", "--port", str(self.port),
+            [ferry, "serve", *rate, "--host", "127.0.0.1", "--port", str(self.port),
              "--data-dir", os.path.join(self.folder, "data"), "--config", config, "--log-level", "error"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
