@@ -123,6 +123,8 @@ run_lane "business: scenarios, tokens, callbacks, webhooks, kill -9 around compl
     python3 Tests/system/business_test.py --ferry .build/debug/ferry --crash-rounds 20
 run_lane "web console: uploads, reload and resume, dashboard, in headless Chromium" \
     python3 Tests/system/console_test.py --ferry .build/debug/ferry
+run_lane "fuzz: 40,000 hostile requests over sockets, no crash, no 5xx" \
+    python3 Tests/system/fuzz_test.py --ferry .build/debug/ferry --requests 40000 --seconds 240 --seed 3
 run_lane "SIGTERM: bounded graceful shutdown" python3 Tests/system/shutdown_test.py --ferry .build/debug/ferry
 if [ "$(id -u)" -eq 0 ]; then
     run_lane "disk full: 507 and resume" python3 Tests/system/disk_full_test.py --ferry .build/debug/ferry

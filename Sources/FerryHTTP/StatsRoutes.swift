@@ -69,7 +69,8 @@ enum StatsRoutes {
                     guard let dimension = StatsDimension(rawValue: String(name)) else {
                         throw FerryError(.invalidQuery, "by takes \(StatsDimension.allCases.map(\.rawValue).joined(separator: ", "))")
                     }
-                    dimensions.append(dimension)
+                    // A dimension named twice would make two equal keys (a trap in the grouper).
+                    if !dimensions.contains(dimension) { dimensions.append(dimension) }
                 }
                 let groups = try await stats.aggregate(from: from, to: to, by: dimensions)
                 let active = try await stats.active(since: Date().addingTimeInterval(-60))
