@@ -33,7 +33,10 @@ install_prerequisites() {
     fi
     if ! python3 -c 'import selenium' 2>/dev/null; then
         log "installing Selenium from PyPI for the console lane"
-        python3 -m pip install --quiet --disable-pip-version-check selenium==4.52.0 || return 1
+        # Without its dependency pins: selenium 4.52 asks for a certifi newer than the index may serve.
+        python3 -m pip install --quiet --disable-pip-version-check --no-deps selenium==4.52.0 || return 1
+        python3 -m pip install --quiet --disable-pip-version-check "trio>=0.31" trio-websocket websocket-client "urllib3[socks]" \
+            typing_extensions certifi || return 1
     fi
     if ! python3 -c 'import tusclient, tuspyserver, uvicorn, fastapi' 2>/dev/null; then
         log "installing tuspy, and tus servers from PyPI for the client interop lane"
