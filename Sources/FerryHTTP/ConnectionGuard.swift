@@ -1,4 +1,5 @@
 import FerryCore
+import FerryTus
 import HTTPTypes
 import NIOCore
 import NIOHTTP1
@@ -224,7 +225,7 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
         closing = true
         let body = ByteBuffer(string: "\(code.rawValue): \(message)\n")
         var head = HTTPResponse(status: status)
-        head.headerFields[HTTPField.Name("Ferry-Error")!] = code.rawValue
+        head.headerFields[.ferryError] = code.rawValue
         head.headerFields[.contentType] = "text/plain; charset=utf-8"
         head.headerFields[.contentLength] = String(body.readableBytes)
         head.headerFields[.connection] = "close"
@@ -233,12 +234,5 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
         context.write(wrapOutboundOut(.body(body)), promise: nil)
         let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
-    }
-}
-
-extension TimeAmount {
-    init(_ duration: Duration) {
-        let (seconds, attoseconds) = duration.components
-        self = .nanoseconds(seconds.multipliedReportingOverflow(by: 1_000_000_000).partialValue + attoseconds / 1_000_000_000)
     }
 }
