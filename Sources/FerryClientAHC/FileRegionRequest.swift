@@ -26,7 +26,7 @@ struct FileRegionRequest {
         let handle = try await NIOThreadPool.singleton.runIfActive {
             try NIOFileHandle(_deprecatedPath: path)
         }
-        defer { try? handle.close() }
+        defer { Self.close(handle) }
         let pieceLength = pieceLength
         let body = HTTPClient.Body.stream(contentLength: Int64(range.count)) { writer in
             Self.write(handle: handle, from: range.lowerBound, to: range.upperBound, start: range.lowerBound,
@@ -42,6 +42,33 @@ struct FileRegionRequest {
             try await task.futureResult.get()
         } onCancel: {
             task.cancel()
+        }
+    }
+
+    /// Closes the file once no write uses it. A request that ends early (cancelled, answered
+    /// before its body was sent) can leave the event loop inside `sendfile` on the descriptor,
+    /// and `NIOFileHandle.close()` then refuses with `EBUSY`: the close is retried until that
+    /// write has left, so the descriptor is neither leaked nor closed under the write (a write
+    /// chained after the close fails with `EBADF` and ends the chain).
+    private static func close(_ handle: NIOFileHandle) {
+        do {
+            try handle.close()
+        } catch let error as IOError where error.errnoCode == EBUSY {
+            Task.detached {
+                for _ in 0..<10_000 {
+                    try? await Task.sleep(for: .milliseconds(1))
+                    do {
+                        try handle.close()
+                        return
+                    } catch let error as IOError where error.errnoCode == EBUSY {
+                        continue
+                    } catch {
+                        return
+                    }
+                }
+            }
+        } catch {
+            // Already closed: nothing to release.
         }
     }
 

@@ -98,13 +98,18 @@ struct ConnectionLimitsLiveTests {
         try await TestServer.with(configure: { $0.engine.creationsPerMinutePerClient = 5 }) { server in
             let connection = try await server.connect()
             defer { Task { await connection.close() } }
-            var statuses: [Int] = []
+            var answers: [RawConnection.Response] = []
             for _ in 0..<8 {
-                statuses.append(try await connection.exchange("POST", "/files/", [tus, ("Upload-Length", "3")]).status)
+                answers.append(try await connection.exchange("POST", "/files/", [tus, ("Upload-Length", "3")]))
             }
-            #expect(statuses == [201, 201, 201, 201, 201, 429, 429, 429], "\(statuses)")
-            let refused = try await connection.exchange("POST", "/files/", [tus, ("Upload-Length", "3")])
-            #expect(refused.header("Ferry-Error") == "ERR_RATE_LIMITED" && refused.header("Retry-After") != nil)
+            // The bucket refills one creation every 12 s: on a loaded machine a slow run may
+            // see one more accepted, never fewer, and never more than one.
+            let statuses = answers.map(\.status)
+            #expect(Array(statuses.prefix(5)) == [201, 201, 201, 201, 201], "\(statuses)")
+            #expect(statuses.filter { $0 == 429 }.count >= 2 && statuses.allSatisfy { $0 == 201 || $0 == 429 }, "\(statuses)")
+            for refused in answers where refused.status == 429 {
+                #expect(refused.header("Ferry-Error") == "ERR_RATE_LIMITED" && refused.header("Retry-After") != nil)
+            }
         }
     }
 }

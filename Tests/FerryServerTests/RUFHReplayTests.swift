@@ -112,11 +112,14 @@ struct RUFHReplayTests {
             try await stale.send(Array(head.utf8) + Array(repeating: 2, count: 50_000))
             // Let the server store some of it, then ask where the upload stands.
             var offset = 1000
+            var answer = ""
             for _ in 0..<50 where offset == 1000 {
                 try await Task.sleep(for: .milliseconds(100))
-                offset = Int(try await server.send("HEAD", path, v8).header("Upload-Offset") ?? "") ?? -1
+                let head = try await server.send("HEAD", path, v8)
+                answer = "\(head.status) \(head.header("Ferry-Error") ?? "")"
+                offset = Int(head.header("Upload-Offset") ?? "") ?? -1
             }
-            #expect(offset == 51_000, "the HEAD saw everything the stopped append had received")
+            #expect(offset == 51_000, "the HEAD saw everything the stopped append had received (\(answer))")
             let stopped = try await stale.response()
             #expect(stopped.status == 409 && stopped.header("Ferry-Error") == "ERR_REQUEST_SUPERSEDED", "\(stopped.status) \(stopped.text)")
             let resumed = try await server.send(
