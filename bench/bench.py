@@ -92,7 +92,7 @@ class Server:
             env = {k: v for k, v in os.environ.items() if not k.startswith("FERRY_")}
             env["FERRY_BENCH_DISCARD"] = "1"
             self.proc = subprocess.Popen(
-                [ferry, "serve", "--creation-rate", "0", "--host", "127.0.0.1", "--port", str(self.port),
+                [ferry, "serve", "--creation-rate", "0", "--anonymous-open-uploads", "0", "--host", "127.0.0.1", "--port", str(self.port),
                  "--data-dir", self.data, "--log-level", "warning"],
                 stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, env=env)
             logf.close()

@@ -190,7 +190,7 @@ class Bench:
             port = free_port()
             with open(log_path, "ab") as logf:
                 proc = subprocess.Popen(
-                    [self.a.ferry, "serve", "--creation-rate", "0", "--host", "127.0.0.1", "--port", str(port), "--data-dir", data,
+                    [self.a.ferry, "serve", "--creation-rate", "0", "--anonymous-open-uploads", "0", "--host", "127.0.0.1", "--port", str(port), "--data-dir", data,
                      "--log-level", "warning", *args, *extra], stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
                     env=env)
             if wait_healthy(proc, port):

@@ -322,7 +322,7 @@ class Server:
             shutil.rmtree(self.data, ignore_errors=True)
             os.makedirs(self.data)
             self.port = free_port()
-            self.child = Child([ferry, "serve", "--creation-rate", "0", "--host", "127.0.0.1", "--port", str(self.port),
+            self.child = Child([ferry, "serve", "--creation-rate", "0", "--anonymous-open-uploads", "0", "--host", "127.0.0.1", "--port", str(self.port),
                                 "--data-dir", self.data, "--log-level", "warning"],
                                self.log_path, self.log_path + ".err", env=env)
             if self._wait_healthy(30):

@@ -6,7 +6,9 @@ Usage: python3 bench/hardening.py --ferry PATH [--ferry PATH ...] [--trials 3]
 
 Each binary is measured in the same run, alternately, on a fresh data folder:
   quota      40 concurrent creations by one principal against open-uploads = 5, open-bytes =
-             5 x the length, creations-per-minute = 3: how many were accepted (goal: the limit);
+             5 x the length, creations-per-minute = 3, and by one anonymous address against
+             [anonymous] open-uploads = 5: how many were accepted (goal: the limit; builds
+             without per-address quotas show what they let through);
   hostile    an owner's PATCH mid-body while 10 anonymous HEADs (and another principal's
              PATCH/DELETE) name the upload: was it interrupted (goal: never);
   crashes    the four requests that crashed the process before: is it still up after each.
@@ -64,16 +66,17 @@ def request(port, method, path, headers=None, body=None, timeout=30):
 
 
 class Server:
-    def __init__(self, ferry: str, quotas: str):
+    def __init__(self, ferry: str, quotas: str, anonymous: str = ""):
         self.folder = tempfile.mkdtemp(prefix="ferry-hardening-")
         config = os.path.join(self.folder, "ferry.conf")
-        with open(config, "w") as f:
-            f.write(f'[server]\ndefault-scenario = open\nadmin-token = "{ADMIN}"\n\n[auth]\nhs256-secret = "{SECRET}"\n{quotas}\n\n'
-                    "[scenario private]\nanonymous = false\n\n[scenario open]\nanonymous = true\n")
-        self.port = free_port()
-        # Builds from before issue 14 have no creation rate to switch off.
+        # Builds from before issue 14 have no creation rate to switch off, nor per-address quotas.
         help_text = subprocess.run([ferry, "serve", "--help"], capture_output=True, text=True).stdout
         rate = ["--creation-rate", "0"] if "--creation-rate" in help_text else []
+        per_address = f"[anonymous]\n{anonymous}\n\n" if anonymous and "--anonymous-open-uploads" in help_text else ""
+        with open(config, "w") as f:
+            f.write(f'[server]\ndefault-scenario = open\nadmin-token = "{ADMIN}"\n\n[auth]\nhs256-secret = "{SECRET}"\n{quotas}\n\n'
+                    f"{per_address}[scenario private]\nanonymous = false\n\n[scenario open]\nanonymous = true\n")
+        self.port = free_port()
         self.proc = subprocess.Popen(
             [ferry, "serve", *rate, "--host", "127.0.0.1", "--port", str(self.port),
              "--data-dir", os.path.join(self.folder, "data"), "--config", config, "--log-level", "error"],
@@ -96,16 +99,17 @@ class Server:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def concurrent_creations(ferry: str, quota_line: str, length: int) -> int:
-    server = Server(ferry, quota_line)
+def concurrent_creations(ferry: str, quota_line: str, length: int, anonymous: bool = False) -> int:
+    server = Server(ferry, "", quota_line) if anonymous else Server(ferry, quota_line)
     try:
-        auth = {"Authorization": "Bearer " + token("alice"), **TUS, "Upload-Length": str(length)}
+        auth = {**TUS, "Upload-Length": str(length)} if anonymous else {"Authorization": "Bearer " + token("alice"), **TUS, "Upload-Length": str(length)}
+        collection = "/files/open/" if anonymous else "/files/private/"
         statuses, threads = [], []
         barrier = threading.Barrier(40)
 
         def create():
             barrier.wait()
-            statuses.append(request(server.port, "POST", "/files/private/", auth)[0])
+            statuses.append(request(server.port, "POST", collection, auth)[0])
 
         for _ in range(40):
             threads.append(threading.Thread(target=create))
@@ -192,17 +196,18 @@ def main():
     parser.add_argument("--ferry", action="append", required=True)
     parser.add_argument("--trials", type=int, default=3)
     args = parser.parse_args()
-    quota_cases = [("open-uploads = 5", "open-uploads = 5", 100, 5), ("open-bytes = 500", "open-bytes = 500B", 100, 5),
-                   ("creations-per-minute = 3", "creations-per-minute = 3", 100, 3)]
+    quota_cases = [("open-uploads = 5", "open-uploads = 5", 100, 5, False), ("open-bytes = 500", "open-bytes = 500B", 100, 5, False),
+                   ("creations-per-minute = 3", "creations-per-minute = 3", 100, 3, False),
+                   ("anonymous open-uploads = 5", "open-uploads = 5", 100, 5, True)]
     figures = {ferry: {"quota": {name: [] for name, *_ in quota_cases}, "hostile": []} for ferry in args.ferry}
     for _ in range(args.trials):
         for ferry in args.ferry:
-            for name, line, length, _ in quota_cases:
-                figures[ferry]["quota"][name].append(concurrent_creations(ferry, line, length))
+            for name, line, length, _, anonymous in quota_cases:
+                figures[ferry]["quota"][name].append(concurrent_creations(ferry, line, length, anonymous))
             figures[ferry]["hostile"].append(hostile(ferry))
     for ferry in args.ferry:
         print(f"\n== {ferry}")
-        for name, _, _, limit in quota_cases:
+        for name, _, _, limit, _ in quota_cases:
             accepted = figures[ferry]["quota"][name]
             print(f"quota {name:26s} accepted of 40: {accepted} median {statistics.median(accepted)} (limit {limit}, "
                   f"overshoot {statistics.median(accepted) - limit})")

@@ -141,7 +141,7 @@ class Node:
             # Other FERRY_* settings from the caller's environment are dropped so every run is alike.
             env = {k: v for k, v in os.environ.items() if not k.startswith("FERRY_")}
             env.update(env_extra)
-            self.argv = [ferry, "serve", "--creation-rate", "0", "--host", "127.0.0.1", "--port", str(self.port),
+            self.argv = [ferry, "serve", "--creation-rate", "0", "--anonymous-open-uploads", "0", "--host", "127.0.0.1", "--port", str(self.port),
                          "--data-dir", self.data, "--log-level", "warning", *args]
             with open(self.log_path, "ab") as logf:
                 self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=logf,

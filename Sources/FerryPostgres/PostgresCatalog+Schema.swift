@@ -102,6 +102,19 @@ extension PostgresCatalog {
             ]
         ),
         Migration(version: 4, name: "statistics", statements: PostgresCatalog.statisticsSchema),
+        // Quotas are counted per key: a token's subject, or an anonymous client's address.
+        Migration(
+            version: 5,
+            name: "quota keys",
+            statements: [
+                "ALTER TABLE uploads ADD COLUMN quota_key TEXT",
+                "UPDATE uploads SET quota_key = 'sub:' || owner WHERE owner IS NOT NULL",
+                "DROP INDEX uploads_owner",
+                "DROP INDEX uploads_owner_created",
+                "CREATE INDEX uploads_quota ON uploads (quota_key, state) WHERE quota_key IS NOT NULL",
+                "CREATE INDEX uploads_quota_created ON uploads (quota_key, created_at) WHERE quota_key IS NOT NULL",
+            ]
+        ),
     ]
 
     /// The advisory lock that serializes migrations across nodes ("FerryCat" in ASCII).
@@ -157,17 +170,17 @@ extension PostgresCatalog {
     /// The columns every record query selects, in this order.
     static let columns = """
         id, length, "offset", metadata, concat, state, created_at, updated_at, expires_at, store_state, scenario, owner, sha256,
-        business_status, business_result, business_attempts, business_next_at, event_sequence, progress_event_at
+        business_status, business_result, business_attempts, business_next_at, event_sequence, progress_event_at, quota_key
         """
 
     static func record(_ row: PostgresRow) throws -> UploadRecord {
         let (
             rawID, length, offset, metadataText, concatText, stateText, createdAt, updatedAt, expiresAt, storeState, scenario, owner,
-            sha256, businessStatus, businessResult, businessAttempts, businessNext, eventSequence, progressAt
+            sha256, businessStatus, businessResult, businessAttempts, businessNext, eventSequence, progressAt, quotaKey
         ) = try row.decode(
             (
                 String, Int64?, Int64, String, String, String, Double, Double, Double?, String?, String, String?, String?, String?,
-                String?, Int32, Double?, Int64, Double?
+                String?, Int32, Double?, Int64, Double?, String?
             ).self
         )
         guard let id = UploadID(rawID),
@@ -197,6 +210,7 @@ extension PostgresCatalog {
             storeState: storeState,
             scenario: scenario,
             owner: owner,
+            quotaKey: quotaKey,
             sha256: sha256,
             business: businessStatus.flatMap(BusinessResult.Status.init(rawValue:)).map {
                 BusinessResult(

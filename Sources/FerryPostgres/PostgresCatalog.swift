@@ -133,14 +133,14 @@ public final class PostgresCatalog: UploadCatalog, Service {
             WITH upload AS (
                 INSERT INTO uploads (id, length, "offset", metadata, concat, state, created_at, updated_at, expires_at, store_state,
                     scenario, owner, sha256, business_status, business_result, business_attempts, business_next_at,
-                    event_sequence, progress_event_at)
+                    event_sequence, progress_event_at, quota_key)
                 VALUES (\(record.id.rawValue), \(record.length), \(record.offset), \(record.metadata.tusHeader),
                     \(Self.concatText(record.concat)), \(record.state.rawValue), \(record.createdAt.timeIntervalSince1970),
                     \(record.updatedAt.timeIntervalSince1970), \(record.expiresAt?.timeIntervalSince1970), \(record.storeState),
                     \(record.scenario), \(record.owner), \(record.sha256), \(record.business?.status.rawValue),
                     \(record.business?.json), \(Int32(record.business?.attempts ?? 0)),
                     \(record.business?.nextAttemptAt?.timeIntervalSince1970), \(record.eventSequence),
-                    \(record.progressEventAt?.timeIntervalSince1970))
+                    \(record.progressEventAt?.timeIntervalSince1970), \(record.quotaKey))
                 RETURNING id
             ),
             parts AS (
@@ -263,8 +263,8 @@ public final class PostgresCatalog: UploadCatalog, Service {
     static func usageQuery(of owner: String, since: Date) -> PostgresQuery {
         """
         SELECT count(*), least(coalesce(sum(coalesce(length, "offset")), 0), 9223372036854775807)::bigint,
-            (SELECT count(*) FROM uploads WHERE owner = \(owner) AND created_at >= \(since.timeIntervalSince1970))
-        FROM uploads WHERE owner = \(owner) AND state = 'incomplete'
+            (SELECT count(*) FROM uploads WHERE quota_key = \(owner) AND created_at >= \(since.timeIntervalSince1970))
+        FROM uploads WHERE quota_key = \(owner) AND state = 'incomplete'
         """
     }
 

@@ -73,6 +73,19 @@ extension SQLiteCatalog {
         migrator.registerMigration("v4: statistics") { db in
             try db.execute(sql: SQLiteCatalog.statisticsSchema)
         }
+        migrator.registerMigration("v5: quota keys") { db in
+            // Quotas are counted per key: a token's subject, or an anonymous client's address.
+            try db.execute(
+                sql: """
+                    ALTER TABLE uploads ADD COLUMN quota_key TEXT;
+                    UPDATE uploads SET quota_key = 'sub:' || owner WHERE owner IS NOT NULL;
+                    DROP INDEX uploads_owner;
+                    DROP INDEX uploads_owner_created;
+                    CREATE INDEX uploads_quota ON uploads(quota_key, state) WHERE quota_key IS NOT NULL;
+                    CREATE INDEX uploads_quota_created ON uploads(quota_key, created_at) WHERE quota_key IS NOT NULL;
+                    """
+            )
+        }
         return migrator
     }
 
@@ -83,8 +96,8 @@ extension SQLiteCatalog {
             try db.cachedStatement(sql: """
                     INSERT INTO uploads (id, length, "offset", metadata, concat, state, created_at, updated_at, expires_at, store_state,
                         scenario, owner, sha256, business_status, business_result, business_attempts, business_next_at,
-                        event_sequence, progress_event_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        event_sequence, progress_event_at, quota_key)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """).execute(
                 arguments: arguments(record)
             )
@@ -101,7 +114,7 @@ extension SQLiteCatalog {
                     UPDATE uploads SET id = ?, length = ?, "offset" = ?, metadata = ?, concat = ?, state = ?,
                     created_at = ?, updated_at = ?, expires_at = ?, store_state = ?, scenario = ?, owner = ?, sha256 = ?,
                     business_status = ?, business_result = ?, business_attempts = ?, business_next_at = ?,
-                    event_sequence = ?, progress_event_at = ? WHERE id = ?
+                    event_sequence = ?, progress_event_at = ?, quota_key = ? WHERE id = ?
                     """).execute(
                 arguments: values
             )
@@ -143,7 +156,7 @@ extension SQLiteCatalog {
             record.expiresAt?.timeIntervalSince1970, record.storeState, record.scenario, record.owner, record.sha256,
             record.business?.status.rawValue, record.business?.json, record.business?.attempts ?? 0,
             record.business?.nextAttemptAt?.timeIntervalSince1970, record.eventSequence,
-            record.progressEventAt?.timeIntervalSince1970,
+            record.progressEventAt?.timeIntervalSince1970, record.quotaKey,
         ]
     }
 
@@ -219,6 +232,7 @@ extension SQLiteCatalog {
             storeState: row["store_state"],
             scenario: row["scenario"],
             owner: row["owner"],
+            quotaKey: row["quota_key"],
             sha256: row["sha256"],
             business: businessStatus.flatMap(BusinessResult.Status.init(rawValue:)).map {
                 BusinessResult(

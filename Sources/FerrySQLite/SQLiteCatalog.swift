@@ -130,12 +130,12 @@ public final class SQLiteCatalog: UploadCatalog {
     static func usage(of owner: String, since: Date, _ db: Database) throws -> OwnerUsage {
         let row = try Row.fetchOne(
             db.cachedStatement(
-                // Index ranges only: an owner's history of complete uploads is never scanned.
+                // Index ranges only (quota_key): a key's history of complete uploads is never scanned.
                 // `total` sums as a double: lengths near 2^63 saturate rather than fail the query.
                 sql: """
                     SELECT count(*) AS open, total(coalesce(length, "offset")) AS bytes,
-                        (SELECT count(*) FROM uploads WHERE owner = ? AND created_at >= ?) AS recent
-                    FROM uploads WHERE owner = ? AND state = 'incomplete'
+                        (SELECT count(*) FROM uploads WHERE quota_key = ? AND created_at >= ?) AS recent
+                    FROM uploads WHERE quota_key = ? AND state = 'incomplete'
                     """
             ),
             arguments: [owner, since.timeIntervalSince1970, owner]

@@ -8,6 +8,8 @@ public struct BusinessConfiguration: Sendable {
     public var scenarios: ScenarioSet
     /// Quotas of every authenticated principal.
     public var quotas: Quotas
+    /// Quotas of each anonymous client address (`[anonymous]`).
+    public var anonymousQuotas: Quotas
     /// Keys that verify bearer tokens; turned into `authenticator` at start-up.
     public var auth: JWTAuthenticator.Configuration
     /// Set by `prepare()` (or by tests): verifies tokens.
@@ -19,6 +21,7 @@ public struct BusinessConfiguration: Sendable {
     public init(
         scenarios: ScenarioSet = .open,
         quotas: Quotas = Quotas(),
+        anonymousQuotas: Quotas = .anonymousDefault,
         auth: JWTAuthenticator.Configuration = .init(),
         authenticator: any Authenticator = AnonymousAuthenticator(),
         adminToken: String? = nil,
@@ -26,6 +29,7 @@ public struct BusinessConfiguration: Sendable {
     ) {
         self.scenarios = scenarios
         self.quotas = quotas
+        self.anonymousQuotas = anonymousQuotas
         self.auth = auth
         self.authenticator = authenticator
         self.adminToken = adminToken

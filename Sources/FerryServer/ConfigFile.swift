@@ -72,7 +72,7 @@ public enum ConfigFile {
                 let header = text.dropFirst().dropLast().split(separator: " ", omittingEmptySubsequences: true).map(String.init)
                 sectionLine = number
                 switch header.first {
-                case "server", "auth", "events":
+                case "server", "auth", "events", "anonymous":
                     guard header.count == 1 else { throw fail(number, "[\(header[0])] takes no name") }
                     guard seen[header[0]] == nil else { throw fail(number, "[\(header[0])] appears twice") }
                     seen[header[0]] = []
@@ -88,7 +88,7 @@ public enum ConfigFile {
                     section = "scenario"
                     sawScenario = true
                 default:
-                    throw fail(number, "unknown section \(text); sections are [server], [auth], [events], [scenario NAME]")
+                    throw fail(number, "unknown section \(text); sections are [server], [auth], [anonymous], [events], [scenario NAME]")
                 }
                 return
             }
@@ -101,8 +101,9 @@ public enum ConfigFile {
             case "server": try server(entry)
             case "auth": try auth(entry)
             case "events": try events(entry)
+            case "anonymous": try anonymous(entry)
             case "scenario": try scenario(entry)
-            default: throw fail(number, "\(key) must be inside a section ([server], [auth], [events] or [scenario NAME])")
+            default: throw fail(number, "\(key) must be inside a section ([server], [auth], [anonymous], [events] or [scenario NAME])")
             }
         }
 
@@ -155,6 +156,24 @@ public enum ConfigFile {
                     entry.line,
                     "unknown key \(entry.key) in [auth] (hs256-secret, public-key-file, jwks-file, issuer, audience, open-uploads, open-bytes, creations-per-minute, max-size)"
                 )
+            }
+        }
+
+        /// Quotas of each anonymous client address; `unlimited` lifts one (open-uploads has a
+        /// default, `Quotas.anonymousDefault`).
+        mutating func anonymous(_ entry: Entry) throws(FerryError) {
+            try once(entry)
+            let onError = { (message: String) in fail(entry.line, message) }
+            let unlimited = entry.value.lowercased() == "unlimited"
+            switch entry.key {
+            case "open-uploads":
+                configuration.anonymousQuotas.openUploads = unlimited ? nil : Int(try Values.count(entry.value, entry.key, onError))
+            case "open-bytes": configuration.anonymousQuotas.openBytes = unlimited ? nil : try Values.size(entry.value, entry.key, onError)
+            case "creations-per-minute":
+                configuration.anonymousQuotas.creationsPerMinute = unlimited ? nil : Int(try Values.count(entry.value, entry.key, onError))
+            case "max-size": configuration.anonymousQuotas.maxSize = unlimited ? nil : try Values.size(entry.value, entry.key, onError)
+            default:
+                throw fail(entry.line, "unknown key \(entry.key) in [anonymous] (open-uploads, open-bytes, creations-per-minute, max-size)")
             }
         }
 

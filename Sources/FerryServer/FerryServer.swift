@@ -120,6 +120,7 @@ public struct FerryServer: Sendable {
             business: BusinessRules(
                 scenarios: business.scenarios,
                 quotas: business.quotas,
+                anonymousQuotas: business.anonymousQuotas,
                 callbacks: httpClient.map { HTTPBusinessCallbacks(http: $0) } ?? NoBusinessCallbacks()
             ),
             logger: logger,

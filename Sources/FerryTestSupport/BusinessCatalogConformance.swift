@@ -54,11 +54,21 @@ enum BusinessCatalogConformance {
         try await catalog.insert(done)
         try await catalog.insert(record(owner: "bob"))
         try await catalog.insert(record(owner: nil))
-        let usage = try await catalog.usage(of: "alice", since: epoch.addingTimeInterval(-60))
+        // Anonymous uploads count against their client's address, apart from every subject
+        // (even one that looks like an address).
+        let address = QuotaKey.address("192.0.2.7")
+        var anonymous = record(owner: nil, length: 30)
+        anonymous.quotaKey = address
+        try await catalog.insert(anonymous)
+        try await catalog.insert(record(owner: "ip:192.0.2.7"))
+        try require(try await catalog.get(anonymous.id)?.quotaKey == address, "the quota key reads back as written")
+        let fromAddress = try await catalog.usage(of: address, since: epoch.addingTimeInterval(-60))
+        try require(fromAddress == OwnerUsage(openUploads: 1, openBytes: 30, recentCreations: 1), "an address's usage is its own (\(fromAddress))")
+        let usage = try await catalog.usage(of: QuotaKey.subject("alice"), since: epoch.addingTimeInterval(-60))
         try require(usage.openUploads == 2, "two incomplete uploads are open (got \(usage.openUploads))")
         try require(usage.openBytes == 100, "open bytes count declared lengths, offsets while deferred (got \(usage.openBytes))")
         try require(usage.recentCreations == 2, "creations in the window are counted (got \(usage.recentCreations))")
-        let nobody = try await catalog.usage(of: "carol", since: epoch)
+        let nobody = try await catalog.usage(of: QuotaKey.subject("carol"), since: epoch)
         try require(nobody == OwnerUsage(openUploads: 0, openBytes: 0, recentCreations: 0), "an owner without uploads uses nothing")
     }
 
@@ -68,7 +78,7 @@ enum BusinessCatalogConformance {
         let owner = "claims-" + UploadID.random().rawValue
         let now = Date()
         func claim(_ quotas: Quotas, bytes: Int64 = 10) -> QuotaClaim {
-            QuotaClaim(owner: owner, quotas: quotas, bytes: bytes, creating: true, windowStart: now.addingTimeInterval(-60))
+            QuotaClaim(owner: QuotaKey.subject(owner), quotas: quotas, bytes: bytes, creating: true, windowStart: now.addingTimeInterval(-60))
         }
         func attempt(_ count: Int, _ quotas: Quotas, length: Int64 = 10) async -> (accepted: Int, refused: Int, other: [String]) {
             await withTaskGroup(of: Result<Void, FerryError>.self) { group in
@@ -101,11 +111,11 @@ enum BusinessCatalogConformance {
         try require(perMinute.accepted == 3, "creations-per-minute 8 admits 3 more after 5 (accepted \(perMinute.accepted))")
         let bytes = await attempt(40, Quotas(openBytes: 120))
         try require(bytes.accepted == 4, "open-bytes 120 admits 4 more uploads of 10 bytes after 80 (accepted \(bytes.accepted))")
-        let usage = try await catalog.usage(of: owner, since: now.addingTimeInterval(-60))
+        let usage = try await catalog.usage(of: QuotaKey.subject(owner), since: now.addingTimeInterval(-60))
         try require(usage.openUploads == 12 && usage.openBytes == 120, "the accepted inserts are all there (\(usage))")
         let huge = await attempt(2, Quotas(openBytes: .max), length: .max)
         try require(huge.other.isEmpty && huge.accepted == 2, "lengths of 2^63 - 1 under a limit of 2^63 - 1 neither overflow nor fail (\(huge))")
-        let saturated = try await catalog.usage(of: owner, since: now.addingTimeInterval(-60))
+        let saturated = try await catalog.usage(of: QuotaKey.subject(owner), since: now.addingTimeInterval(-60))
         try require(saturated.openBytes == .max, "the usage sum saturates at 2^63 - 1 (\(saturated.openBytes))")
     }
 

@@ -66,7 +66,7 @@ public final class MemoryCatalog: UploadCatalog {
     }
 
     private static func usage(_ records: some Collection<UploadRecord>, of owner: String, since: Date) -> OwnerUsage {
-        let mine = records.filter { $0.owner == owner }
+        let mine = records.filter { $0.quotaKey == owner }
         let open = mine.filter { $0.state == .incomplete }
         return OwnerUsage(
             openUploads: open.count,

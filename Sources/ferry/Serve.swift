@@ -132,6 +132,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Uploads one client (token subject, else address) may create a minute on a node (0: no limit). [env: FERRY_CREATION_RATE] (default: 1200)")
     var creationRate: Int?
 
+    @Option(help: "Incomplete uploads one anonymous client address may hold (0: no limit); overrides [anonymous] open-uploads. [env: FERRY_ANONYMOUS_OPEN_UPLOADS] (default: 1000)")
+    var anonymousOpenUploads: Int?
+
     func run() async throws {
         let settings = Settings(environment: ProcessInfo.processInfo.environment)
         var configuration = try makeConfiguration(settings)
@@ -149,6 +152,10 @@ struct Serve: AsyncParsableCommand {
             } catch {
                 throw ValidationError("\(path): cannot read the configuration file (\(error))")
             }
+        }
+        if let open = try settings.value(anonymousOpenUploads.map(String.init), "FERRY_ANONYMOUS_OPEN_UPLOADS", default: Int?.none, parse: { text -> Int?? in Int(text).map { .some($0) } }) {
+            guard open >= 0 else { throw ValidationError("--anonymous-open-uploads must be 0 (no limit) or more") }
+            configuration.business.anonymousQuotas.openUploads = open == 0 ? nil : open
         }
         let level = try settings.value(logLevel, "FERRY_LOG_LEVEL", default: Logger.Level.info) { Logger.Level(rawValue: $0.lowercased()) }
         let json = try settings.value(logFormat, "FERRY_LOG_FORMAT", default: false) { format -> Bool? in

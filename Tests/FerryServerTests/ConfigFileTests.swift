@@ -72,6 +72,15 @@ struct ConfigFileTests {
     @Test func anEmptyFileKeepsTheOpenDefault() throws {
         let configuration = try ConfigFile.parse("# nothing\n", path: "empty.conf") { _ in "" }
         #expect(configuration.scenarios == ScenarioSet.open)
+        #expect(configuration.anonymousQuotas == Quotas.anonymousDefault, "each anonymous address has the default limits")
+    }
+
+    @Test func anonymousClientsHaveTheirOwnQuotas() throws {
+        let text = "[anonymous]\nopen-uploads = 20\nopen-bytes = 1GiB\ncreations-per-minute = 30\nmax-size = 100MiB\n"
+        let configuration = try ConfigFile.parse(text, path: "anon.conf") { _ in "" }
+        #expect(configuration.anonymousQuotas == Quotas(maxSize: 100 << 20, openUploads: 20, openBytes: 1 << 30, creationsPerMinute: 30))
+        let lifted = try ConfigFile.parse("[anonymous]\nopen-uploads = unlimited\n", path: "anon.conf") { _ in "" }
+        #expect(lifted.anonymousQuotas == Quotas(), "unlimited lifts the default")
     }
 
     @Test(arguments: [
@@ -92,6 +101,10 @@ struct ConfigFileTests {
         ("[auth]\npublic-key-file = missing.pem", 2, "cannot read missing.pem"),
         ("[scenario v]\nanonymous = true\nanonymous = false", 3, "anonymous is set twice"),
         ("[nonsense]", 1, "unknown section"),
+        ("[anonymous]\nopen-uploads = -1", 2, "open-uploads: \"-1\" is not a positive whole number"),
+        ("[anonymous]\nopen-bytes = lots", 2, "open-bytes: \"lots\" is not a size"),
+        ("[anonymous]\nmax-size = 1MiB\nmax-size = 2MiB", 3, "max-size is set twice"),
+        ("[anonymous]\ncolour = blue", 2, "unknown key colour in [anonymous]"),
         ("[scenario v]\nanonymous = true\nwebhook-batch = 0", 3, "webhook-batch: \"0\" is not a positive whole number"),
         ("[scenario v]\nanonymous = true\nwebhook-batch = 5000", 3, "webhook-batch is between 1 and 1000"),
         ("[scenario v]\nanonymous = true\nwebhook = http://x/e\nwebhook-secret = 0123456789abcdef\nwebhook-batch = 2\nwebhook-batch = 3", 6, "webhook-batch is set twice"),

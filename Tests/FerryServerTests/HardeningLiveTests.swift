@@ -157,6 +157,55 @@ struct HardeningLiveTests {
         }
     }
 
+    /// Anonymous clients are counted per address: 20 concurrent creations from one address
+    /// against `open-uploads = 3` admit 3, another address has room of its own, and a deferred
+    /// upload's bytes count against its address's `open-bytes`. The addresses come through a
+    /// trusted proxy's `X-Forwarded-For` (every test client is 127.0.0.1).
+    @Test(arguments: ["sqlite", "postgres"])
+    func anonymousClientsAreLimitedPerAddress(_ catalog: String) async throws {
+        let postgres = ProcessInfo.processInfo.environment["FERRY_TEST_POSTGRES_URL"]
+        if catalog == "postgres", postgres == nil {
+            print("anonymous quotas on PostgreSQL: FERRY_TEST_POSTGRES_URL is not set; scripts/test.sh sets it")
+            return
+        }
+        try await TestServer.with(configure: {
+            $0.business = Self.business(AnonymousAuthenticator())
+            $0.business.anonymousQuotas = Quotas(openUploads: 3, openBytes: 1000)
+            $0.tus.trustForwardedHeaders = true
+            if catalog == "postgres", let postgres { $0.catalog = .postgres(url: postgres) }
+        }) { server in
+            // A documentation address, new each run: the PostgreSQL database outlives the test.
+            let first = "198.51.100.\(Int.random(in: 1...254)), 10.0.0.1"
+            let second = "203.0.113.\(Int.random(in: 1...254))"
+            func create(_ forwarded: String, _ extra: [(String, String)] = [("Upload-Length", "10")]) async throws -> RawConnection.Response {
+                let connection = try await server.connect()
+                defer { Task { await connection.close() } }
+                return try await connection.exchange("POST", "/files/open/", [tus, ("X-Forwarded-For", forwarded)] + extra)
+            }
+            let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                for _ in 0..<20 { group.addTask { try await create(first).status } }
+                var all: [Int] = []
+                for try await status in group { all.append(status) }
+                return all
+            }
+            #expect(statuses.filter { $0 == 201 }.count == 3 && statuses.filter { $0 == 429 }.count == 17, "\(catalog): \(statuses)")
+            let refused = try await create(first)
+            #expect(refused.status == 429 && refused.header("Ferry-Error") == "ERR_QUOTA_EXCEEDED" && refused.header("Retry-After") != nil)
+            // Another address: a quota of its own. Its deferred upload's bytes fill open-bytes.
+            let deferred = try await create(second, [("Upload-Defer-Length", "1")])
+            let path = try #require(deferred.header("Location").flatMap { URL(string: $0)?.path })
+            let connection = try await server.connect()
+            defer { Task { await connection.close() } }
+            let from = ("X-Forwarded-For", "192.0.2.99")  // the upload counts where it was created, wherever the client is now
+            let fill = try await connection.exchange("PATCH", path, [tus, octets, from, ("Upload-Offset", "0")], body: Array(repeating: 1, count: 990))
+            #expect(fill.status == 204 && fill.header("Upload-Offset") == "990")
+            let over = try await connection.exchange("PATCH", path, [tus, octets, from, ("Upload-Offset", "990")], body: Array(repeating: 1, count: 20))
+            #expect(over.status == 429 && over.header("Ferry-Error") == "ERR_QUOTA_EXCEEDED", "\(over.status)")
+            #expect(try await create(second, [("Upload-Length", "11")]).status == 429, "the address's open-bytes are full (990 + 11 > 1000)")
+            #expect(try await create("192.0.2.99").status == 201, "a third address is not charged for the second's upload")
+        }
+    }
+
     @Test func deferredLengthBytesCountAgainstOpenBytes() async throws {
         let tokens = await Tokens.make()
         let authenticator = try await JWTAuthenticator.make(.init(hs256Secret: Tokens.secret))

@@ -367,7 +367,7 @@ class Ferry:
         env = {k: v for k, v in os.environ.items() if not k.startswith("FERRY_")}
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [FERRY, "serve", "--creation-rate", "0", "--host", "127.0.0.1", "--port", str(self.port), "--data-dir", self.data,
+                [FERRY, "serve", "--creation-rate", "0", "--anonymous-open-uploads", "0", "--host", "127.0.0.1", "--port", str(self.port), "--data-dir", self.data,
                  "--config", self.env.config_path, "--log-level", "warning", "--expiry-interval", "1s"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
         self.env.procs.procs.append(self.proc)

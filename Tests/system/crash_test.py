@@ -127,7 +127,7 @@ class Server:
     def spawn(self):
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [self.binary, "serve", "--creation-rate", "0", "--host", "127.0.0.1", "--port", str(self.port),
+                [self.binary, "serve", "--creation-rate", "0", "--anonymous-open-uploads", "0", "--host", "127.0.0.1", "--port", str(self.port),
                  "--data-dir", self.data_dir, "--log-level", "warning"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
 

@@ -325,7 +325,7 @@ class Node:
 
     def command(self):
         a = self.ctx.args
-        cmd = [a.ferry, "serve", "--creation-rate", "0", "--host", "127.0.0.1", "--port", str(self.port), "--data-dir", self.data_dir,
+        cmd = [a.ferry, "serve", "--creation-rate", "0", "--anonymous-open-uploads", "0", "--host", "127.0.0.1", "--port", str(self.port), "--data-dir", self.data_dir,
                "--storage", f"s3://{self.ctx.bucket}/{self.ctx.prefix}", "--s3-endpoint", self.ctx.s3_endpoint,
                "--s3-create-bucket", "--catalog", a.catalog, "--trust-forwarded-headers",
                "--read-timeout", "10s", "--lock-timeout", "10s", "--log-level", "info", "--config", self.ctx.config]

@@ -4,9 +4,11 @@ import Foundation
 /// that let a business system refuse a creation or turn a finished file into a business id.
 public struct BusinessRules: Sendable {
     public var scenarios: ScenarioSet
-    /// Quotas of every authenticated principal (a token may lower them). Anonymous uploads
-    /// are limited only by their scenario.
+    /// Quotas of every authenticated principal (a token may lower them).
     public var quotas: Quotas
+    /// Quotas of anonymous clients, each client address on its own (`[anonymous]` in the
+    /// configuration file; `Quotas.anonymousDefault` unless set).
+    public var anonymousQuotas: Quotas
     public var callbacks: any BusinessCallbacks
     /// Retries of a `pre-finish` callback that failed: from `retryBase`, doubling to
     /// `retryCap`, for `retryFor`, then `failed`.
@@ -17,6 +19,7 @@ public struct BusinessRules: Sendable {
     public init(
         scenarios: ScenarioSet = .open,
         quotas: Quotas = Quotas(),
+        anonymousQuotas: Quotas = .anonymousDefault,
         callbacks: any BusinessCallbacks = NoBusinessCallbacks(),
         retryBase: Duration = .seconds(1),
         retryCap: Duration = .seconds(300),
@@ -24,13 +27,15 @@ public struct BusinessRules: Sendable {
     ) {
         self.scenarios = scenarios
         self.quotas = quotas
+        self.anonymousQuotas = anonymousQuotas
         self.callbacks = callbacks
         self.retryBase = retryBase
         self.retryCap = retryCap
         self.retryFor = retryFor
     }
 
-    /// The embedded defaults: one open scenario, no quotas, no callbacks.
+    /// The embedded defaults: one open scenario, no quotas for tokens, the default ones per
+    /// anonymous client address, no callbacks.
     public static let open = BusinessRules()
 }
 

@@ -42,6 +42,11 @@ public struct Quotas: Sendable, Equatable {
         self.creationsPerMinute = creationsPerMinute
     }
 
+    /// What an anonymous client address may hold unless configured otherwise: 1,000
+    /// incomplete uploads. Generous on purpose: behind a carrier's NAT thousands of phones
+    /// share one address; the point is that no single address can hold unbounded state.
+    public static let anonymousDefault = Quotas(openUploads: 1000)
+
     /// The stricter of two limits, field by field.
     public func lowered(by other: Quotas) -> Quotas {
         func min<T: Comparable>(_ a: T?, _ b: T?) -> T? {

@@ -1,11 +1,19 @@
 import Foundation
 
+/// The key quotas are counted under: a token's subject, or an anonymous client's address
+/// (prefixed, so that a subject can never pose as an address).
+public enum QuotaKey {
+    public static func subject(_ subject: String) -> String { "sub:" + subject }
+    public static func address(_ address: String) -> String { "ip:" + address }
+}
+
 /// What a creation (or a length fixed later) asks of its owner's quotas.
 ///
 /// The decision is a pure function of the owner's usage (`check`); a catalog applies it to the
 /// usage it counts *in the same transaction* as the insert (`UploadCatalog.insert(_:events:claim:)`),
 /// serialized per owner, so concurrent creations cannot all take the last slot.
 public struct QuotaClaim: Sendable, Equatable {
+    /// The `QuotaKey` counted: a subject's, or an anonymous client address's.
     public var owner: String
     public var quotas: Quotas
     /// Bytes the request adds to the owner's open bytes (a declared length, or its growth).

@@ -72,7 +72,7 @@ extension UploadEngine {
                 if let maxSize, declared > maxSize {
                     throw FerryError(.maxSizeExceeded, "the upload is larger than this server accepts (\(maxSize) bytes)")
                 }
-                try await checkQuotas(principal, addingBytes: declared - record.offset, creating: false)
+                try await checkQuota(quotaClaim(adding: declared - record.offset, to: record, by: principal))
                 record.length = declared
             }
         }
@@ -92,7 +92,7 @@ extension UploadEngine {
                 : FerryError(.lengthExceeded, "the body would run past Upload-Length")
         }
         // A deferred length grows with every byte: those bytes count against `open-bytes`.
-        if record.length == nil, let room = try await openBytesRoom(principal), room < (limit ?? .max) {
+        if record.length == nil, let room = try await openBytesRoom(record, principal), room < (limit ?? .max) {
             if let contentLength = request.contentLength, contentLength > room {
                 var error = FerryError(.quotaExceeded, "incomplete uploads may hold no more bytes: finish or delete one")
                 error.retryAfter = 30
@@ -103,9 +103,10 @@ extension UploadEngine {
         return limit
     }
 
-    /// How many more bytes `principal`'s incomplete uploads may hold (nil: no `open-bytes` quota).
-    private func openBytesRoom(_ principal: Principal) async throws(FerryError) -> Int64? {
-        guard let claim = quotaClaim(principal, addingBytes: 0, creating: false), let openBytes = claim.quotas.openBytes else { return nil }
+    /// How many more bytes the incomplete uploads counted with `record` may hold (nil: no
+    /// `open-bytes` quota).
+    private func openBytesRoom(_ record: UploadRecord, _ principal: Principal) async throws(FerryError) -> Int64? {
+        guard let claim = quotaClaim(adding: 0, to: record, by: principal), let openBytes = claim.quotas.openBytes else { return nil }
         let usage = try await catalog.usage(of: claim.owner, since: claim.windowStart)
         return Swift.max(0, openBytes.saturatingSubtracting(usage.openBytes))
     }

@@ -30,8 +30,7 @@ extension UploadEngine {
 
     /// The largest upload `principal` may store in `scenario`.
     func maxSize(in scenario: Scenario?, for principal: Principal) -> Int64? {
-        let limits = principal.isAnonymous ? Quotas() : business.quotas.lowered(by: principal.limits)
-        return [configuration.maxSize, scenario?.maxSize, limits.maxSize].compactMap { $0 }.min()
+        return [configuration.maxSize, scenario?.maxSize, quotas(of: principal).maxSize].compactMap { $0 }.min()
     }
 
     /// Refuses a creation storm: each client (a token's subject, else the address) may create
@@ -46,21 +45,43 @@ extension UploadEngine {
         }
     }
 
-    /// The quota claim of a request by `principal` (nil: anonymous, or no quota applies).
-    func quotaClaim(_ principal: Principal, addingBytes bytes: Int64, creating: Bool) -> QuotaClaim? {
-        guard let owner = principal.subject else { return nil }
+    /// The quotas of `principal`: a token's (the configured ones, lowered by its claims), or
+    /// those of each anonymous client address.
+    func quotas(of principal: Principal) -> Quotas {
+        principal.isAnonymous ? business.anonymousQuotas : business.quotas.lowered(by: principal.limits)
+    }
+
+    /// Whom a new upload of `principal`, created from `address`, counts against.
+    func quotaKey(_ principal: Principal, address: String?) -> String? {
+        principal.subject.map(QuotaKey.subject) ?? address.map(QuotaKey.address)
+    }
+
+    /// The quota claim of a creation by `principal` from `address` (nil: nobody to count
+    /// against, or no quota applies).
+    func quotaClaim(_ principal: Principal, address: String?, addingBytes bytes: Int64, creating: Bool) -> QuotaClaim? {
+        guard let key = quotaKey(principal, address: address) else { return nil }
         let claim = QuotaClaim(
-            owner: owner, quotas: business.quotas.lowered(by: principal.limits), bytes: bytes, creating: creating,
+            owner: key, quotas: quotas(of: principal), bytes: bytes, creating: creating, windowStart: now().addingTimeInterval(-60)
+        )
+        return claim.isLimited ? claim : nil
+    }
+
+    /// The quota claim of bytes added to an existing upload: counted under the key it was
+    /// created with (an anonymous client that moved to another address still fills the
+    /// quota of the one it started from).
+    func quotaClaim(adding bytes: Int64, to record: UploadRecord, by principal: Principal) -> QuotaClaim? {
+        guard let key = record.quotaKey else { return nil }
+        let claim = QuotaClaim(
+            owner: key, quotas: record.owner == nil ? business.anonymousQuotas : quotas(of: principal), bytes: bytes, creating: false,
             windowStart: now().addingTimeInterval(-60)
         )
         return claim.isLimited ? claim : nil
     }
 
-    /// Refuses with 429 when `principal`'s uploads would exceed its quotas. A creation is
-    /// checked here early (before the `pre-create` call) and again, atomically, by the
-    /// catalog's insert.
-    func checkQuotas(_ principal: Principal, addingBytes bytes: Int64, creating: Bool) async throws(FerryError) {
-        guard let claim = quotaClaim(principal, addingBytes: bytes, creating: creating) else { return }
+    /// Refuses with 429 when `claim` leaves no room. A creation is checked here early (before
+    /// the `pre-create` call) and again, atomically, by the catalog's insert.
+    func checkQuota(_ claim: QuotaClaim?) async throws(FerryError) {
+        guard let claim else { return }
         try claim.check(try await catalog.usage(of: claim.owner, since: claim.windowStart))
     }
 
@@ -79,7 +100,7 @@ extension UploadEngine {
         if let type = spec.metadata.string("filetype"), !scenario.allows(contentType: type) {
             throw FerryError(.contentTypeNotAllowed, "the scenario \(scenario.name) does not accept \(type)")
         }
-        try await checkQuotas(spec.principal, addingBytes: spec.length ?? 0, creating: true)
+        try await checkQuota(quotaClaim(spec.principal, address: spec.address, addingBytes: spec.length ?? 0, creating: true))
         var metadata = spec.metadata
         // A partial is a piece of a file, not a file: the business system hears of the final.
         if let url = scenario.preCreate, !spec.isPartial {

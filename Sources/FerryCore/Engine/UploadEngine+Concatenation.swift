@@ -59,11 +59,12 @@ extension UploadEngine {
             concat: .final(parts),
             createdAt: date,
             scenario: chosen.name,
-            owner: principal.subject
+            owner: principal.subject,
+            quotaKey: quotaKey(principal, address: address)
         )
         record.expiresAt = expiry(for: record, from: date)
         try await store.create(for: record)
-        record = try await insertClaimed(record, claim: quotaClaim(principal, addingBytes: 0, creating: true))
+        record = try await insertClaimed(record, claim: quotaClaim(principal, address: address, addingBytes: 0, creating: true))
         metrics.created.increment()
         statistics?.created(record, info: RequestInfo())
         return try await withLock(id, onStop: {}) { () async throws(FerryError) -> UploadRecord in

@@ -112,7 +112,8 @@ public final class UploadEngine: Sendable {
             concat: spec.isPartial ? .partial : .none,
             createdAt: date,
             scenario: scenario.name,
-            owner: spec.principal.subject
+            owner: spec.principal.subject,
+            quotaKey: quotaKey(spec.principal, address: spec.address)
         )
         record.expiresAt = expiry(for: record, from: date)
         if spec.length == 0 {
@@ -124,7 +125,7 @@ public final class UploadEngine: Sendable {
             prepareCompletion(&record, sha256: DigestCache.emptySHA256)
         }
         try await store.create(for: record)
-        record = try await insertClaimed(record, claim: quotaClaim(spec.principal, addingBytes: spec.length ?? 0, creating: true))
+        record = try await insertClaimed(record, claim: quotaClaim(spec.principal, address: spec.address, addingBytes: spec.length ?? 0, creating: true))
         metrics.created.increment()
         statistics?.created(record, info: spec.info)
         if record.isComplete {

@@ -47,6 +47,10 @@ public struct UploadRecord: Sendable, Equatable {
     public var scenario: String
     /// The token subject that created it; nil for an anonymous upload (its URL is the capability).
     public var owner: String?
+    /// Whom the upload counts against in quotas (`QuotaKey`): its owner, or for an anonymous
+    /// upload the address of the client that created it; nil when neither is known. Set at
+    /// creation and never changed.
+    public var quotaKey: String?
     /// Hex SHA-256 of the whole file, once complete.
     public var sha256: String?
     /// The `pre-finish` callback's answer, for scenarios that have one.
@@ -69,6 +73,7 @@ public struct UploadRecord: Sendable, Equatable {
         storeState: String? = nil,
         scenario: String = "default",
         owner: String? = nil,
+        quotaKey: String? = nil,
         sha256: String? = nil,
         business: BusinessResult? = nil,
         eventSequence: Int64 = 0,
@@ -86,6 +91,7 @@ public struct UploadRecord: Sendable, Equatable {
         self.storeState = storeState
         self.scenario = scenario
         self.owner = owner
+        self.quotaKey = quotaKey ?? owner.map(QuotaKey.subject)
         self.sha256 = sha256
         self.business = business
         self.eventSequence = eventSequence
