@@ -8,7 +8,9 @@ import Testing
 
 /// Adaptive parallelism against a real server: one stream where one fills the link, more where
 /// the network limits each connection, and a split upload that resumes in a new process.
-@Suite("Adaptive parallel uploads")
+/// Serialized (and run apart from the other suites by scripts/test.sh): the probe's verdicts
+/// come from measured rates, which a loaded machine distorts.
+@Suite("Adaptive parallel uploads", .serialized)
 struct AdaptiveParallelTests {
     /// Fast probing, so a test link shows its verdict in seconds; the probe's verdicts go to `log`.
     static func options(store: ResumeStore? = nil, log: TraceLog? = nil) -> UploadOptions {

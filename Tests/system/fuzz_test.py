@@ -60,6 +60,8 @@ hs256-secret = "{secret}"
 open-uploads = 100000
 open-bytes = 100GiB
 creations-per-minute = 1000000
+[anonymous]
+open-uploads = 100000
 [scenario open]
 anonymous = true
 max-size = 4MiB
