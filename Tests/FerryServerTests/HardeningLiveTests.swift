@@ -157,6 +157,45 @@ struct HardeningLiveTests {
         }
     }
 
+    /// Two nodes on one PostgreSQL catalog: 40 concurrent creations spread over both, by one
+    /// token subject against `open-uploads = 5` and by one anonymous address against its own
+    /// `open-uploads = 5`, admit exactly 5 each (the advisory lock is the database's, not a node's).
+    @Test func quotasHoldAcrossNodes() async throws {
+        guard let postgres = ProcessInfo.processInfo.environment["FERRY_TEST_POSTGRES_URL"] else {
+            print("quotas across nodes: FERRY_TEST_POSTGRES_URL is not set; scripts/test.sh sets it")
+            return
+        }
+        let tokens = await Tokens.make()
+        let authenticator = try await JWTAuthenticator.make(.init(hs256Secret: Tokens.secret))
+        let configure = { (configuration: inout FerryServerConfiguration) in
+            configuration.business = Self.business(authenticator, quotas: Quotas(openUploads: 5))
+            configuration.business.anonymousQuotas = Quotas(openUploads: 5)
+            configuration.tus.trustForwardedHeaders = true
+            configuration.catalog = .postgres(url: postgres)
+        }
+        try await TestServer.with(configure: configure) { first in
+            try await TestServer.with(configure: configure) { second in
+                let alice = ("Authorization", "Bearer " + (try await tokens.hs256("alice-" + UploadID.random().rawValue)))
+                let address = ("X-Forwarded-For", "198.18.\(Int.random(in: 0...255)).\(Int.random(in: 1...254))")
+                for (label, collection, headers) in [("token", "/files/private/", [alice]), ("anonymous", "/files/open/", [address])] {
+                    let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                        for index in 0..<40 {
+                            group.addTask {
+                                let connection = try await (index % 2 == 0 ? first : second).connect()
+                                defer { Task { await connection.close() } }
+                                return try await connection.exchange("POST", collection, [tus, ("Upload-Length", "100")] + headers).status
+                            }
+                        }
+                        var all: [Int] = []
+                        for try await status in group { all.append(status) }
+                        return all
+                    }
+                    #expect(statuses.filter { $0 == 201 }.count == 5 && statuses.allSatisfy { $0 == 201 || $0 == 429 }, "\(label) over two nodes: \(statuses)")
+                }
+            }
+        }
+    }
+
     /// Anonymous clients are counted per address: 20 concurrent creations from one address
     /// against `open-uploads = 3` admit 3, another address has room of its own, and a deferred
     /// upload's bytes count against its address's `open-bytes`. The addresses come through a
