@@ -101,7 +101,11 @@ swift_tests() { # swift_tests <swift test arguments...>
 }
 
 log "swift tests"
-swift_tests --skip DialectFuzzTests --skip AdaptiveParallelTests
+swift_tests --skip DialectFuzzTests --skip AdaptiveParallelTests --skip NetworkProfileTests
+# The emulated mobile networks (the heaviest suite: a proxy and a client per profile) run on
+# their own, so their CPU does not stretch the timed tests above.
+log "swift tests: uploads through emulated mobile networks"
+swift_tests --filter NetworkProfileTests
 # Tests that judge measured rates run alone, one at a time: beside the others on two cores,
 # a probe's measurement says more about the machine than about the link.
 log "swift tests: adaptive parallelism (measured rates), alone"
