@@ -242,6 +242,11 @@ struct HardeningLiveTests {
             #expect(over.status == 429 && over.header("Ferry-Error") == "ERR_QUOTA_EXCEEDED", "\(over.status)")
             #expect(try await create(second, [("Upload-Length", "11")]).status == 429, "the address's open-bytes are full (990 + 11 > 1000)")
             #expect(try await create("192.0.2.99").status == 201, "a third address is not charged for the second's upload")
+            // IPv6: one /64 is one client, however many of its addresses it uses.
+            let prefix = "2001:db8:\(String(Int.random(in: 1...0xFFFF), radix: 16)):\(String(Int.random(in: 1...0xFFFF), radix: 16))"
+            var v6: [Int] = []
+            for host in 1...4 { v6.append(try await create("\(prefix)::\(host)").status) }
+            #expect(v6 == [201, 201, 201, 429], "a /64 shares one quota: \(v6)")
         }
     }
 

@@ -1,10 +1,39 @@
 import Foundation
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// The key quotas are counted under: a token's subject, or an anonymous client's address
 /// (prefixed, so that a subject can never pose as an address).
 public enum QuotaKey {
     public static func subject(_ subject: String) -> String { "sub:" + subject }
-    public static func address(_ address: String) -> String { "ip:" + address }
+    public static func address(_ address: String) -> String { "ip:" + ClientAddress.key(address) }
+}
+
+/// What identifies one client by its network address, for per-address limits.
+public enum ClientAddress {
+    /// An IPv4 address as it is; an IPv6 address by its /64 prefix (one subscriber, one home or
+    /// one phone gets a whole /64, so a single address would let one client pose as 2^64
+    /// clients); an IPv4-mapped IPv6 address as its IPv4 address. Anything else (a forwarded
+    /// value that is no address) as its first 64 bytes, so a key stays small.
+    public static func key(_ address: String) -> String {
+        var text = address.trimmingCharacters(in: .whitespaces)
+        if text.hasPrefix("["), let close = text.firstIndex(of: "]") { text = String(text[text.index(after: text.startIndex)..<close]) }
+        if let percent = text.firstIndex(of: "%") { text = String(text[..<percent]) }  // a zone index names no other client
+        var v4 = in_addr()
+        if inet_pton(AF_INET, text, &v4) == 1 { return text }
+        var v6 = in6_addr()
+        guard inet_pton(AF_INET6, text, &v6) == 1 else { return String(decoding: address.utf8.prefix(64), as: UTF8.self) }
+        let bytes = withUnsafeBytes(of: v6) { Array($0) }
+        if bytes[0..<10].allSatisfy({ $0 == 0 }), bytes[10] == 0xFF, bytes[11] == 0xFF {
+            return bytes[12...].map(String.init).joined(separator: ".")
+        }
+        let groups = stride(from: 0, to: 8, by: 2).map { String(UInt16(bytes[$0]) << 8 | UInt16(bytes[$0 + 1]), radix: 16) }
+        return groups.joined(separator: ":") + "::/64"
+    }
 }
 
 /// What a creation (or a length fixed later) asks of its owner's quotas.

@@ -36,7 +36,7 @@ extension UploadEngine {
     /// Refuses a creation storm: each client (a token's subject, else the address) may create
     /// `creationsPerMinutePerClient` uploads a minute on this node, in bursts of as many.
     func limitCreationRate(_ spec: CreateSpec) throws(FerryError) {
-        guard let creationRate, let key = spec.principal.subject.map({ "s:" + $0 }) ?? spec.address.map({ "a:" + $0 }) else { return }
+        guard let creationRate, let key = spec.principal.subject.map({ "s:" + $0 }) ?? spec.address.map({ "a:" + ClientAddress.key($0) }) else { return }
         let (allowed, retryAfter) = creationRate.take(key, now: now())
         guard allowed else {
             var error = FerryError(.rateLimited, "this client creates uploads too fast: at most \(creationRate.perMinute) a minute")
