@@ -51,4 +51,9 @@ done
 median() { tr ' ' '\n' | sed '/^$/d' | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 with=$(median <<<"${RATES[on]}")
 without=$(median <<<"${RATES[lifted]}")
-echo "median uploads/s: with the default anonymous quota $with, lifted $without (ratio $(awk "BEGIN {printf \"%.3f\", $with / $without}"))"
+# Runs are paired (one of each, back to back): the median of the pairs' ratios is steadier than
+# the ratio of medians on a machine whose speed drifts.
+pairs=$(paste -d/ <(tr ' ' '\n' <<<"${RATES[on]}" | sed '/^$/d') <(tr ' ' '\n' <<<"${RATES[lifted]}" | sed '/^$/d') \
+    | awk -F/ '$2 > 0 {printf "%.4f ", $1 / $2}')
+echo "median uploads/s: with the default anonymous quota $with, lifted $without (ratio of medians $(awk "BEGIN {printf \"%.3f\", $with / $without}"))"
+echo "pairwise ratios (on / lifted): $pairs-> median $(median <<<"$pairs")"

@@ -105,7 +105,7 @@ public final class PostgresCatalog: UploadCatalog, Service {
                     "SELECT pg_advisory_xact_lock(\(Self.quotaLockSpace), hashtext(\(claim.owner)))", logger: logger
                 ).collect()
                 var usage = OwnerUsage(openUploads: 0, openBytes: 0, recentCreations: 0)
-                for try await row in try await connection.query(Self.usageQuery(of: claim.owner, since: claim.windowStart), logger: logger) {
+                for try await row in try await connection.query(Self.usageQuery(of: claim.owner, since: claim.countsCreationsSince), logger: logger) {
                     usage = try Self.usage(row)
                 }
                 do throws(FerryError) {
@@ -253,17 +253,19 @@ public final class PostgresCatalog: UploadCatalog, Service {
         ) { row in try UploadID(row.decode(String.self)) }.compactMap { $0 }
     }
 
-    public func usage(of owner: String, since: Date) async throws(FerryError) -> OwnerUsage {
+    public func usage(of owner: String, since: Date?) async throws(FerryError) -> OwnerUsage {
         try await rows(Self.usageQuery(of: owner, since: since), "the catalog could not be read", Self.usage).first
             ?? OwnerUsage(openUploads: 0, openBytes: 0, recentCreations: 0)
     }
 
     /// The sum is numeric in PostgreSQL: held at 2^63 - 1 before the cast, so lengths near the
     /// limit saturate rather than fail the query.
-    static func usageQuery(of owner: String, since: Date) -> PostgresQuery {
+    /// Creations are counted only with a `since` (nil: 0).
+    static func usageQuery(of owner: String, since: Date?) -> PostgresQuery {
         """
         SELECT count(*), least(coalesce(sum(coalesce(length, "offset")), 0), 9223372036854775807)::bigint,
-            (SELECT count(*) FROM uploads WHERE quota_key = \(owner) AND created_at >= \(since.timeIntervalSince1970))
+            CASE WHEN \(since?.timeIntervalSince1970)::float8 IS NULL THEN 0::bigint ELSE (SELECT count(*) FROM uploads
+                WHERE quota_key = \(owner) AND created_at >= \(since?.timeIntervalSince1970)::float8) END
         FROM uploads WHERE quota_key = \(owner) AND state = 'incomplete'
         """
     }

@@ -92,7 +92,7 @@ extension SQLiteCatalog {
     static func apply(_ write: Write, _ db: Database) throws {
         switch write {
         case .insert(let record, let events, let claim):
-            if let claim { try claim.check(usage(of: claim.owner, since: claim.windowStart, db)) }
+            if let claim { try claim.check(usage(of: claim.owner, since: claim.countsCreationsSince, db)) }
             try db.cachedStatement(sql: """
                     INSERT INTO uploads (id, length, "offset", metadata, concat, state, created_at, updated_at, expires_at, store_state,
                         scenario, owner, sha256, business_status, business_result, business_attempts, business_next_at,

@@ -123,23 +123,36 @@ public final class SQLiteCatalog: UploadCatalog {
         }
     }
 
-    public func usage(of owner: String, since: Date) async throws(FerryError) -> OwnerUsage {
+    public func usage(of owner: String, since: Date?) async throws(FerryError) -> OwnerUsage {
         try await read { db in try Self.usage(of: owner, since: since, db) }
     }
 
-    static func usage(of owner: String, since: Date, _ db: Database) throws -> OwnerUsage {
-        let row = try Row.fetchOne(
-            db.cachedStatement(
-                // Index ranges only (quota_key): a key's history of complete uploads is never scanned.
-                // `total` sums as a double: lengths near 2^63 saturate rather than fail the query.
-                sql: """
-                    SELECT count(*) AS open, total(coalesce(length, "offset")) AS bytes,
-                        (SELECT count(*) FROM uploads WHERE quota_key = ? AND created_at >= ?) AS recent
-                    FROM uploads WHERE quota_key = ? AND state = 'incomplete'
-                    """
-            ),
-            arguments: [owner, since.timeIntervalSince1970, owner]
-        )
+    static func usage(of owner: String, since: Date?, _ db: Database) throws -> OwnerUsage {
+        // Index ranges only (quota_key): a key's history of complete uploads is never scanned.
+        // `total` sums as a double: lengths near 2^63 saturate rather than fail the query.
+        let row: Row?
+        if let since {
+            row = try Row.fetchOne(
+                db.cachedStatement(
+                    sql: """
+                        SELECT count(*) AS open, total(coalesce(length, "offset")) AS bytes,
+                            (SELECT count(*) FROM uploads WHERE quota_key = ? AND created_at >= ?) AS recent
+                        FROM uploads WHERE quota_key = ? AND state = 'incomplete'
+                        """
+                ),
+                arguments: [owner, since.timeIntervalSince1970, owner]
+            )
+        } else {
+            row = try Row.fetchOne(
+                db.cachedStatement(
+                    sql: """
+                        SELECT count(*) AS open, total(coalesce(length, "offset")) AS bytes, 0 AS recent
+                        FROM uploads WHERE quota_key = ? AND state = 'incomplete'
+                        """
+                ),
+                arguments: [owner]
+            )
+        }
         let bytes: Double = row?["bytes"] ?? 0
         return OwnerUsage(openUploads: row?["open"] ?? 0, openBytes: Int64(clamping: bytes), recentCreations: row?["recent"] ?? 0)
     }

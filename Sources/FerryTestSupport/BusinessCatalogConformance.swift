@@ -68,6 +68,8 @@ enum BusinessCatalogConformance {
         try require(usage.openUploads == 2, "two incomplete uploads are open (got \(usage.openUploads))")
         try require(usage.openBytes == 100, "open bytes count declared lengths, offsets while deferred (got \(usage.openBytes))")
         try require(usage.recentCreations == 2, "creations in the window are counted (got \(usage.recentCreations))")
+        let uncounted = try await catalog.usage(of: QuotaKey.subject("alice"), since: nil)
+        try require(uncounted == OwnerUsage(openUploads: 2, openBytes: 100, recentCreations: 0), "without a window creations are not counted (\(uncounted))")
         let nobody = try await catalog.usage(of: QuotaKey.subject("carol"), since: epoch)
         try require(nobody == OwnerUsage(openUploads: 0, openBytes: 0, recentCreations: 0), "an owner without uploads uses nothing")
     }

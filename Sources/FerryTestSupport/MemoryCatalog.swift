@@ -17,7 +17,7 @@ public final class MemoryCatalog: UploadCatalog {
     public func insert(_ record: UploadRecord, events: [OutboxEvent], claim: QuotaClaim?) async throws(FerryError) {
         try state.withLock { state throws(FerryError) in
             guard state.records[record.id] == nil else { throw FerryError(.catalogFailure, "the upload exists already") }
-            if let claim { try claim.check(Self.usage(state.records.values, of: claim.owner, since: claim.windowStart)) }
+            if let claim { try claim.check(Self.usage(state.records.values, of: claim.owner, since: claim.countsCreationsSince)) }
             state.records[record.id] = record
             state.outbox += events.map(Self.pending)
         }
@@ -61,17 +61,17 @@ public final class MemoryCatalog: UploadCatalog {
         }
     }
 
-    public func usage(of owner: String, since: Date) async throws(FerryError) -> OwnerUsage {
+    public func usage(of owner: String, since: Date?) async throws(FerryError) -> OwnerUsage {
         state.withLock { Self.usage($0.records.values, of: owner, since: since) }
     }
 
-    private static func usage(_ records: some Collection<UploadRecord>, of owner: String, since: Date) -> OwnerUsage {
+    private static func usage(_ records: some Collection<UploadRecord>, of owner: String, since: Date?) -> OwnerUsage {
         let mine = records.filter { $0.quotaKey == owner }
         let open = mine.filter { $0.state == .incomplete }
         return OwnerUsage(
             openUploads: open.count,
             openBytes: open.map { $0.length ?? $0.offset }.saturatingSum(),
-            recentCreations: mine.filter { $0.createdAt >= since }.count
+            recentCreations: since.map { since in mine.filter { $0.createdAt >= since }.count } ?? 0
         )
     }
 

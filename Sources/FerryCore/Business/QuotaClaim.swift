@@ -60,6 +60,11 @@ public struct QuotaClaim: Sendable, Equatable {
         self.windowStart = windowStart
     }
 
+    /// Where creations need counting from: nil unless a `creationsPerMinute` quota applies.
+    public var countsCreationsSince: Date? {
+        creating && quotas.creationsPerMinute != nil ? windowStart : nil
+    }
+
     /// True when some quota applies (otherwise nothing needs counting).
     public var isLimited: Bool {
         quotas.openBytes != nil || (creating && (quotas.openUploads != nil || quotas.creationsPerMinute != nil))

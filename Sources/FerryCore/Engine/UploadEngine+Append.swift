@@ -107,7 +107,7 @@ extension UploadEngine {
     /// `open-bytes` quota).
     private func openBytesRoom(_ record: UploadRecord, _ principal: Principal) async throws(FerryError) -> Int64? {
         guard let claim = quotaClaim(adding: 0, to: record, by: principal), let openBytes = claim.quotas.openBytes else { return nil }
-        let usage = try await catalog.usage(of: claim.owner, since: claim.windowStart)
+        let usage = try await catalog.usage(of: claim.owner, since: nil)
         return Swift.max(0, openBytes.saturatingSubtracting(usage.openBytes))
     }
 

@@ -82,7 +82,7 @@ extension UploadEngine {
     /// the `pre-create` call) and again, atomically, by the catalog's insert.
     func checkQuota(_ claim: QuotaClaim?) async throws(FerryError) {
         guard let claim else { return }
-        try claim.check(try await catalog.usage(of: claim.owner, since: claim.windowStart))
+        try claim.check(try await catalog.usage(of: claim.owner, since: claim.countsCreationsSince))
     }
 
     /// The scenario and metadata of a creation, after every rule and the `pre-create` callback.

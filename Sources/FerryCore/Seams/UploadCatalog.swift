@@ -34,8 +34,10 @@ public protocol UploadCatalog: Sendable {
 
     // MARK: Business integration
 
-    /// What `owner` holds: incomplete uploads, their declared bytes, creations since `since`.
-    func usage(of owner: String, since: Date) async throws(FerryError) -> OwnerUsage
+    /// What `owner` holds: incomplete uploads, their declared bytes, creations since `since`
+    /// (nil: creations are not counted and read as 0 — the count walks every creation of the
+    /// window, so it is made only when a `creations-per-minute` quota needs it).
+    func usage(of owner: String, since: Date?) async throws(FerryError) -> OwnerUsage
 
     /// Complete uploads whose `pre-finish` result is pending and due before `date`.
     func pendingBusinessResults(before date: Date, limit: Int) async throws(FerryError) -> [UploadRecord]
