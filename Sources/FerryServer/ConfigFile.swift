@@ -146,12 +146,8 @@ public enum ConfigFile {
             case "jwks-file": configuration.auth.jwksJSON = try file(entry)
             case "issuer": configuration.auth.issuer = entry.value
             case "audience": configuration.auth.audience = entry.value
-            case "open-uploads": configuration.quotas.openUploads = Int(try Values.count(entry.value, entry.key) { fail(entry.line, $0) })
-            case "open-bytes": configuration.quotas.openBytes = try Values.size(entry.value, entry.key) { fail(entry.line, $0) }
-            case "creations-per-minute":
-                configuration.quotas.creationsPerMinute = Int(try Values.count(entry.value, entry.key) { fail(entry.line, $0) })
-            case "max-size": configuration.quotas.maxSize = try Values.size(entry.value, entry.key) { fail(entry.line, $0) }
             default:
+                if try quota(entry, into: &configuration.quotas, unlimited: false) { return }
                 throw fail(
                     entry.line,
                     "unknown key \(entry.key) in [auth] (hs256-secret, public-key-file, jwks-file, issuer, audience, open-uploads, open-bytes, creations-per-minute, max-size)"
@@ -163,18 +159,24 @@ public enum ConfigFile {
         /// default, `Quotas.anonymousDefault`).
         mutating func anonymous(_ entry: Entry) throws(FerryError) {
             try once(entry)
-            let onError = { (message: String) in fail(entry.line, message) }
-            let unlimited = entry.value.lowercased() == "unlimited"
-            switch entry.key {
-            case "open-uploads":
-                configuration.anonymousQuotas.openUploads = unlimited ? nil : Int(try Values.count(entry.value, entry.key, onError))
-            case "open-bytes": configuration.anonymousQuotas.openBytes = unlimited ? nil : try Values.size(entry.value, entry.key, onError)
-            case "creations-per-minute":
-                configuration.anonymousQuotas.creationsPerMinute = unlimited ? nil : Int(try Values.count(entry.value, entry.key, onError))
-            case "max-size": configuration.anonymousQuotas.maxSize = unlimited ? nil : try Values.size(entry.value, entry.key, onError)
-            default:
+            guard try quota(entry, into: &configuration.anonymousQuotas, unlimited: true) else {
                 throw fail(entry.line, "unknown key \(entry.key) in [anonymous] (open-uploads, open-bytes, creations-per-minute, max-size)")
             }
+        }
+
+        /// Sets the quota `entry` names in `quotas` ([auth] and [anonymous] share the keys);
+        /// false when the key is no quota. `unlimited` lets the value `unlimited` lift a limit.
+        func quota(_ entry: Entry, into quotas: inout Quotas, unlimited: Bool) throws(FerryError) -> Bool {
+            let onError = { (message: String) in fail(entry.line, message) }
+            let lifted = unlimited && entry.value.lowercased() == "unlimited"
+            switch entry.key {
+            case "open-uploads": quotas.openUploads = lifted ? nil : Int(try Values.count(entry.value, entry.key, onError))
+            case "open-bytes": quotas.openBytes = lifted ? nil : try Values.size(entry.value, entry.key, onError)
+            case "creations-per-minute": quotas.creationsPerMinute = lifted ? nil : Int(try Values.count(entry.value, entry.key, onError))
+            case "max-size": quotas.maxSize = lifted ? nil : try Values.size(entry.value, entry.key, onError)
+            default: return false
+            }
+            return true
         }
 
         func file(_ entry: Entry) throws(FerryError) -> String {

@@ -153,10 +153,9 @@ struct Serve: AsyncParsableCommand {
                 throw ValidationError("\(path): cannot read the configuration file (\(error))")
             }
         }
-        if let open = try settings.value(anonymousOpenUploads.map(String.init), "FERRY_ANONYMOUS_OPEN_UPLOADS", default: Int?.none, parse: { text -> Int?? in Int(text).map { .some($0) } }) {
-            guard open >= 0 else { throw ValidationError("--anonymous-open-uploads must be 0 (no limit) or more") }
-            configuration.business.anonymousQuotas.openUploads = open == 0 ? nil : open
-        }
+        // -1: not given, the configuration file's value (or the default) stands.
+        let open = try settings.value(anonymousOpenUploads.map(String.init), "FERRY_ANONYMOUS_OPEN_UPLOADS", default: -1) { Int($0).flatMap { $0 >= 0 ? $0 : nil } }
+        if open >= 0 { configuration.business.anonymousQuotas.openUploads = open == 0 ? nil : open }
         let level = try settings.value(logLevel, "FERRY_LOG_LEVEL", default: Logger.Level.info) { Logger.Level(rawValue: $0.lowercased()) }
         let json = try settings.value(logFormat, "FERRY_LOG_FORMAT", default: false) { format -> Bool? in
             switch format.lowercased() {

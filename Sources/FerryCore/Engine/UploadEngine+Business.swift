@@ -30,7 +30,7 @@ extension UploadEngine {
 
     /// The largest upload `principal` may store in `scenario`.
     func maxSize(in scenario: Scenario?, for principal: Principal) -> Int64? {
-        return [configuration.maxSize, scenario?.maxSize, quotas(of: principal).maxSize].compactMap { $0 }.min()
+        [configuration.maxSize, scenario?.maxSize, quotas(of: principal).maxSize].compactMap { $0 }.min()
     }
 
     /// Refuses a creation storm: each client (a token's subject, else the address) may create
