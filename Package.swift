@@ -3,8 +3,9 @@ import PackageDescription
 
 // Layers, inner to outer. Dependencies point inward only:
 //   FerryCore        domain types, the storage seams (ByteStore, UploadCatalog, UploadLocker) and the upload engine
-//   FerryTus         the tus 1.0 dialect: typed headers -> command -> response; no framework import
-//   FerryRUFH        the IETF Resumable Uploads dialect (interop 3, 5, 6, 7, 8, final) over the same engine
+//   FerryProtocol    what every dialect shares: commands, outcomes, responses, routes, error rendering, the dispatcher
+//   FerryTus         the tus 1.0 dialect: pure parse (request -> command) and render (outcome -> response)
+//   FerryRUFH        the IETF Resumable Uploads dialect (interop 3, 5, 6, 7, 8, 9, final), a sibling of tus
 //   FerryDiskStore   ByteStore on local disk (pwrite/fsync on NIOThreadPool)
 //   FerrySQLite      UploadCatalog on SQLite (GRDB, WAL)
 //   FerryPostgres    UploadCatalog on PostgreSQL (postgres-nio), for several nodes sharing one database
@@ -63,7 +64,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
-            name: "FerryTus",
+            name: "FerryProtocol",
             dependencies: [
                 "FerryCore",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -72,12 +73,20 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "FerryTus",
+            dependencies: [
+                "FerryCore",
+                "FerryProtocol",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "FerryRUFH",
             dependencies: [
                 "FerryCore",
-                "FerryTus",
+                "FerryProtocol",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
-                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "RawStructuredFieldValues", package: "swift-http-structured-headers"),
             ],
             swiftSettings: swiftSettings
@@ -137,6 +146,7 @@ let package = Package(
             name: "FerryHTTP",
             dependencies: [
                 "FerryCore",
+                "FerryProtocol",
                 "FerryTus",
                 "FerryRUFH",
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -160,6 +170,7 @@ let package = Package(
                 "FerryAuth",
                 "FerryHooks",
                 "FerryHTTP",
+                "FerryProtocol",
                 "FerryDiskStore",
                 "FerrySQLite",
                 "FerryS3",
@@ -239,6 +250,7 @@ let package = Package(
             name: "ferry",
             dependencies: [
                 "FerryServer",
+                "FerryProtocol",
                 "FerryNetem",
                 "FerryClient",
                 "FerryClientAHC",
@@ -284,7 +296,7 @@ let package = Package(
         .testTarget(
             name: "FerryServerTests",
             dependencies: [
-                "FerryCore", "FerryTus", "FerryRUFH", "FerryHTTP", "FerryServer", "FerryTestSupport", "FerryClient", "FerryClientAHC", "FerryNetem",
+                "FerryCore", "FerryProtocol", "FerryTus", "FerryRUFH", "FerryHTTP", "FerryServer", "FerryTestSupport", "FerryClient", "FerryClientAHC", "FerryNetem",
                 "FerryAuth", "FerryHooks",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "JWTKit", package: "jwt-kit"),

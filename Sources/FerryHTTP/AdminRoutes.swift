@@ -1,5 +1,6 @@
 import Crypto
 import FerryCore
+import FerryProtocol
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -11,14 +12,14 @@ enum AdminRoutes {
     static func add(to router: Router<FerryRequestContext>, token: String, catalog: any UploadCatalog) {
         router.get("/admin/uploads/:id/events") { request, context -> Response in
             guard authorized(request.headers[.authorization], token) else {
-                return json(.unauthorized, ["error": "ERR_UNAUTHORIZED"], extra: [.wwwAuthenticate: #"Bearer realm="ferry-admin""#])
+                return unauthorized()
             }
             guard let raw = context.parameters.get("id"), let id = UploadID(raw) else {
-                return json(.notFound, ["error": "ERR_UPLOAD_NOT_FOUND"])
+                return unknownUpload()
             }
             let deliveries = try await catalog.deliveries(of: id)
             if deliveries.isEmpty, try await catalog.get(id) == nil {
-                return json(.notFound, ["error": "ERR_UPLOAD_NOT_FOUND"])
+                return unknownUpload()
             }
             let body = deliveries.map(DeliveryView.init)
             let encoder = JSONEncoder()
@@ -29,6 +30,21 @@ enum AdminRoutes {
                 body: ResponseBody(byteBuffer: ByteBuffer(bytes: try encoder.encode(UploadEvents(upload: id.rawValue, events: body))))
             )
         }
+    }
+
+    /// A 401 with the admin realm's challenge.
+    static func unauthorized() -> Response {
+        failure(FerryError(.unauthorized, "the admin API needs its bearer token"))
+    }
+
+    static func unknownUpload() -> Response {
+        failure(FerryError(.uploadNotFound, "no upload has this id"))
+    }
+
+    /// An error as the admin API's JSON.
+    static func failure(_ error: any Error) -> Response {
+        let answer = ErrorRendering.adminJSON(error as? FerryError ?? FerryError(.internalError, "\(error)"))
+        return Response(status: answer.status, headers: answer.headers, body: ResponseBody(byteBuffer: ByteBuffer(string: answer.text)))
     }
 
     /// Compares in constant time (digests of equal length).

@@ -1,5 +1,5 @@
 import FerryCore
-import FerryRUFH
+import FerryProtocol
 import HTTPTypes
 import NIOCore
 import NIOHTTPTypes

@@ -1,5 +1,5 @@
 import FerryCore
-import FerryTus
+import FerryProtocol
 import HTTPTypes
 import NIOCore
 import NIOHTTP1

@@ -1,5 +1,5 @@
 import FerryCore
-import FerryTus
+import FerryProtocol
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -36,7 +36,7 @@ enum ConsoleRoutes {
         return loaded
     }
 
-    static func add(to router: Router<FerryRequestContext>, dialect: TusDialect, adminAPI: Bool, logger: Logger) {
+    static func add(to router: Router<FerryRequestContext>, endpoints: UploadEndpoints, adminAPI: Bool, logger: Logger) {
         guard let loaded = load(logger: logger) else { return }
         @Sendable func serve(_ name: String) -> Response {
             guard let body = loaded[name], let type = files[name] else { return Response(status: .notFound) }
@@ -51,10 +51,10 @@ enum ConsoleRoutes {
         }
         router.get("/console") { _, _ in serve("index.html") }
         router.get("/console/config") { _, _ -> Response in
-            let engine = dialect.engine
+            let engine = endpoints.engine
             let scenarios = engine.business.scenarios
             let config = ConsoleConfig(
-                uploads: dialect.configuration.basePath,
+                uploads: endpoints.routes.basePath,
                 defaultScenario: scenarios.defaultName,
                 scenarios: scenarios.scenarios.values.sorted { $0.name < $1.name }.map { scenario in
                     ConsoleConfig.ScenarioView(

@@ -1,5 +1,5 @@
 import FerryCore
-import FerryTus
+import FerryProtocol
 import HTTPTypes
 import Hummingbird
 import Logging
@@ -44,7 +44,7 @@ public enum FerryHTTPServer {
 
     /// The router, also used directly by tests.
     public static func router(
-        dialect: TusDialect,
+        endpoints: UploadEndpoints,
         configuration: Configuration,
         metricsFactory: any MetricsFactory,
         metricsText: @escaping @Sendable () -> String,
@@ -52,12 +52,11 @@ public enum FerryHTTPServer {
         consoleLogger: Logger = Logger(label: "ferry")
     ) -> Router<FerryRequestContext> {
         let router = Router(context: FerryRequestContext.self)
-        let basePath = dialect.configuration.basePath
+        let routes = endpoints.routes
+        let engine = endpoints.engine
         router.add(
             middleware: MetricsMiddleware(factory: metricsFactory) { path in
-                if dialect.handles(path: path) {
-                    return path.count > basePath.count ? basePath + ":id" : basePath
-                }
+                if routes.handles(path: path) { return routes.template(of: path) }
                 if path.hasPrefix("/admin/") { return "/admin" }
                 if path.hasPrefix("/telemetry/") { return "/telemetry" }
                 if path.hasPrefix("/console") { return "/console" }
@@ -67,7 +66,7 @@ public enum FerryHTTPServer {
         if configuration.cors.isEnabled {
             router.add(middleware: CORSMiddleware(configuration: configuration.cors))
         }
-        router.add(middleware: TusMiddleware(dialect: dialect))
+        router.add(middleware: UploadMiddleware(endpoints: endpoints))
         router.get("/healthz") { _, _ -> Response in
             let healthy = await health()
             return Response(
@@ -84,15 +83,15 @@ public enum FerryHTTPServer {
             )
         }
         if let token = configuration.adminToken {
-            AdminRoutes.add(to: router, token: token, catalog: dialect.engine.catalog)
-            if let stats = dialect.engine.statistics?.store {
-                StatsRoutes.add(to: router, token: token, stats: stats, catalog: dialect.engine.catalog)
+            AdminRoutes.add(to: router, token: token, catalog: engine.catalog)
+            if let stats = engine.statistics?.store {
+                StatsRoutes.add(to: router, token: token, stats: stats, catalog: engine.catalog)
             }
         }
-        ConsoleRoutes.add(to: router, dialect: dialect, adminAPI: configuration.adminToken != nil, logger: consoleLogger)
-        if dialect.engine.statistics != nil {
+        ConsoleRoutes.add(to: router, endpoints: endpoints, adminAPI: configuration.adminToken != nil, logger: consoleLogger)
+        if engine.statistics != nil {
             router.post("/telemetry/:id") { request, context -> Response in
-                await TelemetryRoute.receive(request, context, dialect: dialect)
+                await TelemetryRoute.receive(request, context, endpoints: endpoints)
             }
         }
         if configuration.discardEndpoint {

@@ -1,5 +1,5 @@
 import CoreMetrics
-import FerryTus
+import FerryProtocol
 import HTTPTypes
 import Hummingbird
 import Logging

@@ -44,12 +44,12 @@ enum StatsRoutes {
         router.get("/admin/uploads/:id") { request, context -> Response in
             guard AdminRoutes.authorized(request.headers[.authorization], token) else { return unauthorized() }
             guard let raw = context.parameters.get("id"), let id = UploadID(raw) else {
-                return AdminRoutes.json(.notFound, ["error": "ERR_UPLOAD_NOT_FOUND"])
+                return AdminRoutes.unknownUpload()
             }
             guard let upload = try await stats.stats(of: id) else {
                 // Statistics are written in batches: an upload the catalog holds but the
                 // statistics do not yet is pending, not missing.
-                guard try await catalog.get(id) != nil else { return AdminRoutes.json(.notFound, ["error": "ERR_UPLOAD_NOT_FOUND"]) }
+                guard try await catalog.get(id) != nil else { return AdminRoutes.unknownUpload() }
                 return AdminRoutes.json(.accepted, ["id": id.rawValue, "status": "pending"], extra: [.retryAfter: "1"])
             }
             let requests = try await stats.requests(of: id, limit: 200)
@@ -136,14 +136,9 @@ enum StatsRoutes {
 
     // MARK: Answers
 
-    static func unauthorized() -> Response {
-        AdminRoutes.json(.unauthorized, ["error": "ERR_UNAUTHORIZED"], extra: [.wwwAuthenticate: #"Bearer realm="ferry-admin""#])
-    }
+    static func unauthorized() -> Response { AdminRoutes.unauthorized() }
 
-    static func failure(_ error: any Error) -> Response {
-        let error = error as? FerryError ?? FerryError(.internalError, "\(error)")
-        return AdminRoutes.json(error.code.status, ["error": error.code.rawValue, "message": error.message])
-    }
+    static func failure(_ error: any Error) -> Response { AdminRoutes.failure(error) }
 
     static func encode(_ value: some Encodable) -> Response {
         let encoder = JSONEncoder()

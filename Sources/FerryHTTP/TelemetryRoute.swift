@@ -1,5 +1,5 @@
 import FerryCore
-import FerryTus
+import FerryProtocol
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -10,14 +10,12 @@ import NIOCore
 /// any request on the upload. OPTIONS on the upload collection advertises the path in
 /// `Ferry-Telemetry` when the server keeps statistics.
 enum TelemetryRoute {
-    static let advertisement = HTTPField.Name("Ferry-Telemetry")!
-
-    static func receive(_ request: Request, _ context: FerryRequestContext, dialect: TusDialect) async -> Response {
+    static func receive(_ request: Request, _ context: FerryRequestContext, endpoints: UploadEndpoints) async -> Response {
         do {
             guard let raw = context.parameters.get("id"), let id = UploadID(raw) else {
                 throw FerryError(.uploadNotFound, "no upload has this URL")
             }
-            let principal = try await dialect.authenticator.authenticate(authorization: request.headers[.authorization])
+            let principal = try await endpoints.authenticator.authenticate(authorization: request.headers[.authorization])
             let body: ByteBuffer
             do {
                 body = try await request.body.collect(upTo: UploadEngine.maxTelemetry)
@@ -28,16 +26,11 @@ enum TelemetryRoute {
             guard (try? JSONSerialization.jsonObject(with: data)) is [String: Any] else {
                 throw FerryError(.invalidMetadata, "a telemetry report is a JSON object")
             }
-            try await dialect.engine.recordTelemetry(id, json: String(decoding: data, as: UTF8.self), as: principal)
+            try await endpoints.engine.recordTelemetry(id, json: String(decoding: data, as: UTF8.self), as: principal)
             return Response(status: .noContent)
         } catch {
-            let failure = error as? FerryError ?? FerryError(.internalError, "\(error)")
-            var headers: HTTPFields = [.contentType: "text/plain; charset=utf-8", .ferryError: failure.code.rawValue]
-            if failure.code == .unauthorized { headers[.wwwAuthenticate] = #"Bearer realm="ferry""# }
-            return Response(
-                status: failure.code.status, headers: headers,
-                body: ResponseBody(byteBuffer: ByteBuffer(string: "\(failure.code.rawValue): \(failure.message)\n"))
-            )
+            let answer = ErrorRendering.text(error as? FerryError ?? FerryError(.internalError, "\(error)"))
+            return Response(status: answer.status, headers: answer.headers, body: ResponseBody(byteBuffer: ByteBuffer(string: answer.text)))
         }
     }
 }

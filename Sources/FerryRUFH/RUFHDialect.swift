@@ -1,200 +1,207 @@
 import FerryCore
-import FerryTus
-import Foundation
+import FerryProtocol
 import HTTPTypes
-import NIOCore
 
-/// Sends informational (1xx) responses ahead of a request's final response.
-public protocol InterimResponder: Sendable {
-    func sendInterim(_ response: HTTPResponse) async
-}
-
-/// The IETF "Resumable Uploads for HTTP" dialect (draft interop versions 3, 5, 6, 7, 8 and the
-/// final form without the interop field), over the same engine, store, catalog, locks,
+/// The IETF "Resumable Uploads for HTTP" dialect (draft interop versions 3, 5, 6, 7, 8, 9 and
+/// the final form without the interop field), over the same engine, store, catalog, locks,
 /// scenarios, authentication and callbacks as tus: an upload created here is an upload like
-/// any other, and the tus dialect can inspect it (and the other way round).
+/// any other, and a tus client can inspect it (and the other way round).
 ///
-/// Like `TusDialect` it knows nothing of the HTTP framework: the adapter hands it the request
-/// head, the body, and a transport that can also send the `104 Upload Resumption Supported`.
-public struct RUFHDialect: Sendable {
-    /// Shares the base path, public URL and authenticator of the tus dialect.
-    public let tus: TusDialect
-
-    public init(tus: TusDialect) {
-        self.tus = tus
+/// Pure like `TusDialect`: a request head in, an `UploadCommand` out; an `UploadOutcome` in,
+/// the answer (and its `104 Upload Resumption Supported`) out.
+public struct RUFHDialect: UploadDialect {
+    /// What an answer needs of its request.
+    public struct Context: Sendable {
+        public var form: RUFHForm
+        /// The interop field named a version this server does not speak (answered in the final form).
+        public var formError: FerryError?
+        public var method: HTTPRequest.Method
+        public var collectionURL: String
+        /// The scenario the request targets (its limits, on a 413).
+        public var scenario: String?
+        /// `Want-Repr-Digest` asks for the SHA-256 of the whole upload.
+        public var wantsReprDigest: Bool
     }
-
-    var engine: UploadEngine { tus.engine }
 
     public static let partialUploadType = "application/partial-upload"
     static let problemBase = "https://iana.org/assignments/http-problem-types#"
 
+    public let routes: UploadRoutes
+    public let capabilities: EngineCapabilities
+
+    public init(routes: UploadRoutes, capabilities: EngineCapabilities) {
+        self.routes = routes
+        self.capabilities = capabilities
+    }
+
+    public var name: String { "rufh" }
+    public var describesStateOnFailure: Bool { true }
+    /// Every draft: an append past the known length invalidates the upload.
+    public var invalidatesOnOverrun: Bool { true }
+
     /// Whether a request under the base path speaks RUFH: it carries the interop field or
-    /// `Upload-Complete`/`Upload-Incomplete` (and no `Tus-Resumable`), or it is a bare HEAD or
-    /// DELETE of an upload (the final RFC's offset retrieval and cancellation carry no field of
-    /// their own), or an append typed `application/partial-upload`.
-    public func applies(to request: HTTPRequest) -> Bool {
+    /// `Upload-Complete`/`Upload-Incomplete` (and no `Tus-Resumable`), or it is a bare HEAD,
+    /// GET or DELETE of an upload (the final text's offset retrieval and cancellation carry no
+    /// field of their own), or an append typed `application/partial-upload`.
+    public func claims(_ request: HTTPRequest) -> Bool {
         let fields = request.headerFields
-        guard tus.handles(path: request.path ?? "/"), fields[.rufhTusResumable] == nil else { return false }
+        guard routes.handles(path: request.path ?? "/"), fields[.tusResumable] == nil else { return false }
         if fields[.uploadDraftInteropVersion] != nil || fields[.uploadComplete] != nil || fields[.uploadIncomplete] != nil {
             return true
         }
-        guard case .upload = try? tus.target(of: request) else { return false }
+        guard case .upload = try? routes.target(of: request) else { return false }
         switch request.method {
-        case .head, .delete: return true
+        case .head, .get, .delete: return true
         case .patch: return Self.mediaType(fields[.contentType]) == Self.partialUploadType
         default: return false
         }
     }
 
-    /// Answers one RUFH request.
-    public func respond<Body: AsyncSequence & Sendable>(
-        to request: HTTPRequest,
-        body: Body,
-        transport: some BodyTransport & InterimResponder
-    ) async -> TusResponse where Body.Element == ByteBuffer {
-        let form: RUFHForm
+    public func context(of request: HTTPRequest) -> Context {
+        let fields = request.headerFields
+        var form = RUFHForm(interop: nil)
+        var formError: FerryError?
         do {
-            form = try RUFHForm(request.headerFields)
+            form = try RUFHForm(fields)
         } catch {
-            return problem(error, form: RUFHForm(interop: nil), method: request.method)
+            formError = error
         }
-        var response: TusResponse
-        do {
-            response = try await dispatch(request, form, body: body, transport: transport)
-        } catch {
-            response = problem(error, form: form, method: request.method)
-        }
-        if response.error?.code == .unauthorized {
-            response.headers[.wwwAuthenticate] = request.headerFields[.authorization] == nil
-                ? #"Bearer realm="ferry""#
-                : #"Bearer realm="ferry", error="invalid_token""#
-        }
-        form.echo(in: &response.headers)
-        return response
+        var scenario: String?
+        if case .collection(let name)? = try? routes.target(of: request) { scenario = name }
+        let wanted = fields[.wantReprDigest].flatMap(StructuredField.wanted) ?? []
+        return Context(
+            form: form, formError: formError, method: request.method, collectionURL: routes.collectionURL(request),
+            scenario: scenario, wantsReprDigest: wanted.contains("sha-256")
+        )
     }
 
-    private func dispatch<Body: AsyncSequence & Sendable>(
-        _ request: HTTPRequest,
-        _ form: RUFHForm,
-        body: Body,
-        transport: some BodyTransport & InterimResponder
-    ) async throws(FerryError) -> TusResponse where Body.Element == ByteBuffer {
-        let target = try tus.target(of: request)
-        if request.method == .options {
-            guard case .collection(let scenario) = target else { return options(scenario: nil, form) }
-            return options(scenario: scenario, form)
-        }
-        let principal = try await tus.authenticator.authenticate(authorization: request.headerFields[.authorization])
-        switch target {
+    public func parse(_ request: HTTPRequest, _ context: Context) throws(FerryError) -> UploadCommand {
+        if let error = context.formError { throw error }
+        let form = context.form
+        switch try routes.target(of: request) {
         case .collection(let scenario):
-            guard [.post, .put, .patch].contains(request.method) else {
-                throw FerryError(.methodNotAllowed, "an upload is created by POST, PUT or PATCH with Upload-Complete")
+            switch request.method {
+            case .options: return .options(scenario: scenario)
+            case .post, .put, .patch: return try creation(request, form, scenario: scenario)
+            default: throw FerryError(.methodNotAllowed, "an upload is created by POST, PUT or PATCH with Upload-Complete")
             }
-            return try await create(request, form, scenario: scenario, principal: principal, body: body, transport: transport)
         case .upload(let id):
             switch request.method {
-            case .head, .get: return try await offset(id, request, form, principal)
-            case .patch: return try await append(id, request, form, principal, body: body, transport: transport)
+            case .options:
+                return .options(scenario: nil)
+            case .head:
+                try refuseUploadFields(request, form)
+                return .status(id)
+            case .get:
+                // Offset retrieval; the bytes of a complete upload where the store serves them.
+                return capabilities.content ? .read(id, ByteRange.Request(request.headerFields[.range]), otherwise: .describe) : .status(id)
+            case .patch:
+                return .append(id, try append(request, form))
             case .delete:
-                try await engine.terminate(id, as: principal)
-                return TusResponse(status: .noContent)
+                try refuseUploadFields(request, form)
+                return .terminate(id)
             default:
-                throw FerryError(.methodNotAllowed, "an upload accepts HEAD, PATCH, DELETE and OPTIONS")
+                throw FerryError(.methodNotAllowed, "an upload accepts HEAD, GET, PATCH, DELETE and OPTIONS")
             }
         }
     }
 
-    /// OPTIONS: the limits of the collection (or of one scenario's).
-    func options(scenario: String?, _ form: RUFHForm) -> TusResponse {
-        var headers = HTTPFields()
-        headers[.uploadLimit] = limits(scenario: scenario, form: form)
-        return TusResponse(status: .noContent, headers: headers)
+    /// Drafts -01 to -05: "The request MUST NOT include an `Upload-Offset` or `Upload-Complete`
+    /// header field. The server MUST reject …" (HEAD and DELETE).
+    private func refuseUploadFields(_ request: HTTPRequest, _ form: RUFHForm) throws(FerryError) {
+        guard form.forbidsUploadFieldsOnHeadAndDelete else { return }
+        let fields = request.headerFields
+        let completion: HTTPField.Name = form.usesIncomplete ? .uploadIncomplete : .uploadComplete
+        for name in [HTTPField.Name.uploadOffset, completion] where fields[name] != nil {
+            throw FerryError(.unexpectedField, "\(request.method.rawValue) of an upload must not carry \(name) in this draft")
+        }
     }
 
-    /// `Upload-Limit` for new uploads of a scenario: `min-size=0`, and `max-size` and the
-    /// lifetime when they apply.
-    public func limits(scenario: String?, form: RUFHForm = RUFHForm(interop: nil)) -> String {
-        let scenarios = engine.business.scenarios
-        let chosen = (scenario ?? scenarios.defaultName).flatMap { try? scenarios.named($0) }
-        var maxSize = engine.capabilities.maxSize
-        if let limit = chosen?.maxSize { maxSize = min(maxSize ?? limit, limit) }
-        var parts: [String] = []
-        if let maxSize { parts.append("max-size=\(maxSize)") }
-        parts.append("min-size=0")
-        if let ttl = chosen?.expiry ?? engine.configuration.expiry {
-            parts.append("\(form.ageKey)=\(Int64(ttl.inSeconds.rounded(.down)))")
+    /// Upload creation: POST/PUT/PATCH on the collection with `Upload-Complete`. The upload
+    /// exists before the body is read, and `104 Upload Resumption Supported` tells the client
+    /// its URL then, so a creation cut mid-body resumes at the stored offset.
+    private func creation(_ request: HTTPRequest, _ form: RUFHForm, scenario: String?) throws(FerryError) -> UploadCommand {
+        let fields = request.headerFields
+        guard let complete = try form.complete(fields) else {
+            throw FerryError(.invalidLength, "a creation carries \(form.usesIncomplete ? "Upload-Incomplete" : "Upload-Complete")")
         }
-        return parts.joined(separator: ", ")
+        if let offset = fields[.uploadOffset], try StructuredField.integer(offset, "Upload-Offset", .invalidOffset) != 0 {
+            throw FerryError(.invalidOffset, "a creation starts at offset 0")
+        }
+        let contentLength = fields[.contentLength].flatMap { Int64($0) }
+        let uploadLength = try fields[.uploadLength].map { text throws(FerryError) in
+            try StructuredField.integer(text, "Upload-Length", .invalidLength)
+        }
+        var length = uploadLength
+        if complete, let contentLength {
+            if let uploadLength, uploadLength != contentLength {
+                throw FerryError(.inconsistentLength, "Upload-Length \(uploadLength) but the complete body is \(contentLength) bytes")
+            }
+            length = contentLength
+        } else if let uploadLength, let contentLength, contentLength > uploadLength {
+            throw FerryError(.inconsistentLength, "the body (\(contentLength) bytes) is longer than Upload-Length \(uploadLength)")
+        }
+        let digests = try Digests(fields)
+        let metadata = try Self.metadata(fields)
+        let spec = UploadEngine.CreateSpec(
+            length: length, metadata: metadata, scenario: scenario,
+            info: Self.requestInfo(fields, metadata: metadata), address: routes.forwardedAddress(request),
+            completesWhenEmpty: complete
+        )
+        let upload = AppendRequest(
+            offset: 0,
+            contentLength: contentLength,
+            checksum: digests.content,
+            completesUpload: complete,
+            completesAtLength: false,
+            wantsDigest: digests.wantsRepresentation,
+            expectedSHA256: digests.representation,
+            method: request.method.rawValue
+        )
+        let hasBody = (contentLength ?? 0) > 0 || fields[.transferEncoding] != nil
+        return .create(UploadCommand.Creation(spec: spec, upload: upload, hasBody: hasBody))
     }
 
-    /// `Upload-Limit` of an existing upload: its remaining lifetime instead of the scenario's.
-    func limits(of record: UploadRecord, _ form: RUFHForm) -> String {
-        var parts: [String] = []
-        if let maxSize = record.length ?? engine.capabilities.maxSize { parts.append("max-size=\(maxSize)") }
-        parts.append("min-size=0")
-        if !record.isComplete, let expiresAt = record.expiresAt {
-            parts.append("\(form.ageKey)=\(max(0, Int64(expiresAt.timeIntervalSinceNow.rounded(.down))))")
+    /// Append: PATCH at `Upload-Offset`; the newest request on an upload wins, as for tus.
+    private func append(_ request: HTTPRequest, _ form: RUFHForm) throws(FerryError) -> AppendRequest {
+        let fields = request.headerFields
+        if form.requiresPartialUploadType, Self.mediaType(fields[.contentType]) != Self.partialUploadType {
+            throw FerryError(.invalidContentType, "appends are sent as \(Self.partialUploadType)")
         }
-        return parts.joined(separator: ", ")
-    }
-
-    /// The fields every response describing an upload carries.
-    func describe(_ record: UploadRecord, _ form: RUFHForm, _ request: HTTPRequest, into headers: inout HTTPFields) {
-        headers[.rufhUploadOffset] = String(record.offset)
-        form.setComplete(record.isComplete, in: &headers)
-        if form.announcesLimits {
-            if let length = record.length { headers[.rufhUploadLength] = String(length) }
-            headers[.uploadLimit] = limits(of: record, form)
+        guard let offsetText = fields[.uploadOffset] else {
+            throw FerryError(.invalidOffset, "an append carries Upload-Offset")
         }
-        tus.addBusinessResult(record, to: &headers)
-        if record.isComplete, let sha256 = record.sha256, let wanted = request.headerFields[.wantReprDigest].flatMap(StructuredField.wanted),
-            wanted.contains("sha-256"), let bytes = Hex.decode(sha256)
-        {
-            headers[.reprDigest] = "sha-256=" + StructuredField.byteSequence(bytes)
+        let offset = try StructuredField.integer(offsetText, "Upload-Offset", .invalidOffset)
+        guard let complete = try form.complete(fields) else {
+            throw FerryError(.invalidLength, "an append carries \(form.usesIncomplete ? "Upload-Incomplete" : "Upload-Complete")")
         }
+        let contentLength = fields[.contentLength].flatMap { Int64($0) }
+        let uploadLength = try fields[.uploadLength].map { text throws(FerryError) in
+            try StructuredField.integer(text, "Upload-Length", .invalidLength)
+        }
+        var declared = uploadLength
+        if complete, let contentLength {
+            let total = try offset.adding(contentLength, or: .invalidLength, "Upload-Offset plus Content-Length does not fit in 63 bits")
+            if let uploadLength, uploadLength != total {
+                throw FerryError(.inconsistentLength, "Upload-Length \(uploadLength) but this complete append ends at \(total)")
+            }
+            declared = total
+        }
+        let digests = try Digests(fields)
+        return AppendRequest(
+            offset: offset,
+            contentLength: contentLength,
+            declaredLength: declared,
+            checksum: digests.content,
+            completesUpload: complete,
+            completesAtLength: false,
+            refusesComplete: true,
+            wantsDigest: digests.wantsRepresentation,
+            expectedSHA256: digests.representation
+        )
     }
 
     static func mediaType(_ value: String?) -> String? {
         value.map { $0.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? "" }
-    }
-
-    /// An error as `application/problem+json` (RFC 9457), with the RUFH problem types where the
-    /// draft defines one, and the stable code in `Ferry-Error` and the body.
-    func problem(_ error: FerryError, form: RUFHForm, method: HTTPRequest.Method, extra: [(String, Int64)] = []) -> TusResponse {
-        var headers = HTTPFields()
-        headers[.rufhFerryError] = error.code.rawValue
-        headers[.cacheControl] = "no-store"
-        if error.code == .shuttingDown { headers[.retryAfter] = "2" }
-        if let retryAfter = error.retryAfter { headers[.retryAfter] = String(retryAfter) }
-        if error.code == .methodNotAllowed { headers[.allow] = "OPTIONS, POST, PUT, HEAD, PATCH, DELETE" }
-        var status = error.status.map { HTTPResponse.Status(code: $0) } ?? error.code.status
-        let type: String
-        switch error.code {
-        case .offsetMismatch:
-            type = Self.problemBase + "mismatching-upload-offset"
-        case .inconsistentLength, .lengthImmutable, .lengthExceeded:
-            type = Self.problemBase + "inconsistent-upload-length"
-            status = .badRequest
-        case .uploadCompleted:
-            type = Self.problemBase + "completed-upload"
-        case .checksumMismatch:
-            type = "about:blank"
-            status = .badRequest
-        default:
-            type = "about:blank"
-        }
-        var body = TusResponse.Body.empty
-        if method != .head {
-            var writer = JSONWriter()
-            writer.string("type", type)
-            writer.string("title", error.message)
-            writer.number("status", Int64(status.code))
-            writer.string("code", error.code.rawValue)
-            for (key, value) in extra { writer.number(key, value) }
-            headers[.contentType] = "application/problem+json"
-            body = .text(writer.finish())
-        }
-        return TusResponse(status: status, headers: headers, body: body, error: error)
     }
 }

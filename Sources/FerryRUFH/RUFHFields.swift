@@ -1,4 +1,5 @@
 import FerryCore
+import FerryProtocol
 import Foundation
 import HTTPTypes
 import RawStructuredFieldValues
@@ -7,14 +8,9 @@ extension HTTPField.Name {
     public static let uploadDraftInteropVersion = Self("Upload-Draft-Interop-Version")!
     public static let uploadComplete = Self("Upload-Complete")!
     public static let uploadIncomplete = Self("Upload-Incomplete")!
-    public static let uploadLimit = Self("Upload-Limit")!
-    static let rufhUploadOffset = Self("Upload-Offset")!
-    static let rufhUploadLength = Self("Upload-Length")!
-    static let rufhTusResumable = Self("Tus-Resumable")!
     static let contentDigest = Self("Content-Digest")!
     static let reprDigest = Self("Repr-Digest")!
     static let wantReprDigest = Self("Want-Repr-Digest")!
-    static let rufhFerryError = Self("Ferry-Error")!
 }
 
 /// The draft interop versions Ferry speaks (`Upload-Draft-Interop-Version`).
@@ -29,6 +25,9 @@ public enum InteropVersion: Int, Sendable, CaseIterable, Comparable {
     case v7 = 7
     /// drafts -09 to -11: iOS 26.
     case v8 = 8
+    /// draft -12: GET retrieves the offset like HEAD, error answers say `Upload-Complete: ?0`,
+    /// a 413 names the limits, and the `completed-upload` problem type is gone.
+    case v9 = 9
 
     public static func < (lhs: Self, rhs: Self) -> Bool { lhs.rawValue < rhs.rawValue }
 }
@@ -64,6 +63,13 @@ public struct RUFHForm: Sendable, Equatable {
     var sendsProgress: Bool { interop.map { $0 >= .v6 } ?? true }
     /// The limit key of an upload's remaining lifetime.
     var ageKey: String { interop == .v6 ? "expires" : "max-age" }
+    /// Drafts -01 to -05 (interop 3, 5, 6): HEAD and DELETE must not carry `Upload-Offset` or
+    /// `Upload-Complete` (`Upload-Incomplete`), and the server answers such a request 400.
+    var forbidsUploadFieldsOnHeadAndDelete: Bool { interop.map { $0 <= .v6 } ?? false }
+    /// Draft -12 and the final text (the editor's copy the RFC grows from): an error answer is the
+    /// resumable-upload protocol's, so `Upload-Complete: ?0`; a 413 for a limit carries
+    /// `Upload-Limit`; no `completed-upload` problem type.
+    var followsNewestText: Bool { interop.map { $0 >= .v9 } ?? true }
 
     /// Whether the request says the upload ends with its body; nil when it does not say.
     func complete(_ fields: HTTPFields) throws(FerryError) -> Bool? {

@@ -7,7 +7,6 @@ import FerryPostgres
 import FerryS3
 import FerryS3Store
 import FerrySQLite
-import FerryTus
 import Hummingbird
 import Logging
 import NIOCore
@@ -141,11 +140,11 @@ public struct FerryServer: Sendable {
                 )
             )
         }
-        let dialect = TusDialect(engine: engine, configuration: configuration.tus, authenticator: business.authenticator)
+        let endpoints = UploadEndpoints(engine: engine, routes: configuration.tus, authenticator: business.authenticator)
         var http = configuration.http
         http.adminToken = business.adminToken
         let router = FerryHTTPServer.router(
-            dialect: dialect,
+            endpoints: endpoints,
             configuration: http,
             metricsFactory: factory,
             metricsText: { registry.emitToString() },

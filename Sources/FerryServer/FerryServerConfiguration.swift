@@ -1,11 +1,11 @@
 import FerryCore
 import FerryHTTP
-import FerryTus
+import FerryProtocol
 
 /// Everything `ferry serve` can be told, validated once at start-up.
 public struct FerryServerConfiguration: Sendable {
     public var http: FerryHTTPServer.Configuration
-    public var tus: TusDialect.Configuration
+    public var tus: UploadRoutes.Configuration
     public var engine: EngineConfiguration
     /// Scenarios, tokens, quotas, callbacks and events (`--config`).
     public var business: BusinessConfiguration
@@ -28,7 +28,7 @@ public struct FerryServerConfiguration: Sendable {
 
     public init(
         http: FerryHTTPServer.Configuration = .init(),
-        tus: TusDialect.Configuration = .init(),
+        tus: UploadRoutes.Configuration = .init(),
         engine: EngineConfiguration = .init(),
         business: BusinessConfiguration = .init(),
         dataDirectory: String = "./ferry-data",

@@ -2,7 +2,7 @@ import ArgumentParser
 import FerryCore
 import FerryHTTP
 import FerryServer
-import FerryTus
+import FerryProtocol
 import Foundation
 import Logging
 
@@ -208,7 +208,7 @@ struct Serve: AsyncParsableCommand {
             discardEndpoint: benchDiscard || settings.flag("FERRY_BENCH_DISCARD"),
             limits: limits
         )
-        let tus = TusDialect.Configuration(
+        let tus = UploadRoutes.Configuration(
             basePath: settings.value(basePath, "FERRY_BASE_PATH", default: "/files/"),
             publicBaseURL: publicURL ?? settings.environment["FERRY_PUBLIC_URL"],
             trustForwardedHeaders: trustForwardedHeaders || settings.flag("FERRY_TRUST_FORWARDED_HEADERS")

@@ -1,5 +1,6 @@
 import FerryCore
 @testable import FerryHTTP
+import FerryProtocol
 @testable import FerryRUFH
 import FerryTestSupport
 @testable import FerryTus
@@ -32,8 +33,7 @@ struct DialectFuzzTests {
             configuration: EngineConfiguration(maxSize: nil, lockTimeout: .milliseconds(200), creationsPerMinutePerClient: nil),
             logger: Logger(label: "fuzz")
         )
-        let tus = TusDialect(engine: engine)
-        let rufh = RUFHDialect(tus: tus)
+        let endpoints = UploadEndpoints(engine: engine)
         var known: [String] = []
         var statuses: [Int: Int] = [:]
         var serverFaults: [String] = []
@@ -46,9 +46,7 @@ struct DialectFuzzTests {
                 for chunk in body { continuation.yield(ByteBuffer(bytes: chunk)) }
                 continuation.finish()
             }
-            let response = rufh.applies(to: request)
-                ? await rufh.respond(to: request, body: chunks, transport: transport)
-                : await tus.respond(to: request, body: chunks, transport: transport)
+            let response = await endpoints.respond(to: request, body: chunks, transport: transport)
             sent += 1
             if sent % 64 == 0 { await Task.yield() }
             statuses[response.status.code, default: 0] += 1
@@ -80,7 +78,7 @@ struct DialectFuzzTests {
             _ = ByteRange.parse(text, length: max(0, length))
             _ = try? UploadMetadata(tusHeader: text)
             _ = try? ChecksumExpectation(header: text)
-            _ = TusDialect.validHost(text)
+            _ = UploadRoutes.validHost(text)
             _ = try? StructuredField.integer(text, "Upload-Offset", .invalidOffset)
             _ = try? StructuredField.bool(text, "Upload-Complete")
             _ = try? StructuredField.digests(text, "Repr-Digest")
@@ -149,7 +147,7 @@ enum FuzzRequest {
             case 1: request.headerFields[HTTPField.Name("Upload-Defer-Length")!] = "1"
             case 2: request.headerFields[HTTPField.Name("Upload-Concat")!] = random.next() % 2 == 0 ? "partial" : "final;" + known.suffix(3).joined(separator: " ")
             case 3:
-                request.headerFields[HTTPField.Name("Upload-Draft-Interop-Version")!] = ["3", "5", "6", "7", "8"].randomElement(using: &random)!
+                request.headerFields[HTTPField.Name("Upload-Draft-Interop-Version")!] = ["3", "5", "6", "7", "8", "9"].randomElement(using: &random)!
                 request.headerFields[HTTPField.Name("Upload-Complete")!] = random.next() % 2 == 0 ? "?1" : "?0"
             default: break
             }

@@ -29,7 +29,10 @@ struct ProtocolTests {
             for name in rule.absent {
                 #expect(response.header(name) == nil, "\(rule.name): \(name) must be absent")
             }
-            if rule.status != 412 { #expect(response.header("Tus-Resumable") == "1.0.0", "\(rule.name)") }
+            // A request without `Tus-Resumable` (a bare GET) may be another dialect's.
+            if rule.status != 412, rule.method != "GET" || rule.headers.contains(where: { $0.0 == "Tus-Resumable" }) {
+                #expect(response.header("Tus-Resumable") == "1.0.0", "\(rule.name)")
+            }
             if let expected = rule.offsetAfter, let path {
                 #expect(try await server.offset(path) == expected, "\(rule.name): offset after")
             }

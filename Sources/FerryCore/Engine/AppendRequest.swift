@@ -1,5 +1,5 @@
 /// One append (a tus PATCH, or the body of a creation-with-upload), as the engine sees it.
-public struct AppendRequest: Sendable {
+public struct AppendRequest: Sendable, Equatable {
     /// The offset the client believes is stored; must equal the stored offset.
     public var offset: Int64
     /// The body length, when the client declared one.
@@ -13,6 +13,9 @@ public struct AppendRequest: Sendable {
     /// The end of this body is the end of the upload (RUFH `Upload-Complete: ?1`): a body that
     /// ends properly fixes a still unknown length, and must end exactly at a known one.
     public var completesUpload: Bool
+    /// Reaching the known length completes the upload (tus). RUFH says no: offset and length do
+    /// not decide completion, only a request saying `Upload-Complete: ?1` does.
+    public var completesAtLength: Bool
     /// Refuse (`ERR_UPLOAD_COMPLETED`) instead of accepting an empty append to a complete upload.
     public var refusesComplete: Bool
     /// Compute the SHA-256 of the whole upload when this request completes it, even if its
@@ -31,6 +34,7 @@ public struct AppendRequest: Sendable {
         checksum: ChecksumExpectation? = nil,
         expectsTrailerChecksum: Bool = false,
         completesUpload: Bool = false,
+        completesAtLength: Bool = true,
         refusesComplete: Bool = false,
         wantsDigest: Bool = false,
         expectedSHA256: [UInt8]? = nil,
@@ -43,6 +47,7 @@ public struct AppendRequest: Sendable {
         self.checksum = checksum
         self.expectsTrailerChecksum = expectsTrailerChecksum
         self.completesUpload = completesUpload
+        self.completesAtLength = completesAtLength
         self.refusesComplete = refusesComplete
         self.wantsDigest = wantsDigest || expectedSHA256 != nil
         self.expectedSHA256 = expectedSHA256

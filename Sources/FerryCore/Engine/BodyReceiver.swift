@@ -39,6 +39,8 @@ struct BodyReceiver: Sendable {
     let limit: Int64?
     let hashing: [ChecksumAlgorithm]
     let checkpoints: Bool
+    /// A checkpoint that reaches the known length completes the upload (`AppendRequest.completesAtLength`).
+    let completesAtLength: Bool
     let digest: SHA256?
     /// Set for a request at offset 0: its first bytes are held back until they are checked.
     let sniff: Sniff?
@@ -83,7 +85,9 @@ struct BodyReceiver: Sendable {
             {
                 do {
                     let durable = try await writer.checkpoint()
-                    outcome.committed = try await engine.commit(outcome.committed, offset: durable, state: await writer.syncedState())
+                    outcome.committed = try await engine.commit(
+                        outcome.committed, offset: durable, state: await writer.syncedState(), completes: completesAtLength
+                    )
                 } catch {
                     if !Task.isCancelled { outcome.failure = error }
                     return false

@@ -79,4 +79,6 @@ public struct EngineCapabilities: Sendable, Equatable {
     public var termination: Bool
     /// Largest upload, if limited.
     public var maxSize: Int64?
+    /// How long an incomplete upload lives after its last write, unless its scenario says otherwise.
+    public var expiry: Duration?
 }

@@ -137,6 +137,7 @@ extension UploadEngine {
             limit: limit,
             hashing: hashAll ? Array(ChecksumAlgorithm.allCases) : request.checksum.map { [$0.algorithm] } ?? [],
             checkpoints: request.checksum == nil && !request.expectsTrailerChecksum,
+            completesAtLength: request.completesAtLength,
             digest: startDigest,
             sniff: sniff,
             checkpointed: { await transport.checkpointed(offset: $0) }
@@ -211,7 +212,8 @@ extension UploadEngine {
                 // The running digest is valid only if it covers exactly the durable bytes.
                 var digest = durable == start.offset + outcome.received ? outcome.digest : durable == start.offset ? startDigest : nil
                 var sha256: String?
-                if let length = record.length, durable == length {
+                let completes = request.completesAtLength || (request.completesUpload && end.complete && failure == nil)
+                if completes, let length = record.length, durable == length {
                     if digest == nil, wantsDigest(record) || request.wantsDigest {
                         var finished = record
                         (finished.offset, finished.storeState, finished.state) = (durable, state, .complete)
@@ -234,7 +236,7 @@ extension UploadEngine {
                     digests.put(start.id, at: durable, digest)
                 }
                 if keep {
-                    record = try await commit(record, offset: durable, state: state, sha256: sha256)
+                    record = try await commit(record, offset: durable, state: state, sha256: sha256, completes: completes)
                 }
             } catch {
                 await writer.close()
@@ -302,13 +304,13 @@ extension UploadEngine {
 
     /// Commits a synced offset (and the store's state for it); the upload is complete once the
     /// offset reaches its length.
-    func commit(_ record: UploadRecord, offset: Int64, state: String?, sha256: String? = nil) async throws(FerryError) -> UploadRecord {
+    func commit(_ record: UploadRecord, offset: Int64, state: String?, sha256: String? = nil, completes: Bool = true) async throws(FerryError) -> UploadRecord {
         var updated = record
         updated.offset = offset
         updated.storeState = state
         let date = now()
         updated.updatedAt = date
-        if let length = updated.length, offset == length {
+        if completes, let length = updated.length, offset == length {
             updated.state = .complete
             updated.expiresAt = nil
             prepareCompletion(&updated, sha256: sha256)

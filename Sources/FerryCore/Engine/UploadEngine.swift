@@ -22,7 +22,8 @@ public final class UploadEngine: Sendable {
     let digests = DigestCache()
     let logger: Logger
     let metrics: EngineMetrics
-    let now: @Sendable () -> Date
+    /// The engine's clock for dates (expiry, records, statistics).
+    public let now: @Sendable () -> Date
     let appends = ActiveAppends()
     /// Per-upload statistics (nil: not recorded).
     public let statistics: StatsRecorder?
@@ -51,7 +52,8 @@ public final class UploadEngine: Sendable {
             content: store is any ReadableByteStore,
             expiration: configuration.expiry != nil,
             termination: configuration.allowsTermination,
-            maxSize: configuration.maxSize
+            maxSize: configuration.maxSize,
+            expiry: configuration.expiry
         )
         self.business = business
         self.logger = logger
@@ -62,7 +64,7 @@ public final class UploadEngine: Sendable {
     // MARK: Creation
 
     /// What a client asks for when it creates an upload.
-    public struct CreateSpec: Sendable {
+    public struct CreateSpec: Sendable, Equatable {
         public var length: Int64?
         public var metadata: UploadMetadata
         public var isPartial: Bool
@@ -73,6 +75,8 @@ public final class UploadEngine: Sendable {
         public var info: RequestInfo
         /// The client's network address (per-client creation limit of anonymous clients).
         public var address: String?
+        /// An upload of length 0 is complete at once (tus); RUFH completes only on `Upload-Complete: ?1`.
+        public var completesWhenEmpty: Bool
 
         public init(
             length: Int64?,
@@ -81,8 +85,10 @@ public final class UploadEngine: Sendable {
             scenario: String? = nil,
             principal: Principal = .anonymous,
             info: RequestInfo = RequestInfo(),
-            address: String? = nil
+            address: String? = nil,
+            completesWhenEmpty: Bool = true
         ) {
+            self.completesWhenEmpty = completesWhenEmpty
             self.info = info
             self.address = address
             self.length = length
@@ -116,7 +122,7 @@ public final class UploadEngine: Sendable {
             quotaKey: quotaKey(spec.principal, address: spec.address)
         )
         record.expiresAt = expiry(for: record, from: date)
-        if spec.length == 0 {
+        if spec.length == 0, spec.completesWhenEmpty {
             if !scenario.contentTypes.isEmpty {
                 try ContentSniffer.check(prefix: [], declared: metadata.string("filetype"), scenario: scenario)
             }
@@ -156,6 +162,13 @@ public final class UploadEngine: Sendable {
             return record
         }
         statistics?.request(RequestEntry(upload: id, at: began, method: "HEAD", offset: record.offset, bytes: 0, outcome: "ok", seconds: now().timeIntervalSince(began)))
+        return record
+    }
+
+    /// The upload's committed record as `principal` may see it, without taking its lock (an
+    /// answer about a request that just failed); nil when unknown, not theirs, or unreadable.
+    public func committedRecord(_ id: UploadID, as principal: Principal) async -> UploadRecord? {
+        guard let record = try? await catalog.get(id), (try? authorize(record, principal)) != nil else { return nil }
         return record
     }
 

@@ -60,6 +60,9 @@ public struct FerryError: Error, Sendable, CustomStringConvertible {
         case rateLimited = "ERR_RATE_LIMITED"
         /// A request body that arrives too slowly (408).
         case bodyTooSlow = "ERR_BODY_TOO_SLOW"
+        /// A field the request's protocol version forbids on this request (RUFH drafts -01 to -05:
+        /// `Upload-Offset` or `Upload-Complete` on HEAD and DELETE).
+        case unexpectedField = "ERR_UNEXPECTED_FIELD"
     }
 
     public let code: Code

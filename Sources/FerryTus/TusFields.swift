@@ -1,14 +1,12 @@
 import FerryCore
+import FerryProtocol
 import HTTPTypes
 
 extension HTTPField.Name {
-    static let tusResumable = Self("Tus-Resumable")!
     static let tusVersion = Self("Tus-Version")!
     static let tusExtension = Self("Tus-Extension")!
     static let tusMaxSize = Self("Tus-Max-Size")!
     static let tusChecksumAlgorithm = Self("Tus-Checksum-Algorithm")!
-    static let uploadOffset = Self("Upload-Offset")!
-    static let uploadLength = Self("Upload-Length")!
     static let uploadDeferLength = Self("Upload-Defer-Length")!
     static let uploadMetadata = Self("Upload-Metadata")!
     static let uploadConcat = Self("Upload-Concat")!
@@ -16,27 +14,13 @@ extension HTTPField.Name {
     static let uploadExpires = Self("Upload-Expires")!
     static let methodOverride = Self("X-HTTP-Method-Override")!
     static let trailer = Self("Trailer")!
-    static let xContentTypeOptions = Self("X-Content-Type-Options")!
-    static let xForwardedProto = Self("X-Forwarded-Proto")!
-    static let xForwardedHost = Self("X-Forwarded-Host")!
-    static let xForwardedFor = Self("X-Forwarded-For")!
-    /// `done`, `pending` or `failed`: where the `pre-finish` business result of a complete upload stands.
-    public static let ferryBusinessStatus = Self("Ferry-Business-Status")!
-    /// The `pre-finish` callback's answer, compact JSON.
-    public static let ferryBusinessResult = Self("Ferry-Business-Result")!
-    /// The stable `ERR_*` code of an error response.
-    public static let ferryError = Self("Ferry-Error")!
-    /// The network a client says it is on (`wifi`, `5g`, `4g`, `3g`, `2g`, `wired`, `unknown`), for the statistics.
-    public static let ferryNetwork = Self("Ferry-Network")!
-    /// The kind of client, when it names itself (the web console sends `console`).
-    public static let ferryClient = Self("Ferry-Client")!
 }
 
-/// The tus request headers Ferry reads, parsed once into typed values.
-struct TusHeaders {
+/// Typed accessors for the tus request fields; `TusDialect.parse` reads each one once.
+struct TusFields {
     let fields: HTTPFields
 
-    /// A header that must be a plain non-negative decimal (no sign, no spaces, fits Int64).
+    /// A field that must be a plain non-negative decimal (no sign, no spaces, fits Int64).
     func decimal(_ name: HTTPField.Name, _ code: FerryError.Code) throws(FerryError) -> Int64? {
         guard let text = fields[name] else { return nil }
         guard !text.isEmpty, text.utf8.count <= 19, text.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
@@ -49,11 +33,12 @@ struct TusHeaders {
 
     var contentLength: Int64? { fields[.contentLength].flatMap { Int64($0) } }
 
-    var contentType: String? {
+    /// The media type of `Content-Type`, lowercased, without parameters.
+    var mediaType: String? {
         fields[.contentType].map { $0.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? "" }
     }
 
-    var isOffsetStream: Bool { contentType == "application/offset+octet-stream" }
+    var isOffsetStream: Bool { mediaType == "application/offset+octet-stream" }
 
     /// Whether the request has a body at all.
     var hasBody: Bool {
@@ -80,5 +65,14 @@ struct TusHeaders {
             guard let value = fields[.uploadMetadata] else { return UploadMetadata() }
             return try UploadMetadata(tusHeader: value)
         }
+    }
+
+    /// Who is creating an upload, for the statistics.
+    func requestInfo(metadata: UploadMetadata) -> RequestInfo {
+        RequestInfo(
+            dialect: "tus",
+            client: RequestInfo.client(declared: fields[.ferryClient], userAgent: fields[.userAgent]),
+            network: RequestInfo.network(fields[.ferryNetwork] ?? metadata.string("network"))
+        )
     }
 }

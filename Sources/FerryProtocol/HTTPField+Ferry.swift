@@ -1,0 +1,33 @@
+import HTTPTypes
+
+/// The fields both dialects (and the adapter) read or write. Dialect-only fields live with
+/// their dialect.
+extension HTTPField.Name {
+    /// tus: a plain decimal; RUFH: a structured integer.
+    public static let uploadOffset = Self("Upload-Offset")!
+    /// tus: a plain decimal; RUFH (interop ≥ 6): a structured integer.
+    public static let uploadLength = Self("Upload-Length")!
+    /// RUFH's limits of an upload, also on tus's OPTIONS so either kind of client reads them.
+    public static let uploadLimit = Self("Upload-Limit")!
+    /// `done`, `pending` or `failed`: where the `pre-finish` business result of a complete upload stands.
+    public static let ferryBusinessStatus = Self("Ferry-Business-Status")!
+    /// The `pre-finish` callback's answer, compact JSON.
+    public static let ferryBusinessResult = Self("Ferry-Business-Result")!
+    /// The stable `ERR_*` code of an error response.
+    public static let ferryError = Self("Ferry-Error")!
+    /// The network a client says it is on (`wifi`, `5g`, `4g`, `3g`, `2g`, `wired`, `unknown`), for the statistics.
+    public static let ferryNetwork = Self("Ferry-Network")!
+    /// The kind of client, when it names itself (the web console sends `console`).
+    public static let ferryClient = Self("Ferry-Client")!
+    /// Where a client may report how an upload went (`POST /telemetry/<id>`), on OPTIONS.
+    public static let ferryTelemetry = Self("Ferry-Telemetry")!
+    public static let xForwardedProto = Self("X-Forwarded-Proto")!
+    public static let xForwardedHost = Self("X-Forwarded-Host")!
+    public static let xForwardedFor = Self("X-Forwarded-For")!
+    public static let xContentTypeOptions = Self("X-Content-Type-Options")!
+}
+
+extension HTTPField.Name {
+    /// tus's version field: on every tus request but OPTIONS; a request that carries it speaks tus.
+    public static let tusResumable = Self("Tus-Resumable")!
+}

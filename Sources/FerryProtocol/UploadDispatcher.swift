@@ -1,0 +1,156 @@
+import FerryCore
+import HTTPTypes
+import NIOCore
+
+/// Runs a dialect's commands against the engine: parse, authenticate, execute, render. The one
+/// place a request meets the engine, whatever protocol it speaks.
+public struct UploadDispatcher: Sendable {
+    public let engine: UploadEngine
+    public let authenticator: any Authenticator
+
+    public init(engine: UploadEngine, authenticator: any Authenticator = AnonymousAuthenticator()) {
+        self.engine = engine
+        self.authenticator = authenticator
+    }
+
+    /// Answers one request in `dialect`.
+    public func respond<Dialect: UploadDialect, Body: AsyncSequence & Sendable>(
+        to request: HTTPRequest,
+        in dialect: Dialect,
+        body: Body,
+        transport: some BodyTransport & InterimResponder
+    ) async -> UploadResponse where Body.Element == ByteBuffer {
+        let context = dialect.context(of: request)
+        let result: UploadOutcome.Result
+        do {
+            let command = try dialect.parse(request, context)
+            result = await execute(command, request, dialect, context, body: body, transport: transport)
+        } catch {
+            result = .failed(error, UploadOutcome.Failure())
+        }
+        var response = dialect.render(UploadOutcome(result, at: engine.now()), context)
+        if response.error?.code == .unauthorized {
+            response.headers[.wwwAuthenticate] = ErrorRendering.challenge(.uploads, credentialsSent: request.headerFields[.authorization] != nil)
+        }
+        return response
+    }
+
+    func execute<Dialect: UploadDialect, Body: AsyncSequence & Sendable>(
+        _ command: UploadCommand,
+        _ request: HTTPRequest,
+        _ dialect: Dialect,
+        _ context: Dialect.Context,
+        body: Body,
+        transport: some BodyTransport & InterimResponder
+    ) async -> UploadOutcome.Result where Body.Element == ByteBuffer {
+        let principal: Principal
+        do {
+            if case .options(let scenario) = command { return .options(scenario: scenario) }
+            principal = try await authenticator.authenticate(authorization: request.headerFields[.authorization])
+        } catch {
+            return .failed(error, UploadOutcome.Failure())
+        }
+        do {
+            switch command {
+            case .options(let scenario):
+                return .options(scenario: scenario)
+            case .create(let creation):
+                return try await create(creation, principal, dialect, context, body: body, transport: transport)
+            case .concatenate(let final):
+                let record = try await engine.createFinal(
+                    parts: final.parts, metadata: final.metadata, scenario: final.scenario, principal: principal,
+                    address: final.forwardedAddress ?? transport.clientAddress
+                )
+                return .concatenated(record, request: final.request)
+            case .status(let id):
+                return .status(try await engine.status(id, as: principal))
+            case .append(let id, let append):
+                let relay = InterimRelay(inner: transport, first: nil, progress: { dialect.interim(.checkpoint(offset: $0), context) })
+                do {
+                    return .appended(try await engine.append(id, append, body: body, transport: relay, as: principal))
+                } catch {
+                    return .failed(error, await failure(error, id, principal, dialect, provided: append.offset))
+                }
+            case .read(let id, let range, let otherwise):
+                do {
+                    return .content(try await engine.completedUpload(id, as: principal), range)
+                } catch where error.code == .uploadIncomplete && otherwise == .describe {
+                    return .status(try await engine.status(id, as: principal))
+                }
+            case .terminate(let id):
+                try await engine.terminate(id, as: principal)
+                return .terminated(id)
+            }
+        } catch {
+            return .failed(error, UploadOutcome.Failure())
+        }
+    }
+
+    private func create<Dialect: UploadDialect, Body: AsyncSequence & Sendable>(
+        _ creation: UploadCommand.Creation,
+        _ principal: Principal,
+        _ dialect: Dialect,
+        _ context: Dialect.Context,
+        body: Body,
+        transport: some BodyTransport & InterimResponder
+    ) async throws(FerryError) -> UploadOutcome.Result where Body.Element == ByteBuffer {
+        var spec = creation.spec
+        spec.principal = principal
+        spec.address = spec.address ?? transport.clientAddress
+        var record = try await engine.create(spec)
+        let interim = dialect.interim(.created(record), context)
+        guard let upload = creation.upload, creation.appends(to: record) else {
+            if let interim { await transport.sendInterim(interim) }
+            return .created(record, withUpload: creation.upload != nil)
+        }
+        let relay = InterimRelay(inner: transport, first: interim, progress: { dialect.interim(.checkpoint(offset: $0), context) })
+        do {
+            record = try await engine.append(record.id, upload, body: body, transport: relay, as: principal)
+        } catch {
+            var failure = await failure(error, record.id, principal, dialect, provided: 0)
+            failure.created = failure.current ?? record
+            return .failed(error, failure)
+        }
+        return .created(record, withUpload: true)
+    }
+
+    /// What a dialect learns about an upload after an append on it failed: an overrun
+    /// invalidates it (where the dialect says so), and its committed state.
+    private func failure<Dialect: UploadDialect>(
+        _ error: FerryError,
+        _ id: UploadID,
+        _ principal: Principal,
+        _ dialect: Dialect,
+        provided: Int64
+    ) async -> UploadOutcome.Failure {
+        var failure = UploadOutcome.Failure(providedOffset: provided)
+        if error.code == .lengthExceeded, dialect.invalidatesOnOverrun {
+            failure.invalidated = (try? await engine.terminate(id, as: principal)) != nil
+        }
+        if dialect.describesStateOnFailure {
+            failure.current = await engine.committedRecord(id, as: principal)
+        }
+        return failure
+    }
+}
+
+/// The transport of an append, with the dialect's informational responses: `first` just
+/// before the body is read (after every check), `progress` after each durable checkpoint.
+struct InterimRelay<Inner: BodyTransport & InterimResponder>: BodyTransport {
+    let inner: Inner
+    let first: HTTPResponse?
+    let progress: @Sendable (Int64) -> HTTPResponse?
+
+    func willReadBody() async {
+        if let first { await inner.sendInterim(first) }
+        await inner.willReadBody()
+    }
+
+    func bodyEnded() async -> BodyEnd { await inner.bodyEnded() }
+
+    var clientAddress: String? { inner.clientAddress }
+
+    func checkpointed(offset: Int64) async {
+        if let response = progress(offset) { await inner.sendInterim(response) }
+    }
+}
