@@ -158,15 +158,6 @@ extension PostgresCatalog {
         }
     }
 
-    /// `concat` as the SQLite catalog writes it: `none`, `partial` or `final <id> <id> …`.
-    static func concatText(_ concat: ConcatRole) -> String {
-        switch concat {
-        case .none: "none"
-        case .partial: "partial"
-        case .final(let parts): "final " + parts.map(\.rawValue).joined(separator: " ")
-        }
-    }
-
     /// The columns every record query selects, in this order.
     static let columns = """
         id, length, "offset", metadata, concat, state, created_at, updated_at, expires_at, store_state, scenario, owner, sha256,
@@ -189,14 +180,7 @@ extension PostgresCatalog {
         else {
             throw FerryError(.catalogFailure, "the catalog holds a malformed upload row")
         }
-        let concat: ConcatRole
-        if concatText == "partial" {
-            concat = .partial
-        } else if concatText.hasPrefix("final ") {
-            concat = .final(concatText.dropFirst(6).split(separator: " ").compactMap(UploadID.init))
-        } else {
-            concat = .none
-        }
+        let (concat, concatRequest) = UploadRecord.concat(fromText: concatText)
         return UploadRecord(
             id: id,
             length: length,
@@ -221,7 +205,8 @@ extension PostgresCatalog {
                 )
             },
             eventSequence: eventSequence,
-            progressEventAt: progressAt.map { Date(timeIntervalSince1970: $0) }
+            progressEventAt: progressAt.map { Date(timeIntervalSince1970: $0) },
+            concatRequest: concatRequest
         )
     }
 

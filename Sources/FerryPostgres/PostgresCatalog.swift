@@ -135,7 +135,7 @@ public final class PostgresCatalog: UploadCatalog, Service {
                     scenario, owner, sha256, business_status, business_result, business_attempts, business_next_at,
                     event_sequence, progress_event_at, quota_key)
                 VALUES (\(record.id.rawValue), \(record.length), \(record.offset), \(record.metadata.tusHeader),
-                    \(Self.concatText(record.concat)), \(record.state.rawValue), \(record.createdAt.timeIntervalSince1970),
+                    \(record.concatText), \(record.state.rawValue), \(record.createdAt.timeIntervalSince1970),
                     \(record.updatedAt.timeIntervalSince1970), \(record.expiresAt?.timeIntervalSince1970), \(record.storeState),
                     \(record.scenario), \(record.owner), \(record.sha256), \(record.business?.status.rawValue),
                     \(record.business?.json), \(Int32(record.business?.attempts ?? 0)),
@@ -173,7 +173,7 @@ public final class PostgresCatalog: UploadCatalog, Service {
             """
             WITH upload AS (
                 UPDATE uploads SET length = \(record.length), "offset" = \(record.offset), metadata = \(record.metadata.tusHeader),
-                    concat = \(Self.concatText(record.concat)), state = \(record.state.rawValue),
+                    concat = \(record.concatText), state = \(record.state.rawValue),
                     created_at = \(record.createdAt.timeIntervalSince1970), updated_at = \(record.updatedAt.timeIntervalSince1970),
                     expires_at = \(record.expiresAt?.timeIntervalSince1970), store_state = \(record.storeState),
                     scenario = \(record.scenario), owner = \(record.owner), sha256 = \(record.sha256),

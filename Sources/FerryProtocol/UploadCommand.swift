@@ -55,8 +55,18 @@ public enum UploadCommand: Sendable, Equatable {
         public var forwardedAddress: String?
         /// The `Upload-Concat` value as the client sent it (echoed by HEAD).
         public var request: String
+        /// Who creates it (statistics).
+        public var info: RequestInfo
 
-        public init(parts: [UploadID], metadata: UploadMetadata = UploadMetadata(), scenario: String? = nil, forwardedAddress: String? = nil, request: String) {
+        public init(
+            parts: [UploadID],
+            metadata: UploadMetadata = UploadMetadata(),
+            scenario: String? = nil,
+            forwardedAddress: String? = nil,
+            request: String,
+            info: RequestInfo = RequestInfo()
+        ) {
+            self.info = info
             self.parts = parts
             self.metadata = metadata
             self.scenario = scenario

@@ -59,7 +59,7 @@ public struct UploadDispatcher: Sendable {
             case .concatenate(let final):
                 let record = try await engine.createFinal(
                     parts: final.parts, metadata: final.metadata, scenario: final.scenario, principal: principal,
-                    address: final.forwardedAddress ?? transport.clientAddress
+                    address: final.forwardedAddress ?? transport.clientAddress, request: final.request, info: final.info
                 )
                 return .concatenated(record, request: final.request)
             case .status(let id):

@@ -144,14 +144,8 @@ extension SQLiteCatalog {
     }
 
     static func arguments(_ record: UploadRecord) -> StatementArguments {
-        let concat: String
-        switch record.concat {
-        case .none: concat = "none"
-        case .partial: concat = "partial"
-        case .final(let parts): concat = "final " + parts.map(\.rawValue).joined(separator: " ")
-        }
         return [
-            record.id.rawValue, record.length, record.offset, record.metadata.tusHeader, concat, record.state.rawValue,
+            record.id.rawValue, record.length, record.offset, record.metadata.tusHeader, record.concatText, record.state.rawValue,
             record.createdAt.timeIntervalSince1970, record.updatedAt.timeIntervalSince1970,
             record.expiresAt?.timeIntervalSince1970, record.storeState, record.scenario, record.owner, record.sha256,
             record.business?.status.rawValue, record.business?.json, record.business?.attempts ?? 0,
@@ -206,15 +200,7 @@ extension SQLiteCatalog {
         else {
             throw FerryError(.catalogFailure, "the catalog holds a malformed upload row")
         }
-        let concatText: String = row["concat"]
-        let concat: ConcatRole
-        if concatText == "partial" {
-            concat = .partial
-        } else if concatText.hasPrefix("final ") {
-            concat = .final(concatText.dropFirst(6).split(separator: " ").compactMap(UploadID.init))
-        } else {
-            concat = .none
-        }
+        let (concat, concatRequest) = UploadRecord.concat(fromText: row["concat"])
         let expires: Double? = row["expires_at"]
         let businessStatus: String? = row["business_status"]
         let businessNext: Double? = row["business_next_at"]
@@ -243,7 +229,8 @@ extension SQLiteCatalog {
                 )
             },
             eventSequence: row["event_sequence"],
-            progressEventAt: progressAt.map { Date(timeIntervalSince1970: $0) }
+            progressEventAt: progressAt.map { Date(timeIntervalSince1970: $0) },
+            concatRequest: concatRequest
         )
     }
 }

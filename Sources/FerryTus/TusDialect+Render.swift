@@ -66,7 +66,9 @@ extension TusDialect {
         switch record.concat {
         case .none: break
         case .partial: headers[.uploadConcat] = "partial"
-        case .final(let parts): headers[.uploadConcat] = "final;" + parts.map { context.collectionURL + $0.rawValue }.joined(separator: " ")
+        case .final(let parts):
+            // As the client sent it; finals made before Ferry kept the request name their parts by URL.
+            headers[.uploadConcat] = record.concatRequest ?? "final;" + parts.map { context.collectionURL + $0.rawValue }.joined(separator: " ")
         }
         describeLifetime(record, into: &headers)
         return headers

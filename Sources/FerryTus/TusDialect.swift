@@ -157,7 +157,8 @@ public struct TusDialect: UploadDialect {
         }
         return .concatenate(
             UploadCommand.Concatenation(
-                parts: parts, metadata: metadata, scenario: scenario, forwardedAddress: routes.forwardedAddress(request), request: concat
+                parts: parts, metadata: metadata, scenario: scenario, forwardedAddress: routes.forwardedAddress(request), request: concat,
+                info: fields.requestInfo(metadata: metadata)
             )
         )
     }

@@ -10,7 +10,9 @@ extension UploadEngine {
         metadata: UploadMetadata,
         scenario: String? = nil,
         principal: Principal = .anonymous,
-        address: String? = nil
+        address: String? = nil,
+        request: String? = nil,
+        info: RequestInfo = RequestInfo()
     ) async throws(FerryError) -> UploadRecord {
         try refuseDuringShutdown()
         guard capabilities.concatenation else {
@@ -60,13 +62,14 @@ extension UploadEngine {
             createdAt: date,
             scenario: chosen.name,
             owner: principal.subject,
-            quotaKey: quotaKey(principal, address: address)
+            quotaKey: quotaKey(principal, address: address),
+            concatRequest: request
         )
         record.expiresAt = expiry(for: record, from: date)
         try await store.create(for: record)
         record = try await insertClaimed(record, claim: quotaClaim(principal, address: address, addingBytes: 0, creating: true))
         metrics.created.increment()
-        statistics?.created(record, info: RequestInfo())
+        statistics?.created(record, info: info)
         return try await withLock(id, onStop: {}) { () async throws(FerryError) -> UploadRecord in
             try await self.completeFinalLocked(record)
         }

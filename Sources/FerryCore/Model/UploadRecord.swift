@@ -59,6 +59,8 @@ public struct UploadRecord: Sendable, Equatable {
     public var eventSequence: Int64
     /// When the last `upload.progress` event was written.
     public var progressEventAt: Date?
+    /// For a final: the `Upload-Concat` value its creator sent (tus HEAD echoes it as received).
+    public var concatRequest: String?
 
     public init(
         id: UploadID,
@@ -77,8 +79,10 @@ public struct UploadRecord: Sendable, Equatable {
         sha256: String? = nil,
         business: BusinessResult? = nil,
         eventSequence: Int64 = 0,
-        progressEventAt: Date? = nil
+        progressEventAt: Date? = nil,
+        concatRequest: String? = nil
     ) {
+        self.concatRequest = concatRequest
         self.id = id
         self.length = length
         self.offset = offset
@@ -108,5 +112,28 @@ public struct UploadRecord: Sendable, Equatable {
     public var partials: [UploadID] {
         if case .final(let parts) = concat { return parts }
         return []
+    }
+
+    /// `concat` (and `concatRequest`) as catalogs store them: `none`, `partial`, or
+    /// `final <id> <id> …` followed, for a final whose request is known, by a line holding it
+    /// (a field value never contains a line break).
+    public var concatText: String {
+        switch concat {
+        case .none: return "none"
+        case .partial: return "partial"
+        case .final(let parts):
+            let text = "final " + parts.map(\.rawValue).joined(separator: " ")
+            guard let concatRequest, !concatRequest.contains("\n") else { return text }
+            return text + "\n" + concatRequest
+        }
+    }
+
+    /// Reads `concatText` back.
+    public static func concat(fromText text: String) -> (role: ConcatRole, request: String?) {
+        if text == "partial" { return (.partial, nil) }
+        guard text.hasPrefix("final ") else { return (.none, nil) }
+        let lines = text.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false)
+        let parts = lines[0].dropFirst(6).split(separator: " ").compactMap(UploadID.init)
+        return (.final(parts), lines.count > 1 ? String(lines[1]) : nil)
     }
 }
