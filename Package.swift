@@ -191,6 +191,9 @@ let package = Package(
             name: "FerryTestSupport",
             dependencies: [
                 "FerryCore",
+                "FerryProtocol",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
@@ -263,6 +266,22 @@ let package = Package(
         .testTarget(
             name: "FerryCoreTests",
             dependencies: ["FerryCore", "FerryTestSupport", "FerryDiskStore", "FerrySQLite"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FerryTusTests",
+            dependencies: [
+                "FerryCore", "FerryProtocol", "FerryTus", "FerryTestSupport",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FerryRUFHTests",
+            dependencies: [
+                "FerryCore", "FerryProtocol", "FerryRUFH", "FerryTus", "FerryTestSupport",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -74,3 +74,23 @@ struct TestServer {
 
 let tus = ("Tus-Resumable", "1.0.0")
 let octets = ("Content-Type", "application/offset+octet-stream")
+let hello = Array("hello".utf8)
+let sha1Hello = "qvTGHdzF6KLavt4PO0gs2a6pQ00="
+
+extension TestServer {
+    /// One request on a new connection (a refused body closes it); every response to it, the
+    /// interim ones first, the final one last.
+    func responses(_ method: String, _ path: String, _ headers: [(String, String)], body: [UInt8] = []) async throws -> [RawConnection.Response] {
+        let connection = try await connect()
+        defer { Task { await connection.close() } }
+        try await connection.request(method, path, headers, body: body)
+        var all = [try await connection.response(isHead: method == "HEAD")]
+        while let last = all.last, last.status < 200 { all.append(try await connection.response(isHead: method == "HEAD")) }
+        return all
+    }
+
+    /// The final response to one request on a new connection.
+    func send(_ method: String, _ path: String, _ headers: [(String, String)], body: [UInt8] = []) async throws -> RawConnection.Response {
+        try await responses(method, path, headers, body: body).last!
+    }
+}

@@ -44,3 +44,5 @@ let allExtensions =
 let sha1Hello = "qvTGHdzF6KLavt4PO0gs2a6pQ00="
 let sha1Other = "Kq5sNclPz7QV2+lfQIuc6R7oRu0="
 let hello = Array("hello".utf8)
+let tus = ("Tus-Resumable", "1.0.0")
+let octets = ("Content-Type", "application/offset+octet-stream")
