@@ -11,6 +11,11 @@ public struct TusDialect: UploadDialect {
         public var method: HTTPRequest.Method
         /// The absolute URL of the collection (`Location` = this + id).
         public var collectionURL: String
+
+        public init(method: HTTPRequest.Method, collectionURL: String) {
+            self.method = method
+            self.collectionURL = collectionURL
+        }
     }
 
     public static let version = "1.0.0"

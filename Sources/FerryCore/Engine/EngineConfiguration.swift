@@ -81,4 +81,13 @@ public struct EngineCapabilities: Sendable, Equatable {
     public var maxSize: Int64?
     /// How long an incomplete upload lives after its last write, unless its scenario says otherwise.
     public var expiry: Duration?
+
+    public init(concatenation: Bool, content: Bool, expiration: Bool, termination: Bool, maxSize: Int64? = nil, expiry: Duration? = nil) {
+        self.concatenation = concatenation
+        self.content = content
+        self.expiration = expiration
+        self.termination = termination
+        self.maxSize = maxSize
+        self.expiry = expiry
+    }
 }
