@@ -63,7 +63,7 @@ enum ConsoleRoutes {
                         contentTypes: scenario.contentTypes, requiredMetadata: scenario.requiredMetadata
                     )
                 },
-                statistics: adminAPI && engine.statistics != nil
+                statistics: adminAPI && endpoints.statistics != nil
             )
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]

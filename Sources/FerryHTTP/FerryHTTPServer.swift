@@ -84,12 +84,12 @@ public enum FerryHTTPServer {
         }
         if let token = configuration.adminToken {
             AdminRoutes.add(to: router, token: token, catalog: engine.catalog)
-            if let stats = engine.statistics?.store {
+            if let stats = endpoints.statistics?.store {
                 StatsRoutes.add(to: router, token: token, stats: stats, catalog: engine.catalog)
             }
         }
         ConsoleRoutes.add(to: router, endpoints: endpoints, adminAPI: configuration.adminToken != nil, logger: consoleLogger)
-        if engine.statistics != nil {
+        if endpoints.statistics != nil {
             router.post("/telemetry/:id") { request, context -> Response in
                 await TelemetryRoute.receive(request, context, endpoints: endpoints)
             }

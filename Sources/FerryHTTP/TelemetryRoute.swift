@@ -18,15 +18,17 @@ enum TelemetryRoute {
             let principal = try await endpoints.authenticator.authenticate(authorization: request.headers[.authorization])
             let body: ByteBuffer
             do {
-                body = try await request.body.collect(upTo: UploadEngine.maxTelemetry)
+                body = try await request.body.collect(upTo: StatsRecorder.maxTelemetry)
             } catch {
-                throw FerryError(.invalidMetadata, "a telemetry report is at most \(UploadEngine.maxTelemetry) bytes of JSON")
+                throw FerryError(.invalidMetadata, "a telemetry report is at most \(StatsRecorder.maxTelemetry) bytes of JSON")
             }
             let data = Data(buffer: body)
             guard (try? JSONSerialization.jsonObject(with: data)) is [String: Any] else {
                 throw FerryError(.invalidMetadata, "a telemetry report is a JSON object")
             }
-            try await endpoints.engine.recordTelemetry(id, json: String(decoding: data, as: UTF8.self), as: principal)
+            guard let statistics = endpoints.statistics else { throw FerryError(.notFound, "this server keeps no statistics") }
+            _ = try await endpoints.engine.authorizedRecord(id, as: principal)
+            try statistics.telemetry(id, report: String(decoding: data, as: UTF8.self))
             return Response(status: .noContent)
         } catch {
             let answer = ErrorRendering.text(error as? FerryError ?? FerryError(.internalError, "\(error)"))

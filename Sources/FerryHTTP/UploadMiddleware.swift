@@ -13,9 +13,17 @@ public struct UploadEndpoints: Sendable {
     public let routes: UploadRoutes
     public let rufh: RUFHDialect
     public let tus: TusDialect
+    /// Per-upload statistics, when kept (the admin API, client telemetry).
+    public let statistics: StatsRecorder?
 
-    public init(engine: UploadEngine, routes: UploadRoutes.Configuration = .init(), authenticator: any Authenticator = AnonymousAuthenticator()) {
+    public init(
+        engine: UploadEngine,
+        routes: UploadRoutes.Configuration = .init(),
+        authenticator: any Authenticator = AnonymousAuthenticator(),
+        statistics: StatsRecorder? = nil
+    ) {
         let routes = UploadRoutes(routes, scenarios: engine.business.scenarios)
+        self.statistics = statistics
         self.dispatcher = UploadDispatcher(engine: engine, authenticator: authenticator)
         self.routes = routes
         self.rufh = RUFHDialect(routes: routes, capabilities: engine.capabilities)
@@ -50,7 +58,7 @@ struct UploadMiddleware: RouterMiddleware {
         }
         let transport = ChannelBodyTransport(channel: context.channel)
         var answer = await endpoints.respond(to: request.head, body: request.body, transport: transport)
-        if request.method == .options, answer.status.kind == .successful, endpoints.engine.statistics != nil {
+        if request.method == .options, answer.status.kind == .successful, endpoints.statistics != nil {
             // Where a client may report how an upload went (`TelemetryRoute`).
             answer.headers[.ferryTelemetry] = "/telemetry/"
         }

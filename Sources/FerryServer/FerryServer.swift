@@ -86,15 +86,17 @@ public struct FerryServer: Sendable {
         }
         let catalog: any UploadCatalog
         let locker: any UploadLocker
+        // The statistics live in the catalog's database, in tables of their own.
+        let statsStore: any StatsStore
         var catalogServices: [any Service] = []
         switch configuration.catalog {
         case .sqlite:
-            catalog = try SQLiteCatalog(path: configuration.dataDirectory + "/catalog.sqlite")
-            locker = LocalUploadLocker()
+            let sqlite = try SQLiteCatalog(path: configuration.dataDirectory + "/catalog.sqlite")
+            (catalog, statsStore, locker) = (sqlite, sqlite, LocalUploadLocker())
         case .postgres(let url):
             let postgres = try PostgresCatalog(url: url, logger: logger)
             let shared = PostgresUploadLocker(catalog: postgres)
-            (catalog, locker) = (postgres, shared)
+            (catalog, statsStore, locker) = (postgres, postgres, shared)
             catalogServices = [postgres, shared]
         }
         let registry = PrometheusCollectorRegistry()
@@ -102,8 +104,8 @@ public struct FerryServer: Sendable {
         factory.durationHistogramBuckets[StatsRecorder.durationMetric] = StatsRecorder.durationBuckets
         factory.valueHistogramBuckets[StatsRecorder.goodputMetric] = StatsRecorder.goodputBuckets
         var statistics: StatsRecorder?
-        if let settings = configuration.statistics, let stats = catalog as? any StatsStore {
-            statistics = StatsRecorder(store: stats, configuration: settings, logger: logger, metricsFactory: factory)
+        if let settings = configuration.statistics {
+            statistics = StatsRecorder(store: statsStore, configuration: settings, logger: logger, metricsFactory: factory)
         }
         let business = configuration.business
         if business.needsHTTPClient, httpClient == nil {
@@ -123,8 +125,7 @@ public struct FerryServer: Sendable {
                 callbacks: httpClient.map { HTTPBusinessCallbacks(http: $0) } ?? NoBusinessCallbacks()
             ),
             logger: logger,
-            metricsFactory: factory,
-            statistics: statistics
+            observers: [MetricsObserver(factory: factory, backend: store.name)] + (statistics.map { [$0] } ?? [])
         )
         var businessServices: [any Service] = [BusinessRetryService(engine: engine)]
         if business.hasWebhooks, let httpClient {
@@ -140,7 +141,7 @@ public struct FerryServer: Sendable {
                 )
             )
         }
-        let endpoints = UploadEndpoints(engine: engine, routes: configuration.tus, authenticator: business.authenticator)
+        let endpoints = UploadEndpoints(engine: engine, routes: configuration.tus, authenticator: business.authenticator, statistics: statistics)
         var http = configuration.http
         http.adminToken = business.adminToken
         let router = FerryHTTPServer.router(

@@ -38,7 +38,7 @@ struct StatisticsTests {
         let recorder = StatsRecorder(store: stats, logger: .test)
         let engine = UploadEngine(
             store: MemoryByteStore(), catalog: MemoryCatalog(), locker: LocalUploadLocker(),
-            configuration: EngineConfiguration(lockTimeout: .seconds(2)), logger: .test, statistics: recorder
+            configuration: EngineConfiguration(lockTimeout: .seconds(2)), logger: .test, observers: [recorder]
         )
         let info = RequestInfo(dialect: "rufh", client: "urlsession", network: "4g")
         let record = try await engine.create(.init(length: 10, info: info))

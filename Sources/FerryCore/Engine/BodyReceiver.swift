@@ -31,21 +31,42 @@ struct BodyReceiver: Sendable {
         var length: Int64?
     }
 
-    let engine: UploadEngine
+    /// How often a long body is made durable: after so many bytes or so much time, whichever first.
+    struct Checkpoints: Sendable {
+        var bytes: Int64
+        var interval: Duration
+    }
+
     let writer: any ByteWriter
-    /// When the last buffer arrived (read by `drain` from another task).
-    let activity = Activity()
+    /// Where durable checkpoints go (committed, and announced to the client).
+    let sink: any CheckpointSink
     let start: UploadRecord
     let limit: Int64?
     let hashing: [ChecksumAlgorithm]
-    let checkpoints: Bool
-    /// A checkpoint that reaches the known length completes the upload (`AppendRequest.completesAtLength`).
-    let completesAtLength: Bool
+    /// nil: no checkpoints (a request whose digest must be checked before anything is kept).
+    let checkpoints: Checkpoints?
     let digest: SHA256?
     /// Set for a request at offset 0: its first bytes are held back until they are checked.
     let sniff: Sniff?
-    /// Told each durable checkpoint offset.
-    let checkpointed: @Sendable (Int64) async -> Void
+    let clock: AnyClock
+    /// When the last buffer arrived (read by `drain` from another task).
+    let activity: Activity
+
+    init(
+        writer: any ByteWriter, sink: any CheckpointSink, start: UploadRecord, limit: Int64?, hashing: [ChecksumAlgorithm],
+        checkpoints: Checkpoints?, digest: SHA256?, sniff: Sniff?, clock: AnyClock
+    ) {
+        self.writer = writer
+        self.sink = sink
+        self.start = start
+        self.limit = limit
+        self.hashing = hashing
+        self.checkpoints = checkpoints
+        self.digest = digest
+        self.sniff = sniff
+        self.clock = clock
+        self.activity = Activity(clock.now)
+    }
 
     func run<Body: AsyncSequence & Sendable>(_ body: Body) async -> Outcome where Body.Element == ByteBuffer {
         var outcome = Outcome(
@@ -57,10 +78,8 @@ struct BodyReceiver: Sendable {
             failure: nil,
             digest: digest
         )
-        let clock = ContinuousClock()
         var lastCheckpoint = clock.now
         var sinceCheckpoint: Int64 = 0
-        let configuration = engine.configuration
         var heldBack: [ByteBuffer]? = sniff == nil ? nil : []
         var heldBytes = 0
 
@@ -79,20 +98,15 @@ struct BodyReceiver: Sendable {
             buffer.withUnsafeReadableBytes { outcome.digest?.update(bufferPointer: $0) }
             outcome.received += count
             sinceCheckpoint += count
-            if checkpoints,
-                sinceCheckpoint >= configuration.checkpointBytes
-                    || clock.now - lastCheckpoint >= configuration.checkpointInterval
-            {
+            if let checkpoints, sinceCheckpoint >= checkpoints.bytes || lastCheckpoint.duration(to: clock.now) >= checkpoints.interval {
                 do {
                     let durable = try await writer.checkpoint()
-                    outcome.committed = try await engine.commit(
-                        outcome.committed, offset: durable, state: await writer.syncedState(), completes: completesAtLength
-                    )
+                    outcome.committed = try await sink.commit(outcome.committed, offset: durable, state: await writer.syncedState())
                 } catch {
                     if !Task.isCancelled { outcome.failure = error }
                     return false
                 }
-                await checkpointed(outcome.committed.offset)
+                await sink.checkpointed(outcome.committed.offset)
                 sinceCheckpoint = 0
                 lastCheckpoint = clock.now
             }
@@ -121,7 +135,7 @@ struct BodyReceiver: Sendable {
         do {
             for try await buffer in body {
                 if Task.isCancelled { return outcome }
-                activity.touch()
+                activity.touch(clock.now)
                 let count = Int64(buffer.readableBytes)
                 if count == 0 { continue }
                 if let limit, outcome.received + Int64(heldBytes) + count > limit {
@@ -165,13 +179,12 @@ struct BodyReceiver: Sendable {
     /// After a stop request: lets bytes that already reached the server (socket buffers of a
     /// dead connection) be stored, returning once nothing arrived for `quiet` or after `limit`.
     func drain(quiet: Duration, limit: Duration) async {
-        let clock = ContinuousClock()
         let start = clock.now
-        while clock.now - start < limit {
-            let idle = clock.now - activity.last
+        while start.duration(to: clock.now) < limit {
+            let idle = activity.last.duration(to: clock.now)
             if idle >= quiet { return }
             do {
-                try await Task.sleep(for: quiet - idle)
+                try await clock.sleep(for: quiet - idle)
             } catch {
                 return
             }
@@ -180,8 +193,31 @@ struct BodyReceiver: Sendable {
 
     /// The time of the last received buffer.
     final class Activity: Sendable {
-        private let instant = Mutex(ContinuousClock.now)
-        func touch() { instant.withLock { $0 = .now } }
-        var last: ContinuousClock.Instant { instant.withLock { $0 } }
+        private let instant: Mutex<AnyClock.Instant>
+        init(_ now: AnyClock.Instant) { instant = Mutex(now) }
+        func touch(_ now: AnyClock.Instant) { instant.withLock { $0 = now } }
+        var last: AnyClock.Instant { instant.withLock { $0 } }
     }
+}
+
+/// Where a body receiver's durable checkpoints go.
+protocol CheckpointSink: Sendable {
+    /// Commits `offset` (synced) and the store's `state`; returns the committed record.
+    func commit(_ record: UploadRecord, offset: Int64, state: String?) async throws(FerryError) -> UploadRecord
+    /// The client may hear of the durable offset (RUFH's progress `104`).
+    func checkpointed(_ offset: Int64) async
+}
+
+/// An append's checkpoints: committed by the engine, announced through the transport.
+struct AppendCheckpoints<Transport: BodyTransport>: CheckpointSink {
+    let engine: UploadEngine
+    let transport: Transport
+    /// A checkpoint that reaches the known length completes the upload (`AppendRequest.completesAtLength`).
+    let completesAtLength: Bool
+
+    func commit(_ record: UploadRecord, offset: Int64, state: String?) async throws(FerryError) -> UploadRecord {
+        try await engine.commit(record, offset: offset, state: state, completes: completesAtLength)
+    }
+
+    func checkpointed(_ offset: Int64) async { await transport.checkpointed(offset: offset) }
 }

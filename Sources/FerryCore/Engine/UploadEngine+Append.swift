@@ -22,28 +22,45 @@ extension UploadEngine {
         guard let key = appends.register(stop) else {
             throw FerryError(.shuttingDown, "the server is shutting down; retry shortly")
         }
-        metrics.appendStarted()
+        observers.appendStarted()
         defer {
             appends.unregister(key)
-            metrics.appendEnded()
+            observers.appendEnded()
         }
         let began = now()
+        var report = AppendReport()
+        let result: Result<UploadRecord, FerryError>
         do {
             try await authorizeBeforeLocking(id, principal)
-            return try await withLock(id, onStop: { stop.fire(.superseded) }) { () async throws(FerryError) -> UploadRecord in
-                var record = try await self.loadLive(id, for: principal)
-                let limit = try await self.admit(request, to: &record, principal)
-                if record.offset > 0 || request.offset > 0 { try await self.verifyStored(record) }
-                await transport.willReadBody()
-                return try await self.receive(into: record, request, limit: limit, body: body, transport: transport, stop: stop, began: began)
-            }
-        } catch where error.recordedAsRequest == false {
-            // Refused before a byte was read (receive records its own outcome).
-            statistics?.request(
-                RequestEntry(upload: id, at: began, method: request.method, offset: request.offset, bytes: 0, outcome: error.code.rawValue, seconds: now().timeIntervalSince(began))
+            result = .success(
+                try await withLock(id, onStop: { stop.fire(.superseded) }) { () async throws(FerryError) -> UploadRecord in
+                    var record = try await self.loadLive(id, for: principal)
+                    let limit = try await self.admit(request, to: &record, principal)
+                    if record.offset > 0 || request.offset > 0 { try await self.verifyStored(record) }
+                    await transport.willReadBody()
+                    return try await self.receive(into: record, request, limit: limit, body: body, transport: transport, stop: stop, report: &report)
+                }
             )
-            throw error
+        } catch {
+            result = .failure(error)
         }
+        // One entry per request, however it ended (refused before a byte was read: its code).
+        var outcome = report.outcome ?? "ok"
+        if report.outcome == nil, case .failure(let error) = result { outcome = error.code.rawValue }
+        observers.request(
+            RequestEntry(
+                upload: id, at: began, method: request.method, offset: request.offset, bytes: report.received, outcome: outcome,
+                seconds: now().timeIntervalSince(began)
+            )
+        )
+        return try result.get()
+    }
+
+    /// What an append received and how it ended, for its statistics entry.
+    struct AppendReport {
+        var received: Int64 = 0
+        /// `ok`, `interrupted` or an error code; nil when the body was never read.
+        var outcome: String?
     }
 
     /// Checks an append against the stored record before any byte is read; returns the
@@ -118,30 +135,12 @@ extension UploadEngine {
         body: Body,
         transport: some BodyTransport,
         stop: StopSignal,
-        began: Date
+        report: inout AppendReport
     ) async throws(FerryError) -> UploadRecord where Body.Element == ByteBuffer {
         let writer = try await store.openWriter(for: start)
-        let hashAll = request.expectsTrailerChecksum && request.checksum == nil
-        let scenario = business.scenarios.scenarios[start.scenario]
-        var sniff: BodyReceiver.Sniff?
-        // A partial may be any piece of the file: its final is checked once assembled.
-        if start.offset == 0, start.concat != .partial, let scenario, !scenario.contentTypes.isEmpty {
-            sniff = BodyReceiver.Sniff(scenario: scenario, declared: start.metadata.string("filetype"), length: start.length)
-        }
         let hashesFile = wantsDigest(start) || request.wantsDigest
         let startDigest = hashesFile ? digests.take(start.id, at: start.offset) : nil
-        let receiver = BodyReceiver(
-            engine: self,
-            writer: writer,
-            start: start,
-            limit: limit,
-            hashing: hashAll ? Array(ChecksumAlgorithm.allCases) : request.checksum.map { [$0.algorithm] } ?? [],
-            checkpoints: request.checksum == nil && !request.expectsTrailerChecksum,
-            completesAtLength: request.completesAtLength,
-            digest: startDigest,
-            sniff: sniff,
-            checkpointed: { await transport.checkpointed(offset: $0) }
-        )
+        let receiver = bodyReceiver(writer, start, request, limit: limit, digest: startDigest, transport: transport)
         let outcome = await withTaskGroup(of: BodyReceiver.Outcome?.self) { group in
             group.addTask { await receiver.run(body) }
             group.addTask {
@@ -157,63 +156,35 @@ extension UploadEngine {
             }
             return outcome ?? BodyReceiver.Outcome(received: 0, bodyEnded: false, exceeded: false, hasher: BodyHasher(algorithms: []), committed: start, failure: nil, digest: nil)
         }
-        defer { metrics.bytesReceived.increment(by: outcome.received) }
+        observers.received(bytes: outcome.received)
+        report.received = outcome.received
 
         var end = BodyEnd(complete: false)
         if outcome.bodyEnded, outcome.failure == nil {
             end = await transport.bodyEnded()
             if let contentLength = request.contentLength, outcome.received != contentLength { end.complete = false }
         }
-        // A request whose whole body arrived (possibly while draining after a stop request)
-        // completes normally: it was not cut short.
-        let stopReason = end.complete ? nil : stop.reason
         let context: Logger.Metadata = ["upload.id": "\(start.id)", "upload.offset": "\(start.offset)", "request.bytes": "\(outcome.received)"]
-
-        // Decide what of this request is kept.
-        var failure = outcome.failure
-        var keep = true
-        if outcome.exceeded {
-            keep = false
-            failure = start.length == nil
-                ? FerryError(.maxSizeExceeded, "the upload would exceed the largest size this server accepts")
-                : FerryError(.lengthExceeded, "the body ran past Upload-Length")
-        } else {
-            do {
-                if let expectation = try checksumExpectation(request, end) {
-                    if !end.complete {
-                        keep = false
-                    } else if !outcome.hasher.matches(expectation) {
-                        keep = false
-                        failure = FerryError(.checksumMismatch, "the body does not match Upload-Checksum; the chunk was discarded")
-                    }
-                }
-            } catch {
-                keep = false
-                failure = error
-            }
-        }
-
+        let verdict = AppendDecision.verdict(
+            request, knownLength: start.length != nil, exceeded: outcome.exceeded, receiverFailure: outcome.failure, end: end,
+            matches: { outcome.hasher.matches($0) }
+        )
+        var failure = verdict.failure
+        var keep = verdict.keep
         var record = outcome.committed
         if keep {
             do {
                 let durable = try await writer.sync()
                 let state = await writer.syncedState()
-                if request.completesUpload, end.complete, failure == nil {
-                    // RUFH `Upload-Complete: ?1`: the body's end is the upload's end.
-                    if record.length == nil {
-                        record.length = durable
-                    } else if record.length != durable {
-                        failure = FerryError(
-                            .inconsistentLength,
-                            "the request said it completes the upload, but \(durable) of \(record.length ?? 0) bytes are stored"
-                        )
-                    }
+                let completion = AppendDecision.completion(request, end: end, failed: failure != nil, length: record.length, durable: durable)
+                if case .inconsistent(let length, let stored) = completion {
+                    failure = FerryError(.inconsistentLength, "the request said it completes the upload, but \(stored) of \(length) bytes are stored")
                 }
                 // The running digest is valid only if it covers exactly the durable bytes.
                 var digest = durable == start.offset + outcome.received ? outcome.digest : durable == start.offset ? startDigest : nil
                 var sha256: String?
-                let completes = request.completesAtLength || (request.completesUpload && end.complete && failure == nil)
-                if completes, let length = record.length, durable == length {
+                if case .complete(let length) = completion {
+                    record.length = length
                     if digest == nil, wantsDigest(record) || request.wantsDigest {
                         var finished = record
                         (finished.offset, finished.storeState, finished.state) = (durable, state, .complete)
@@ -236,6 +207,8 @@ extension UploadEngine {
                     digests.put(start.id, at: durable, digest)
                 }
                 if keep {
+                    let completes: Bool
+                    if case .complete = completion { completes = true } else { completes = false }
                     record = try await commit(record, offset: durable, state: state, sha256: sha256, completes: completes)
                 }
             } catch {
@@ -246,60 +219,63 @@ extension UploadEngine {
                 } else {
                     logger.error("append.save_failed", metadata: context.merging(["error": "\(error)"]) { $1 })
                 }
-                throw failure ?? error
+                let failed = failure ?? error
+                report.outcome = failed.code.rawValue
+                throw failed
             }
         }
         if !keep, let startDigest, record.offset == start.offset {
             digests.put(start.id, at: start.offset, startDigest)
         }
         await writer.close()
-        let interrupted = stopReason != nil || !end.complete
-        let outcomeName = failure.map { $0.code.rawValue } ?? (interrupted ? "interrupted" : "ok")
-        statistics?.request(
-            RequestEntry(upload: start.id, at: began, method: request.method, offset: start.offset, bytes: outcome.received, outcome: outcomeName, seconds: now().timeIntervalSince(began))
-        )
+        let stopReason = end.complete ? nil : stop.reason
+        let ending = AppendDecision.ending(failure: failure, stop: stopReason, bodyComplete: end.complete, stored: record.offset)
+        report.outcome = ending.outcome
         if record.isComplete, !start.isComplete {
-            metrics.completed.increment()
-            statistics?.completed(record, at: now())
+            observers.completed(record, at: now())
             logger.debug("upload.completed", metadata: context)
             record = await finishBusiness(record)
             if record.concat == .partial { await completeFinals(referencing: record.id) }
         }
-
-        if var failure {
-            failure.recordedAsRequest = true
-            throw failure
-        }
-        if let stopReason {
-            metrics.interrupted.increment()
-            logger.info("append.stopped", metadata: context.merging(["reason": "\(stopReason)", "upload.saved": "\(record.offset)"]) { $1 })
-            var error = stopReason == .shutdown
-                ? FerryError(.shuttingDown, "the server is shutting down; \(record.offset) bytes are stored")
-                : FerryError(.requestSuperseded, "a newer request on this upload took over; \(record.offset) bytes are stored")
-            error.recordedAsRequest = true
-            throw error
-        }
-        if !end.complete {
-            metrics.interrupted.increment()
-            logger.info("append.interrupted", metadata: context.merging(["upload.saved": "\(record.offset)"]) { $1 })
-            var error = FerryError(.requestIncomplete, "the request body ended early; \(record.offset) bytes are stored")
-            error.recordedAsRequest = true
+        if let error = ending.error {
+            if failure == nil {
+                observers.interrupted()
+                let reason = stopReason.map { "\($0)" } ?? "body ended early"
+                logger.info("append.stopped", metadata: context.merging(["reason": "\(reason)", "upload.saved": "\(record.offset)"]) { $1 })
+            }
             throw error
         }
         return record
     }
 
-    private func checksumExpectation(_ request: AppendRequest, _ end: BodyEnd) throws(FerryError) -> ChecksumExpectation? {
-        if let checksum = request.checksum { return checksum }
-        guard request.expectsTrailerChecksum else { return nil }
-        guard end.complete else {
-            // A body that broke off cannot be verified: an impossible digest discards it.
-            return ChecksumExpectation(algorithm: .sha1, digest: [])
+    /// The receiver of one append's body: what it hashes, where it checkpoints, what it sniffs.
+    private func bodyReceiver(
+        _ writer: any ByteWriter,
+        _ start: UploadRecord,
+        _ request: AppendRequest,
+        limit: Int64?,
+        digest: SHA256?,
+        transport: some BodyTransport
+    ) -> BodyReceiver {
+        let hashAll = request.expectsTrailerChecksum && request.checksum == nil
+        var sniff: BodyReceiver.Sniff?
+        // A partial may be any piece of the file: its final is checked once assembled.
+        if start.offset == 0, start.concat != .partial, let scenario = business.scenarios.scenarios[start.scenario], !scenario.contentTypes.isEmpty {
+            sniff = BodyReceiver.Sniff(scenario: scenario, declared: start.metadata.string("filetype"), length: start.length)
         }
-        guard let trailer = end.trailerChecksum else {
-            throw FerryError(.invalidChecksum, "Upload-Checksum was announced as a trailer but did not come")
-        }
-        return try ChecksumExpectation(header: trailer)
+        // A request with a digest keeps nothing before it is checked: no checkpoints.
+        let checkpoints = request.checksum == nil && !request.expectsTrailerChecksum
+        return BodyReceiver(
+            writer: writer,
+            sink: AppendCheckpoints(engine: self, transport: transport, completesAtLength: request.completesAtLength),
+            start: start,
+            limit: limit,
+            hashing: hashAll ? Array(ChecksumAlgorithm.allCases) : request.checksum.map { [$0.algorithm] } ?? [],
+            checkpoints: checkpoints ? BodyReceiver.Checkpoints(bytes: configuration.checkpointBytes, interval: configuration.checkpointInterval) : nil,
+            digest: digest,
+            sniff: sniff,
+            clock: clock
+        )
     }
 
     /// Commits a synced offset (and the store's state for it); the upload is complete once the

@@ -68,8 +68,7 @@ extension UploadEngine {
         record.expiresAt = expiry(for: record, from: date)
         try await store.create(for: record)
         record = try await insertClaimed(record, claim: quotaClaim(principal, address: address, addingBytes: 0, creating: true))
-        metrics.created.increment()
-        statistics?.created(record, info: info)
+        observers.created(record, info: info)
         return try await withLock(id, onStop: {}) { () async throws(FerryError) -> UploadRecord in
             try await self.completeFinalLocked(record)
         }
@@ -106,8 +105,7 @@ extension UploadEngine {
         }
         prepareCompletion(&updated, sha256: wantsDigest(updated) ? try await readBackDigest(updated).map(DigestCache.hex) : nil)
         updated = try await save(final, updated)
-        metrics.completed.increment()
-        statistics?.completed(updated, at: updated.updatedAt)
+        observers.completed(updated, at: updated.updatedAt)
         logger.debug("upload.concatenated", metadata: ["upload.id": "\(final.id)", "upload.length": "\(total)"])
         return await finishBusiness(updated)
     }

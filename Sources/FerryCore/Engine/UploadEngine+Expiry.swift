@@ -21,12 +21,11 @@ extension UploadEngine {
                     expired.expiresAt = nil
                     _ = try await self.save(record, expired)
                     self.digests.forget(record.id)
-                    self.statistics?.ended(record.id, at: expired.updatedAt, state: .expired)
+                    self.observers.ended(record.id, at: expired.updatedAt, state: .expired)
                     return true
                 }
                 if done {
                     expired += 1
-                    metrics.expired.increment()
                     logger.debug("upload.expired", metadata: ["upload.id": "\(candidate.id)"])
                 }
             }

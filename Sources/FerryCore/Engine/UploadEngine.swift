@@ -21,12 +21,13 @@ public final class UploadEngine: Sendable {
     public let outboxWritten = Wakeup()
     let digests = DigestCache()
     let logger: Logger
-    let metrics: EngineMetrics
+    /// Metrics, statistics: whoever watches what happens to uploads.
+    public let observers: UploadObservers
+    /// Measures durations (checkpoint intervals, drains); dates come from `now`.
+    let clock: AnyClock
     /// The engine's clock for dates (expiry, records, statistics).
     public let now: @Sendable () -> Date
     let appends = ActiveAppends()
-    /// Per-upload statistics (nil: not recorded).
-    public let statistics: StatsRecorder?
     /// Creations per client and minute (`EngineConfiguration.creationsPerMinutePerClient`).
     let creationRate: RateLimiter?
 
@@ -37,11 +38,12 @@ public final class UploadEngine: Sendable {
         configuration: EngineConfiguration = EngineConfiguration(),
         business: BusinessRules = .open,
         logger: Logger,
-        metricsFactory: any MetricsFactory = NOOPMetricsHandler.instance,
-        statistics: StatsRecorder? = nil,
+        observers: [any UploadObserver] = [],
+        clock: some Clock<Duration> = ContinuousClock(),
         now: @escaping @Sendable () -> Date = { Date() }
     ) {
-        self.statistics = statistics
+        self.observers = UploadObservers(observers)
+        self.clock = AnyClock(clock)
         self.creationRate = configuration.creationsPerMinutePerClient.map { RateLimiter(perMinute: $0) }
         self.store = store
         self.catalog = catalog
@@ -57,7 +59,6 @@ public final class UploadEngine: Sendable {
         )
         self.business = business
         self.logger = logger
-        self.metrics = EngineMetrics(factory: metricsFactory, backend: store.name)
         self.now = now
     }
 
@@ -132,11 +133,9 @@ public final class UploadEngine: Sendable {
         }
         try await store.create(for: record)
         record = try await insertClaimed(record, claim: quotaClaim(spec.principal, address: spec.address, addingBytes: spec.length ?? 0, creating: true))
-        metrics.created.increment()
-        statistics?.created(record, info: spec.info)
+        observers.created(record, info: spec.info)
         if record.isComplete {
-            metrics.completed.increment()
-            statistics?.completed(record, at: date)
+            observers.completed(record, at: date)
             record = try await withLock(id, onStop: {}) { () async throws(FerryError) -> UploadRecord in
                 await self.finishBusiness(record)
             }
@@ -161,7 +160,7 @@ public final class UploadEngine: Sendable {
             }
             return record
         }
-        statistics?.request(RequestEntry(upload: id, at: began, method: "HEAD", offset: record.offset, bytes: 0, outcome: "ok", seconds: now().timeIntervalSince(began)))
+        observers.request(RequestEntry(upload: id, at: began, method: "HEAD", offset: record.offset, bytes: 0, outcome: "ok", seconds: now().timeIntervalSince(began)))
         return record
     }
 
@@ -189,8 +188,7 @@ public final class UploadEngine: Sendable {
             terminated.expiresAt = nil
             _ = try await self.save(record, terminated)
             self.digests.forget(id)
-            self.metrics.terminated.increment()
-            self.statistics?.ended(id, at: terminated.updatedAt, state: .terminated)
+            self.observers.ended(id, at: terminated.updatedAt, state: .terminated)
             self.logger.debug("upload.terminated", metadata: ["upload.id": "\(id)"])
         }
     }

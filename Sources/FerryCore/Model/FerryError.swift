@@ -75,8 +75,6 @@ public struct FerryError: Error, Sendable, CustomStringConvertible {
     public var status: Int?
     /// For `ERR_QUOTA_EXCEEDED`: seconds after which a retry may succeed.
     public var retryAfter: Int?
-    /// The engine already recorded the request this error ends in the statistics.
-    public var recordedAsRequest = false
 
     public init(
         _ code: Code,
