@@ -18,16 +18,6 @@ extension UploadEngine {
         }
     }
 
-    /// Checks that `principal` may create uploads in `scenario`.
-    func authorizeCreation(in scenario: Scenario, _ principal: Principal) throws(FerryError) {
-        if principal.isAnonymous, !scenario.allowsAnonymous {
-            throw FerryError(.unauthorized, "the scenario \(scenario.name) needs a bearer token")
-        }
-        guard principal.mayUse(scenario.name) else {
-            throw FerryError(.forbidden, "the token does not grant the scenario \(scenario.name)")
-        }
-    }
-
     /// The largest upload `principal` may store in `scenario`.
     func maxSize(in scenario: Scenario?, for principal: Principal) -> Int64? {
         [configuration.maxSize, scenario?.maxSize, quotas(of: principal).maxSize].compactMap { $0 }.min()
@@ -45,26 +35,11 @@ extension UploadEngine {
         }
     }
 
-    /// The quotas of `principal`: a token's (the configured ones, lowered by its claims), or
-    /// those of each anonymous client address.
-    func quotas(of principal: Principal) -> Quotas {
-        principal.isAnonymous ? business.anonymousQuotas : business.quotas.lowered(by: principal.limits)
-    }
+    /// The quotas of `principal` (`BusinessRules.quotas(of:)`).
+    func quotas(of principal: Principal) -> Quotas { business.quotas(of: principal) }
 
     /// Whom a new upload of `principal`, created from `address`, counts against.
-    func quotaKey(_ principal: Principal, address: String?) -> String? {
-        principal.subject.map(QuotaKey.subject) ?? address.map(QuotaKey.address)
-    }
-
-    /// The quota claim of a creation by `principal` from `address` (nil: nobody to count
-    /// against, or no quota applies).
-    func quotaClaim(_ principal: Principal, address: String?, addingBytes bytes: Int64, creating: Bool) -> QuotaClaim? {
-        guard let key = quotaKey(principal, address: address) else { return nil }
-        let claim = QuotaClaim(
-            owner: key, quotas: quotas(of: principal), bytes: bytes, creating: creating, windowStart: now().addingTimeInterval(-60)
-        )
-        return claim.isLimited ? claim : nil
-    }
+    func quotaKey(_ principal: Principal, address: String?) -> String? { QuotaKey.of(principal, address: address) }
 
     /// The quota claim of bytes added to an existing upload: counted under the key it was
     /// created with (an anonymous client that moved to another address still fills the
@@ -85,22 +60,12 @@ extension UploadEngine {
         try claim.check(try await catalog.usage(of: claim.owner, since: claim.countsCreationsSince))
     }
 
-    /// The scenario and metadata of a creation, after every rule and the `pre-create` callback.
-    func admitCreation(_ spec: CreateSpec) async throws(FerryError) -> (Scenario, UploadMetadata) {
-        try spec.metadata.checkSize(total: configuration.maxMetadataBytes, perEntry: configuration.maxMetadataEntryBytes)
+    /// The admission and metadata of a creation, after every rule and the `pre-create` callback.
+    func admitCreation(_ spec: CreateSpec) async throws(FerryError) -> (CreationAdmission, UploadMetadata) {
+        let admission = try CreationAdmission.decide(spec, business: business, configuration: configuration, at: now())
         try limitCreationRate(spec)
-        let scenario = try business.scenarios.resolve(path: spec.scenario, metadata: spec.metadata)
-        try authorizeCreation(in: scenario, spec.principal)
-        if let length = spec.length, let limit = maxSize(in: scenario, for: spec.principal), length > limit {
-            throw FerryError(.maxSizeExceeded, "the upload is larger than the scenario \(scenario.name) accepts (\(limit) bytes)")
-        }
-        for key in scenario.requiredMetadata where !spec.metadata.contains(key) {
-            throw FerryError(.metadataRequired, "the scenario \(scenario.name) requires the metadata key \(key)")
-        }
-        if let type = spec.metadata.string("filetype"), !scenario.allows(contentType: type) {
-            throw FerryError(.contentTypeNotAllowed, "the scenario \(scenario.name) does not accept \(type)")
-        }
-        try await checkQuota(quotaClaim(spec.principal, address: spec.address, addingBytes: spec.length ?? 0, creating: true))
+        let scenario = admission.scenario
+        try await checkQuota(admission.claim)
         var metadata = spec.metadata
         // A partial is a piece of a file, not a file: the business system hears of the final.
         if let url = scenario.preCreate, !spec.isPartial {
@@ -114,53 +79,14 @@ extension UploadEngine {
                 for (key, value) in added.sorted(by: { $0.key < $1.key }) { try metadata.set(key, value) }
             }
         }
-        return (scenario, metadata)
+        return (admission, metadata)
     }
 
     // MARK: Events
 
-    /// The outbox events a change from `old` (nil: a creation) to `new` produces, numbering
-    /// them in `new.eventSequence`.
+    /// The outbox events a change from `old` (nil: a creation) to `new` produces (`UploadEvents.derive`).
     func events(from old: UploadRecord?, to new: inout UploadRecord) -> [OutboxEvent] {
-        // Partials are pieces of a file: their final's events describe it.
-        guard new.concat != .partial, let scenario = business.scenarios.scenarios[new.scenario], !scenario.webhooks.isEmpty else {
-            return []
-        }
-        var types: [UploadEventType] = []
-        let date = now()
-        if old == nil { types.append(.created) }
-        if let old, old.state == new.state, new.state == .incomplete, new.offset > old.offset,
-            !scenario.webhooks(for: .progress).isEmpty,
-            new.progressEventAt.map({ date.timeIntervalSince($0) >= scenario.progressInterval.inSeconds }) ?? true
-        {
-            types.append(.progress)
-            new.progressEventAt = date
-        }
-        if old?.state != new.state {
-            switch new.state {
-            case .complete: types.append(.completed)
-            case .terminated: types.append(.terminated)
-            case .expired: types.append(.expired)
-            case .incomplete, .lost: break
-            }
-        }
-        var events: [OutboxEvent] = []
-        for type in types {
-            let webhooks = scenario.webhooks(for: type)
-            guard !webhooks.isEmpty else { continue }
-            new.eventSequence += 1
-            let payload = EventPayload(
-                id: "\(new.id.rawValue)-\(new.eventSequence)",
-                type: type.rawValue,
-                sequence: new.eventSequence,
-                createdAt: UploadDescription.timestamp(date),
-                upload: UploadDescription(new)
-            ).json()
-            for webhook in webhooks {
-                events.append(OutboxEvent(uploadID: new.id, sequence: new.eventSequence, type: type, destination: webhook.url, payload: payload, createdAt: date))
-            }
-        }
-        return events
+        UploadEvents.derive(from: old, to: &new, scenario: business.scenarios.scenarios[new.scenario], at: now())
     }
 
     /// True when someone consumes the file digest: a `pre-finish` callback or a webhook. Other

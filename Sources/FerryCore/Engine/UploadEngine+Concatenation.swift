@@ -28,7 +28,8 @@ extension UploadEngine {
         guard Set(parts).count == parts.count else {
             throw FerryError(.invalidConcat, "a partial upload is listed more than once")
         }
-        let (chosen, admitted) = try await admitCreation(CreateSpec(length: nil, metadata: metadata, scenario: scenario, principal: principal, address: address))
+        let (admission, admitted) = try await admitCreation(CreateSpec(length: nil, metadata: metadata, scenario: scenario, principal: principal, address: address))
+        let chosen = admission.scenario
         var total: Int64? = 0
         for part in parts {
             // Another principal's partial is reported as missing, like any upload of theirs.
@@ -67,7 +68,7 @@ extension UploadEngine {
         )
         record.expiresAt = expiry(for: record, from: date)
         try await store.create(for: record)
-        record = try await insertClaimed(record, claim: quotaClaim(principal, address: address, addingBytes: 0, creating: true))
+        record = try await insertClaimed(record, claim: admission.claim)
         observers.created(record, info: info)
         return try await withLock(id, onStop: {}) { () async throws(FerryError) -> UploadRecord in
             try await self.completeFinalLocked(record)

@@ -109,7 +109,8 @@ public final class UploadEngine: Sendable {
                 throw FerryError(.maxSizeExceeded, "the upload is larger than this server accepts (\(maxSize) bytes)")
             }
         }
-        let (scenario, metadata) = try await admitCreation(spec)
+        let (admission, metadata) = try await admitCreation(spec)
+        let scenario = admission.scenario
         let id = UploadID.random()
         let date = now()
         var record = UploadRecord(
@@ -132,7 +133,7 @@ public final class UploadEngine: Sendable {
             prepareCompletion(&record, sha256: DigestCache.emptySHA256)
         }
         try await store.create(for: record)
-        record = try await insertClaimed(record, claim: quotaClaim(spec.principal, address: spec.address, addingBytes: spec.length ?? 0, creating: true))
+        record = try await insertClaimed(record, claim: admission.claim)
         observers.created(record, info: spec.info)
         if record.isComplete {
             observers.completed(record, at: date)
