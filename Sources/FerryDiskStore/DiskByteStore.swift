@@ -65,13 +65,14 @@ public final class DiskByteStore: ReadableByteStore, ConcatenatingByteStore, Enu
         URL(fileURLWithPath: path(record.id)).absoluteString
     }
 
-    public func create(_ id: UploadID) async throws(FerryError) {
-        let path = path(id)
+    public func create(for record: UploadRecord) async throws(FerryError) {
+        let path = path(record.id)
         try await run("creating an upload file") { try DiskIO.createEmpty(path) }
         try await directorySync.submit(())
     }
 
-    public func openWriter(for record: UploadRecord) async throws(FerryError) -> any ByteWriter {
+    /// A local file has no cross-node lock to honour: `fence` is nil here.
+    public func openWriter(for record: UploadRecord, fence: LeaseFence?) async throws(FerryError) -> any ByteWriter {
         let path = path(record.id)
         let offset = record.offset
         let fd = try await run("opening an upload file") { try DiskIO.openForAppend(path, at: offset) }
@@ -115,7 +116,7 @@ public final class DiskByteStore: ReadableByteStore, ConcatenatingByteStore, Enu
         try? await threadPool.runIfActive { _ = close(fd) }
     }
 
-    public func concatenate(_ parts: [UploadRecord], into target: UploadRecord) async throws(FerryError) -> String? {
+    public func concatenate(_ parts: [UploadRecord], into target: UploadRecord, fence: LeaseFence?) async throws(FerryError) -> String? {
         let sources = parts.map { path($0.id) }
         let lengths = parts.map(\.offset)
         let destination = path(target.id)

@@ -9,7 +9,7 @@ import NIOCore
 /// The admin API, behind its own bearer token: `GET /admin/uploads/<id>/events` lists where
 /// the delivery of each of the upload's events stands.
 enum AdminRoutes {
-    static func add(to router: Router<FerryRequestContext>, token: String, catalog: any UploadCatalog) {
+    static func add(to router: Router<FerryRequestContext>, token: String, catalog: any OutboxCatalog) {
         router.get("/admin/uploads/:id/events") { request, context -> Response in
             guard authorized(request.headers[.authorization], token) else {
                 return unauthorized()

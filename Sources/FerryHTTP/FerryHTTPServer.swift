@@ -45,6 +45,7 @@ public enum FerryHTTPServer {
     /// The router, also used directly by tests.
     public static func router(
         endpoints: UploadEndpoints,
+        outbox: any OutboxCatalog,
         configuration: Configuration,
         metricsFactory: any MetricsFactory,
         metricsText: @escaping @Sendable () -> String,
@@ -53,7 +54,6 @@ public enum FerryHTTPServer {
     ) -> Router<FerryRequestContext> {
         let router = Router(context: FerryRequestContext.self)
         let routes = endpoints.routes
-        let engine = endpoints.engine
         router.add(
             middleware: MetricsMiddleware(factory: metricsFactory) { path in
                 if routes.handles(path: path) { return routes.template(of: path) }
@@ -83,9 +83,9 @@ public enum FerryHTTPServer {
             )
         }
         if let token = configuration.adminToken {
-            AdminRoutes.add(to: router, token: token, catalog: engine.catalog)
+            AdminRoutes.add(to: router, token: token, catalog: outbox)
             if let stats = endpoints.statistics?.store {
-                StatsRoutes.add(to: router, token: token, stats: stats, catalog: engine.catalog)
+                StatsRoutes.add(to: router, token: token, stats: stats, catalog: outbox)
             }
         }
         ConsoleRoutes.add(to: router, endpoints: endpoints, adminAPI: configuration.adminToken != nil, logger: consoleLogger)

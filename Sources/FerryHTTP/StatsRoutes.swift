@@ -13,7 +13,7 @@ import NIOCore
 ///
 /// Times are ISO 8601 or Unix seconds; `since=24h` means from 24 hours ago until now.
 enum StatsRoutes {
-    static func add(to router: Router<FerryRequestContext>, token: String, stats: any StatsStore, catalog: any UploadCatalog) {
+    static func add(to router: Router<FerryRequestContext>, token: String, stats: any StatsStore, catalog: any OutboxCatalog) {
         router.get("/admin/uploads") { request, _ -> Response in
             guard AdminRoutes.authorized(request.headers[.authorization], token) else { return unauthorized() }
             do {

@@ -27,6 +27,8 @@ public struct WebhookDispatcher: Service {
         /// The least time between two claims unless the last one was full: a busy node's
         /// events are collected into batches instead of one claim (one catalog write) per event.
         public var batchInterval: Duration
+        /// Delivered and dead events are kept this long, for inspection (the admin API), then purged.
+        public var retention: Duration
 
         public init(
             retryBase: Duration = .seconds(1),
@@ -35,8 +37,10 @@ public struct WebhookDispatcher: Service {
             deliveryTimeout: Duration = .seconds(10),
             concurrency: Int = 16,
             pollInterval: Duration = .seconds(1),
-            batchInterval: Duration = .milliseconds(100)
+            batchInterval: Duration = .milliseconds(100),
+            retention: Duration = .seconds(7 * 24 * 3600)
         ) {
+            self.retention = retention
             self.retryBase = retryBase
             self.retryCap = retryCap
             self.deadLetterAfter = deadLetterAfter
@@ -47,7 +51,7 @@ public struct WebhookDispatcher: Service {
         }
     }
 
-    let catalog: any UploadCatalog
+    let catalog: any OutboxCatalog
     /// Webhook URL → signing secret.
     let secrets: [String: String]
     /// Webhook URL → the most events one POST carries.
@@ -62,7 +66,7 @@ public struct WebhookDispatcher: Service {
     let dead: Counter
 
     public init(
-        catalog: any UploadCatalog,
+        catalog: any OutboxCatalog,
         scenarios: ScenarioSet,
         http: HTTPClient,
         wakeup: Wakeup,
@@ -95,8 +99,17 @@ public struct WebhookDispatcher: Service {
     public func run() async throws {
         let clock = ContinuousClock()
         let limit = configuration.concurrency * 16
+        var purged = clock.now - .seconds(60)
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
             let claimed = clock.now
+            if claimed - purged >= .seconds(60) {
+                purged = claimed
+                do {
+                    try await catalog.purgeDeliveries(before: now().addingTimeInterval(-configuration.retention.inSeconds))
+                } catch {
+                    logger.warning("events.purge_failed", metadata: ["error": "\(error)"])
+                }
+            }
             let batch: [EventDelivery]
             do {
                 // A claim is held for one attempt's time and a margin; a node that dies holding

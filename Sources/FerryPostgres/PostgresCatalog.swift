@@ -14,7 +14,7 @@ import ServiceLifecycle
 /// default `synchronous_commit = on`; start-up fails where it is `off`). Concurrent calls run on up to
 /// `Configuration.maximumConnections` pooled connections; PostgreSQL groups their WAL flushes
 /// itself, so there is no batching here. Connections are plain TCP, without TLS.
-public final class PostgresCatalog: UploadCatalog, Service {
+public final class PostgresCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCatalog, OutboxCatalog, Service {
     public let name = "postgres"
     let client: PostgresClient
     /// For the migrations, which run on a connection of their own, outside the pool.
@@ -160,13 +160,12 @@ public final class PostgresCatalog: UploadCatalog, Service {
             """
     }
 
-    /// Under a cross-node lock (`LeaseFence.current`, set by the engine), the update commits only
-    /// while that lock's fence is still the upload's current one: a node that lost its claim
-    /// cannot overwrite what the new holder committed.
-    public func update(_ record: UploadRecord, events: [OutboxEvent]) async throws(FerryError) {
+    /// Under a cross-node lock (`fence`), the update commits only while that lock's fence is
+    /// still the upload's current one: a node that lost its claim cannot overwrite what the new
+    /// holder committed.
+    public func update(_ record: UploadRecord, events: [OutboxEvent], fence: LeaseFence?) async throws(FerryError) {
         // A final's parts never change after creation (like the SQLite catalog, only `concat`
         // is rewritten): the hot path, an offset update, stays one single-row statement.
-        let fence = LeaseFence.current
         try fence?.check()
         // One statement: the outbox rows are written only if the fenced update matched.
         let updated = try await rows(

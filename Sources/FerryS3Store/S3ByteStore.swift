@@ -116,11 +116,11 @@ public final class S3ByteStore: ReadableByteStore, ConcatenatingByteStore {
     }
 
     /// Nothing to prepare: the multipart upload starts with the first part.
-    public func create(_ id: UploadID) async throws(FerryError) {}
+    public func create(for record: UploadRecord) async throws(FerryError) {}
 
-    public func openWriter(for record: UploadRecord) async throws(FerryError) -> any ByteWriter {
+    public func openWriter(for record: UploadRecord, fence: LeaseFence?) async throws(FerryError) -> any ByteWriter {
         let state = try S3UploadState(record)
-        let writer = S3ByteWriter(context: context, keys: keys(record.id), length: record.length, state: state)
+        let writer = S3ByteWriter(context: context, keys: keys(record.id), length: record.length, state: state, fence: fence)
         do {
             try await writer.resume()
         } catch {
@@ -178,7 +178,7 @@ public final class S3ByteStore: ReadableByteStore, ConcatenatingByteStore {
 
     /// Server-side copies (UploadPartCopy) when every part but the last is at least 5 MiB;
     /// otherwise the bytes stream through this node's spool into a new upload.
-    public func concatenate(_ parts: [UploadRecord], into target: UploadRecord) async throws(FerryError) -> String? {
+    public func concatenate(_ parts: [UploadRecord], into target: UploadRecord, fence: LeaseFence?) async throws(FerryError) -> String? {
         let sources = parts.filter { $0.offset > 0 }
         for source in sources where try S3UploadState(source).objectLength == nil {
             throw FerryError(.storageFailure, "a partial upload of this final is not assembled")
@@ -189,7 +189,7 @@ public final class S3ByteStore: ReadableByteStore, ConcatenatingByteStore {
             if copyable {
                 return try await copyParts(sources, into: target, total: total)
             }
-            let writer = S3ByteWriter(context: context, keys: keys(target.id), length: total, state: S3UploadState())
+            let writer = S3ByteWriter(context: context, keys: keys(target.id), length: total, state: S3UploadState(), fence: fence)
             do {
                 for source in sources {
                     try await context.storage.getObject(key: keys(source.id).object, range: 0..<source.offset) { buffer in

@@ -43,7 +43,7 @@ actor S3ByteWriter: ByteWriter {
     private let fence: LeaseFence?
     private let partSize: Int64
 
-    init(context: S3StoreContext, keys: S3UploadKeys, length: Int64?, state: S3UploadState, fence: LeaseFence? = LeaseFence.current) {
+    init(context: S3StoreContext, keys: S3UploadKeys, length: Int64?, state: S3UploadState, fence: LeaseFence?) {
         self.context = context
         self.fence = fence
         self.partSize = state.partSize ?? context.configuration.partSize

@@ -6,7 +6,7 @@ import GRDB
 ///
 /// Writes from concurrent requests are grouped: one transaction (one WAL fsync) commits
 /// every write that arrived while the previous transaction ran.
-public final class SQLiteCatalog: UploadCatalog {
+public final class SQLiteCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCatalog, OutboxCatalog {
     public let name = "sqlite"
     let pool: DatabasePool
     private let writes: GroupCommit<Write, Void>
@@ -73,7 +73,9 @@ public final class SQLiteCatalog: UploadCatalog {
         try await writes.submit(.insert(record, events, claim))
     }
 
-    public func update(_ record: UploadRecord, events: [OutboxEvent]) async throws(FerryError) {
+    /// One process keeps the locks of this catalog: `fence` is checked, never stored.
+    public func update(_ record: UploadRecord, events: [OutboxEvent], fence: LeaseFence?) async throws(FerryError) {
+        try fence?.check()
         try await writes.submit(.update(record, events))
     }
 

@@ -84,7 +84,7 @@ public struct FerryServer: Sendable {
             for directory in Set(directories.values) { stores[directory] = try makeStore(s3.keyPrefix + directory + "/") }
             store = directories.isEmpty ? fallback : ScenarioRoutedStore(default: fallback, routes: directories.compactMapValues { stores[$0] })
         }
-        let catalog: any UploadCatalog
+        let catalog: any EngineCatalog & OutboxCatalog
         let locker: any UploadLocker
         // The statistics live in the catalog's database, in tables of their own.
         let statsStore: any StatsStore
@@ -146,6 +146,7 @@ public struct FerryServer: Sendable {
         http.adminToken = business.adminToken
         let router = FerryHTTPServer.router(
             endpoints: endpoints,
+            outbox: catalog,
             configuration: http,
             metricsFactory: factory,
             metricsText: { registry.emitToString() },

@@ -5,13 +5,14 @@ import Foundation
 /// and business results; count an owner's usage; write outbox events with their change; hand
 /// deliveries out in order, one per upload and webhook, leased.
 enum BusinessCatalogConformance {
-    static func run(_ makeCatalog: () async throws -> any UploadCatalog) async throws {
-        try await roundTripsBusinessFields(makeCatalog())
-        try await countsUsage(makeCatalog())
-        try await claimsAtomically(makeCatalog())
-        try await listsPendingBusinessResults(makeCatalog())
-        try await deliversInOrder(makeCatalog())
-    }
+    /// Every check, by name; each runs on a fresh, empty subject.
+    static let checks: [ConformanceCheck<any FullCatalog>] = [
+        ConformanceCheck("roundTripsBusinessFields") { try await roundTripsBusinessFields($0) },
+        ConformanceCheck("countsUsage") { try await countsUsage($0) },
+        ConformanceCheck("claimsAtomically") { try await claimsAtomically($0) },
+        ConformanceCheck("listsPendingBusinessResults") { try await listsPendingBusinessResults($0) },
+        ConformanceCheck("deliversInOrder") { try await deliversInOrder($0) },
+    ]
 
     static let epoch = UploadCatalogConformance.epoch
 
@@ -23,7 +24,7 @@ enum BusinessCatalogConformance {
         OutboxEvent(uploadID: id, sequence: sequence, type: type, destination: destination, payload: #"{"n":\#(sequence)}"#, createdAt: epoch)
     }
 
-    static func roundTripsBusinessFields(_ catalog: any UploadCatalog) async throws {
+    static func roundTripsBusinessFields(_ catalog: any FullCatalog) async throws {
         var original = record()
         original.eventSequence = 1
         try await catalog.insert(original, events: [event(original.id, 1, .created)])
@@ -35,7 +36,7 @@ enum BusinessCatalogConformance {
         complete.business = BusinessResult(status: .done, json: #"{"businessId":"b-1"}"#, attempts: 2, nextAttemptAt: nil)
         complete.eventSequence = 2
         complete.progressEventAt = epoch.addingTimeInterval(3)
-        try await catalog.update(complete, events: [event(original.id, 2, .completed)])
+        try await catalog.update(complete, events: [event(original.id, 2, .completed)], fence: nil)
         try require(try await catalog.get(original.id) == complete, "digest, business result and progress time read back")
         let deliveries = try await catalog.deliveries(of: original.id)
         try require(deliveries.map(\.event.sequence) == [1, 2], "both events are in the outbox, in order")
@@ -43,7 +44,7 @@ enum BusinessCatalogConformance {
         try require(deliveries.first?.event == event(original.id, 1, .created), "an event reads back as written")
     }
 
-    static func countsUsage(_ catalog: any UploadCatalog) async throws {
+    static func countsUsage(_ catalog: any FullCatalog) async throws {
         var first = record(length: 100)
         first.offset = 10
         try await catalog.insert(first)
@@ -76,7 +77,7 @@ enum BusinessCatalogConformance {
 
     /// Claimed inserts hold the quota under concurrency: 40 at once with room for 5 leave 5,
     /// and lengths near 2^63 saturate instead of overflowing.
-    static func claimsAtomically(_ catalog: any UploadCatalog) async throws {
+    static func claimsAtomically(_ catalog: any FullCatalog) async throws {
         let owner = "claims-" + UploadID.random().rawValue
         let now = Date()
         func claim(_ quotas: Quotas, bytes: Int64 = 10) -> QuotaClaim {
@@ -121,7 +122,7 @@ enum BusinessCatalogConformance {
         try require(saturated.openBytes == .max, "the usage sum saturates at 2^63 - 1 (\(saturated.openBytes))")
     }
 
-    static func listsPendingBusinessResults(_ catalog: any UploadCatalog) async throws {
+    static func listsPendingBusinessResults(_ catalog: any FullCatalog) async throws {
         var due = record()
         due.state = .complete
         due.business = BusinessResult(status: .pending, attempts: 1, nextAttemptAt: epoch)
@@ -138,7 +139,7 @@ enum BusinessCatalogConformance {
         try require(pending.map(\.id) == [due.id], "only due pending results are listed")
     }
 
-    static func deliversInOrder(_ catalog: any UploadCatalog) async throws {
+    static func deliversInOrder(_ catalog: any FullCatalog) async throws {
         var one = record()
         one.eventSequence = 1
         try await catalog.insert(one, events: [event(one.id, 1, .created), event(one.id, 1, .created, to: "http://hooks.test/b")])
@@ -146,7 +147,7 @@ enum BusinessCatalogConformance {
         next.eventSequence = 2
         next.offset = 100
         next.state = .complete
-        try await catalog.update(next, events: [event(one.id, 2, .completed)])
+        try await catalog.update(next, events: [event(one.id, 2, .completed)], fence: nil)
         var two = record()
         two.eventSequence = 1
         try await catalog.insert(two, events: [event(two.id, 1, .created)])

@@ -8,24 +8,24 @@ import NIOCore
 /// `sync()` returns the durable end and `syncedState()` the state committed with it, and a
 /// "crash" is a sync whose result is never committed.
 public enum ByteStoreConformance {
-    /// Runs every check on stores made by `makeStore` (a fresh, empty store per call).
-    public static func run(_ makeStore: () async throws -> any ByteStore) async throws {
-        try await createsEmpty(makeStore())
-        try await appendsAndSyncs(makeStore())
-        try await reopenDiscardsUncommitted(makeStore())
-        try await spansManyRequestsAndCheckpoints(makeStore())
-        try await deleteIsIdempotent(makeStore())
-        try await uploadsAreIndependent(makeStore())
-        try await readsRanges(makeStore())
-        try await concatenates(makeStore())
-        try await enumerates(makeStore())
-    }
+    /// Every check, by name; each runs on a fresh, empty subject.
+    public static let checks: [ConformanceCheck<any ByteStore>] = [
+        ConformanceCheck("createsEmpty") { try await createsEmpty($0) },
+        ConformanceCheck("appendsAndSyncs") { try await appendsAndSyncs($0) },
+        ConformanceCheck("reopenDiscardsUncommitted") { try await reopenDiscardsUncommitted($0) },
+        ConformanceCheck("spansManyRequestsAndCheckpoints") { try await spansManyRequestsAndCheckpoints($0) },
+        ConformanceCheck("deleteIsIdempotent") { try await deleteIsIdempotent($0) },
+        ConformanceCheck("uploadsAreIndependent") { try await uploadsAreIndependent($0) },
+        ConformanceCheck("readsRanges") { try await readsRanges($0) },
+        ConformanceCheck("concatenates") { try await concatenates($0) },
+        ConformanceCheck("enumerates") { try await enumerates($0) },
+    ]
 
     static let epoch = Date(timeIntervalSince1970: 1_700_000_000)
 
     static func created(_ store: any ByteStore, length: Int64?) async throws -> UploadRecord {
         let record = UploadRecord(id: .random(), length: length, createdAt: epoch)
-        try await store.create(record.id)
+        try await store.create(for: record)
         return record
     }
 
@@ -43,7 +43,7 @@ public enum ByteStoreConformance {
         checkpoint: Int? = nil
     ) async throws -> UploadRecord {
         var record = record
-        let writer = try await store.openWriter(for: record)
+        let writer = try await store.openWriter(for: record, fence: nil)
         var position = 0
         var sinceSync = 0
         while position < bytes.count {
@@ -162,7 +162,7 @@ public enum ByteStoreConformance {
         let a = try await append(store, try await created(store, length: 1500), pattern(1500, seed: 9))
         let b = try await append(store, try await created(store, length: 2_100_000), pattern(2_100_000, seed: 10))
         var target = try await created(store, length: 2_103_000)
-        target.storeState = try await concatenating.concatenate([a, b, a], into: target)
+        target.storeState = try await concatenating.concatenate([a, b, a], into: target, fence: nil)
         target.offset = 2_103_000
         target.state = .complete
         try require(try await store.storedLength(of: target) == 2_103_000, "a final is as long as its parts")

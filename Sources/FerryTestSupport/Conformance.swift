@@ -34,3 +34,24 @@ func requireError<T>(
 }
 
 import FerryCore
+
+/// One named check of a conformance suite, run on one fresh subject. Test targets run every
+/// check against every implementation as its own test case:
+/// `@Test(arguments: backends, UploadCatalogConformance.checks)`.
+public struct ConformanceCheck<Subject>: Sendable, CustomStringConvertible {
+    public let name: String
+    let body: @Sendable (Subject) async throws -> Void
+
+    public init(_ name: String, _ body: @escaping @Sendable (Subject) async throws -> Void) {
+        self.name = name
+        self.body = body
+    }
+
+    public var description: String { name }
+
+    /// Runs the check on `subject` (a fresh, empty implementation); throws `ConformanceFailure`.
+    public func run(_ subject: Subject) async throws { try await body(subject) }
+}
+
+/// A catalog that can do all a server asks of one (the engine's part and the outbox).
+public typealias FullCatalog = EngineCatalog & OutboxCatalog

@@ -30,11 +30,12 @@ public final class MemoryByteStore: ReadableByteStore, ConcatenatingByteStore, E
 
     public func bytes(_ id: UploadID) -> [UInt8]? { files.withLock { $0[id]?.bytes } }
 
-    public func create(_ id: UploadID) async throws(FerryError) {
-        files.withLock { $0[id] = File() }
+    public func create(for record: UploadRecord) async throws(FerryError) {
+        files.withLock { $0[record.id] = File() }
     }
 
-    public func openWriter(for record: UploadRecord) async throws(FerryError) -> any ByteWriter {
+    public func openWriter(for record: UploadRecord, fence: LeaseFence?) async throws(FerryError) -> any ByteWriter {
+        try fence?.check()
         let id = record.id
         let offset = record.offset
         try files.withLock { files throws(FerryError) in
@@ -81,7 +82,8 @@ public final class MemoryByteStore: ReadableByteStore, ConcatenatingByteStore, E
         }
     }
 
-    public func concatenate(_ parts: [UploadRecord], into target: UploadRecord) async throws(FerryError) -> String? {
+    public func concatenate(_ parts: [UploadRecord], into target: UploadRecord, fence: LeaseFence?) async throws(FerryError) -> String? {
+        try fence?.check()
         try files.withLock { files throws(FerryError) in
             var combined: [UInt8] = []
             for part in parts {

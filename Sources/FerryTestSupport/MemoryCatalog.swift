@@ -3,7 +3,7 @@ import Foundation
 import Synchronization
 
 /// An in-memory `UploadCatalog` for tests; every write is "durable" at once.
-public final class MemoryCatalog: UploadCatalog {
+public final class MemoryCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCatalog, OutboxCatalog {
     public let name = "memory"
     private struct State {
         var records: [UploadID: UploadRecord] = [:]
@@ -27,7 +27,9 @@ public final class MemoryCatalog: UploadCatalog {
         state.withLock { $0.records[id] }
     }
 
-    public func update(_ record: UploadRecord, events: [OutboxEvent]) async throws(FerryError) {
+    /// One process keeps the locks of this catalog: `fence` is checked, never stored.
+    public func update(_ record: UploadRecord, events: [OutboxEvent], fence: LeaseFence?) async throws(FerryError) {
+        try fence?.check()
         try state.withLock { state throws(FerryError) in
             guard state.records[record.id] != nil else { throw FerryError(.catalogFailure, "updated an unknown upload") }
             state.records[record.id] = record

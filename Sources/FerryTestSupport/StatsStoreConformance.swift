@@ -5,13 +5,14 @@ import Foundation
 /// (`UploadStats.apply`), filter and page the list with a stable cursor, keep the timeline,
 /// aggregate with exact percentiles, count active uploads, and prune.
 public enum StatsStoreConformance {
-    public static func run(_ makeStore: () async throws -> any StatsStore) async throws {
-        try await appliesEvents(makeStore())
-        try await appliesCoalescedBatchesAlike(makeStore())
-        try await filtersAndPages(makeStore())
-        try await aggregatesAHandComputedFixture(makeStore())
-        try await prunes(makeStore())
-    }
+    /// Every check, by name; each runs on a fresh, empty subject.
+    public static let checks: [ConformanceCheck<any StatsStore>] = [
+        ConformanceCheck("appliesEvents") { try await appliesEvents($0) },
+        ConformanceCheck("appliesCoalescedBatchesAlike") { try await appliesCoalescedBatchesAlike($0) },
+        ConformanceCheck("filtersAndPages") { try await filtersAndPages($0) },
+        ConformanceCheck("aggregatesAHandComputedFixture") { try await aggregatesAHandComputedFixture($0) },
+        ConformanceCheck("prunes") { try await prunes($0) },
+    ]
 
     static let epoch = Date(timeIntervalSince1970: 1_790_000_000)
 

@@ -3,16 +3,16 @@ import Foundation
 
 /// The behaviour every `UploadCatalog` must show.
 public enum UploadCatalogConformance {
-    public static func run(_ makeCatalog: () async throws -> any UploadCatalog) async throws {
-        try await roundTrips(makeCatalog())
-        try await rejectsDuplicatesAndUnknownUpdates(makeCatalog())
-        try await listsExpiring(makeCatalog())
-        try await listsTombstonesAndRemoves(makeCatalog())
-        try await findsFinals(makeCatalog())
-        try await concurrentWritesAllLand(makeCatalog())
-        try await cancellationDoesNotLeak(makeCatalog())
-        try await BusinessCatalogConformance.run(makeCatalog)
-    }
+    /// Every check, by name; each runs on a fresh, empty subject.
+    public static let checks: [ConformanceCheck<any FullCatalog>] = [
+        ConformanceCheck("roundTrips") { try await roundTrips($0) },
+        ConformanceCheck("rejectsDuplicatesAndUnknownUpdates") { try await rejectsDuplicatesAndUnknownUpdates($0) },
+        ConformanceCheck("listsExpiring") { try await listsExpiring($0) },
+        ConformanceCheck("listsTombstonesAndRemoves") { try await listsTombstonesAndRemoves($0) },
+        ConformanceCheck("findsFinals") { try await findsFinals($0) },
+        ConformanceCheck("concurrentWritesAllLand") { try await concurrentWritesAllLand($0) },
+        ConformanceCheck("cancellationDoesNotLeak") { try await cancellationDoesNotLeak($0) },
+    ] + BusinessCatalogConformance.checks
 
     static let epoch = Date(timeIntervalSince1970: 1_800_000_000)
 
@@ -25,7 +25,7 @@ public enum UploadCatalogConformance {
         )
     }
 
-    static func roundTrips(_ catalog: any UploadCatalog) async throws {
+    static func roundTrips(_ catalog: any FullCatalog) async throws {
         var original = record(length: nil)
         original.metadata = try UploadMetadata(tusHeader: "filename aGVsbG8=,empty ,flag")
         original.offset = 7
@@ -45,19 +45,19 @@ public enum UploadCatalogConformance {
         updated.state = .complete
         updated.expiresAt = nil
         updated.storeState = #"{"parts":[{"number":1,"size":5242880,"etag":"abc"}]}"#
-        try await catalog.update(updated)
+        try await catalog.update(updated, events: [], fence: nil)
         try require(try await catalog.get(original.id) == updated, "an update replaces the record, store state included")
         try require(try await catalog.get(.random()) == nil, "an unknown id reads as nil")
     }
 
-    static func rejectsDuplicatesAndUnknownUpdates(_ catalog: any UploadCatalog) async throws {
+    static func rejectsDuplicatesAndUnknownUpdates(_ catalog: any FullCatalog) async throws {
         let original = record()
         try await catalog.insert(original)
         try await requireError(.catalogFailure) { try await catalog.insert(original) }
-        try await requireError(.catalogFailure) { try await catalog.update(record()) }
+        try await requireError(.catalogFailure) { try await catalog.update(record(), events: [], fence: nil) }
     }
 
-    static func listsExpiring(_ catalog: any UploadCatalog) async throws {
+    static func listsExpiring(_ catalog: any FullCatalog) async throws {
         let soon = record(expiresIn: 10)
         let later = record(expiresIn: 100)
         let never = record(expiresIn: nil)
@@ -71,7 +71,7 @@ public enum UploadCatalogConformance {
         try require(try await catalog.expiring(before: epoch.addingTimeInterval(500), limit: 1).count == 1, "limit applies")
     }
 
-    static func listsTombstonesAndRemoves(_ catalog: any UploadCatalog) async throws {
+    static func listsTombstonesAndRemoves(_ catalog: any FullCatalog) async throws {
         var gone = record()
         gone.state = .terminated
         gone.updatedAt = epoch
@@ -85,7 +85,7 @@ public enum UploadCatalogConformance {
         try require(try await catalog.get(gone.id) == nil, "a removed record is gone")
     }
 
-    static func findsFinals(_ catalog: any UploadCatalog) async throws {
+    static func findsFinals(_ catalog: any FullCatalog) async throws {
         let partial = UploadID.random()
         let other = UploadID.random()
         let waiting = UploadRecord(id: .random(), length: nil, concat: .final([other, partial]), createdAt: epoch)
@@ -97,7 +97,7 @@ public enum UploadCatalogConformance {
         try require(try await catalog.finals(referencing: .random()).isEmpty, "no final lists an unrelated upload")
     }
 
-    static func concurrentWritesAllLand(_ catalog: any UploadCatalog) async throws {
+    static func concurrentWritesAllLand(_ catalog: any FullCatalog) async throws {
         let records = (0..<200).map { _ in record() }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for item in records {
@@ -105,7 +105,7 @@ public enum UploadCatalogConformance {
                     try await catalog.insert(item)
                     var next = item
                     next.offset = 5
-                    try await catalog.update(next)
+                    try await catalog.update(next, events: [], fence: nil)
                 }
             }
             try await group.waitForAll()
@@ -118,7 +118,7 @@ public enum UploadCatalogConformance {
 
 extension UploadCatalogConformance {
     /// A cancelled writer must not fail the writes of others committed in the same batch.
-    public static func cancellationDoesNotLeak(_ catalog: any UploadCatalog) async throws {
+    public static func cancellationDoesNotLeak(_ catalog: any FullCatalog) async throws {
         let records = (0..<100).map { _ in record() }
         let cancelled = Task {
             for item in records.prefix(50) { try? await catalog.insert(item) }

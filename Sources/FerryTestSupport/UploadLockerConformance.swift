@@ -3,13 +3,14 @@ import Synchronization
 
 /// The behaviour every `UploadLocker` must show: exclusive, newest request wins, bounded waits.
 public enum UploadLockerConformance {
-    public static func run(_ makeLocker: () async throws -> any UploadLocker) async throws {
-        try await exclusiveAndReusable(makeLocker())
-        try await newestRequestWins(makeLocker())
-        try await boundedWait(makeLocker())
-        try await waitersAreSuperseded(makeLocker())
-        try await uploadsAreIndependent(makeLocker())
-    }
+    /// Every check, by name; each runs on a fresh, empty subject.
+    public static let checks: [ConformanceCheck<any UploadLocker>] = [
+        ConformanceCheck("exclusiveAndReusable") { try await exclusiveAndReusable($0) },
+        ConformanceCheck("newestRequestWins") { try await newestRequestWins($0) },
+        ConformanceCheck("boundedWait") { try await boundedWait($0) },
+        ConformanceCheck("waitersAreSuperseded") { try await waitersAreSuperseded($0) },
+        ConformanceCheck("uploadsAreIndependent") { try await uploadsAreIndependent($0) },
+    ]
 
     final class Flag: Sendable {
         let value = Mutex(0)

@@ -306,9 +306,7 @@ struct SweepTests {
         try await fixture.engine.terminate(terminated.id)
         let orphan = UploadID.random()
         let fresh = UploadID.random()
-        try await fixture.store.create(orphan)
-        try await fixture.store.create(fresh)
-        try await fixture.store.create(terminated.id)
+        for id in [orphan, fresh, terminated.id] { try await fixture.store.create(for: UploadRecord(id: id, length: nil, createdAt: .now)) }
         let old = fixture.clock.now.addingTimeInterval(-7200)
         for id in [live.id, orphan, terminated.id] { fixture.store.setModified(id, old) }
         fixture.store.setModified(fresh, fixture.clock.now)

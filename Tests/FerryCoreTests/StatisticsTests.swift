@@ -6,20 +6,6 @@ import Testing
 
 @Suite("Upload statistics: stores, recorder, and what the engine records")
 struct StatisticsTests {
-    @Test func memoryStatsStore() async throws {
-        try await StatsStoreConformance.run { MemoryStatsStore() }
-    }
-
-    @Test func sqliteStatsStore() async throws {
-        let directory = TemporaryDirectory()
-        defer { directory.remove() }
-        var count = 0
-        try await StatsStoreConformance.run {
-            count += 1
-            return try SQLiteCatalog(path: "\(directory.path)/catalog\(count).sqlite")
-        }
-    }
-
     @Test func clientsAndNetworksAreNormalised() {
         #expect(RequestInfo.client(userAgent: "ferry/1.0 (Linux)") == "ferry")
         #expect(RequestInfo.client(userAgent: "MyApp/3 CFNetwork/1485 Darwin/23.1.0") == "urlsession")

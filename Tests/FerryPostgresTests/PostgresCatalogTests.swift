@@ -13,15 +13,17 @@ import Testing
     .enabled(if: LivePostgres.configured, "FERRY_TEST_POSTGRES_URL is not set (a database the tests may create schemas in)")
 )
 struct PostgresCatalogLiveTests {
-    @Test func conformance() async throws {
+    @Test(arguments: UploadCatalogConformance.checks)
+    func conformance(_ check: ConformanceCheck<any FullCatalog>) async throws {
         try await LivePostgres.with { database in
-            try await UploadCatalogConformance.run { try await database.catalog() }
+            try await check.run(try await database.catalog())
         }
     }
 
-    @Test func statisticsConformance() async throws {
+    @Test(arguments: StatsStoreConformance.checks)
+    func statisticsConformance(_ check: ConformanceCheck<any StatsStore>) async throws {
         try await LivePostgres.with { database in
-            try await StatsStoreConformance.run { try await database.catalog() }
+            try await check.run(try await database.catalog())
         }
     }
 
@@ -40,7 +42,7 @@ struct PostgresCatalogLiveTests {
             #expect(try await database.migrationCount(schema: schema) == 5)
             try await nodes[0].insert(record)
             record.offset = 3
-            try await nodes[1].update(record)
+            try await nodes[1].update(record, events: [], fence: nil)
             #expect(try await nodes[2].get(record.id) == record)
 
             // A node restarting later finds the schema current and changes nothing.

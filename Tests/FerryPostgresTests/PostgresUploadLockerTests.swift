@@ -45,9 +45,10 @@ struct PostgresUploadLockerTests {
         UploadRecord(id: id, length: 100, createdAt: Date(timeIntervalSince1970: 1_800_000_000))
     }
 
-    @Test func passesTheLockerConformanceSuiteOnOneNode() async throws {
+    @Test(arguments: UploadLockerConformance.checks)
+    func conformanceOnOneNode(_ check: ConformanceCheck<any UploadLocker>) async throws {
         try await Self.withNodes(1) { lockers, _ in
-            try await UploadLockerConformance.run { lockers[0] }
+            try await check.run(lockers[0])
         }
     }
 
@@ -91,13 +92,13 @@ struct PostgresUploadLockerTests {
             // Not before the lease (1.5 s after A's last renewal) could lapse; the upper end is the lock timeout.
             #expect(waited >= .milliseconds(1000), "B waits for A's lease to lapse (\(waited))")
             record.offset = 60
-            try await LeaseFence.$current.withValue(taken.fence) { try await lockers[1].catalog.update(record) }
+            try await lockers[1].catalog.update(record, events: [], fence: taken.fence)
 
             var stale = record
             stale.offset = 90
             let fence = dead.fence
             await #expect(throws: FerryError.self) {
-                try await LeaseFence.$current.withValue(fence) { try await catalog.update(stale) }
+                try await catalog.update(stale, events: [], fence: fence)
             }
             #expect(try await catalog.get(id)?.offset == 60, "the new holder's commit stands")
             #expect(dead.fence?.isValid == false, "the old holder learns it lost the claim")

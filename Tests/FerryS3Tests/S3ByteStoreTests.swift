@@ -47,7 +47,7 @@ struct S3ByteStoreTests {
 
     static func append(_ store: S3ByteStore, _ record: UploadRecord, _ bytes: [UInt8], piece: Int = 256 * 1024) async throws -> UploadRecord {
         var record = record
-        let writer = try await store.openWriter(for: record)
+        let writer = try await store.openWriter(for: record, fence: nil)
         var position = 0
         while position < bytes.count {
             let end = min(position + piece, bytes.count)
@@ -67,9 +67,10 @@ struct S3ByteStoreTests {
         return bytes
     }
 
-    @Test func passesTheByteStoreConformanceSuite() async throws {
+    @Test(arguments: ByteStoreConformance.checks)
+    func conformance(_ check: ConformanceCheck<any ByteStore>) async throws {
         try await Self.withStores { makeStore, _ in
-            try await ByteStoreConformance.run { try makeStore() }
+            try await check.run(try makeStore())
         }
     }
 
@@ -80,7 +81,7 @@ struct S3ByteStoreTests {
             let first = Self.pattern(7 << 20, seed: 1)
             let second = Self.pattern(6 << 20, seed: 2)
             var record = UploadRecord(id: .random(), length: Int64(first.count + second.count), createdAt: Date())
-            try await nodeA.create(record.id)
+            try await nodeA.create(for: record)
             record = try await Self.append(nodeA, record, first)
             let state = try S3UploadState(record)
             #expect(state.parts.map(\.size) == [5 << 20] && state.tailLength == 2 << 20, "one part, the rest in a tail object")
@@ -100,8 +101,8 @@ struct S3ByteStoreTests {
         try await Self.withStores { makeStore, _ in
             let store = try makeStore()
             var record = UploadRecord(id: .random(), length: 40 << 20, createdAt: Date())
-            try await store.create(record.id)
-            let writer = try await store.openWriter(for: record)
+            try await store.create(for: record)
+            let writer = try await store.openWriter(for: record, fence: nil)
             var peak: Int64 = 0
             let piece = Self.pattern(1 << 20, seed: 3)
             for _ in 0..<40 {
@@ -126,7 +127,7 @@ struct S3ByteStoreTests {
         try await Self.withStores { makeStore, client in
             let store = try makeStore()
             var record = UploadRecord(id: .random(), length: nil, createdAt: Date())
-            try await store.create(record.id)
+            try await store.create(for: record)
             record = try await Self.append(store, record, Self.pattern(6 << 20, seed: 4))
             // A sync that was never committed leaves a second tail behind.
             _ = try await Self.append(store, record, Self.pattern(1000, seed: 5))
@@ -152,7 +153,7 @@ struct S3ByteStoreTests {
                 partials.append(try await Self.append(store, record, bytes))
             }
             var final = UploadRecord(id: .random(), length: Int64(expected.count), concat: .final(partials.map(\.id)), createdAt: Date())
-            final.storeState = try await store.concatenate(partials, into: final)
+            final.storeState = try await store.concatenate(partials, into: final, fence: nil)
             final.offset = Int64(expected.count)
             final.state = .complete
             #expect(try await Self.readAll(store, final) == expected)
@@ -206,9 +207,9 @@ struct S3ByteStoreTests {
         try await Self.withStores { makeStore, _ in
             let store = try makeStore()
             var record = UploadRecord(id: .random(), length: nil, offset: 10, createdAt: Date())
-            await #expect(throws: FerryError.self) { _ = try await store.openWriter(for: record) }
+            await #expect(throws: FerryError.self) { _ = try await store.openWriter(for: record, fence: nil) }
             record.storeState = #"{"parts":[],"tailLength":5}"#
-            await #expect(throws: FerryError.self) { _ = try await store.openWriter(for: record) }
+            await #expect(throws: FerryError.self) { _ = try await store.openWriter(for: record, fence: nil) }
         }
     }
 }

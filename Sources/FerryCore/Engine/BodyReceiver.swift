@@ -214,9 +214,10 @@ struct AppendCheckpoints<Transport: BodyTransport>: CheckpointSink {
     let transport: Transport
     /// A checkpoint that reaches the known length completes the upload (`AppendRequest.completesAtLength`).
     let completesAtLength: Bool
+    let hold: UploadEngine.Hold
 
     func commit(_ record: UploadRecord, offset: Int64, state: String?) async throws(FerryError) -> UploadRecord {
-        try await engine.commit(record, offset: offset, state: state, completes: completesAtLength)
+        try await engine.commit(record, offset: offset, state: state, completes: completesAtLength, hold)
     }
 
     func checkpointed(_ offset: Int64) async { await transport.checkpointed(offset: offset) }

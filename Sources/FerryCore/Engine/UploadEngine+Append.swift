@@ -33,12 +33,14 @@ extension UploadEngine {
         do {
             try await authorizeBeforeLocking(id, principal)
             result = .success(
-                try await withLock(id, onStop: { stop.fire(.superseded) }) { () async throws(FerryError) -> UploadRecord in
+                try await withLock(id, onStop: { stop.fire(.superseded) }) { (hold: Hold) async throws(FerryError) -> UploadRecord in
                     var record = try await self.loadLive(id, for: principal)
                     let limit = try await self.admit(request, to: &record, principal)
-                    if record.offset > 0 || request.offset > 0 { try await self.verifyStored(record) }
+                    if record.offset > 0 || request.offset > 0 { try await self.verifyStored(record, hold) }
                     await transport.willReadBody()
-                    return try await self.receive(into: record, request, limit: limit, body: body, transport: transport, stop: stop, report: &report)
+                    return try await self.receive(
+                        into: record, request, limit: limit, body: body, transport: transport, stop: stop, hold: hold, report: &report
+                    )
                 }
             )
         } catch {
@@ -135,12 +137,13 @@ extension UploadEngine {
         body: Body,
         transport: some BodyTransport,
         stop: StopSignal,
+        hold: Hold,
         report: inout AppendReport
     ) async throws(FerryError) -> UploadRecord where Body.Element == ByteBuffer {
-        let writer = try await store.openWriter(for: start)
+        let writer = try await store.openWriter(for: start, fence: hold.fence)
         let hashesFile = wantsDigest(start) || request.wantsDigest
         let startDigest = hashesFile ? digests.take(start.id, at: start.offset) : nil
-        let receiver = bodyReceiver(writer, start, request, limit: limit, digest: startDigest, transport: transport)
+        let receiver = bodyReceiver(writer, start, request, limit: limit, digest: startDigest, transport: transport, hold: hold)
         let outcome = await withTaskGroup(of: BodyReceiver.Outcome?.self) { group in
             group.addTask { await receiver.run(body) }
             group.addTask {
@@ -209,7 +212,7 @@ extension UploadEngine {
                 if keep {
                     let completes: Bool
                     if case .complete = completion { completes = true } else { completes = false }
-                    record = try await commit(record, offset: durable, state: state, sha256: sha256, completes: completes)
+                    record = try await commit(record, offset: durable, state: state, sha256: sha256, completes: completes, hold)
                 }
             } catch {
                 await writer.close()
@@ -234,7 +237,7 @@ extension UploadEngine {
         if record.isComplete, !start.isComplete {
             observers.completed(record, at: now())
             logger.debug("upload.completed", metadata: context)
-            record = await finishBusiness(record)
+            record = await finishBusiness(record, hold)
             if record.concat == .partial { await completeFinals(referencing: record.id) }
         }
         if let error = ending.error {
@@ -255,7 +258,8 @@ extension UploadEngine {
         _ request: AppendRequest,
         limit: Int64?,
         digest: SHA256?,
-        transport: some BodyTransport
+        transport: some BodyTransport,
+        hold: Hold
     ) -> BodyReceiver {
         let hashAll = request.expectsTrailerChecksum && request.checksum == nil
         var sniff: BodyReceiver.Sniff?
@@ -267,7 +271,7 @@ extension UploadEngine {
         let checkpoints = request.checksum == nil && !request.expectsTrailerChecksum
         return BodyReceiver(
             writer: writer,
-            sink: AppendCheckpoints(engine: self, transport: transport, completesAtLength: request.completesAtLength),
+            sink: AppendCheckpoints(engine: self, transport: transport, completesAtLength: request.completesAtLength, hold: hold),
             start: start,
             limit: limit,
             hashing: hashAll ? Array(ChecksumAlgorithm.allCases) : request.checksum.map { [$0.algorithm] } ?? [],
@@ -280,7 +284,9 @@ extension UploadEngine {
 
     /// Commits a synced offset (and the store's state for it); the upload is complete once the
     /// offset reaches its length.
-    func commit(_ record: UploadRecord, offset: Int64, state: String?, sha256: String? = nil, completes: Bool = true) async throws(FerryError) -> UploadRecord {
+    func commit(
+        _ record: UploadRecord, offset: Int64, state: String?, sha256: String? = nil, completes: Bool, _ hold: Hold
+    ) async throws(FerryError) -> UploadRecord {
         var updated = record
         updated.offset = offset
         updated.storeState = state
@@ -294,7 +300,7 @@ extension UploadEngine {
             updated.expiresAt = expiry(for: updated, from: date)
         }
         guard updated != record else { return record }
-        return try await save(record, updated)
+        return try await save(record, updated, hold)
     }
 
     /// The SHA-256 of a complete upload, read back from the store (when the running digest

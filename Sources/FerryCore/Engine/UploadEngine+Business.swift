@@ -97,10 +97,10 @@ extension UploadEngine {
     }
 
     /// Commits `new` (which replaces `old`) with the events the change produces.
-    func save(_ old: UploadRecord, _ new: UploadRecord) async throws(FerryError) -> UploadRecord {
+    func save(_ old: UploadRecord, _ new: UploadRecord, _ hold: Hold) async throws(FerryError) -> UploadRecord {
         var updated = new
         let events = events(from: old, to: &updated)
-        try await catalog.update(updated, events: events)
+        try await catalog.update(updated, events: events, fence: hold.fence)
         if !events.isEmpty { outboxWritten.signal() }
         return updated
     }
@@ -130,7 +130,7 @@ extension UploadEngine {
 
     /// Calls the `pre-finish` callback of a complete upload whose result is pending and stores
     /// the answer; on failure schedules a retry. The caller holds the upload's lock.
-    func finishBusiness(_ record: UploadRecord) async -> UploadRecord {
+    func finishBusiness(_ record: UploadRecord, _ hold: Hold) async -> UploadRecord {
         guard var business = record.business, business.status == .pending,
             let scenario = self.business.scenarios.scenarios[record.scenario], let url = scenario.preFinish
         else { return record }
@@ -158,7 +158,7 @@ extension UploadEngine {
         }
         updated.business = business
         do {
-            try await catalog.update(updated)
+            try await catalog.update(updated, events: [], fence: hold.fence)
             return updated
         } catch {
             logger.error("business.save_failed", metadata: ["upload.id": "\(record.id)", "error": "\(error)"])
@@ -197,11 +197,11 @@ extension UploadEngine {
     /// One retry of a pending `pre-finish`, under the upload's lock; false when it was not due.
     private func retryBusiness(_ id: UploadID) async -> Bool {
         do {
-            return try await withLock(id, onStop: {}) { () async throws(FerryError) -> Bool in
+            return try await withLock(id, onStop: {}) { (hold: Hold) async throws(FerryError) -> Bool in
                 guard let record = try await self.catalog.get(id), record.isComplete,
                     record.business?.status == .pending, (record.business?.nextAttemptAt ?? .distantPast) <= self.now()
                 else { return false }
-                _ = await self.finishBusiness(record)
+                _ = await self.finishBusiness(record, hold)
                 return true
             }
         } catch {

@@ -70,13 +70,13 @@ extension UploadEngine {
         try await store.create(for: record)
         record = try await insertClaimed(record, claim: admission.claim)
         observers.created(record, info: info)
-        return try await withLock(id, onStop: {}) { () async throws(FerryError) -> UploadRecord in
-            try await self.completeFinalLocked(record)
+        return try await withLock(id, onStop: {}) { (hold: Hold) async throws(FerryError) -> UploadRecord in
+            try await self.completeFinalLocked(record, hold)
         }
     }
 
     /// Assembles a final whose partials are all complete; the caller holds the final's lock.
-    func completeFinalLocked(_ final: UploadRecord) async throws(FerryError) -> UploadRecord {
+    func completeFinalLocked(_ final: UploadRecord, _ hold: Hold) async throws(FerryError) -> UploadRecord {
         guard !final.isComplete, let concatenating = store as? any ConcatenatingByteStore else { return final }
         var parts: [UploadRecord] = []
         var known: Int64? = 0
@@ -91,10 +91,10 @@ extension UploadEngine {
         var updated = final
         if updated.length == nil, let known { updated.length = known }
         guard ready else {
-            if updated != final { updated = try await save(final, updated) }
+            if updated != final { updated = try await save(final, updated, hold) }
             return updated
         }
-        updated.storeState = try await concatenating.concatenate(parts, into: final)
+        updated.storeState = try await concatenating.concatenate(parts, into: final, fence: hold.fence)
         let total = parts.map(\.offset).saturatingSum()
         updated.length = total
         updated.offset = total
@@ -105,19 +105,19 @@ extension UploadEngine {
             try await sniffStored(updated, scenario)
         }
         prepareCompletion(&updated, sha256: wantsDigest(updated) ? try await readBackDigest(updated).map(DigestCache.hex) : nil)
-        updated = try await save(final, updated)
+        updated = try await save(final, updated, hold)
         observers.completed(updated, at: updated.updatedAt)
         logger.debug("upload.concatenated", metadata: ["upload.id": "\(final.id)", "upload.length": "\(total)"])
-        return await finishBusiness(updated)
+        return await finishBusiness(updated, hold)
     }
 
     /// After a partial completes: assembles every final that was waiting for it.
     func completeFinals(referencing partial: UploadID) async {
         do {
             for finalID in try await catalog.finals(referencing: partial) {
-                _ = try await withLock(finalID, onStop: {}) { () async throws(FerryError) -> UploadRecord in
+                _ = try await withLock(finalID, onStop: {}) { (hold: Hold) async throws(FerryError) -> UploadRecord in
                     let final = try await self.loadLive(finalID, for: nil)
-                    return try await self.completeFinalLocked(final)
+                    return try await self.completeFinalLocked(final, hold)
                 }
             }
         } catch {

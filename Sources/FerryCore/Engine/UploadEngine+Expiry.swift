@@ -9,7 +9,7 @@ extension UploadEngine {
         var expired = 0
         do {
             for candidate in try await catalog.expiring(before: now(), limit: batch) {
-                let done = try await withLock(candidate.id, onStop: {}) { () async throws(FerryError) -> Bool in
+                let done = try await withLock(candidate.id, onStop: {}) { (hold: Hold) async throws(FerryError) -> Bool in
                     // Re-read under the lock: a request may have just stored more bytes.
                     guard let record = try await self.catalog.get(candidate.id), record.state == .incomplete,
                         let expiresAt = record.expiresAt, expiresAt <= self.now()
@@ -19,7 +19,7 @@ extension UploadEngine {
                     expired.state = .expired
                     expired.updatedAt = self.now()
                     expired.expiresAt = nil
-                    _ = try await self.save(record, expired)
+                    _ = try await self.save(record, expired, hold)
                     self.digests.forget(record.id)
                     self.observers.ended(record.id, at: expired.updatedAt, state: .expired)
                     return true
@@ -33,8 +33,6 @@ extension UploadEngine {
             for id in try await catalog.tombstones(before: now().addingTimeInterval(-Double(retention)), limit: batch) {
                 try await catalog.remove(id)
             }
-            // Delivered and dead events are kept as long as tombstones, for inspection.
-            try await catalog.purgeDeliveries(before: now().addingTimeInterval(-Double(retention)))
         } catch {
             logger.error("expiry.failed", metadata: ["error": "\(error)"])
         }

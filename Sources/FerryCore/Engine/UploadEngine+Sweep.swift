@@ -12,7 +12,7 @@ extension UploadEngine {
         var swept = 0
         do {
             for (id, modified) in try await enumerable.storedUploads() where modified < cutoff {
-                let deleted = try await withLock(id, onStop: {}) { () async throws(FerryError) -> Bool in
+                let deleted = try await withLock(id, onStop: {}) { (hold: Hold) async throws(FerryError) -> Bool in
                     if let record = try await self.catalog.get(id), !record.state.isGone { return false }
                     try await self.store.delete(id)
                     return true

@@ -11,7 +11,7 @@ import Synchronization
 /// offset it returns was synced by the store and committed by the catalog first.
 public final class UploadEngine: Sendable {
     public let store: any ByteStore
-    public let catalog: any UploadCatalog
+    public let catalog: any EngineCatalog
     public let locker: any UploadLocker
     public let configuration: EngineConfiguration
     public let capabilities: EngineCapabilities
@@ -33,7 +33,7 @@ public final class UploadEngine: Sendable {
 
     public init(
         store: any ByteStore,
-        catalog: any UploadCatalog,
+        catalog: any EngineCatalog,
         locker: any UploadLocker,
         configuration: EngineConfiguration = EngineConfiguration(),
         business: BusinessRules = .open,
@@ -137,8 +137,8 @@ public final class UploadEngine: Sendable {
         observers.created(record, info: spec.info)
         if record.isComplete {
             observers.completed(record, at: date)
-            record = try await withLock(id, onStop: {}) { () async throws(FerryError) -> UploadRecord in
-                await self.finishBusiness(record)
+            record = try await withLock(id, onStop: {}) { (hold: Hold) async throws(FerryError) -> UploadRecord in
+                await self.finishBusiness(record, hold)
             }
         }
         logger.debug("upload.created", metadata: ["upload.id": "\(id)", "upload.length": "\(spec.length.map(String.init) ?? "deferred")"])
@@ -152,12 +152,12 @@ public final class UploadEngine: Sendable {
     public func status(_ id: UploadID, as principal: Principal = .anonymous) async throws(FerryError) -> UploadRecord {
         let began = now()
         try await authorizeBeforeLocking(id, principal)
-        let record = try await withLock(id, onStop: {}) { () async throws(FerryError) -> UploadRecord in
+        let record = try await withLock(id, onStop: {}) { (hold: Hold) async throws(FerryError) -> UploadRecord in
             var record = try await self.loadLive(id, for: principal)
             if record.isFinal, !record.isComplete {
-                record = try await self.completeFinalLocked(record)
+                record = try await self.completeFinalLocked(record, hold)
             } else if !record.isComplete {
-                try await self.verifyStored(record)
+                try await self.verifyStored(record, hold)
             }
             return record
         }
@@ -180,14 +180,14 @@ public final class UploadEngine: Sendable {
             throw FerryError(.methodNotAllowed, "this server does not allow deleting uploads")
         }
         try await authorizeBeforeLocking(id, principal)
-        try await withLock(id, onStop: {}) { () async throws(FerryError) in
+        try await withLock(id, onStop: {}) { (hold: Hold) async throws(FerryError) in
             let record = try await self.loadLive(id, for: principal, allowExpired: true)
             try await self.store.delete(id)
             var terminated = record
             terminated.state = .terminated
             terminated.updatedAt = self.now()
             terminated.expiresAt = nil
-            _ = try await self.save(record, terminated)
+            _ = try await self.save(record, terminated, hold)
             self.digests.forget(id)
             self.observers.ended(id, at: terminated.updatedAt, state: .terminated)
             self.logger.debug("upload.terminated", metadata: ["upload.id": "\(id)"])
@@ -201,8 +201,8 @@ public final class UploadEngine: Sendable {
         var record = try await loadLive(id, for: principal)
         if record.isFinal, !record.isComplete {
             // As for HEAD: assembled now if its partials are done, 410 if one of them is gone.
-            record = try await withLock(id, onStop: {}) { () async throws(FerryError) -> UploadRecord in
-                try await self.completeFinalLocked(try await self.loadLive(id, for: principal))
+            record = try await withLock(id, onStop: {}) { (hold: Hold) async throws(FerryError) -> UploadRecord in
+                try await self.completeFinalLocked(try await self.loadLive(id, for: principal), hold)
             }
         }
         guard record.isComplete else {
@@ -225,19 +225,24 @@ public final class UploadEngine: Sendable {
 
     // MARK: Shared helpers
 
+    /// An upload's lock, held: every durable write made under it carries its fence.
+    struct Hold: Sendable {
+        /// The fence of a lock shared between nodes; nil for one this process keeps.
+        let fence: LeaseFence?
+    }
+
     /// Runs `body` holding the upload's lock; always releases.
     func withLock<T: Sendable>(
         _ id: UploadID,
         onStop: @escaping @Sendable () -> Void,
-        _ body: () async throws(FerryError) -> T
+        _ body: (Hold) async throws(FerryError) -> T
     ) async throws(FerryError) -> T {
         let lease = try await locker.lock(id, timeout: configuration.lockTimeout, onStopRequest: onStop)
-        let result: Result<T, FerryError> = await LeaseFence.$current.withValue(lease.fence) {
-            do throws(FerryError) {
-                return .success(try await body())
-            } catch {
-                return .failure(error)
-            }
+        let result: Result<T, FerryError>
+        do throws(FerryError) {
+            result = .success(try await body(Hold(fence: lease.fence)))
+        } catch {
+            result = .failure(error)
         }
         await lease.release()
         return try result.get()
@@ -270,14 +275,14 @@ public final class UploadEngine: Sendable {
     }
 
     /// Marks the upload lost when the store holds fewer bytes than its acknowledged offset.
-    func verifyStored(_ record: UploadRecord) async throws(FerryError) {
+    func verifyStored(_ record: UploadRecord, _ hold: Hold) async throws(FerryError) {
         let stored = try await store.storedLength(of: record) ?? 0
         guard stored < record.offset else { return }
         var lost = record
         lost.state = .lost
         lost.updatedAt = now()
         lost.expiresAt = nil
-        _ = try await save(record, lost)
+        _ = try await save(record, lost, hold)
         logger.error(
             "upload.lost",
             metadata: ["upload.id": "\(record.id)", "upload.offset": "\(record.offset)", "store.length": "\(stored)"]

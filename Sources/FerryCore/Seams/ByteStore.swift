@@ -9,17 +9,16 @@ public protocol ByteStore: Sendable {
     /// A short name for logs and metrics ("disk", "memory", "s3").
     var name: String { get }
 
-    /// Prepares empty storage for a new upload, durably.
-    func create(_ id: UploadID) async throws(FerryError)
-
-    /// Prepares storage for a new upload that knows its record (its scenario picks where the
-    /// bytes go, for a `ScenarioRoutedStore`); stores that need only the id keep the default.
+    /// Prepares empty storage for a new upload, durably (its record's scenario may pick where
+    /// the bytes go, for a `ScenarioRoutedStore`).
     func create(for record: UploadRecord) async throws(FerryError)
 
     /// Opens a writer that appends at `record.offset`, discarding any bytes the store holds past
     /// it (written but never acknowledged before a crash or a rejected chunk). `record` is the
     /// committed record: its `storeState` is what the last sync that was committed returned.
-    func openWriter(for record: UploadRecord) async throws(FerryError) -> any ByteWriter
+    /// `fence` is the fence of the cross-node lock the writes are made under (nil: a lock one
+    /// process keeps); a shared store refuses writes once it is no longer valid.
+    func openWriter(for record: UploadRecord, fence: LeaseFence?) async throws(FerryError) -> any ByteWriter
 
     /// How many bytes the store holds for the upload; nil or 0 when it holds nothing at all.
     func storedLength(of record: UploadRecord) async throws(FerryError) -> Int64?
@@ -33,8 +32,6 @@ public protocol ByteStore: Sendable {
 
 extension ByteStore {
     public func location(of record: UploadRecord) -> String { "\(name):\(record.id.rawValue)" }
-
-    public func create(for record: UploadRecord) async throws(FerryError) { try await create(record.id) }
 }
 
 /// A sequential writer for one upload, used by one request at a time.
@@ -79,7 +76,8 @@ public protocol ReadableByteStore: ByteStore {
 public protocol ConcatenatingByteStore: ByteStore {
     /// Writes the bytes of `parts` (complete uploads, each `offset` bytes long), in order, into
     /// `target`, durably, replacing whatever `target` held; returns the target's store state.
-    func concatenate(_ parts: [UploadRecord], into target: UploadRecord) async throws(FerryError) -> String?
+    /// `fence`: as for `openWriter`.
+    func concatenate(_ parts: [UploadRecord], into target: UploadRecord, fence: LeaseFence?) async throws(FerryError) -> String?
 }
 
 /// A store that can list what it holds, so bytes left behind by a crash (stored, but never

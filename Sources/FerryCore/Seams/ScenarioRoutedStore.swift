@@ -31,12 +31,10 @@ public final class ScenarioRoutedStore<Store: ReadableByteStore & ConcatenatingB
         }
     }
 
-    public func create(_ id: UploadID) async throws(FerryError) { try await fallback.create(id) }
-
     public func create(for record: UploadRecord) async throws(FerryError) { try await store(record).create(for: record) }
 
-    public func openWriter(for record: UploadRecord) async throws(FerryError) -> any ByteWriter {
-        try await store(record).openWriter(for: record)
+    public func openWriter(for record: UploadRecord, fence: LeaseFence?) async throws(FerryError) -> any ByteWriter {
+        try await store(record).openWriter(for: record, fence: fence)
     }
 
     public func storedLength(of record: UploadRecord) async throws(FerryError) -> Int64? {
@@ -53,12 +51,12 @@ public final class ScenarioRoutedStore<Store: ReadableByteStore & ConcatenatingB
         try await store(record).read(record, range: range, consume: consume)
     }
 
-    public func concatenate(_ parts: [UploadRecord], into target: UploadRecord) async throws(FerryError) -> String? {
+    public func concatenate(_ parts: [UploadRecord], into target: UploadRecord, fence: LeaseFence?) async throws(FerryError) -> String? {
         let destination = store(target)
         guard parts.allSatisfy({ store($0) === destination }) else {
             throw FerryError(.invalidConcat, "partial uploads of another scenario's storage cannot be concatenated here")
         }
-        return try await destination.concatenate(parts, into: target)
+        return try await destination.concatenate(parts, into: target, fence: fence)
     }
 }
 

@@ -3,7 +3,9 @@ import Foundation
 /// Where upload records (lengths, offsets, metadata, state) live.
 ///
 /// Every mutating call is durable when it returns: an offset returned to a client was
-/// committed first. Callers hold the upload's lock (`UploadLocker`) while mutating it.
+/// committed first. Callers hold the upload's lock (`UploadLocker`) while mutating it, and hand
+/// its fence to the write. What else a catalog does (quota usage, expiry, business retries, the
+/// outbox) are refinements below, each seen only by the code that needs it.
 public protocol UploadCatalog: Sendable {
     var name: String { get }
 
@@ -18,32 +20,44 @@ public protocol UploadCatalog: Sendable {
     func get(_ id: UploadID) async throws(FerryError) -> UploadRecord?
 
     /// Replaces the record with the same id, and adds `events` to the outbox, in one transaction.
-    func update(_ record: UploadRecord, events: [OutboxEvent]) async throws(FerryError)
+    ///
+    /// `fence` is the fence of the cross-node lock the write is made under (nil: a lock one
+    /// process keeps); a catalog shared between nodes commits only while it is still current
+    /// (`ERR_REQUEST_SUPERSEDED` otherwise).
+    func update(_ record: UploadRecord, events: [OutboxEvent], fence: LeaseFence?) async throws(FerryError)
 
-    /// Removes the record entirely (tombstone purge).
-    func remove(_ id: UploadID) async throws(FerryError)
+    /// Incomplete concatenation finals that list `partial` among their parts.
+    func finals(referencing partial: UploadID) async throws(FerryError) -> [UploadID]
+}
 
+/// A catalog that counts what an owner holds, for quotas.
+public protocol QuotaCatalog: UploadCatalog {
+    /// What `owner` holds: incomplete uploads, their declared bytes, creations since `since`
+    /// (nil: creations are not counted and read as 0 — the count walks every creation of the
+    /// window, so it is made only when a `creations-per-minute` quota needs it).
+    func usage(of owner: String, since: Date?) async throws(FerryError) -> OwnerUsage
+}
+
+/// A catalog that finds uploads past their expiry and tombstones past their retention.
+public protocol ExpiryCatalog: UploadCatalog {
     /// Incomplete uploads whose `expiresAt` is before `date`, oldest first.
     func expiring(before date: Date, limit: Int) async throws(FerryError) -> [UploadRecord]
 
     /// Tombstones last updated before `date`.
     func tombstones(before date: Date, limit: Int) async throws(FerryError) -> [UploadID]
 
-    /// Incomplete concatenation finals that list `partial` among their parts.
-    func finals(referencing partial: UploadID) async throws(FerryError) -> [UploadID]
+    /// Removes the record entirely (tombstone purge).
+    func remove(_ id: UploadID) async throws(FerryError)
+}
 
-    // MARK: Business integration
-
-    /// What `owner` holds: incomplete uploads, their declared bytes, creations since `since`
-    /// (nil: creations are not counted and read as 0 — the count walks every creation of the
-    /// window, so it is made only when a `creations-per-minute` quota needs it).
-    func usage(of owner: String, since: Date?) async throws(FerryError) -> OwnerUsage
-
+/// A catalog that finds `pre-finish` results due for a retry.
+public protocol BusinessRetryCatalog: UploadCatalog {
     /// Complete uploads whose `pre-finish` result is pending and due before `date`.
     func pendingBusinessResults(before date: Date, limit: Int) async throws(FerryError) -> [UploadRecord]
+}
 
-    // MARK: Outbox
-
+/// The outbox of events written with the records, for the webhook dispatcher and the admin API.
+public protocol OutboxCatalog: UploadCatalog {
     /// Claims up to `limit` pending deliveries due at `now`, at most one per upload and webhook
     /// (the lowest sequence not yet delivered or dead: order is kept), and pushes their
     /// `nextAttemptAt` to `leaseUntil` so that no other dispatcher takes them meanwhile.
@@ -59,19 +73,12 @@ public protocol UploadCatalog: Sendable {
     func purgeDeliveries(before date: Date) async throws(FerryError)
 }
 
+/// What the engine needs of a catalog: records, quota usage, expiry, business retries.
+public typealias EngineCatalog = QuotaCatalog & ExpiryCatalog & BusinessRetryCatalog
+
 extension UploadCatalog {
     /// Inserts a record and its events, with no quota to check.
-    public func insert(_ record: UploadRecord, events: [OutboxEvent]) async throws(FerryError) {
+    public func insert(_ record: UploadRecord, events: [OutboxEvent] = []) async throws(FerryError) {
         try await insert(record, events: events, claim: nil)
-    }
-
-    /// Inserts a record that produces no event.
-    public func insert(_ record: UploadRecord) async throws(FerryError) {
-        try await insert(record, events: [])
-    }
-
-    /// Updates a record without an event.
-    public func update(_ record: UploadRecord) async throws(FerryError) {
-        try await update(record, events: [])
     }
 }

@@ -40,14 +40,12 @@ extension UploadLease {
 /// takes the upload over. Every durable write made under a lock carries the fence, and shared
 /// storage refuses a write whose fence is no longer current: the catalog compares `token` with
 /// the lock's current one in the same statement that commits, and object stores ask `check()`
-/// before each write. `UploadEngine` binds the fence of the lease it holds to `current` for the
-/// duration of the locked work, so every write that work makes (child tasks included) carries it.
+/// before each write. The fence is a parameter of every such write (`UploadCatalog.update`,
+/// `ByteStore.openWriter`, `ConcatenatingByteStore.concatenate`): none can forget it.
 public final class LeaseFence: Sendable {
     /// Increases with every claim of the upload, on any node.
     public let token: Int64
     private let lost = Mutex(false)
-
-    @TaskLocal public static var current: LeaseFence?
 
     public init(token: Int64) {
         self.token = token
