@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Synchronization
 
 #if canImport(FoundationNetworking)
@@ -24,8 +25,8 @@ public final class URLSessionTransport: NSObject, UploadTransport, URLSessionTas
 
     public func send(_ request: TransportRequest, progress report: @escaping @Sendable (Int64) -> Void) async throws -> TransportResponse {
         var urlRequest = URLRequest(url: request.url)
-        urlRequest.httpMethod = request.method
-        for (name, value) in request.headers { urlRequest.addValue(value, forHTTPHeaderField: name) }
+        urlRequest.httpMethod = request.method.rawValue
+        for field in request.headerFields { urlRequest.addValue(field.value, forHTTPHeaderField: field.name.rawName) }
         var temporary: URL?
         defer { if let temporary { try? FileManager.default.removeItem(at: temporary) } }
         let make: (URLRequest, @escaping @Sendable (Data?, URLResponse?, (any Error)?) -> Void) -> URLSessionTask
@@ -52,11 +53,19 @@ public final class URLSessionTransport: NSObject, UploadTransport, URLSessionTas
                         continuation.resume(throwing: URLError(.badServerResponse))
                         return
                     }
-                    var headers: [String: String] = [:]
+                    var fields = HTTPFields()
                     for (name, value) in http.allHeaderFields {
-                        if let name = name as? String, let value = value as? String { headers[name.lowercased()] = value }
+                        if let name = (name as? String).flatMap({ HTTPField.Name($0) }), let value = value as? String {
+                            fields.append(HTTPField(name: name, value: value))
+                        }
                     }
-                    continuation.resume(returning: TransportResponse(status: http.statusCode, headers: headers, body: Array((data ?? Data()).prefix(65_536))))
+                    continuation.resume(with: Result {
+                        TransportResponse(
+                            status: try TransportResponse.status(code: http.statusCode),
+                            headerFields: fields,
+                            body: Array((data ?? Data()).prefix(65_536))
+                        )
+                    })
                 }
                 self.progress.withLock { $0[task.taskIdentifier] = report }
                 box.withLock { $0 = task }
