@@ -2,13 +2,7 @@ import Crypto
 import Foundation
 import HTTPTypes
 
-/// A checksum of a request's body that the client computes and the server verifies.
-enum RequestChecksum: Sendable {
-    /// SHA-256: tus `Upload-Checksum: sha256 …`, RUFH `Content-Digest: sha-256=:…:`.
-    case sha256
-}
-
-/// A request body's digest.
+/// A request body's digest, computed by the session for the checksum the machine chose.
 struct BodyDigest: Sendable, Equatable {
     var checksum: RequestChecksum
     /// The digest, Base64.
@@ -18,32 +12,30 @@ struct BodyDigest: Sendable, Equatable {
 /// The requests for the machine's actions: the shared fields and the tus requests (the RUFH
 /// ones are in `UploadSession+RUFH.swift`).
 extension UploadSession {
-    /// The request that performs `action` (nil for an action that is not a request).
+    /// The request that performs `action` (nil for an action that is not a request), with the
+    /// checksum the machine chose for its body.
     func request(for action: UploadMachine.Action) -> TransportRequest? {
         switch action {
         case .discover:
             return TransportRequest(method: .options, url: upload.endpoint, headerFields: dialectFields(tusVersion: false) + upload.options.headers)
-        case .create(let firstChunk):
-            let digest = firstChunk.flatMap { self.digest($0) }
+        case .create(let firstChunk, let checksum):
+            let digest = firstChunk.flatMap { self.digest(checksum, of: $0) }
             return upload.options.dialect == .rufh ? rufhCreation(firstChunk, digest: digest) : creation(firstChunk, digest: digest)
         case .locate(let url):
             return request(.head, url)
-        case .send(let url, let range):
-            return append(url, range, declaring: nil, digest: digest(range))
-        case .sendFinal(let url, let range, let length):
-            return append(url, range, declaring: length, digest: digest(range))
+        case .send(let url, let range, let checksum):
+            return append(url, range, declaring: nil, digest: digest(checksum, of: range))
+        case .sendFinal(let url, let range, let length, let checksum):
+            return append(url, range, declaring: length, digest: digest(checksum, of: range))
         default:
             return nil
         }
     }
 
-    /// The SHA-256 of the range, when the server offers checksums and the range is small
-    /// enough: `checksumLimit` once the link proved reliable, `riskFreeChecksum` until then.
-    func digest(_ range: Range<Int64>) -> BodyDigest? {
-        let limit = successStreak >= Self.reliableRequests ? upload.options.checksumLimit : min(upload.options.checksumLimit, Self.riskFreeChecksum)
-        guard upload.options.checksums, machine.capabilities.sha256Checksums, Int64(range.count) <= limit,
-            let handle = FileHandle(forReadingAtPath: upload.path)
-        else { return nil }
+    /// The digest of `range` (of this upload) for `checksum`; nil for no checksum, or when the
+    /// range cannot be read (the request then goes without one).
+    func digest(_ checksum: RequestChecksum?, of range: Range<Int64>) -> BodyDigest? {
+        guard let checksum, let handle = FileHandle(forReadingAtPath: upload.path) else { return nil }
         defer { try? handle.close() }
         var hasher = SHA256()
         do {
@@ -57,7 +49,7 @@ extension UploadSession {
         } catch {
             return nil
         }
-        return BodyDigest(checksum: .sha256, base64: Data(hasher.finalize()).base64EncodedString())
+        return BodyDigest(checksum: checksum, base64: Data(hasher.finalize()).base64EncodedString())
     }
 
     /// A body-less request with the dialect's fields and the caller's.

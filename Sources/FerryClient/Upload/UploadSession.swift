@@ -14,15 +14,8 @@ struct UploadSession {
     let start: ContinuousClock.Instant
     /// The fields of the last answer that acknowledged bytes (the final one, once complete).
     var finalFields = UploadFields([:])
-    /// Requests in a row that succeeded. A checksummed request that breaks off is discarded
-    /// whole by the server, an unchecksummed one keeps what arrived: until the link has carried
-    /// `Self.reliableRequests` in a row, only requests of at most `Self.riskFreeChecksum` bytes
-    /// carry a checksum.
-    var successStreak = 0
     /// What the telemetry report tells the server (`UploadSession+Telemetry.swift`).
     var telemetry = Telemetry()
-    static let reliableRequests = 8
-    static let riskFreeChecksum: Int64 = 1 << 20
 
     init(upload: Upload, length: Int64?) throws(UploadError) {
         self.upload = upload
@@ -47,7 +40,10 @@ struct UploadSession {
         }
         if let split = upload.split { resumeURL = split.resumeURL }
         self.fingerprint = fingerprint
-        self.machine = UploadMachine(length: length, sizer: sizer, retry: options.retry)
+        self.machine = UploadMachine(
+            length: length, sizer: sizer, retry: options.retry,
+            checksums: ChecksumPolicy(enabled: options.checksums, limit: options.checksumLimit)
+        )
         self.stall = options.stall
         self.start = clock.now
         self.resumeURL = resumeURL
@@ -182,7 +178,7 @@ struct UploadSession {
     /// Performs a request action; returns the event, or nil when a control command interrupted it.
     private mutating func perform(_ action: UploadMachine.Action, generation: Int) async -> UploadMachine.Event? {
         guard let request = request(for: action) else { return nil }
-        if case .send(_, let range) = action { telemetry.sent(Int64(range.count)) }
+        if case .send(_, let range, _) = action { telemetry.sent(Int64(range.count)) }
         let began = clock.now
         let runner = self.runner
         let goodput = machine.sizer.goodput
@@ -209,10 +205,8 @@ struct UploadSession {
         case .failure(let failure):
             if failure == .stalled { telemetry.stalls += 1 }
             trace("\(describe(request)) failed after \(took): \(failure)")
-            if request.body != nil { successStreak = 0 }
             return .failed(failure)
         case .response(let response):
-            if request.body != nil, response.status.kind != .successful { successStreak = 0 }
             if request.body == nil { machine.answered(in: took) }
             trace("\(describe(request)) -> \(response.status.code) offset \(response.fields.uploadOffset.map(String.init) ?? "-") in \(took)")
             return interpret(action, response, duration: took)
@@ -247,7 +241,6 @@ struct UploadSession {
             return .located(offset: offset)
         case (.send, 200...299), (.sendFinal, 200...299):
             guard let offset else { return .failed(.status(status, code: nil, retryAfter: nil, message: "PATCH without Upload-Offset")) }
-            successStreak += 1
             finalFields = fields
             if let url = machine.url { remember(url, acknowledged: offset) }
             return .sent(offset: offset, duration: duration)
