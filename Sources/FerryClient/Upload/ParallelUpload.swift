@@ -34,7 +34,7 @@ struct ParallelUpload {
         let parts = try await runStreams(streams)
         let final = try await Self.concatenate(parts.map(\.url), for: upload, runner: runner)
         for stream in streams {
-            if let session = try? UploadSession(upload: stream, length: Int64(stream.part?.range.count ?? 0)) { session.forget() }
+            if let session = try? await UploadSession(upload: stream, length: Int64(stream.part?.range.count ?? 0)) { session.forget() }
         }
         return Self.combined(parts, final: final, length: length)
     }

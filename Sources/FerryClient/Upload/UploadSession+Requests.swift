@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 import HTTPTypes
 
@@ -12,21 +11,22 @@ struct BodyDigest: Sendable, Equatable {
 /// The requests for the machine's actions: the shared fields and the tus requests (the RUFH
 /// ones are in `UploadSession+RUFH.swift`).
 extension UploadSession {
-    /// The request that performs `action` (nil for an action that is not a request), with the
-    /// checksum the machine chose for its body.
-    func request(for action: UploadMachine.Action) -> TransportRequest? {
+    /// The request that performs `action` (nil for an action that is not a request). The
+    /// checksum the machine chose for its body is computed here, off the cooperative pool.
+    func request(for action: UploadMachine.Action) async -> TransportRequest? {
         switch action {
         case .discover:
             return TransportRequest(method: .options, url: upload.endpoint, headerFields: dialectFields(tusVersion: false) + upload.options.headers)
         case .create(let firstChunk, let checksum):
-            let digest = firstChunk.flatMap { self.digest(checksum, of: $0) }
+            var digest: BodyDigest?
+            if let firstChunk { digest = await self.digest(checksum, of: firstChunk) }
             return upload.options.dialect == .rufh ? rufhCreation(firstChunk, digest: digest) : creation(firstChunk, digest: digest)
         case .locate(let url):
             return request(.head, url)
         case .send(let url, let range, let checksum):
-            return append(url, range, declaring: nil, digest: digest(checksum, of: range))
+            return append(url, range, declaring: nil, digest: await digest(checksum, of: range))
         case .sendFinal(let url, let range, let length, let checksum):
-            return append(url, range, declaring: length, digest: digest(checksum, of: range))
+            return append(url, range, declaring: length, digest: await digest(checksum, of: range))
         default:
             return nil
         }
@@ -34,22 +34,9 @@ extension UploadSession {
 
     /// The digest of `range` (of this upload) for `checksum`; nil for no checksum, or when the
     /// range cannot be read (the request then goes without one).
-    func digest(_ checksum: RequestChecksum?, of range: Range<Int64>) -> BodyDigest? {
-        guard let checksum, let handle = FileHandle(forReadingAtPath: upload.path) else { return nil }
-        defer { try? handle.close() }
-        var hasher = SHA256()
-        do {
-            try handle.seek(toOffset: UInt64(range.lowerBound + base))
-            var remaining = range.count
-            while remaining > 0, let data = try handle.read(upToCount: min(remaining, 1 << 20)), !data.isEmpty {
-                hasher.update(data: data)
-                remaining -= data.count
-            }
-            guard remaining == 0 else { return nil }
-        } catch {
-            return nil
-        }
-        return BodyDigest(checksum: checksum, base64: Data(hasher.finalize()).base64EncodedString())
+    func digest(_ checksum: RequestChecksum?, of range: Range<Int64>) async -> BodyDigest? {
+        guard let checksum, let base64 = await FileRange.digest(checksum, path: upload.path, range: fileRange(range)) else { return nil }
+        return BodyDigest(checksum: checksum, base64: base64)
     }
 
     /// A body-less request with the dialect's fields and the caller's.

@@ -17,7 +17,7 @@ struct UploadSession {
     /// What the telemetry report tells the server (`UploadSession+Telemetry.swift`).
     var telemetry = Telemetry()
 
-    init(upload: Upload, length: Int64?) throws(UploadError) {
+    init(upload: Upload, length: Int64?) async throws(UploadError) {
         self.upload = upload
         self.length = length
         let options = upload.options
@@ -26,7 +26,7 @@ struct UploadSession {
         var resumeURL: URL?
         if let store = options.resumeStore, let length {
             do {
-                fingerprint = try ResumeStore.fingerprint(path: upload.path, endpoint: upload.endpoint)
+                fingerprint = try await ResumeStore.fingerprint(path: upload.path, endpoint: upload.endpoint)
                     + (upload.part.map { "-part\($0.index)of\($0.count)" } ?? "")
             } catch {
                 throw UploadError.localFile("\(upload.path): \(error.localizedDescription)")
@@ -177,7 +177,7 @@ struct UploadSession {
 
     /// Performs a request action; returns the event, or nil when a control command interrupted it.
     private mutating func perform(_ action: UploadMachine.Action, generation: Int) async -> UploadMachine.Event? {
-        guard let request = request(for: action) else { return nil }
+        guard let request = await request(for: action) else { return nil }
         if case .send(_, let range, _) = action { telemetry.sent(Int64(range.count)) }
         let began = clock.now
         let runner = self.runner
