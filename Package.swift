@@ -202,6 +202,7 @@ let package = Package(
             name: "FerryClient",
             dependencies: [
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -211,6 +212,7 @@ let package = Package(
             dependencies: [
                 "FerryClient",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -309,7 +311,10 @@ let package = Package(
         ),
         .testTarget(
             name: "FerryClientTests",
-            dependencies: ["FerryClient"],
+            dependencies: [
+                "FerryClient",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import FerryClient
 import Foundation
+import HTTPTypes
 import NIOCore
 import NIOHTTP1
 import _NIOFileSystem
@@ -26,8 +27,8 @@ public struct AsyncHTTPClientTransport: UploadTransport {
 
     public func send(_ request: TransportRequest, progress: @escaping @Sendable (Int64) -> Void) async throws -> TransportResponse {
         var http = HTTPClientRequest(url: request.url.absoluteString)
-        http.method = HTTPMethod(rawValue: request.method)
-        for (name, value) in request.headers { http.headers.add(name: name, value: value) }
+        http.method = HTTPMethod(rawValue: request.method.rawValue)
+        http.headers = HTTPHeaders(fields: request.headerFields)
         switch request.body {
         case nil:
             return try await execute(http)
@@ -54,9 +55,25 @@ public struct AsyncHTTPClientTransport: UploadTransport {
         for try await buffer in response.body where body.count < 65_536 {
             body += buffer.readableBytesView.prefix(65_536 - body.count)
         }
-        var headers: [String: String] = [:]
-        for header in response.headers { headers[header.name.lowercased()] = header.value }
-        return TransportResponse(status: Int(response.status.code), headers: headers, body: body)
+        return TransportResponse(
+            status: try TransportResponse.status(code: Int(response.status.code), reasonPhrase: response.status.reasonPhrase),
+            headerFields: HTTPFields(nioHeaders: response.headers),
+            body: body
+        )
+    }
+}
+
+extension HTTPHeaders {
+    /// The fields, in order, as NIO headers.
+    init(fields: HTTPFields) {
+        self.init(fields.map { ($0.name.rawName, $0.value) })
+    }
+}
+
+extension HTTPFields {
+    /// NIO headers as fields, in order; a header whose name is not a valid token is dropped.
+    init(nioHeaders headers: HTTPHeaders) {
+        self.init(headers.compactMap { header in HTTPField.Name(header.name).map { HTTPField(name: $0, value: header.value) } })
     }
 }
 

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import FerryClient
 import Foundation
+import HTTPTypes
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
@@ -32,10 +33,8 @@ struct FileRegionRequest {
             Self.write(handle: handle, from: range.lowerBound, to: range.upperBound, start: range.lowerBound,
                        pieceLength: pieceLength, writer: writer, progress: progress)
         }
-        var headers = HTTPHeaders()
-        for (name, value) in request.headers { headers.add(name: name, value: value) }
         let http = try HTTPClient.Request(
-            url: request.url, method: HTTPMethod(rawValue: request.method), headers: headers, body: body)
+            url: request.url, method: HTTPMethod(rawValue: request.method.rawValue), headers: HTTPHeaders(fields: request.headerFields), body: body)
         let delegate = BoundedResponseDelegate(limit: 65_536)
         let task = client.execute(request: http, delegate: delegate, eventLoop: .indifferent, deadline: nil, logger: nil)
         return try await withTaskCancellationHandler {
@@ -126,9 +125,11 @@ final class BoundedResponseDelegate: HTTPClientResponseDelegate, Sendable {
     func didFinishRequest(task: HTTPClient.Task<TransportResponse>) throws -> TransportResponse {
         try state.withLockedValue { state in
             guard let head = state.head else { throw HTTPClientError.remoteConnectionClosed }
-            var headers: [String: String] = [:]
-            for header in head.headers { headers[header.name.lowercased()] = header.value }
-            return TransportResponse(status: Int(head.status.code), headers: headers, body: state.body)
+            return TransportResponse(
+                status: try TransportResponse.status(code: Int(head.status.code), reasonPhrase: head.status.reasonPhrase),
+                headerFields: HTTPFields(nioHeaders: head.headers),
+                body: state.body
+            )
         }
     }
 }

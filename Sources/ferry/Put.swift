@@ -80,9 +80,10 @@ struct Put: AsyncParsableCommand {
         if !noResume {
             options.resumeStore = ResumeStore(directory: stateDir.map { URL(fileURLWithPath: $0) } ?? ResumeStore.defaultDirectory)
         }
-        options.headers = try header.map { line in
-            guard let colon = line.firstIndex(of: ":") else { throw ValidationError("a header is 'Name: value': \(line)") }
-            return (String(line[..<colon]), line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces))
+        do {
+            options.headers = try UploadOptions.headerFields(parsing: header)
+        } catch {
+            throw ValidationError(error.description)
         }
         if verbose {
             options.trace = { line in FileHandle.standardError.write(Data("\(line)\n".utf8)) }
@@ -107,8 +108,8 @@ struct Put: AsyncParsableCommand {
             ))
             // The business result of a scenario with a pre-finish callback (docs/business.md),
             // before the URL, which stays the last line.
-            if let status = result.finalHeaders["ferry-business-status"] { print("business-status: \(status)") }
-            if let business = result.finalHeaders["ferry-business-result"] { print("business-result: \(business)") }
+            if let status = result.finalFields.ferryBusinessStatus { print("business-status: \(status)") }
+            if let business = result.finalFields.ferryBusinessResult { print("business-result: \(business)") }
             print(result.url.absoluteString)
         case .failure(let error):
             FileHandle.standardError.write(Data("ferry put: upload failed: \(error)\n".utf8))

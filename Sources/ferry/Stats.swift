@@ -34,14 +34,14 @@ struct Stats: AsyncParsableCommand {
         let response: TransportResponse
         do {
             response = try await AsyncHTTPClientTransport(client: client)
-                .send(TransportRequest(method: "GET", url: url, headers: [("Authorization", "Bearer \(token)")])) { _ in }
+                .send(TransportRequest(method: .get, url: url, headerFields: [.authorization: "Bearer \(token)"])) { _ in }
             try? await client.shutdown()
         } catch {
             try? await client.shutdown()
             throw error
         }
-        guard response.status == 200 else {
-            throw ValidationError("the server answered \(response.status): \(String(decoding: response.body.prefix(300), as: UTF8.self))")
+        guard response.status == .ok else {
+            throw ValidationError("the server answered \(response.status.code): \(String(decoding: response.body.prefix(300), as: UTF8.self))")
         }
         if json {
             print(String(decoding: response.body, as: UTF8.self))

@@ -2,6 +2,7 @@ import ArgumentParser
 import AsyncHTTPClient
 import FerryClient
 import FerryClientAHC
+import FerryProtocol
 import Foundation
 
 /// `ferry status URL`: what the server knows about an upload.
@@ -17,26 +18,27 @@ struct Status: AsyncParsableCommand {
         let response: TransportResponse
         do {
             response = try await AsyncHTTPClientTransport(client: client)
-                .send(TransportRequest(method: "HEAD", url: target, headers: [("Tus-Resumable", "1.0.0")])) { _ in }
+                .send(TransportRequest(method: .head, url: target, headerFields: [.tusResumable: "1.0.0"])) { _ in }
             try? await client.shutdown()
         } catch {
             try? await client.shutdown()
             throw error
         }
-        switch response.status {
+        let fields = response.fields
+        switch response.status.code {
         case 200...299:
-            let offset = response.header("upload-offset").flatMap { Int64($0) }
-            let length = response.header("upload-length").flatMap { Int64($0) }
+            let offset = fields.uploadOffset
+            let length = fields.uploadLength
             let state = offset != nil && offset == length ? "complete" : "incomplete"
             print("offset: \(offset.map(String.init) ?? "unknown")")
             print("length: \(length.map(String.init) ?? "deferred")")
             print("state: \(state)")
-            if let expires = response.header("upload-expires") { print("expires: \(expires)") }
-            if let metadata = response.header("upload-metadata") { print("metadata: \(metadata)") }
+            if let expires = fields.uploadExpires { print("expires: \(expires)") }
+            if let metadata = fields.uploadMetadata { print("metadata: \(metadata)") }
         case 404, 410:
-            throw ValidationError("the server has no such upload (\(response.status))")
+            throw ValidationError("the server has no such upload (\(response.status.code))")
         default:
-            throw ValidationError("the server answered \(response.status) \(response.header("ferry-error") ?? "")")
+            throw ValidationError("the server answered \(response.status.code) \(fields.ferryError ?? "")")
         }
     }
 }

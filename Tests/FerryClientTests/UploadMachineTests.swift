@@ -218,3 +218,84 @@ extension StreamMachineTests {
         #expect(machine.handle(.sent(offset: 800, duration: .seconds(1)), elapsed: .zero, random: 0) == .sendFinal(uploadURL, 800..<800, length: 800))
     }
 }
+
+@Suite("Upload state machine: which requests carry a checksum")
+struct ChecksumDecisionTests {
+    static let sha256Server = ServerCapabilities(extensions: ["creation", "checksum"], checksumAlgorithms: ["sha1", "md5", "sha256", "sha512"])
+    static let mib: Int64 = 1 << 20
+
+    struct Case: Sendable, CustomTestStringConvertible {
+        var testDescription: String
+        var policy = ChecksumPolicy()
+        var server = ChecksumDecisionTests.sha256Server
+        var bytes: Int64
+        var streak = 0
+        var expected: RequestChecksum?
+    }
+
+    static let decisions: [Case] = [
+        Case(testDescription: "a small body on a fresh link", bytes: 100_000, expected: .sha256),
+        Case(testDescription: "an empty body (a stream declaring its length)", bytes: 0, expected: .sha256),
+        Case(testDescription: "1 MiB: the risk-free limit", bytes: mib, expected: .sha256),
+        Case(testDescription: "past the risk-free limit on an unproven link", bytes: mib + 1, expected: nil),
+        Case(testDescription: "4 MiB after 7 successes", bytes: 4 * mib, streak: 7, expected: nil),
+        Case(testDescription: "4 MiB after 8 successes", bytes: 4 * mib, streak: 8, expected: .sha256),
+        Case(testDescription: "8 MiB: the limit", bytes: 8 * mib, streak: 100, expected: .sha256),
+        Case(testDescription: "past the limit", bytes: 8 * mib + 1, streak: 100, expected: nil),
+        Case(testDescription: "a limit below the risk-free one", policy: ChecksumPolicy(limit: 512 << 10), bytes: mib, streak: 100, expected: nil),
+        Case(testDescription: "checksums turned off", policy: ChecksumPolicy(enabled: false), bytes: 1000, expected: nil),
+        Case(testDescription: "no checksum extension", server: ServerCapabilities(extensions: ["creation"], checksumAlgorithms: ["sha256"]), bytes: 1000, expected: nil),
+        Case(testDescription: "the extension without algorithms", server: ferryCapabilities, bytes: 1000, expected: nil),
+        Case(testDescription: "only algorithms the client does not compute", server: ServerCapabilities(extensions: ["checksum"], checksumAlgorithms: ["sha1", "md5"]), bytes: 1000, expected: nil),
+        Case(testDescription: "algorithm names in capitals", server: ServerCapabilities(extensions: ["checksum"], checksumAlgorithms: ["SHA256"]), bytes: 1000, expected: .sha256),
+    ]
+
+    @Test(arguments: decisions)
+    func policy(_ decision: Case) {
+        #expect(decision.policy.checksum(forBody: decision.bytes, server: decision.server, successStreak: decision.streak) == decision.expected)
+    }
+
+    /// A machine past creation (4 MiB requests of a 100 MiB upload) after `events`.
+    struct Run: Sendable, CustomTestStringConvertible {
+        var testDescription: String
+        var events: [UploadMachine.Event]
+        var expected: UploadMachine.Action
+    }
+
+    static func sent(_ count: Int) -> [UploadMachine.Event] {
+        (1...count).map { .sent(offset: Int64($0) * 4 * mib, duration: .seconds(1)) }
+    }
+
+    static let runs: [Run] = [
+        Run(testDescription: "the first 4 MiB request goes without", events: [], expected: .send(uploadURL, 0..<(4 * mib), checksum: nil)),
+        Run(testDescription: "after 7 successes still without", events: sent(7), expected: .send(uploadURL, (28 * mib)..<(32 * mib), checksum: nil)),
+        Run(testDescription: "after 8 successes with", events: sent(8), expected: .send(uploadURL, (32 * mib)..<(36 * mib), checksum: .sha256)),
+        Run(
+            testDescription: "a failed request with a body starts the count again",
+            events: sent(8) + [.failed(.transport("reset")), .waited, .located(offset: 32 * mib)],
+            expected: .send(uploadURL, (32 * mib)..<(36 * mib), checksum: nil)
+        ),
+        Run(
+            testDescription: "a failed HEAD does not",
+            events: sent(8) + [.networkChanged(.wifi), .waited, .failed(.transport("reset")), .waited, .located(offset: 32 * mib)],
+            expected: .send(uploadURL, (32 * mib)..<(36 * mib), checksum: .sha256)
+        ),
+    ]
+
+    @Test(arguments: runs)
+    func machine(_ run: Run) {
+        var machine = UploadMachine(length: 100 * Self.mib, sizer: ChunkSizer(configuration: .fixed(4 * Self.mib)))
+        _ = FerryClientTests.run(&machine, [.start(resume: nil), .discovered(Self.sha256Server), .created(uploadURL, offset: 0)])
+        var action = machine.handle(.dataArrived, elapsed: .zero, random: 0.5)
+        for event in run.events { action = machine.handle(event, elapsed: .zero, random: 0.5) }
+        #expect(action == run.expected)
+    }
+
+    @Test(arguments: [(Int64(100_000), RequestChecksum?.some(.sha256)), (4 * mib, nil)])
+    func creationWithUpload(length: Int64, expected: RequestChecksum?) {
+        var machine = UploadMachine(length: length, sizer: ChunkSizer(configuration: .fixed(4 * Self.mib)))
+        let server = ServerCapabilities(extensions: ["creation-with-upload", "checksum"], checksumAlgorithms: ["sha256"])
+        let actions = FerryClientTests.run(&machine, [.start(resume: nil), .discovered(server)])
+        #expect(actions.last == .create(firstChunk: 0..<length, checksum: expected))
+    }
+}

@@ -131,7 +131,7 @@ struct AdaptiveParallelTests {
                 break
             }
             _ = try? await firstRun
-            let fingerprint = try ResumeStore.fingerprint(path: file.path, endpoint: endpoint)
+            let fingerprint = try await ResumeStore.fingerprint(path: file.path, endpoint: endpoint)
             let plan = try #require(store.loadPlan(fingerprint))
             #expect(plan.segments.count >= 2, "the first run split the upload")
             #expect(plan.isConsistent)

@@ -163,7 +163,8 @@ struct ClientEndToEndTests {
                 break
             }
             await #expect(throws: UploadError.cancelled) { _ = try await running.value }
-            let record = try #require(ResumeStore(directory: state).load(try ResumeStore.fingerprint(path: file.path, endpoint: endpoint)))
+            let fingerprint = try await ResumeStore.fingerprint(path: file.path, endpoint: endpoint)
+            let record = try #require(ResumeStore(directory: state).load(fingerprint))
             #expect(record.acknowledged >= 3 << 20)
             // Second "process": finds the record, HEADs, continues.
             let second = Upload(file: file.path, endpoint: endpoint, transport: AsyncHTTPClientTransport(client: client), options: options)
@@ -184,7 +185,7 @@ struct ClientEndToEndTests {
         try await TestServer.with { server in
             let endpoint = URL(string: "http://127.0.0.1:\(server.port)/files/")!
             let store = ResumeStore(directory: state)
-            let fingerprint = try ResumeStore.fingerprint(path: file.path, endpoint: endpoint)
+            let fingerprint = try await ResumeStore.fingerprint(path: file.path, endpoint: endpoint)
             // A record pointing at an upload the server deleted.
             let path = try await server.create(length: 2_000_000)
             let connection = try await server.connect()

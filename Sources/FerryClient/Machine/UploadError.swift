@@ -59,5 +59,5 @@ public struct ServerCapabilities: Sendable, Equatable {
     public var creationWithUpload: Bool { extensions.contains("creation-with-upload") }
     public var termination: Bool { extensions.contains("termination") }
     public var concatenation: Bool { extensions.contains("concatenation") }
-    public var sha256Checksums: Bool { extensions.contains("checksum") && checksumAlgorithms.contains("sha256") }
+    public var sha256Checksums: Bool { checksum == .sha256 }
 }

@@ -3,19 +3,22 @@ import Foundation
 /// The upload protocol as a pure state machine: events in, actions out, no I/O.
 ///
 /// The driver (`Uploader`) performs each action and reports its outcome as the next event.
-/// Chunk sizing, backoff and the deadline live here, so their interplay is table-testable.
+/// Chunk sizing, backoff, the deadline and which requests carry a checksum live here, so their
+/// interplay is table-testable; computing the checksum is the driver's I/O.
 public struct UploadMachine: Sendable {
     public enum Action: Sendable, Equatable {
         /// Ask the server what it supports (OPTIONS).
         case discover
-        /// Create the upload; `firstChunk` is sent in the same request (creation-with-upload).
-        case create(firstChunk: Range<Int64>?)
+        /// Create the upload; `firstChunk` is sent in the same request (creation-with-upload),
+        /// with `checksum` of it, if any.
+        case create(firstChunk: Range<Int64>?, checksum: RequestChecksum? = nil)
         /// Ask the server for the offset (HEAD).
         case locate(URL)
-        /// Send these bytes (PATCH).
-        case send(URL, Range<Int64>)
-        /// Send these bytes (possibly none) and declare the total length (a stream that ended).
-        case sendFinal(URL, Range<Int64>, length: Int64)
+        /// Send these bytes (PATCH), with `checksum` of them, if any.
+        case send(URL, Range<Int64>, checksum: RequestChecksum? = nil)
+        /// Send these bytes (possibly none) and declare the total length (a stream that ended),
+        /// with `checksum` of them, if any.
+        case sendFinal(URL, Range<Int64>, length: Int64, checksum: RequestChecksum? = nil)
         /// Everything produced so far is acknowledged: wait for the stream to produce more.
         case awaitData
         /// Wait before the next attempt.
@@ -72,18 +75,23 @@ public struct UploadMachine: Sendable {
     public private(set) var backoff: Backoff
     /// Requests that failed, over the whole upload.
     public private(set) var failures = 0
+    /// Which requests carry a checksum.
+    public let checksums: ChecksumPolicy
+    /// Requests with a body that succeeded in a row (the checksum policy's measure of the link).
+    public private(set) var successStreak = 0
     private var startedOver = false
     private var lastFailure = ""
     private var inFlight: Range<Int64>?
     private var discovered = false
     private var discoveryFailures = 0
 
-    public init(length: Int64?, sizer: ChunkSizer = ChunkSizer(), retry: RetryPolicy = RetryPolicy()) {
+    public init(length: Int64?, sizer: ChunkSizer = ChunkSizer(), retry: RetryPolicy = RetryPolicy(), checksums: ChecksumPolicy = ChecksumPolicy()) {
         self.length = length
         self.available = length ?? 0
         self.lengthDeclared = length != nil
         self.sizer = sizer
         self.backoff = Backoff(policy: retry)
+        self.checksums = checksums
     }
 
     /// Handles one event. `elapsed` is the time since the upload began (for the deadline);
@@ -107,6 +115,7 @@ public struct UploadMachine: Sendable {
         case .located(let offset):
             return advance(to: offset)
         case .sent(let offset, let duration):
+            successStreak += 1
             if let range = inFlight, offset >= range.upperBound {
                 sizer.succeeded(bytes: Int64(range.count), in: duration)
                 if inFlightDeclares { lengthDeclared = true }
@@ -161,7 +170,7 @@ public struct UploadMachine: Sendable {
         phase = .creating
         if capabilities.creationWithUpload, let length, length > 0, length <= sizer.size {
             inFlight = 0..<length
-            return .create(firstChunk: 0..<length)
+            return .create(firstChunk: 0..<length, checksum: checksum(length))
         }
         inFlight = nil
         return .create(firstChunk: nil)
@@ -184,23 +193,30 @@ public struct UploadMachine: Sendable {
             inFlightDeclares = false
             if let length, !lengthDeclared, range.upperBound == length {
                 inFlightDeclares = true
-                return .sendFinal(url, range, length: length)
+                return .sendFinal(url, range, length: length, checksum: checksum(Int64(range.count)))
             }
-            return .send(url, range)
+            return .send(url, range, checksum: checksum(Int64(range.count)))
         }
         if let length, !lengthDeclared {
             inFlight = offset..<offset
             inFlightDeclares = true
-            return .sendFinal(url, offset..<offset, length: length)
+            return .sendFinal(url, offset..<offset, length: length, checksum: checksum(0))
         }
         phase = .waiting
         inFlight = nil
         return .awaitData
     }
 
+    /// The checksum a request with a body of `bytes` bytes carries.
+    private func checksum(_ bytes: Int64) -> RequestChecksum? {
+        checksums.checksum(forBody: bytes, server: capabilities, successStreak: successStreak)
+    }
+
     private mutating func failed(_ failure: RequestFailure, elapsed: Duration, random: Double) -> Action {
         failures += 1
         lastFailure = failure.description
+        // A request with a body broke off or was refused: the link is not proven reliable.
+        if inFlight != nil { successStreak = 0 }
         var retryAfter: Duration?
         if phase == .discovering {
             // OPTIONS is optional in tus: after an error answer, or repeated failures, use core tus.

@@ -116,8 +116,13 @@ public struct ResumeStore: Sendable {
     }
 
     /// Identifies "the same upload of the same file": the endpoint, the file's absolute path,
-    /// size and modification time, and a hash of its first and last 64 KiB.
-    public static func fingerprint(path: String, endpoint: URL) throws -> String {
+    /// size and modification time, and a hash of its first and last 64 KiB (read off the
+    /// cooperative pool).
+    public static func fingerprint(path: String, endpoint: URL) async throws -> String {
+        try await BlockingIO.run { _ in try fingerprintBlocking(path: path, endpoint: endpoint) }
+    }
+
+    private static func fingerprintBlocking(path: String, endpoint: URL) throws -> String {
         let url = URL(fileURLWithPath: path).standardizedFileURL
         let attributes = try FileManager.default.attributesOfItem(atPath: url.path)
         let size = (attributes[.size] as? NSNumber)?.int64Value ?? 0

@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Synchronization
 
 #if canImport(FoundationNetworking)
@@ -7,7 +8,8 @@ import FoundationNetworking
 
 /// `UploadTransport` over URLSession (the default on Apple platforms; also works on Linux
 /// through FoundationNetworking). A file range that is not the whole file is first copied to a
-/// temporary file in 1 MiB blocks, since URLSession uploads whole files: memory stays bounded.
+/// temporary file in 1 MiB blocks, off the cooperative pool, since URLSession uploads whole
+/// files: memory stays bounded.
 public final class URLSessionTransport: NSObject, UploadTransport, URLSessionTaskDelegate, @unchecked Sendable {
     // @unchecked Sendable: an NSObject (URLSession delegate); its only mutable state is `progress`, a Mutex.
     private var session: URLSession!
@@ -24,8 +26,8 @@ public final class URLSessionTransport: NSObject, UploadTransport, URLSessionTas
 
     public func send(_ request: TransportRequest, progress report: @escaping @Sendable (Int64) -> Void) async throws -> TransportResponse {
         var urlRequest = URLRequest(url: request.url)
-        urlRequest.httpMethod = request.method
-        for (name, value) in request.headers { urlRequest.addValue(value, forHTTPHeaderField: name) }
+        urlRequest.httpMethod = request.method.rawValue
+        for field in request.headerFields { urlRequest.addValue(field.value, forHTTPHeaderField: field.name.rawName) }
         var temporary: URL?
         defer { if let temporary { try? FileManager.default.removeItem(at: temporary) } }
         let make: (URLRequest, @escaping @Sendable (Data?, URLResponse?, (any Error)?) -> Void) -> URLSessionTask
@@ -36,7 +38,7 @@ public final class URLSessionTransport: NSObject, UploadTransport, URLSessionTas
             let data = Data(bytes)
             make = { self.session.uploadTask(with: $0, from: data, completionHandler: $1) }
         case .file(let path, let range):
-            let file = try Self.fileForUpload(path: path, range: range)
+            let file = try await Self.fileForUpload(path: path, range: range)
             temporary = file == URL(fileURLWithPath: path) ? nil : file
             make = { self.session.uploadTask(with: $0, fromFile: file, completionHandler: $1) }
         }
@@ -52,11 +54,19 @@ public final class URLSessionTransport: NSObject, UploadTransport, URLSessionTas
                         continuation.resume(throwing: URLError(.badServerResponse))
                         return
                     }
-                    var headers: [String: String] = [:]
+                    var fields = HTTPFields()
                     for (name, value) in http.allHeaderFields {
-                        if let name = name as? String, let value = value as? String { headers[name.lowercased()] = value }
+                        if let name = (name as? String).flatMap({ HTTPField.Name($0) }), let value = value as? String {
+                            fields.append(HTTPField(name: name, value: value))
+                        }
                     }
-                    continuation.resume(returning: TransportResponse(status: http.statusCode, headers: headers, body: Array((data ?? Data()).prefix(65_536))))
+                    continuation.resume(with: Result {
+                        TransportResponse(
+                            status: try TransportResponse.status(code: http.statusCode),
+                            headerFields: fields,
+                            body: Array((data ?? Data()).prefix(65_536))
+                        )
+                    })
                 }
                 self.progress.withLock { $0[task.taskIdentifier] = report }
                 box.withLock { $0 = task }
@@ -77,23 +87,17 @@ public final class URLSessionTransport: NSObject, UploadTransport, URLSessionTas
         _ = progress.withLock { $0.removeValue(forKey: task.taskIdentifier) }
     }
 
-    /// The whole file itself, or a temporary copy of the range.
-    static func fileForUpload(path: String, range: Range<Int64>) throws -> URL {
+    /// The whole file itself, or a temporary copy of the range (removed again if the copy fails).
+    static func fileForUpload(path: String, range: Range<Int64>) async throws -> URL {
         let source = URL(fileURLWithPath: path)
         let size = (try FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.int64Value ?? -1
         if range.lowerBound == 0, range.upperBound == size { return source }
         let copy = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-part-\(UUID().uuidString)")
-        guard FileManager.default.createFile(atPath: copy.path, contents: nil) else { throw CocoaError(.fileWriteUnknown) }
-        let input = try FileHandle(forReadingFrom: source)
-        defer { try? input.close() }
-        let output = try FileHandle(forWritingTo: copy)
-        defer { try? output.close() }
-        try input.seek(toOffset: UInt64(range.lowerBound))
-        var remaining = range.count
-        while remaining > 0 {
-            guard let block = try input.read(upToCount: min(remaining, 1 << 20)), !block.isEmpty else { break }
-            try output.write(contentsOf: block)
-            remaining -= block.count
+        do {
+            try await FileRange.copy(path: path, range: range, to: copy)
+        } catch {
+            try? FileManager.default.removeItem(at: copy)
+            throw error
         }
         return copy
     }

@@ -1,11 +1,14 @@
 import Foundation
+import HTTPTypes
 
 /// Where a request body comes from.
 public enum RequestBody: Sendable, Equatable {
     /// A byte range of a file, streamed with bounded memory.
     case file(path: String, range: Range<Int64>)
+    /// Bytes in memory (small bodies only, such as a telemetry report).
     case bytes([UInt8])
 
+    /// The body's length in bytes.
     public var count: Int64 {
         switch self {
         case .file(_, let range): Int64(range.count)
@@ -16,36 +19,52 @@ public enum RequestBody: Sendable, Equatable {
 
 /// One HTTP request as the uploader builds it.
 public struct TransportRequest: Sendable {
-    public var method: String
+    public var method: HTTPRequest.Method
     public var url: URL
-    public var headers: [(String, String)]
+    /// The request's fields, in the order they are sent.
+    public var headerFields: HTTPFields
     public var body: RequestBody?
 
-    public init(method: String, url: URL, headers: [(String, String)] = [], body: RequestBody? = nil) {
+    public init(method: HTTPRequest.Method, url: URL, headerFields: HTTPFields = [:], body: RequestBody? = nil) {
         self.method = method
         self.url = url
-        self.headers = headers
+        self.headerFields = headerFields
         self.body = body
     }
 }
 
-/// The answer, with header names lowercased and at most a small body.
+/// The answer: its status, its fields (with typed accessors for the upload fields) and at most
+/// a small body.
 public struct TransportResponse: Sendable {
-    public var status: Int
-    public var headers: [String: String]
+    public var status: HTTPResponse.Status
+    public var fields: UploadFields
     public var body: [UInt8]
 
-    public init(status: Int, headers: [String: String], body: [UInt8] = []) {
+    public init(status: HTTPResponse.Status, headerFields: HTTPFields, body: [UInt8] = []) {
         self.status = status
-        self.headers = headers
+        self.fields = UploadFields(headerFields)
         self.body = body
     }
 
-    public func header(_ name: String) -> String? { headers[name.lowercased()] }
+    /// Every field of the answer, as received.
+    public var headerFields: HTTPFields { fields.headerFields }
+
+    /// A status from a status code as a transport parsed it; throws for a code outside 100...999.
+    public static func status(code: Int, reasonPhrase: String = "") throws -> HTTPResponse.Status {
+        guard (100...999).contains(code) else { throw InvalidStatusCode(code: code) }
+        return HTTPResponse.Status(code: code, reasonPhrase: reasonPhrase)
+    }
+
+    /// A server answered with a status code that is not three digits.
+    public struct InvalidStatusCode: Error, CustomStringConvertible {
+        public var code: Int
+        public var description: String { "invalid HTTP status code \(code)" }
+    }
 }
 
 /// Sends HTTP requests. Implementations stream file bodies with bounded memory, report body
 /// bytes as they are handed to the network, and abort promptly when the task is cancelled.
 public protocol UploadTransport: Sendable {
+    /// Sends `request`, calling `progress` with the running count of body bytes sent.
     func send(_ request: TransportRequest, progress: @escaping @Sendable (Int64) -> Void) async throws -> TransportResponse
 }

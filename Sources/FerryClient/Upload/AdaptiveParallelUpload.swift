@@ -23,7 +23,7 @@ struct AdaptiveParallelUpload {
         guard let extensions = await ParallelUpload.extensions(of: upload, runner: runner),
             extensions.isSuperset(of: ["creation", "concatenation", "creation-defer-length"])
         else { return nil }
-        let book = try SplitBook(upload: upload, length: length)
+        let book = try await SplitBook(upload: upload, length: length)
         let clock = ContinuousClock()
         let began = clock.now
         let streams = StreamTable(began: began)

@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Synchronization
 
 /// Uploads one file as up to four parallel tus `partial` uploads, then concatenates them with a
@@ -33,20 +34,20 @@ struct ParallelUpload {
         let parts = try await runStreams(streams)
         let final = try await Self.concatenate(parts.map(\.url), for: upload, runner: runner)
         for stream in streams {
-            if let session = try? UploadSession(upload: stream, length: Int64(stream.part?.range.count ?? 0)) { session.forget() }
+            if let session = try? await UploadSession(upload: stream, length: Int64(stream.part?.range.count ?? 0)) { session.forget() }
         }
         return Self.combined(parts, final: final, length: length)
     }
 
     /// The result of the whole file: the final upload, and the streams' counts (plus the final's request).
-    static func combined(_ parts: [UploadResult], final: (url: URL, headers: [String: String]), length: Int64) -> UploadResult {
+    static func combined(_ parts: [UploadResult], final: (url: URL, fields: UploadFields), length: Int64) -> UploadResult {
         UploadResult(
             url: final.url,
             length: length,
             requests: parts.reduce(1) { $0 + $1.requests },
             failures: parts.reduce(0) { $0 + $1.failures },
             bytesSent: parts.reduce(0) { $0 + $1.bytesSent },
-            finalHeaders: final.headers
+            finalFields: final.fields
         )
     }
 
@@ -96,39 +97,37 @@ struct ParallelUpload {
     /// The extensions the server lists in answer to OPTIONS; nil when it does not answer.
     static func extensions(of upload: Upload, runner: RequestRunner) async -> Set<String>? {
         let discovery = await runner.run(
-            TransportRequest(method: "OPTIONS", url: upload.endpoint, headers: [("Tus-Resumable", "1.0.0")] + upload.options.headers),
+            TransportRequest(method: .options, url: upload.endpoint, headerFields: [.tusResumable: "1.0.0"] + upload.options.headers),
             goodput: nil
         )
-        guard case .response(let answer) = discovery, (200..<300).contains(answer.status) else { return nil }
-        return Set((answer.header("tus-extension") ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+        guard case .response(let answer) = discovery, answer.status.kind == .successful else { return nil }
+        return answer.fields.tusExtensions
     }
 
     /// Creates the final upload, retrying transient failures until the deadline.
-    static func concatenate(_ parts: [URL], for upload: Upload, runner: RequestRunner) async throws(UploadError) -> (url: URL, headers: [String: String]) {
+    static func concatenate(_ parts: [URL], for upload: Upload, runner: RequestRunner) async throws(UploadError) -> (url: URL, fields: UploadFields) {
         let options = upload.options
-        var headers = [("Tus-Resumable", "1.0.0"), ("Upload-Concat", "final;" + parts.map(\.absoluteString).joined(separator: " "))]
-        if !options.metadata.isEmpty {
-            headers.append(("Upload-Metadata", options.metadata.map { "\($0.0) \(Data($0.1.utf8).base64EncodedString())" }.joined(separator: ",")))
-        }
-        let request = TransportRequest(method: "POST", url: upload.endpoint, headers: headers + options.headers)
+        var fields: HTTPFields = [.tusResumable: "1.0.0", .uploadConcat: "final;" + parts.map(\.absoluteString).joined(separator: " ")]
+        if let metadata = options.tusMetadata { fields[.uploadMetadata] = metadata }
+        let request = TransportRequest(method: .post, url: upload.endpoint, headerFields: fields + options.headers)
         var backoff = Backoff(policy: options.retry)
         let clock = ContinuousClock()
         let start = clock.now
         var last = "no attempt"
         while clock.now - start < options.retry.deadline {
             switch await runner.run(request, goodput: nil) {
-            case .response(let response) where response.status == 201:
-                if let location = response.header("location"), let url = URL(string: location, relativeTo: upload.endpoint)?.absoluteURL {
-                    return (url, response.headers)
+            case .response(let response) where response.status == .created:
+                if let location = response.fields.location, let url = URL(string: location, relativeTo: upload.endpoint)?.absoluteURL {
+                    return (url, response.fields)
                 }
                 last = "201 without Location"
-            case .response(let response) where (400..<500).contains(response.status) && ![409, 423, 429].contains(response.status):
+            case .response(let response) where response.status.kind == .clientError && ![409, 423, 429].contains(response.status.code):
                 throw UploadError.rejected(
-                    status: response.status, code: response.header("ferry-error"),
+                    status: response.status.code, code: response.fields.ferryError,
                     message: String(decoding: response.body.prefix(300), as: UTF8.self)
                 )
             case .response(let response):
-                last = "HTTP \(response.status)"
+                last = "HTTP \(response.status.code)"
             case .failure(let failure):
                 last = failure.description
             }

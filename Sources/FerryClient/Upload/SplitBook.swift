@@ -15,11 +15,11 @@ final class SplitBook: Sendable {
     let restoredBytes: Int64
 
     /// Continues the persisted plan for this file, or starts one stream over the whole file.
-    init(upload: Upload, length: Int64) throws(UploadError) {
+    init(upload: Upload, length: Int64) async throws(UploadError) {
         var fingerprint = ""
         if let store = upload.options.resumeStore {
             do {
-                fingerprint = try ResumeStore.fingerprint(path: upload.path, endpoint: upload.endpoint)
+                fingerprint = try await ResumeStore.fingerprint(path: upload.path, endpoint: upload.endpoint)
             } catch {
                 throw UploadError.localFile("\(upload.path): \(error.localizedDescription)")
             }

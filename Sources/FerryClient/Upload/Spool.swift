@@ -24,16 +24,18 @@ final class Spool: Sendable {
         return state.withLock { ($0.available, $0.finished, $0.failure, generation) }
     }
 
-    /// Appends everything `stream` produces, then marks the spool finished (or failed).
+    /// Appends everything `stream` produces, then marks the spool finished (or failed). The
+    /// writes and the final `fsync` run off the cooperative pool (`BlockingIO`).
     func fill<S: AsyncSequence>(from stream: S) async where S.Element == [UInt8] {
         do {
-            let handle = try FileHandle(forWritingTo: url)
+            let url = self.url
+            let handle = try await BlockingIO.run { _ in try FileHandle(forWritingTo: url) }
             defer { try? handle.close() }
             for try await chunk in stream where !chunk.isEmpty {
-                try handle.write(contentsOf: Data(chunk))
+                try await BlockingIO.run { _ in try handle.write(contentsOf: Data(chunk)) }
                 change { $0.available += Int64(chunk.count) }
             }
-            try handle.synchronize()
+            try await BlockingIO.run { _ in try handle.synchronize() }
             change { $0.finished = true }
         } catch {
             change { $0.failure = "\(error)" }

@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 import Synchronization
 
@@ -124,7 +123,7 @@ public final class Upload: Sendable {
         defer { progressSink.finish() }
         if let spool, let fill {
             defer { spool.remove() }
-            var session = try UploadSession(upload: self, length: nil)
+            var session = try await UploadSession(upload: self, length: nil)
             let outcome: Result<UploadResult, UploadError> = await withTaskGroup(of: Result<UploadResult, UploadError>?.self) { group in
                 group.addTask {
                     await fill(spool)
@@ -142,7 +141,7 @@ public final class Upload: Sendable {
             return try outcome.get()
         }
         if split != nil {
-            var session = try UploadSession(upload: self, length: nil)
+            var session = try await UploadSession(upload: self, length: nil)
             return try await session.run()
         }
         let length = try fileLength()
@@ -165,7 +164,7 @@ public final class Upload: Sendable {
                 }
             }
         }
-        var session = try UploadSession(upload: self, length: part.map { Int64($0.range.count) } ?? length)
+        var session = try await UploadSession(upload: self, length: part.map { Int64($0.range.count) } ?? length)
         return try await session.run()
     }
 

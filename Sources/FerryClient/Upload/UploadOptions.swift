@@ -1,3 +1,6 @@
+import Foundation
+import HTTPTypes
+
 /// How an upload behaves; the defaults suit mobile networks.
 public struct UploadOptions: Sendable {
     /// tus `Upload-Metadata` pairs, in order (values are sent Base64-encoded).
@@ -14,8 +17,8 @@ public struct UploadOptions: Sendable {
     public var checksumLimit: Int64
     /// Where to persist resume records; nil keeps nothing across processes.
     public var resumeStore: ResumeStore?
-    /// Extra headers on every request (authentication, for example).
-    public var headers: [(String, String)]
+    /// Extra fields on every request (authentication, for example).
+    public var headers: HTTPFields
     /// How many streams carry one file (tus concatenation, when the server offers it). By
     /// default one, and up to four for large files only where one stream cannot fill the link.
     public var parallelism: Parallelism = .adaptive()
@@ -35,7 +38,7 @@ public struct UploadOptions: Sendable {
         checksums: Bool = true,
         checksumLimit: Int64 = 8 << 20,
         resumeStore: ResumeStore? = nil,
-        headers: [(String, String)] = []
+        headers: HTTPFields = [:]
     ) {
         self.metadata = metadata
         self.network = network
@@ -86,4 +89,24 @@ public enum Parallelism: Sendable, Equatable {
     /// (`AdaptiveParallelUpload`). Smaller files, and servers without concatenation and
     /// deferred lengths, get one plain upload.
     case adaptive(maximum: Int = 4, threshold: Int64 = 32 << 20)
+}
+
+extension UploadOptions {
+    /// A `Name: value` line that is not a valid field.
+    public struct InvalidFieldLine: Error, CustomStringConvertible {
+        public var line: String
+        public var description: String { "a header is 'Name: value': \(line)" }
+    }
+
+    /// Fields from `Name: value` lines (as `curl -H` takes them), in order, for `headers`.
+    public static func headerFields(parsing lines: [String]) throws(InvalidFieldLine) -> HTTPFields {
+        var fields = HTTPFields()
+        for line in lines {
+            guard let colon = line.firstIndex(of: ":"),
+                let name = HTTPField.Name(String(line[..<colon]).trimmingCharacters(in: .whitespaces))
+            else { throw InvalidFieldLine(line: line) }
+            fields.append(HTTPField(name: name, value: line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)))
+        }
+        return fields
+    }
 }

@@ -28,6 +28,7 @@ public struct UploadResult: Sendable, Equatable {
     public var requests: Int
     public var failures: Int
     public var bytesSent: Int64
-    /// Headers of the final response (what the server returned on completion).
-    public var finalHeaders: [String: String]
+    /// The fields of the final response (what the server returned on completion), such as
+    /// `ferryBusinessStatus`.
+    public var finalFields: UploadFields
 }

@@ -30,8 +30,8 @@ extension UploadSession {
             fields.append("\"chunkSizes\":{\"count\":\(sizes.count),\"min\":\(sizes.smallest),\"max\":\(sizes.largest),\"last\":\(sizes.last)}")
         }
         let request = TransportRequest(
-            method: "POST", url: target,
-            headers: [("Content-Type", "application/json"), ("User-Agent", Self.userAgent)] + upload.options.headers,
+            method: .post, url: target,
+            headerFields: [.contentType: "application/json", .userAgent: Self.userAgent] + upload.options.headers,
             body: .bytes(Array(("{" + fields.joined(separator: ",") + "}").utf8))
         )
         let runner = self.runner

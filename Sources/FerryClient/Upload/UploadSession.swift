@@ -1,6 +1,6 @@
-import Synchronization
-import Crypto
 import Foundation
+import HTTPTypes
+import Synchronization
 
 /// The loop behind `Upload.run()`: performs the machine's actions with the transport.
 struct UploadSession {
@@ -12,18 +12,12 @@ struct UploadSession {
     var stall: StallPolicy
     let clock = ContinuousClock()
     let start: ContinuousClock.Instant
-    var finalHeaders: [String: String] = [:]
-    /// Requests in a row that succeeded. A checksummed request that breaks off is discarded
-    /// whole by the server, an unchecksummed one keeps what arrived: until the link has carried
-    /// `Self.reliableRequests` in a row, only requests of at most `Self.riskFreeChecksum` bytes
-    /// carry a checksum.
-    var successStreak = 0
+    /// The fields of the last answer that acknowledged bytes (the final one, once complete).
+    var finalFields = UploadFields([:])
     /// What the telemetry report tells the server (`UploadSession+Telemetry.swift`).
     var telemetry = Telemetry()
-    static let reliableRequests = 8
-    static let riskFreeChecksum: Int64 = 1 << 20
 
-    init(upload: Upload, length: Int64?) throws(UploadError) {
+    init(upload: Upload, length: Int64?) async throws(UploadError) {
         self.upload = upload
         self.length = length
         let options = upload.options
@@ -32,7 +26,7 @@ struct UploadSession {
         var resumeURL: URL?
         if let store = options.resumeStore, let length {
             do {
-                fingerprint = try ResumeStore.fingerprint(path: upload.path, endpoint: upload.endpoint)
+                fingerprint = try await ResumeStore.fingerprint(path: upload.path, endpoint: upload.endpoint)
                     + (upload.part.map { "-part\($0.index)of\($0.count)" } ?? "")
             } catch {
                 throw UploadError.localFile("\(upload.path): \(error.localizedDescription)")
@@ -46,7 +40,10 @@ struct UploadSession {
         }
         if let split = upload.split { resumeURL = split.resumeURL }
         self.fingerprint = fingerprint
-        self.machine = UploadMachine(length: length, sizer: sizer, retry: options.retry)
+        self.machine = UploadMachine(
+            length: length, sizer: sizer, retry: options.retry,
+            checksums: ChecksumPolicy(enabled: options.checksums, limit: options.checksumLimit)
+        )
         self.stall = options.stall
         self.start = clock.now
         self.resumeURL = resumeURL
@@ -68,7 +65,7 @@ struct UploadSession {
         while true {
             if let terminate = control.cancellation {
                 if terminate, let url = machine.url {
-                    _ = await runner.run(request("DELETE", url), goodput: nil)
+                    _ = await runner.run(request(.delete, url), goodput: nil)
                     forget()
                 }
                 throw UploadError.cancelled
@@ -100,7 +97,7 @@ struct UploadSession {
                     requests: counters.requests,
                     failures: machine.failures,
                     bytesSent: counters.bytesSent,
-                    finalHeaders: finalHeaders
+                    finalFields: finalFields
                 )
             case .fail(let error):
                 if error == .uploadGone { forget() }
@@ -180,22 +177,8 @@ struct UploadSession {
 
     /// Performs a request action; returns the event, or nil when a control command interrupted it.
     private mutating func perform(_ action: UploadMachine.Action, generation: Int) async -> UploadMachine.Event? {
-        var request: TransportRequest
-        switch action {
-        case .discover:
-            request = TransportRequest(method: "OPTIONS", url: upload.endpoint, headers: dialectHeaders(tusVersion: false) + upload.options.headers)
-        case .create(let firstChunk):
-            request = creation(firstChunk)
-        case .locate(let url):
-            request = self.request("HEAD", url)
-        case .send(let url, let range):
-            request = patch(url, range)
-            telemetry.sent(Int64(range.count))
-        case .sendFinal(let url, let range, let length):
-            request = patch(url, range, declaring: length)
-        default:
-            return nil
-        }
+        guard let request = await request(for: action) else { return nil }
+        if case .send(_, let range, _) = action { telemetry.sent(Int64(range.count)) }
         let began = clock.now
         let runner = self.runner
         let goodput = machine.sizer.goodput
@@ -222,63 +205,51 @@ struct UploadSession {
         case .failure(let failure):
             if failure == .stalled { telemetry.stalls += 1 }
             trace("\(describe(request)) failed after \(took): \(failure)")
-            if request.body != nil { successStreak = 0 }
             return .failed(failure)
         case .response(let response):
-            if request.body != nil, !(200..<300).contains(response.status) { successStreak = 0 }
             if request.body == nil { machine.answered(in: took) }
-            trace("\(describe(request)) -> \(response.status) offset \(response.header("upload-offset") ?? "-") in \(took)")
+            trace("\(describe(request)) -> \(response.status.code) offset \(response.fields.uploadOffset.map(String.init) ?? "-") in \(took)")
             return interpret(action, response, duration: took)
         }
     }
 
     private mutating func interpret(_ action: UploadMachine.Action, _ response: TransportResponse, duration: Duration) -> UploadMachine.Event {
-        let offset = response.header("upload-offset").flatMap { Int64($0) }
-        if case .discover = action, (200..<300).contains(response.status) { telemetry.path = response.header("ferry-telemetry") }
-        switch (action, response.status) {
+        let fields = response.fields
+        let offset = fields.uploadOffset
+        let status = response.status.code
+        if case .discover = action, response.status.kind == .successful { telemetry.path = fields.ferryTelemetry }
+        switch (action, status) {
         case (.discover, 200...299) where upload.options.dialect == .rufh:
-            return .discovered(rufhCapabilities(response))
+            return .discovered(rufhCapabilities(fields))
         case (.discover, 200...299):
             return .discovered(
-                ServerCapabilities(
-                    extensions: Set((response.header("tus-extension") ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }),
-                    checksumAlgorithms: (response.header("tus-checksum-algorithm") ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) },
-                    maxSize: response.header("tus-max-size").flatMap { Int64($0) }
-                )
+                ServerCapabilities(extensions: fields.tusExtensions, checksumAlgorithms: fields.tusChecksumAlgorithms, maxSize: fields.tusMaxSize)
             )
-        case (.create, 200...299) where response.header("location") != nil:
-            guard let location = response.header("location"), let url = URL(string: location, relativeTo: upload.endpoint)?.absoluteURL else {
+        case (.create, 200...299) where fields.location != nil:
+            guard let location = fields.location, let url = URL(string: location, relativeTo: upload.endpoint)?.absoluteURL else {
                 return .failed(.status(201, code: nil, retryAfter: nil, message: "201 without a Location"))
             }
-            finalHeaders = response.headers
+            finalFields = fields
             remember(url, acknowledged: offset ?? 0)
             return .created(url, offset: offset ?? 0)
         case (.locate, 200...299):
-            guard let offset else { return .failed(.status(response.status, code: nil, retryAfter: nil, message: "HEAD without Upload-Offset")) }
-            if let bound = upload.split?.bound, let declared = response.header("upload-length").flatMap({ Int64($0) }) {
+            guard let offset else { return .failed(.status(status, code: nil, retryAfter: nil, message: "HEAD without Upload-Offset")) }
+            if let bound = upload.split?.bound, let declared = fields.uploadLength {
                 bound.freeze()
                 machine.serverDeclared(length: declared)
             }
             return .located(offset: offset)
         case (.send, 200...299), (.sendFinal, 200...299):
-            guard let offset else { return .failed(.status(response.status, code: nil, retryAfter: nil, message: "PATCH without Upload-Offset")) }
-            successStreak += 1
-            finalHeaders = response.headers
+            guard let offset else { return .failed(.status(status, code: nil, retryAfter: nil, message: "PATCH without Upload-Offset")) }
+            finalFields = fields
             if let url = machine.url { remember(url, acknowledged: offset) }
             return .sent(offset: offset, duration: duration)
         default:
             return .failed(
-                .status(
-                    response.status,
-                    code: response.header("ferry-error"),
-                    retryAfter: response.header("retry-after").flatMap { Double($0) }.map { Duration(seconds: $0) },
-                    message: String(decoding: response.body.prefix(300), as: UTF8.self)
-                )
+                .status(status, code: fields.ferryError, retryAfter: fields.retryAfter, message: String(decoding: response.body.prefix(300), as: UTF8.self))
             )
         }
     }
-
-    // MARK: Requests
 
     func trace(_ line: @autoclosure () -> String) {
         guard let trace = upload.options.trace else { return }
@@ -287,65 +258,9 @@ struct UploadSession {
 
     private func describe(_ request: TransportRequest) -> String {
         switch request.body {
-        case .file(_, let range): "\(request.method) \(range.lowerBound)..<\(range.upperBound)"
-        default: request.method
+        case .file(_, let range): "\(request.method.rawValue) \(range.lowerBound)..<\(range.upperBound)"
+        default: request.method.rawValue
         }
-    }
-
-    func request(_ method: String, _ url: URL) -> TransportRequest {
-        TransportRequest(method: method, url: url, headers: dialectHeaders(tusVersion: true) + upload.options.headers)
-    }
-
-    private func creation(_ firstChunk: Range<Int64>?) -> TransportRequest {
-        if upload.options.dialect == .rufh { return rufhCreation(firstChunk) }
-        var headers = dialectHeaders(tusVersion: true) + [length.map { ("Upload-Length", String($0)) } ?? ("Upload-Defer-Length", "1")]
-            + upload.options.headers
-        if upload.part != nil || upload.split != nil {
-            headers.append(("Upload-Concat", "partial"))
-        } else if !upload.options.metadata.isEmpty {
-            let encoded = upload.options.metadata.map { "\($0.0) \(Data($0.1.utf8).base64EncodedString())" }
-            headers.append(("Upload-Metadata", encoded.joined(separator: ",")))
-        }
-        var body: RequestBody?
-        if let firstChunk {
-            headers.append(("Content-Type", "application/offset+octet-stream"))
-            if let digest = digest(firstChunk) { headers.append(("Upload-Checksum", "sha256 " + digest)) }
-            body = .file(path: upload.path, range: fileRange(firstChunk))
-        }
-        return TransportRequest(method: "POST", url: upload.endpoint, headers: headers, body: body)
-    }
-
-    private func patch(_ url: URL, _ range: Range<Int64>, declaring declared: Int64? = nil) -> TransportRequest {
-        if upload.options.dialect == .rufh { return rufhAppend(url, range, declaring: declared) }
-        var request = self.request("PATCH", url)
-        request.headers += [("Upload-Offset", String(range.lowerBound)), ("Content-Type", "application/offset+octet-stream")]
-        if let declared { request.headers.append(("Upload-Length", String(declared))) }
-        if let digest = digest(range) { request.headers.append(("Upload-Checksum", "sha256 " + digest)) }
-        request.body = .file(path: upload.path, range: fileRange(range))
-        return request
-    }
-
-    /// The Base64 SHA-256 of the range, when the server offers checksums and the range is
-    /// small enough: `checksumLimit` once the link proved reliable, `riskFreeChecksum` until then.
-    func digest(_ range: Range<Int64>) -> String? {
-        let limit = successStreak >= Self.reliableRequests ? upload.options.checksumLimit : min(upload.options.checksumLimit, Self.riskFreeChecksum)
-        guard upload.options.checksums, machine.capabilities.sha256Checksums, Int64(range.count) <= limit,
-            let handle = FileHandle(forReadingAtPath: upload.path)
-        else { return nil }
-        defer { try? handle.close() }
-        var hasher = SHA256()
-        do {
-            try handle.seek(toOffset: UInt64(range.lowerBound + base))
-            var remaining = range.count
-            while remaining > 0, let data = try handle.read(upToCount: min(remaining, 1 << 20)), !data.isEmpty {
-                hasher.update(data: data)
-                remaining -= data.count
-            }
-            guard remaining == 0 else { return nil }
-        } catch {
-            return nil
-        }
-        return Data(hasher.finalize()).base64EncodedString()
     }
 
     // MARK: Resume records
