@@ -19,7 +19,7 @@ final class SpoolBudget: Sendable {
     private struct Waiter {
         var ticket: UInt64
         var bytes: Int64
-        var continuation: CheckedContinuation<Bool, Never>
+        var grant: OneShot<Bool>
     }
 
     private struct State {
@@ -57,9 +57,9 @@ final class SpoolBudget: Sendable {
                 try? await Task.sleep(for: self.patience)
                 self.expire(ticket)
             }
-            let granted = await withCheckedContinuation { continuation in
-                enqueue(Waiter(ticket: ticket, bytes: bytes, continuation: continuation))
-            }
+            let grant = OneShot<Bool>()
+            enqueue(Waiter(ticket: ticket, bytes: bytes, grant: grant))
+            let granted = await grant.value
             group.cancelAll()
             return granted
         }
@@ -77,7 +77,7 @@ final class SpoolBudget: Sendable {
             state.waiters.append(waiter)
             return false
         }
-        if grantNow { waiter.continuation.resume(returning: true) }
+        if grantNow { waiter.grant.fulfill(true) }
     }
 
     private func expire(_ ticket: UInt64) {
@@ -85,7 +85,7 @@ final class SpoolBudget: Sendable {
             guard let index = state.waiters.firstIndex(where: { $0.ticket == ticket }) else { return nil }
             return state.waiters.remove(at: index)
         }
-        expired?.continuation.resume(returning: false)
+        expired?.grant.fulfill(false)
         release(0)
     }
 
@@ -100,7 +100,7 @@ final class SpoolBudget: Sendable {
             }
             return ready
         }
-        for waiter in ready { waiter.continuation.resume(returning: true) }
+        for waiter in ready { waiter.grant.fulfill(true) }
     }
 }
 

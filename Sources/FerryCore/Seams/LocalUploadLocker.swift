@@ -14,7 +14,7 @@ public final class LocalUploadLocker: UploadLocker {
     private struct Waiter {
         var token: UInt64
         var onStop: @Sendable () -> Void
-        var continuation: CheckedContinuation<Result<Void, FerryError>, Never>
+        var grant: OneShot<Result<Void, FerryError>>
     }
 
     private struct Entry {
@@ -52,9 +52,9 @@ public final class LocalUploadLocker: UploadLocker {
                 }
                 self.expireWaiter(id, token: token)
             }
-            let result = await withCheckedContinuation { continuation in
-                self.enqueue(id, token: token, onStop: onStopRequest, continuation: continuation)
-            }
+            let grant = OneShot<Result<Void, FerryError>>()
+            self.enqueue(id, token: token, onStop: onStopRequest, grant: grant)
+            let result = await grant.value
             group.cancelAll()
             return result
         }
@@ -66,7 +66,7 @@ public final class LocalUploadLocker: UploadLocker {
         _ id: UploadID,
         token: UInt64,
         onStop: @escaping @Sendable () -> Void,
-        continuation: CheckedContinuation<Result<Void, FerryError>, Never>
+        grant: OneShot<Result<Void, FerryError>>
     ) {
         var stopHolder: (@Sendable () -> Void)?
         var superseded: Waiter?
@@ -82,16 +82,14 @@ public final class LocalUploadLocker: UploadLocker {
                 stopHolder = entry.holder.onStop
             }
             superseded = entry.waiter
-            entry.waiter = Waiter(token: token, onStop: onStop, continuation: continuation)
+            entry.waiter = Waiter(token: token, onStop: onStop, grant: grant)
             state.entries[id] = entry
         }
         if acquired {
-            continuation.resume(returning: .success(()))
+            grant.fulfill(.success(()))
             return
         }
-        superseded?.continuation.resume(
-            returning: .failure(FerryError(.requestSuperseded, "a newer request on this upload arrived while this one waited"))
-        )
+        superseded?.grant.fulfill(.failure(FerryError(.requestSuperseded, "a newer request on this upload arrived while this one waited")))
         stopHolder?()
     }
 
@@ -102,9 +100,7 @@ public final class LocalUploadLocker: UploadLocker {
             state.entries[id] = entry
             return waiter
         }
-        waiter?.continuation.resume(
-            returning: .failure(FerryError(.uploadLocked, "the request holding this upload did not release it in time"))
-        )
+        waiter?.grant.fulfill(.failure(FerryError(.uploadLocked, "the request holding this upload did not release it in time")))
     }
 
     fileprivate func release(_ id: UploadID, token: UInt64) {
@@ -119,7 +115,7 @@ public final class LocalUploadLocker: UploadLocker {
             state.entries[id] = entry
             return waiter
         }
-        next?.continuation.resume(returning: .success(()))
+        next?.grant.fulfill(.success(()))
     }
 
     private struct Lease: UploadLease {

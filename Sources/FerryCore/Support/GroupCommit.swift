@@ -11,7 +11,7 @@ public final class GroupCommit<Input: Sendable, Output: Sendable>: Sendable {
 
     private struct Pending {
         var input: Input
-        var promise: Promise
+        var promise: OneShot<Result<Output, FerryError>>
     }
 
     private struct State {
@@ -30,7 +30,7 @@ public final class GroupCommit<Input: Sendable, Output: Sendable>: Sendable {
 
     /// Submits one input and waits until the batch holding it has run.
     public func submit(_ input: Input) async throws(FerryError) -> Output {
-        let promise = Promise()
+        let promise = OneShot<Result<Output, FerryError>>()
         let lead = state.withLock { state -> Bool in
             state.queue.append(Pending(input: input, promise: promise))
             if state.leaderActive { return false }
@@ -42,7 +42,7 @@ public final class GroupCommit<Input: Sendable, Output: Sendable>: Sendable {
             // this request's cancellation (a stopped request must not fail their commits).
             await Task { await self.drain() }.value
         }
-        return try await promise.value().get()
+        return try await promise.value.get()
     }
 
     private func drain() async {
@@ -64,40 +64,6 @@ public final class GroupCommit<Input: Sendable, Output: Sendable>: Sendable {
                     ? results[index]
                     : .failure(FerryError(.internalError, "group commit runner returned too few results"))
                 pending.promise.fulfill(result)
-            }
-        }
-    }
-
-    /// A one-shot result slot that one task fulfils and another awaits.
-    private final class Promise: Sendable {
-        private enum Slot {
-            case empty
-            case waiting(CheckedContinuation<Result<Output, FerryError>, Never>)
-            case done(Result<Output, FerryError>)
-        }
-
-        private let slot = Mutex(Slot.empty)
-
-        func fulfill(_ result: Result<Output, FerryError>) {
-            let continuation = slot.withLock { slot -> CheckedContinuation<Result<Output, FerryError>, Never>? in
-                if case .waiting(let continuation) = slot {
-                    slot = .done(result)
-                    return continuation
-                }
-                slot = .done(result)
-                return nil
-            }
-            continuation?.resume(returning: result)
-        }
-
-        func value() async -> Result<Output, FerryError> {
-            await withCheckedContinuation { continuation in
-                let ready = slot.withLock { slot -> Result<Output, FerryError>? in
-                    if case .done(let result) = slot { return result }
-                    slot = .waiting(continuation)
-                    return nil
-                }
-                if let ready { continuation.resume(returning: ready) }
             }
         }
     }
