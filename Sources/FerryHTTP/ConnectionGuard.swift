@@ -38,10 +38,12 @@ public struct ConnectionLimits: Sendable {
         self.maxHeaderBytes = maxHeaderBytes
     }
 
-    public func validate() throws(FerryError) {
-        guard maxConnections > 0, minBodyRate >= 0, rateWindow > .zero, headTimeout > .zero, (4096...(1 << 20)).contains(maxHeaderBytes) else {
-            throw FerryError(.internalError, "connection limits must be positive (header limit 4K to 1M)")
-        }
+    /// Refuses limits the server cannot run with, naming the `ferry serve` flag.
+    public func validate() throws(ConfigurationError) {
+        guard maxConnections > 0 else { throw ConfigurationError("max-connections", "must be positive") }
+        guard minBodyRate >= 0 else { throw ConfigurationError("min-body-rate", "must not be negative") }
+        guard (4096...(1 << 20)).contains(maxHeaderBytes) else { throw ConfigurationError("max-header-size", "must be 4K to 1M") }
+        guard rateWindow > .zero, headTimeout > .zero else { throw ConfigurationError("connection-limits", "windows must be positive") }
     }
 }
 

@@ -1,4 +1,5 @@
 import CoreMetrics
+import FerryCore
 import FerryProtocol
 import HTTPTypes
 import Hummingbird
@@ -10,12 +11,14 @@ struct MetricsMiddleware<Context: RequestContext>: RouterMiddleware {
     let factory: any MetricsFactory
     /// Maps a path to its route template (`/files/:id`); never an id or a raw path.
     let route: @Sendable (String) -> String
+    /// Times requests.
+    var clock: AnyClock = .continuous
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var method = request.headers[HTTPField.Name("X-HTTP-Method-Override")!]?.uppercased() ?? request.method.rawValue
         if !knownMethods.contains(method) { method = "OTHER" }
         let template = route(request.uri.path)
-        let start = ContinuousClock.now
+        let start = clock.now
         do {
             let response = try await next(request, context)
             record(template, method, response.status.code, error: response.headers[.ferryError], since: start, context.logger)
@@ -29,8 +32,8 @@ struct MetricsMiddleware<Context: RequestContext>: RouterMiddleware {
         }
     }
 
-    private func record(_ route: String, _ method: String, _ status: Int, error: String?, since start: ContinuousClock.Instant, _ logger: Logger) {
-        let elapsed = ContinuousClock.now - start
+    private func record(_ route: String, _ method: String, _ status: Int, error: String?, since start: AnyClock.Instant, _ logger: Logger) {
+        let elapsed = clock.now - start
         Counter(
             label: "ferry_http_requests_total",
             dimensions: [("route", route), ("method", method), ("status", String(status))],

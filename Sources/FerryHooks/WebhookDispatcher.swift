@@ -61,6 +61,8 @@ public struct WebhookDispatcher: Service {
     let configuration: Configuration
     let logger: Logger
     let now: @Sendable () -> Date
+    /// Measures batch intervals and purge periods.
+    let clock: AnyClock
     let delivered: Counter
     let failed: Counter
     let dead: Counter
@@ -73,8 +75,10 @@ public struct WebhookDispatcher: Service {
         configuration: Configuration = Configuration(),
         logger: Logger,
         metricsFactory: any MetricsFactory = NOOPMetricsHandler.instance,
+        clock: some Clock<Duration> = ContinuousClock(),
         now: @escaping @Sendable () -> Date = { Date() }
     ) {
+        self.clock = AnyClock(clock)
         self.catalog = catalog
         var secrets: [String: String] = [:]
         var batchSizes: [String: Int] = [:]
@@ -97,7 +101,6 @@ public struct WebhookDispatcher: Service {
     }
 
     public func run() async throws {
-        let clock = ContinuousClock()
         let limit = configuration.concurrency * 16
         var purged = clock.now - .seconds(60)
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
@@ -122,7 +125,7 @@ public struct WebhookDispatcher: Service {
                 batch = []
             }
             if batch.isEmpty {
-                await cancelWhenGracefulShutdownOrReturn { await wakeup.wait(upTo: configuration.pollInterval) }
+                await cancelWhenGracefulShutdownOrReturn { await wakeup.wait(upTo: configuration.pollInterval, clock: clock) }
             }
             await withTaskGroup(of: Void.self) { group in
                 var running = 0
@@ -138,7 +141,7 @@ public struct WebhookDispatcher: Service {
             // A partial batch means the outbox is drained for now: let events accumulate.
             let elapsed = clock.now - claimed
             if batch.count < limit, elapsed < configuration.batchInterval {
-                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: configuration.batchInterval - elapsed) }
+                try? await cancelWhenGracefulShutdown { [clock] in try await clock.sleep(for: configuration.batchInterval - elapsed) }
             }
         }
     }

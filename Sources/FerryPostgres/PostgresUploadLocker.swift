@@ -39,7 +39,7 @@ public final class PostgresUploadLocker: UploadLocker, Service {
     struct Claim {
         let fence: LeaseFence
         let onStop: @Sendable () -> Void
-        var renewed: ContinuousClock.Instant
+        var renewed: AnyClock.Instant
         var stopSent = false
     }
 
@@ -52,10 +52,11 @@ public final class PostgresUploadLocker: UploadLocker, Service {
     private let local = LocalUploadLocker()
     private let claims = Mutex<[UploadID: Claim]>([:])
     private let listening = Mutex(false)
-    private let clock = ContinuousClock()
+    private let clock: AnyClock
     var logger: Logger { catalog.logger }
 
-    public init(catalog: PostgresCatalog, configuration: Configuration = Configuration()) {
+    public init(catalog: PostgresCatalog, configuration: Configuration = Configuration(), clock: some Clock<Duration> = ContinuousClock()) {
+        self.clock = AnyClock(clock)
         self.catalog = catalog
         self.configuration = configuration
     }
@@ -88,7 +89,7 @@ public final class PostgresUploadLocker: UploadLocker, Service {
     }
 
     /// Claims the row, asking the holder to stop once, until `deadline`.
-    private func claim(_ id: UploadID, until deadline: ContinuousClock.Instant, superseded: Flag) async throws(FerryError) -> LeaseFence {
+    private func claim(_ id: UploadID, until deadline: AnyClock.Instant, superseded: Flag) async throws(FerryError) -> LeaseFence {
         var asked = false
         var pause = Duration.milliseconds(5)
         while true {
@@ -104,7 +105,7 @@ public final class PostgresUploadLocker: UploadLocker, Service {
             guard left > .zero else {
                 throw FerryError(.uploadLocked, "the request holding this upload on another node did not release it in time")
             }
-            try? await Task.sleep(for: min(pause, left))
+            try? await clock.sleep(for: min(pause, left))
             pause = min(pause * 2, .milliseconds(100))
         }
     }
@@ -179,7 +180,7 @@ public final class PostgresUploadLocker: UploadLocker, Service {
     private func renewLoop() async {
         var rounds = 0
         while !Task.isCancelled, !Task.isShuttingDownGracefully {
-            try? await Task.sleep(for: configuration.renewInterval)
+            try? await clock.sleep(for: configuration.renewInterval)
             await renew()
             rounds += 1
             if rounds % 600 == 0 { await purge() }
@@ -268,7 +269,7 @@ public final class PostgresUploadLocker: UploadLocker, Service {
             } catch {
                 if Task.isCancelled || Task.isShuttingDownGracefully { return }
                 logger.warning("lock.listen_failed", metadata: ["error": "\(error)"])
-                try? await Task.sleep(for: .seconds(1))
+                try? await clock.sleep(for: .seconds(1))
             }
         }
     }

@@ -10,7 +10,7 @@ public enum ConfigFile {
         _ text: String,
         path: String,
         readFile: @escaping (String) throws -> String
-    ) throws(FerryError) -> BusinessConfiguration {
+    ) throws(ConfigurationError) -> BusinessConfiguration {
         var parser = Parser(path: path, readFile: readFile)
         var number = 0
         for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
@@ -60,11 +60,11 @@ public enum ConfigFile {
             self.readFile = readFile
         }
 
-        func fail(_ line: Int, _ message: String) -> FerryError {
-            FerryError(.internalError, "\(path):\(line): \(message)")
+        func fail(_ line: Int, _ message: String) -> ConfigurationError {
+            ConfigurationError("\(path):\(line)", message)
         }
 
-        mutating func line(_ raw: String, _ number: Int) throws(FerryError) {
+        mutating func line(_ raw: String, _ number: Int) throws(ConfigurationError) {
             let text = Self.stripComment(raw).trimmingCharacters(in: .whitespaces)
             if text.isEmpty { return }
             if text.hasPrefix("[") {
@@ -119,13 +119,13 @@ public enum ConfigFile {
             return result
         }
 
-        mutating func once(_ entry: Entry) throws(FerryError) {
+        mutating func once(_ entry: Entry) throws(ConfigurationError) {
             guard seen[section, default: []].insert(entry.key).inserted else {
                 throw fail(entry.line, "\(entry.key) is set twice in [\(section)]")
             }
         }
 
-        mutating func server(_ entry: Entry) throws(FerryError) {
+        mutating func server(_ entry: Entry) throws(ConfigurationError) {
             try once(entry)
             switch entry.key {
             case "default-scenario": defaultScenario = (entry.value, entry.line)
@@ -136,7 +136,7 @@ public enum ConfigFile {
             }
         }
 
-        mutating func auth(_ entry: Entry) throws(FerryError) {
+        mutating func auth(_ entry: Entry) throws(ConfigurationError) {
             if entry.key != "public-key-file" { try once(entry) }
             switch entry.key {
             case "hs256-secret":
@@ -157,7 +157,7 @@ public enum ConfigFile {
 
         /// Quotas of each anonymous client address; `unlimited` lifts one (open-uploads has a
         /// default, `Quotas.anonymousDefault`).
-        mutating func anonymous(_ entry: Entry) throws(FerryError) {
+        mutating func anonymous(_ entry: Entry) throws(ConfigurationError) {
             try once(entry)
             guard try quota(entry, into: &configuration.anonymousQuotas, unlimited: true) else {
                 throw fail(entry.line, "unknown key \(entry.key) in [anonymous] (open-uploads, open-bytes, creations-per-minute, max-size)")
@@ -166,7 +166,7 @@ public enum ConfigFile {
 
         /// Sets the quota `entry` names in `quotas` ([auth] and [anonymous] share the keys);
         /// false when the key is no quota. `unlimited` lets the value `unlimited` lift a limit.
-        func quota(_ entry: Entry, into quotas: inout Quotas, unlimited: Bool) throws(FerryError) -> Bool {
+        func quota(_ entry: Entry, into quotas: inout Quotas, unlimited: Bool) throws(ConfigurationError) -> Bool {
             let onError = { (message: String) in fail(entry.line, message) }
             let lifted = unlimited && entry.value.lowercased() == "unlimited"
             switch entry.key {
@@ -179,7 +179,7 @@ public enum ConfigFile {
             return true
         }
 
-        func file(_ entry: Entry) throws(FerryError) -> String {
+        func file(_ entry: Entry) throws(ConfigurationError) -> String {
             do {
                 return try readFile(entry.value)
             } catch {
@@ -187,7 +187,7 @@ public enum ConfigFile {
             }
         }
 
-        mutating func events(_ entry: Entry) throws(FerryError) {
+        mutating func events(_ entry: Entry) throws(ConfigurationError) {
             try once(entry)
             let onError = { (message: String) in fail(entry.line, message) }
             switch entry.key {
@@ -201,7 +201,7 @@ public enum ConfigFile {
             }
         }
 
-        mutating func scenario(_ entry: Entry) throws(FerryError) {
+        mutating func scenario(_ entry: Entry) throws(ConfigurationError) {
             guard var draft = scenarios.popLast() else { return }
             defer { scenarios.append(draft) }
             let repeatable: Set<String> = ["webhook", "webhook-secret", "events", "webhook-batch"]
@@ -277,7 +277,7 @@ public enum ConfigFile {
             }
         }
 
-        mutating func finish() throws(FerryError) -> BusinessConfiguration {
+        mutating func finish() throws(ConfigurationError) -> BusinessConfiguration {
             var built: [Scenario] = []
             var secrets: [String: String] = [:]
             var batches: [String: Int] = [:]

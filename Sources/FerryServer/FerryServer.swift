@@ -29,12 +29,13 @@ public struct FerryServer: Sendable {
     let logger: Logger
 
     /// Opens storage and builds the services. `onServerRunning` receives the listening
-    /// channel (tests read the bound port from it).
+    /// channel (tests read the bound port from it). Throws `ConfigurationError` for a setting
+    /// it cannot run with, `FerryError` when storage cannot be opened.
     public init(
         configuration: FerryServerConfiguration,
         logger: Logger,
         onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
-    ) throws(FerryError) {
+    ) throws {
         try configuration.validate()
         self.configuration = configuration
         self.logger = logger

@@ -52,16 +52,17 @@ public struct FerryServerConfiguration: Sendable {
         self.shutdownTimeout = shutdownTimeout
     }
 
-    public func validate() throws(FerryError) {
+    /// Refuses a configuration the server cannot start with, naming the `ferry serve` flag.
+    public func validate() throws(ConfigurationError) {
         try engine.validate()
         try http.limits.validate()
-        guard (0...65_535).contains(http.port) else { throw FerryError(.internalError, "port must be 0-65535") }
-        guard diskReserve >= 0 else { throw FerryError(.internalError, "the disk reserve must not be negative") }
-        guard ioThreads > 0 else { throw FerryError(.internalError, "io threads must be positive") }
-        guard !dataDirectory.isEmpty else { throw FerryError(.internalError, "the data directory must be named") }
+        guard (0...65_535).contains(http.port) else { throw ConfigurationError("port", "must be 0-65535") }
+        guard diskReserve >= 0 else { throw ConfigurationError("disk-reserve", "must not be negative") }
+        guard ioThreads > 0 else { throw ConfigurationError("io-threads", "must be positive") }
+        guard !dataDirectory.isEmpty else { throw ConfigurationError("data-dir", "must name a folder") }
         if case .s3(let s3) = storage { try s3.validate() }
         if case .postgres(let url) = catalog, !(url.hasPrefix("postgres://") || url.hasPrefix("postgresql://")) {
-            throw FerryError(.internalError, "the catalog must be sqlite or a postgres:// URL")
+            throw ConfigurationError("catalog", "must be sqlite or a postgres:// URL")
         }
     }
 }

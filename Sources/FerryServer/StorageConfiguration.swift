@@ -62,21 +62,21 @@ public struct S3StorageConfiguration: Sendable, Equatable {
         return (String(bucket), prefix)
     }
 
-    public func validate() throws(FerryError) {
+    public func validate() throws(ConfigurationError) {
         guard endpoint.scheme == "http" || endpoint.scheme == "https", endpoint.host != nil else {
-            throw FerryError(.internalError, "the S3 endpoint must be an http(s) URL")
+            throw ConfigurationError("s3-endpoint", "must be an http(s) URL")
         }
         guard !accessKeyID.isEmpty, !secretAccessKey.isEmpty else {
-            throw FerryError(.internalError, "S3 storage needs an access key and a secret key")
+            throw ConfigurationError("s3-access-key", "S3 storage needs an access key and a secret key")
         }
         guard partSize >= S3StoreConfiguration.minimumPartSize, partSize <= 5 << 30 else {
-            throw FerryError(.internalError, "the S3 part size must be between 5M and 5G")
+            throw ConfigurationError("s3-part-size", "must be between 5M and 5G")
         }
         guard (1...16).contains(partConcurrency) else {
-            throw FerryError(.internalError, "the S3 part concurrency must be 1-16")
+            throw ConfigurationError("s3-part-concurrency", "must be 1-16")
         }
         guard spoolLimit >= partSize * Int64(partConcurrency + 1) else {
-            throw FerryError(.internalError, "the spool limit must hold at least (part concurrency + 1) parts")
+            throw ConfigurationError("spool-limit", "must hold at least (part concurrency + 1) parts")
         }
     }
 }

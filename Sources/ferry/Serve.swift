@@ -18,13 +18,13 @@ struct Serve: AsyncParsableCommand {
             """
     )
 
-    @Option(help: "Address to listen on. [env: FERRY_HOST] (default: 127.0.0.1)")
+    @Option(help: "Address to listen on. [env: FERRY_HOST] (default: \(Defaults.http.host))")
     var host: String?
 
-    @Option(help: "Port to listen on. [env: FERRY_PORT] (default: 8080)")
+    @Option(help: "Port to listen on. [env: FERRY_PORT] (default: \(Defaults.http.port))")
     var port: Int?
 
-    @Option(help: "URL path of the upload collection. [env: FERRY_BASE_PATH] (default: /files/)")
+    @Option(help: "URL path of the upload collection. [env: FERRY_BASE_PATH] (default: \(Defaults.routes.basePath))")
     var basePath: String?
 
     @Option(help: "Absolute URL prefix for Location headers, e.g. https://up.example.com/files/; by default built from the Host header. [env: FERRY_PUBLIC_URL]")
@@ -33,7 +33,7 @@ struct Serve: AsyncParsableCommand {
     @Flag(help: "Trust X-Forwarded-Proto/-Host (only behind a proxy that sets them). [env: FERRY_TRUST_FORWARDED_HEADERS]")
     var trustForwardedHeaders = false
 
-    @Option(help: "Folder for upload data and the catalog. [env: FERRY_DATA_DIR] (default: ./ferry-data)")
+    @Option(help: "Folder for upload data and the catalog. [env: FERRY_DATA_DIR] (default: \(Defaults.server.dataDirectory))")
     var dataDir: String?
 
     @Option(help: "disk, or s3://BUCKET[/PREFIX] for S3-compatible object storage (several nodes). [env: FERRY_STORAGE] (default: disk)")
@@ -42,7 +42,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "S3 endpoint URL, e.g. http://127.0.0.1:7480. [env: FERRY_S3_ENDPOINT]")
     var s3Endpoint: String?
 
-    @Option(help: "S3 signing region. [env: FERRY_S3_REGION] (default: us-east-1)")
+    @Option(help: "S3 signing region. [env: FERRY_S3_REGION] (default: \(Defaults.s3.region))")
     var s3Region: String?
 
     @Option(help: "S3 access key id; prefer the environment. [env: FERRY_S3_ACCESS_KEY]")
@@ -51,13 +51,13 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "S3 secret key; prefer the environment. [env: FERRY_S3_SECRET_KEY]")
     var s3SecretKey: String?
 
-    @Option(help: "Bytes per S3 part, 5M-5G. [env: FERRY_S3_PART_SIZE] (default: 8M)")
+    @Option(help: "Bytes per S3 part, 5M-5G. [env: FERRY_S3_PART_SIZE] (default: \(Defaults.bytes(Defaults.s3.partSize)))")
     var s3PartSize: String?
 
-    @Option(help: "Parts of one upload sent to S3 at once. [env: FERRY_S3_PART_CONCURRENCY] (default: 4)")
+    @Option(help: "Parts of one upload sent to S3 at once. [env: FERRY_S3_PART_CONCURRENCY] (default: \(Defaults.s3.partConcurrency))")
     var s3PartConcurrency: Int?
 
-    @Option(help: "Most bytes spooled on this node on their way to S3 (in <data-dir>/spool). [env: FERRY_SPOOL_LIMIT] (default: 1G)")
+    @Option(help: "Most bytes spooled on this node on their way to S3 (in <data-dir>/spool). [env: FERRY_SPOOL_LIMIT] (default: \(Defaults.bytes(Defaults.s3.spoolLimit)))")
     var spoolLimit: String?
 
     @Flag(help: "Create the bucket at start-up if it is missing. [env: FERRY_S3_CREATE_BUCKET]")
@@ -66,28 +66,28 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "sqlite, or postgres://USER:PASSWORD@HOST:PORT/DATABASE shared by several nodes. [env: FERRY_CATALOG] (default: sqlite)")
     var catalog: String?
 
-    @Option(help: "Largest upload accepted (0: no limit). [env: FERRY_MAX_SIZE] (default: 10G)")
+    @Option(help: "Largest upload accepted (0: no limit). [env: FERRY_MAX_SIZE] (default: \(Defaults.bytes(Defaults.engine.maxSize)))")
     var maxSize: String?
 
-    @Option(help: "Incomplete uploads expire this long after their last byte (0: never). [env: FERRY_EXPIRY] (default: 24h)")
+    @Option(help: "Incomplete uploads expire this long after their last byte (0: never). [env: FERRY_EXPIRY] (default: \(Defaults.duration(Defaults.engine.expiry)))")
     var expiry: String?
 
-    @Option(help: "How often expired uploads are deleted. [env: FERRY_EXPIRY_INTERVAL] (default: 60s)")
+    @Option(help: "How often expired uploads are deleted. [env: FERRY_EXPIRY_INTERVAL] (default: \(Defaults.duration(Defaults.server.expiryInterval)))")
     var expiryInterval: String?
 
-    @Option(help: "Close a connection that sends no byte of its request for this long; its PATCH keeps what arrived. [env: FERRY_READ_TIMEOUT] (default: 30s)")
+    @Option(help: "Close a connection that sends no byte of its request for this long; its PATCH keeps what arrived. [env: FERRY_READ_TIMEOUT] (default: \(Defaults.duration(Defaults.http.readTimeout)))")
     var readTimeout: String?
 
-    @Option(help: "How long a new request waits for an interrupted one to save its bytes. [env: FERRY_LOCK_TIMEOUT] (default: 10s)")
+    @Option(help: "How long a new request waits for an interrupted one to save its bytes. [env: FERRY_LOCK_TIMEOUT] (default: \(Defaults.duration(Defaults.engine.lockTimeout)))")
     var lockTimeout: String?
 
-    @Option(help: "A long PATCH commits its progress at least this often. [env: FERRY_CHECKPOINT_INTERVAL] (default: 5s)")
+    @Option(help: "A long PATCH commits its progress at least this often. [env: FERRY_CHECKPOINT_INTERVAL] (default: \(Defaults.duration(Defaults.engine.checkpointInterval)))")
     var checkpointInterval: String?
 
-    @Option(help: "...and at least every this many bytes. [env: FERRY_CHECKPOINT_SIZE] (default: 32M)")
+    @Option(help: "...and at least every this many bytes. [env: FERRY_CHECKPOINT_SIZE] (default: \(Defaults.bytes(Defaults.engine.checkpointBytes)))")
     var checkpointSize: String?
 
-    @Option(help: "Longest graceful shutdown on SIGTERM before work is cancelled. [env: FERRY_SHUTDOWN_TIMEOUT] (default: 15s)")
+    @Option(help: "Longest graceful shutdown on SIGTERM before work is cancelled. [env: FERRY_SHUTDOWN_TIMEOUT] (default: \(Defaults.duration(Defaults.server.shutdownTimeout)))")
     var shutdownTimeout: String?
 
     @Option(help: "Allow browser uploads from this origin (repeatable; * for any). CORS is off without it. [env: FERRY_CORS_ORIGIN]")
@@ -96,13 +96,13 @@ struct Serve: AsyncParsableCommand {
     @Flag(help: "Refuse DELETE (disables the tus termination extension). [env: FERRY_NO_TERMINATION]")
     var noTermination = false
 
-    @Option(help: "Threads for blocking file I/O. [env: FERRY_IO_THREADS] (default: 16)")
+    @Option(help: "Threads for blocking file I/O. [env: FERRY_IO_THREADS] (default: \(Defaults.server.ioThreads))")
     var ioThreads: Int?
 
-    @Option(help: "trace, debug, info, notice, warning, error or critical. [env: FERRY_LOG_LEVEL] (default: info)")
+    @Option(help: "trace, debug, info, notice, warning, error or critical. [env: FERRY_LOG_LEVEL] (default: \(Defaults.logLevel))")
     var logLevel: String?
 
-    @Option(help: "text or json. [env: FERRY_LOG_FORMAT] (default: text)")
+    @Option(help: "text or json. [env: FERRY_LOG_FORMAT] (default: \(Defaults.logFormat))")
     var logFormat: String?
 
     @Option(help: "Configuration file: scenarios, tokens, quotas, callbacks, webhooks (docs/business.md). Without it: one open scenario. [env: FERRY_CONFIG]")
@@ -114,25 +114,25 @@ struct Serve: AsyncParsableCommand {
     @Flag(help: "Keep no per-upload statistics (docs/statistics.md). [env: FERRY_NO_STATS]")
     var noStats = false
 
-    @Option(help: "Statistics of uploads created longer ago are pruned. [env: FERRY_STATS_RETENTION] (default: 30d)")
+    @Option(help: "Statistics of uploads created longer ago are pruned. [env: FERRY_STATS_RETENTION] (default: \(Defaults.duration(Defaults.stats.retention)))")
     var statsRetention: String?
 
-    @Option(help: "Connections open at once; more are answered 503. [env: FERRY_MAX_CONNECTIONS] (default: 4096)")
+    @Option(help: "Connections open at once; more are answered 503. [env: FERRY_MAX_CONNECTIONS] (default: \(Defaults.limits.maxConnections))")
     var maxConnections: Int?
 
-    @Option(help: "Cut a request body that arrives slower than this many bytes/s over 30 s of waiting (0: never). [env: FERRY_MIN_BODY_RATE] (default: 64)")
+    @Option(help: "Cut a request body that arrives slower than this many bytes/s over 30 s of waiting (0: never). [env: FERRY_MIN_BODY_RATE] (default: \(Defaults.limits.minBodyRate))")
     var minBodyRate: Int?
 
-    @Option(help: "Largest request head; larger ones are answered 431. [env: FERRY_MAX_HEADER_SIZE] (default: 32K)")
+    @Option(help: "Largest request head; larger ones are answered 431. [env: FERRY_MAX_HEADER_SIZE] (default: \(Defaults.bytes(Int64(Defaults.limits.maxHeaderBytes))))")
     var maxHeaderSize: String?
 
-    @Option(help: "Free space upload writes leave on the data file system, for the catalog (disk storage). [env: FERRY_DISK_RESERVE] (default: 8M)")
+    @Option(help: "Free space upload writes leave on the data file system, for the catalog (disk storage). [env: FERRY_DISK_RESERVE] (default: \(Defaults.bytes(Defaults.server.diskReserve)))")
     var diskReserve: String?
 
-    @Option(help: "Uploads one client (token subject, else address) may create a minute on a node (0: no limit). [env: FERRY_CREATION_RATE] (default: 1200)")
+    @Option(help: "Uploads one client (token subject, else address) may create a minute on a node (0: no limit). [env: FERRY_CREATION_RATE] (default: \(Defaults.engine.creationsPerMinutePerClient ?? 0))")
     var creationRate: Int?
 
-    @Option(help: "Incomplete uploads one anonymous client address may hold (0: no limit); overrides [anonymous] open-uploads. [env: FERRY_ANONYMOUS_OPEN_UPLOADS] (default: 1000)")
+    @Option(help: "Incomplete uploads one anonymous client address may hold (0: no limit); overrides [anonymous] open-uploads. [env: FERRY_ANONYMOUS_OPEN_UPLOADS] (default: \(Defaults.anonymousOpenUploads))")
     var anonymousOpenUploads: Int?
 
     func run() async throws {
@@ -147,6 +147,8 @@ struct Serve: AsyncParsableCommand {
                     return try String(contentsOfFile: resolved, encoding: .utf8)
                 }
                 try await configuration.business.prepare()
+            } catch let error as ConfigurationError {
+                throw ValidationError(error.description)
             } catch let error as FerryError {
                 throw ValidationError(error.message)
             } catch {
@@ -173,43 +175,45 @@ struct Serve: AsyncParsableCommand {
         do {
             let server = try FerryServer(configuration: configuration, logger: logger)
             try await server.run()
+        } catch let error as ConfigurationError {
+            throw ValidationError(error.description)
         } catch let error as FerryError {
             throw ValidationError(error.description)
         }
     }
 
     func makeConfiguration(_ settings: Settings) throws -> FerryServerConfiguration {
-        let maxSize = try settings.value(self.maxSize, "FERRY_MAX_SIZE", default: Int64(10) << 30, parse: Settings.bytes)
-        let expiry = try settings.value(self.expiry, "FERRY_EXPIRY", default: Duration.seconds(86_400), parse: Settings.duration)
+        let maxSize = try settings.value(self.maxSize, "FERRY_MAX_SIZE", default: Defaults.engine.maxSize ?? 0, parse: Settings.bytes)
+        let expiry = try settings.value(self.expiry, "FERRY_EXPIRY", default: Defaults.engine.expiry ?? .zero, parse: Settings.duration)
         var engine = EngineConfiguration(
             maxSize: maxSize == 0 ? nil : maxSize,
             expiry: expiry == .zero ? nil : expiry,
-            lockTimeout: try settings.value(lockTimeout, "FERRY_LOCK_TIMEOUT", default: .seconds(10), parse: Settings.duration),
-            checkpointBytes: try settings.value(checkpointSize, "FERRY_CHECKPOINT_SIZE", default: 32 << 20, parse: Settings.bytes),
-            checkpointInterval: try settings.value(checkpointInterval, "FERRY_CHECKPOINT_INTERVAL", default: .seconds(5), parse: Settings.duration)
+            lockTimeout: try settings.value(lockTimeout, "FERRY_LOCK_TIMEOUT", default: Defaults.engine.lockTimeout, parse: Settings.duration),
+            checkpointBytes: try settings.value(checkpointSize, "FERRY_CHECKPOINT_SIZE", default: Defaults.engine.checkpointBytes, parse: Settings.bytes),
+            checkpointInterval: try settings.value(checkpointInterval, "FERRY_CHECKPOINT_INTERVAL", default: Defaults.engine.checkpointInterval, parse: Settings.duration)
         )
         engine.allowsTermination = !(noTermination || settings.flag("FERRY_NO_TERMINATION"))
-        let rate = try settings.value(creationRate.map(String.init), "FERRY_CREATION_RATE", default: 1200) { Int($0) }
+        let rate = try settings.value(creationRate.map(String.init), "FERRY_CREATION_RATE", default: Defaults.engine.creationsPerMinutePerClient ?? 0) { Int($0) }
         engine.creationsPerMinutePerClient = rate == 0 ? nil : rate
         let limits = ConnectionLimits(
-            maxConnections: try settings.value(maxConnections.map(String.init), "FERRY_MAX_CONNECTIONS", default: 4096) { Int($0) },
-            minBodyRate: try settings.value(minBodyRate.map(String.init), "FERRY_MIN_BODY_RATE", default: 64) { Int($0) },
-            maxHeaderBytes: Int(try settings.value(maxHeaderSize, "FERRY_MAX_HEADER_SIZE", default: 32 << 10, parse: Settings.bytes))
+            maxConnections: try settings.value(maxConnections.map(String.init), "FERRY_MAX_CONNECTIONS", default: Defaults.limits.maxConnections) { Int($0) },
+            minBodyRate: try settings.value(minBodyRate.map(String.init), "FERRY_MIN_BODY_RATE", default: Defaults.limits.minBodyRate) { Int($0) },
+            maxHeaderBytes: Int(try settings.value(maxHeaderSize, "FERRY_MAX_HEADER_SIZE", default: Int64(Defaults.limits.maxHeaderBytes), parse: Settings.bytes))
         )
         var origins = corsOrigin
         if origins.isEmpty, let list = settings.environment["FERRY_CORS_ORIGIN"] {
             origins = list.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         }
         let http = FerryHTTPServer.Configuration(
-            host: settings.value(host, "FERRY_HOST", default: "127.0.0.1"),
-            port: try settings.value(port.map(String.init), "FERRY_PORT", default: 8080) { Int($0) },
-            readTimeout: try settings.value(readTimeout, "FERRY_READ_TIMEOUT", default: .seconds(30), parse: Settings.duration),
+            host: settings.value(host, "FERRY_HOST", default: Defaults.http.host),
+            port: try settings.value(port.map(String.init), "FERRY_PORT", default: Defaults.http.port) { Int($0) },
+            readTimeout: try settings.value(readTimeout, "FERRY_READ_TIMEOUT", default: Defaults.http.readTimeout, parse: Settings.duration),
             cors: CORSConfiguration(allowedOrigins: origins),
             discardEndpoint: benchDiscard || settings.flag("FERRY_BENCH_DISCARD"),
             limits: limits
         )
         let tus = UploadRoutes.Configuration(
-            basePath: settings.value(basePath, "FERRY_BASE_PATH", default: "/files/"),
+            basePath: settings.value(basePath, "FERRY_BASE_PATH", default: Defaults.routes.basePath),
             publicBaseURL: publicURL ?? settings.environment["FERRY_PUBLIC_URL"],
             trustForwardedHeaders: trustForwardedHeaders || settings.flag("FERRY_TRUST_FORWARDED_HEADERS")
         )
@@ -217,23 +221,23 @@ struct Serve: AsyncParsableCommand {
             http: http,
             tus: tus,
             engine: engine,
-            dataDirectory: settings.value(dataDir, "FERRY_DATA_DIR", default: "./ferry-data"),
+            dataDirectory: settings.value(dataDir, "FERRY_DATA_DIR", default: Defaults.server.dataDirectory),
             storage: try makeStorage(settings),
             catalog: try makeCatalog(settings),
-            ioThreads: try settings.value(ioThreads.map(String.init), "FERRY_IO_THREADS", default: 16) { Int($0) },
-            expiryInterval: try settings.value(expiryInterval, "FERRY_EXPIRY_INTERVAL", default: .seconds(60), parse: Settings.duration),
-            shutdownTimeout: try settings.value(shutdownTimeout, "FERRY_SHUTDOWN_TIMEOUT", default: .seconds(15), parse: Settings.duration),
+            ioThreads: try settings.value(ioThreads.map(String.init), "FERRY_IO_THREADS", default: Defaults.server.ioThreads) { Int($0) },
+            expiryInterval: try settings.value(expiryInterval, "FERRY_EXPIRY_INTERVAL", default: Defaults.server.expiryInterval, parse: Settings.duration),
+            shutdownTimeout: try settings.value(shutdownTimeout, "FERRY_SHUTDOWN_TIMEOUT", default: Defaults.server.shutdownTimeout, parse: Settings.duration),
             statistics: noStats || settings.flag("FERRY_NO_STATS")
                 ? nil
                 : StatsRecorder.Configuration(
-                    retention: try settings.value(statsRetention, "FERRY_STATS_RETENTION", default: .seconds(30 * 24 * 3600), parse: Settings.duration)
+                    retention: try settings.value(statsRetention, "FERRY_STATS_RETENTION", default: Defaults.stats.retention, parse: Settings.duration)
                 )
         )
-        configuration.diskReserve = try settings.value(diskReserve, "FERRY_DISK_RESERVE", default: 8 << 20, parse: Settings.bytes)
+        configuration.diskReserve = try settings.value(diskReserve, "FERRY_DISK_RESERVE", default: Defaults.server.diskReserve, parse: Settings.bytes)
         do {
             try configuration.validate()
         } catch {
-            throw ValidationError(error.message)
+            throw ValidationError(error.description)
         }
         return configuration
     }
@@ -253,12 +257,12 @@ struct Serve: AsyncParsableCommand {
                 endpoint: endpoint,
                 bucket: location.bucket,
                 keyPrefix: location.prefix,
-                region: settings.value(s3Region, "FERRY_S3_REGION", default: "us-east-1"),
+                region: settings.value(s3Region, "FERRY_S3_REGION", default: Defaults.s3.region),
                 accessKeyID: settings.value(s3AccessKey, "FERRY_S3_ACCESS_KEY", default: ""),
                 secretAccessKey: settings.value(s3SecretKey, "FERRY_S3_SECRET_KEY", default: ""),
-                partSize: try settings.value(s3PartSize, "FERRY_S3_PART_SIZE", default: 8 << 20, parse: Settings.bytes),
-                partConcurrency: try settings.value(s3PartConcurrency.map(String.init), "FERRY_S3_PART_CONCURRENCY", default: 4) { Int($0) },
-                spoolLimit: try settings.value(spoolLimit, "FERRY_SPOOL_LIMIT", default: 1 << 30, parse: Settings.bytes),
+                partSize: try settings.value(s3PartSize, "FERRY_S3_PART_SIZE", default: Defaults.s3.partSize, parse: Settings.bytes),
+                partConcurrency: try settings.value(s3PartConcurrency.map(String.init), "FERRY_S3_PART_CONCURRENCY", default: Defaults.s3.partConcurrency) { Int($0) },
+                spoolLimit: try settings.value(spoolLimit, "FERRY_SPOOL_LIMIT", default: Defaults.s3.spoolLimit, parse: Settings.bytes),
                 createBucket: s3CreateBucket || settings.flag("FERRY_S3_CREATE_BUCKET")
             )
         )

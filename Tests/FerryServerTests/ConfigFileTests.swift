@@ -121,8 +121,8 @@ struct ConfigFileTests {
             }
             Issue.record("expected an error at line \(line)")
         } catch {
-            #expect(error.message.hasPrefix("ferry.conf:\(line): "), "\(error.message)")
-            #expect(error.message.contains(reason), "\(error.message)")
+            #expect(error.setting == "ferry.conf:\(line)", "\(error)")
+            #expect(error.message.contains(reason), "\(error)")
         }
     }
 }

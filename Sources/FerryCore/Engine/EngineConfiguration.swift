@@ -51,19 +51,17 @@ public struct EngineConfiguration: Sendable {
     }
 
     /// Checks the values once at start-up.
-    public func validate() throws(FerryError) {
-        if let maxSize, maxSize <= 0 {
-            throw FerryError(.internalError, "max size must be positive")
+    /// Refuses settings the engine cannot run with, naming the `ferry serve` flag.
+    public func validate() throws(ConfigurationError) {
+        if let maxSize, maxSize <= 0 { throw ConfigurationError("max-size", "must be positive (0 turns the limit off)") }
+        if let expiry, expiry <= .zero { throw ConfigurationError("expiry", "must be positive (0 turns expiry off)") }
+        if let rate = creationsPerMinutePerClient, rate <= 0 { throw ConfigurationError("creation-rate", "must be positive (0 turns the limit off)") }
+        if maxConcatParts <= 0 || maxMetadataBytes <= 0 || maxMetadataEntryBytes <= 0 {
+            throw ConfigurationError("engine", "concatenation and metadata limits must be positive")
         }
-        if let expiry, expiry <= .zero {
-            throw FerryError(.internalError, "expiry must be positive")
-        }
-        if maxConcatParts <= 0 || maxMetadataBytes <= 0 || maxMetadataEntryBytes <= 0 || (creationsPerMinutePerClient ?? 1) <= 0 {
-            throw FerryError(.internalError, "concatenation and metadata limits must be positive")
-        }
-        if checkpointBytes <= 0 || checkpointInterval <= .zero || lockTimeout <= .zero {
-            throw FerryError(.internalError, "checkpoint and lock settings must be positive")
-        }
+        if checkpointBytes <= 0 { throw ConfigurationError("checkpoint-size", "must be positive") }
+        if checkpointInterval <= .zero { throw ConfigurationError("checkpoint-interval", "must be positive") }
+        if lockTimeout <= .zero { throw ConfigurationError("lock-timeout", "must be positive") }
     }
 }
 

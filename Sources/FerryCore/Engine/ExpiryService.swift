@@ -8,30 +8,32 @@ public struct ExpiryService: Service {
     let interval: Duration
     let sweepInterval: Duration
     let orphanAge: Duration
+    let clock: AnyClock
 
     public init(
         engine: UploadEngine,
         interval: Duration = .seconds(60),
         sweepInterval: Duration = .seconds(6 * 3600),
-        orphanAge: Duration = .seconds(3600)
+        orphanAge: Duration = .seconds(3600),
+        clock: some Clock<Duration> = ContinuousClock()
     ) {
         self.engine = engine
+        self.clock = AnyClock(clock)
         self.interval = interval
         self.sweepInterval = sweepInterval
         self.orphanAge = orphanAge
     }
 
     public func run() async throws {
-        let clock = ContinuousClock()
-        var lastSweep: ContinuousClock.Instant?
+        var lastSweep: AnyClock.Instant?
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
             await engine.expireDue()
-            if lastSweep.map({ clock.now - $0 >= sweepInterval }) ?? true {
+            if lastSweep.map({ $0.duration(to: clock.now) >= sweepInterval }) ?? true {
                 await engine.sweepOrphans(olderThan: orphanAge)
                 lastSweep = clock.now
             }
             do {
-                try await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+                try await cancelWhenGracefulShutdown { [clock, interval] in try await clock.sleep(for: interval) }
             } catch {
                 return
             }
@@ -57,17 +59,19 @@ public struct AppendDrainService: Service {
 public struct BusinessRetryService: Service {
     let engine: UploadEngine
     let interval: Duration
+    let clock: AnyClock
 
-    public init(engine: UploadEngine, interval: Duration = .seconds(1)) {
+    public init(engine: UploadEngine, interval: Duration = .seconds(1), clock: some Clock<Duration> = ContinuousClock()) {
         self.engine = engine
         self.interval = interval
+        self.clock = AnyClock(clock)
     }
 
     public func run() async throws {
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
             await engine.retryPendingBusiness()
             do {
-                try await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+                try await cancelWhenGracefulShutdown { [clock, interval] in try await clock.sleep(for: interval) }
             } catch {
                 return
             }

@@ -55,6 +55,8 @@ public final class StatsRecorder: Service, Sendable {
     let wakeup = Wakeup()
     let logger: Logger
     let now: @Sendable () -> Date
+    /// Measures the flush and prune intervals.
+    let clock: AnyClock
     let factory: any MetricsFactory
     let droppedCounter: Counter
     /// The histograms per (scenario, network): made once, not per completion.
@@ -65,8 +67,10 @@ public final class StatsRecorder: Service, Sendable {
         configuration: Configuration = Configuration(),
         logger: Logger,
         metricsFactory: any MetricsFactory = NOOPMetricsHandler.instance,
+        clock: some Clock<Duration> = ContinuousClock(),
         now: @escaping @Sendable () -> Date = { Date() }
     ) {
+        self.clock = AnyClock(clock)
         self.store = store
         self.configuration = configuration
         self.logger = logger
@@ -173,14 +177,13 @@ public final class StatsRecorder: Service, Sendable {
     }
 
     public func run() async throws {
-        let clock = ContinuousClock()
-        var lastPrune = clock.now - configuration.pruneInterval
+        var lastPrune = clock.now.advanced(by: .zero - configuration.pruneInterval)
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
-            await cancelWhenGracefulShutdown { [wakeup, configuration] in
-                await wakeup.wait(upTo: configuration.flushInterval)
+            await cancelWhenGracefulShutdown { [wakeup, configuration, clock] in
+                await wakeup.wait(upTo: configuration.flushInterval, clock: clock)
             }
             await flush()
-            if clock.now - lastPrune >= configuration.pruneInterval {
+            if lastPrune.duration(to: clock.now) >= configuration.pruneInterval {
                 lastPrune = clock.now
                 do {
                     try await store.prune(before: now().addingTimeInterval(-configuration.retention.inSeconds))

@@ -28,7 +28,7 @@ public final class Wakeup: Sendable {
     }
 
     /// Returns after a signal or after `timeout`, whichever comes first (or at cancellation).
-    public func wait(upTo timeout: Duration) async {
+    public func wait(upTo timeout: Duration, clock: AnyClock = .continuous) async {
         let id = state.withLock { state -> UInt64? in
             if state.signalled {
                 state.signalled = false
@@ -40,7 +40,7 @@ public final class Wakeup: Sendable {
         guard let id else { return }
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
-                try? await Task.sleep(for: timeout)
+                try? await clock.sleep(for: timeout)
                 self.release(id)
             }
             group.addTask {
