@@ -114,30 +114,17 @@ enum DiskIO {
                     }
                 }
             }
-            var written = 0
-            while written < count {
-                let result = pwrite(fd, bytes.baseAddress! + written, count - written, off_t(offset) + off_t(written))
-                if result < 0 {
-                    if errno == EINTR { continue }
-                    return (written, errno)
-                }
-                written += result
-            }
-            return (written, refused)
+            let (written, failure) = PositionalIO.write(fd, UnsafeRawBufferPointer(rebasing: bytes[0..<count]), at: offset)
+            return (written, failure != 0 ? failure : refused)
         }
     }
 
     static func read(_ fd: Int32, count: Int, at offset: Int64) throws -> ByteBuffer {
-        var buffer = ByteBufferAllocator().buffer(capacity: count)
-        let read = try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { bytes -> Int in
-            while true {
-                let result = pread(fd, bytes.baseAddress!, count, off_t(offset))
-                if result >= 0 { return result }
-                if errno != EINTR { throw Failure(errno: errno) }
-            }
+        do {
+            return try PositionalIO.read(fd, count: count, at: offset)
+        } catch {
+            throw Failure(errno: error.errno)
         }
-        _ = read
-        return buffer
     }
 
     /// Makes `destination` hold the first `lengths[i]` bytes of each source, in order, durably.
@@ -207,13 +194,8 @@ enum DiskIO {
             if read < 0, errno == EINTR { continue }
             if read < 0 { throw Failure(errno: errno) }
             if read == 0 { throw Failure(errno: EIO) }
-            var written = 0
-            while written < read {
-                let result = pwrite(out, block + written, read - written, off_t(outStart + done + Int64(written)))
-                if result < 0, errno == EINTR { continue }
-                if result < 0 { throw Failure(errno: errno) }
-                written += result
-            }
+            let (_, failure) = PositionalIO.write(out, UnsafeRawBufferPointer(start: block, count: read), at: outStart + done)
+            if failure != 0 { throw Failure(errno: failure) }
             done += Int64(read)
         }
     }

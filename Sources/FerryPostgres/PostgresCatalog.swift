@@ -148,14 +148,7 @@ public final class PostgresCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCa
                 SELECT upload.id, part.position - 1, part.partial_id
                 FROM upload, unnest(\(record.partials.map(\.rawValue))::text[]) WITH ORDINALITY AS part (partial_id, position)
             ),
-            events AS (
-                INSERT INTO outbox (event_id, destination, upload_id, sequence, type, payload, created_at, next_attempt_at)
-                SELECT e.event_id, e.destination, upload.id, e.sequence, e.type, e.payload, e.created_at, e.created_at
-                FROM upload, unnest(\(events.map(\.id))::text[], \(events.map(\.destination))::text[],
-                    \(events.map(\.sequence))::bigint[], \(events.map(\.type.rawValue))::text[], \(events.map(\.payload))::text[],
-                    \(events.map(\.createdAt.timeIntervalSince1970))::float8[])
-                    AS e (event_id, destination, sequence, type, payload, created_at)
-            )
+            \(outboxInsertOf: events)
             SELECT id FROM upload
             """
     }
@@ -186,14 +179,7 @@ public final class PostgresCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCa
                 ))
                 RETURNING id
             ),
-            events AS (
-                INSERT INTO outbox (event_id, destination, upload_id, sequence, type, payload, created_at, next_attempt_at)
-                SELECT e.event_id, e.destination, upload.id, e.sequence, e.type, e.payload, e.created_at, e.created_at
-                FROM upload, unnest(\(events.map(\.id))::text[], \(events.map(\.destination))::text[],
-                    \(events.map(\.sequence))::bigint[], \(events.map(\.type.rawValue))::text[], \(events.map(\.payload))::text[],
-                    \(events.map(\.createdAt.timeIntervalSince1970))::float8[])
-                    AS e (event_id, destination, sequence, type, payload, created_at)
-            )
+            \(outboxInsertOf: events)
             SELECT id FROM upload
             """,
             "the catalog rejected an update"
@@ -358,5 +344,30 @@ public final class PostgresCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCa
         } catch {
             throw Self.wrap(error, message)
         }
+    }
+}
+
+extension PostgresQuery.StringInterpolation {
+    /// The `events` step of an insert or update statement: writes the change's outbox events,
+    /// for the upload the statement's `upload` step returned (none when it matched no row).
+    mutating func appendInterpolation(outboxInsertOf events: [OutboxEvent]) {
+        appendLiteral("""
+            events AS (
+                INSERT INTO outbox (event_id, destination, upload_id, sequence, type, payload, created_at, next_attempt_at)
+                SELECT e.event_id, e.destination, upload.id, e.sequence, e.type, e.payload, e.created_at, e.created_at
+                FROM upload, unnest(
+            """)
+        appendInterpolation(events.map(\.id))
+        appendLiteral("::text[], ")
+        appendInterpolation(events.map(\.destination))
+        appendLiteral("::text[], ")
+        appendInterpolation(events.map(\.sequence))
+        appendLiteral("::bigint[], ")
+        appendInterpolation(events.map(\.type.rawValue))
+        appendLiteral("::text[], ")
+        appendInterpolation(events.map(\.payload))
+        appendLiteral("::text[], ")
+        appendInterpolation(events.map(\.createdAt.timeIntervalSince1970))
+        appendLiteral("::float8[]) AS e (event_id, destination, sequence, type, payload, created_at)\n)")
     }
 }

@@ -144,17 +144,8 @@ final class SpoolFile: Sendable {
         let fd = fd
         do {
             try await threadPool.runIfActive {
-                try buffer.withUnsafeReadableBytes { bytes in
-                    var written = 0
-                    while written < bytes.count {
-                        let result = pwrite(fd, bytes.baseAddress! + written, bytes.count - written, off_t(at) + off_t(written))
-                        if result < 0 {
-                            if errno == EINTR { continue }
-                            throw SpoolFailure(errno: errno, what: "writing the spool")
-                        }
-                        written += result
-                    }
-                }
+                let (_, failure) = buffer.withUnsafeReadableBytes { PositionalIO.write(fd, $0, at: at) }
+                if failure != 0 { throw SpoolFailure(errno: failure, what: "writing the spool") }
             }
         } catch {
             throw Self.wrap(error)
@@ -182,15 +173,11 @@ final class SpoolFile: Sendable {
     func read(count: Int, at offset: Int64) async throws -> ByteBuffer {
         let fd = fd
         return try await threadPool.runIfActive {
-            var buffer = ByteBufferAllocator().buffer(capacity: count)
-            _ = try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { bytes -> Int in
-                while true {
-                    let result = pread(fd, bytes.baseAddress!, count, off_t(offset))
-                    if result >= 0 { return result }
-                    if errno != EINTR { throw SpoolFailure(errno: errno, what: "reading the spool") }
-                }
+            do throws(POSIXFailure) {
+                return try PositionalIO.read(fd, count: count, at: offset)
+            } catch {
+                throw SpoolFailure(errno: error.errno, what: "reading the spool")
             }
-            return buffer
         }
     }
 
