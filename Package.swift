@@ -19,7 +19,7 @@ import PackageDescription
 //   FerryClient      the upload client: pure state machine and policies, resume store, transports
 //   FerryClientAHC   the client's AsyncHTTPClient transport (the default on Linux)
 //   FerryNetem       a fault-injecting TCP proxy playing mobile-network profiles (tests, benchmarks, `ferry netem`)
-//   ferry            the executable: flags and environment -> FerryServer
+//   ferry            the executable: flags and environment -> FerryServer; the client and emulator commands
 let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
     // CI and developers alike: a warning fails the build.
@@ -106,7 +106,6 @@ let package = Package(
             dependencies: [
                 "FerryCore",
                 .product(name: "GRDB", package: "GRDB.swift"),
-                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -153,7 +152,6 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
                 .product(name: "Logging", package: "swift-log"),
@@ -178,9 +176,9 @@ let package = Package(
                 "FerryPostgres",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -203,7 +201,6 @@ let package = Package(
             dependencies: [
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
-                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -255,11 +252,9 @@ let package = Package(
             name: "ferry",
             dependencies: [
                 "FerryServer",
-                "FerryProtocol",
                 "FerryNetem",
                 "FerryClient",
                 "FerryClientAHC",
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -267,7 +262,13 @@ let package = Package(
         ),
         .testTarget(
             name: "FerryCoreTests",
-            dependencies: ["FerryCore", "FerryTestSupport", "FerryDiskStore", "FerrySQLite"],
+            dependencies: [
+                "FerryCore", "FerryTestSupport", "FerryDiskStore", "FerrySQLite",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -282,6 +283,7 @@ let package = Package(
             name: "FerryRUFHTests",
             dependencies: [
                 "FerryCore", "FerryProtocol", "FerryRUFH", "FerryTus", "FerryTestSupport",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
             ],
             swiftSettings: swiftSettings
@@ -289,18 +291,22 @@ let package = Package(
         .testTarget(
             name: "FerryS3Tests",
             dependencies: [
+                "FerryCore",
                 "FerryS3",
                 "FerryS3Store",
                 "FerryTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "FerryPostgresTests",
             dependencies: [
+                "FerryCore",
                 "FerryPostgres",
                 "FerryTestSupport",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
@@ -328,7 +334,6 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

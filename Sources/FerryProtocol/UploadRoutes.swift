@@ -34,7 +34,10 @@ public struct UploadRoutes: Sendable {
     public let scenarios: ScenarioSet
 
     public init(_ configuration: Configuration = Configuration(), scenarios: ScenarioSet = .open) {
-        self.configuration = configuration
+        // Normalized again: a configuration's fields may have been set one by one.
+        self.configuration = Configuration(
+            basePath: configuration.basePath, publicBaseURL: configuration.publicBaseURL, trustForwardedHeaders: configuration.trustForwardedHeaders
+        )
         self.scenarios = scenarios
     }
 

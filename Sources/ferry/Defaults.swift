@@ -1,6 +1,3 @@
-import FerryCore
-import FerryHTTP
-import FerryProtocol
 import FerryServer
 import Foundation
 
@@ -12,9 +9,9 @@ enum Defaults {
     static let http = server.http
     static let limits = http.limits
     static let routes = server.tus
-    static let stats = StatsRecorder.Configuration()
+    static let stats = server.statistics
     static let s3 = S3StorageConfiguration(endpoint: URL(fileURLWithPath: "/"), bucket: "", accessKeyID: "", secretAccessKey: "")
-    static let anonymousOpenUploads = Quotas.anonymousDefault.openUploads ?? 0
+    static let anonymousOpenUploads = server.business.anonymousQuotas.openUploads ?? 0
     static let logLevel = "info"
     static let logFormat = "text"
 

@@ -1,9 +1,6 @@
 import ArgumentParser
-import AsyncHTTPClient
 import FerryClientAHC
 import Foundation
-import NIOCore
-import _NIOFileSystem
 
 /// `ferry get URL FILE`: download a finished upload, streaming it to disk.
 struct Get: AsyncParsableCommand {
@@ -18,26 +15,11 @@ struct Get: AsyncParsableCommand {
     func run() async throws {
         let client = AsyncHTTPClientTransport.makeClient()
         do {
-            let response = try await client.execute(HTTPClientRequest(url: url), timeout: .hours(24))
-            guard response.status == .ok else {
-                throw ValidationError("the server answered \(response.status.code) \(response.headers.first(name: "Ferry-Error") ?? "")")
-            }
-            let written = try await FileSystem.shared.withFileHandle(
-                forWritingAt: FilePath(file),
-                options: .newFile(replaceExisting: true)
-            ) { handle in
-                var writer = handle.bufferedWriter()
-                var total: Int64 = 0
-                for try await buffer in response.body {
-                    total += Int64(try await writer.write(contentsOf: buffer))
-                }
-                try await writer.flush()
-                return total
-            }
+            let written = try await AsyncHTTPClientTransport.download(from: url, to: file, client: client)
             FileHandle.standardError.write(Data("wrote \(written) bytes to \(file)\n".utf8))
         } catch {
             try? await client.shutdown()
-            throw error
+            throw ValidationError("\(error)")
         }
         try await client.shutdown()
     }

@@ -1,5 +1,4 @@
 import ArgumentParser
-import AsyncHTTPClient
 import FerryClient
 import FerryClientAHC
 import Foundation

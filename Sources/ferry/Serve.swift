@@ -1,8 +1,5 @@
 import ArgumentParser
-import FerryCore
-import FerryHTTP
 import FerryServer
-import FerryProtocol
 import Foundation
 import Logging
 
@@ -114,7 +111,7 @@ struct Serve: AsyncParsableCommand {
     @Flag(help: "Keep no per-upload statistics (docs/statistics.md). [env: FERRY_NO_STATS]")
     var noStats = false
 
-    @Option(help: "Statistics of uploads created longer ago are pruned. [env: FERRY_STATS_RETENTION] (default: \(Defaults.duration(Defaults.stats.retention)))")
+    @Option(help: "Statistics of uploads created longer ago are pruned. [env: FERRY_STATS_RETENTION] (default: \(Defaults.duration(Defaults.stats?.retention)))")
     var statsRetention: String?
 
     @Option(help: "Connections open at once; more are answered 503. [env: FERRY_MAX_CONNECTIONS] (default: \(Defaults.limits.maxConnections))")
@@ -147,12 +144,11 @@ struct Serve: AsyncParsableCommand {
                     return try String(contentsOfFile: resolved, encoding: .utf8)
                 }
                 try await configuration.business.prepare()
-            } catch let error as ConfigurationError {
-                throw ValidationError(error.description)
-            } catch let error as FerryError {
-                throw ValidationError(error.message)
+            } catch let error as CocoaError {
+                throw ValidationError("\(path): cannot read the configuration file (\(error.localizedDescription))")
             } catch {
-                throw ValidationError("\(path): cannot read the configuration file (\(error))")
+                // A ConfigurationError names its file and line; a key that fails to load says why.
+                throw ValidationError("\(error)")
             }
         }
         // -1: not given, the configuration file's value (or the default) stands.
@@ -172,67 +168,67 @@ struct Serve: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "ferry")
+        let server: FerryServer
         do {
-            let server = try FerryServer(configuration: configuration, logger: logger)
-            try await server.run()
-        } catch let error as ConfigurationError {
-            throw ValidationError(error.description)
-        } catch let error as FerryError {
-            throw ValidationError(error.description)
+            server = try FerryServer(configuration: configuration, logger: logger)
+        } catch {
+            // A setting it cannot run with (`ConfigurationError`: the flag), or storage it cannot open.
+            throw ValidationError("\(error)")
         }
+        try await server.run()
     }
 
+    /// The embedded defaults (`Defaults.server`), changed by every flag or variable given.
     func makeConfiguration(_ settings: Settings) throws -> FerryServerConfiguration {
+        var configuration = Defaults.server
         let maxSize = try settings.value(self.maxSize, "FERRY_MAX_SIZE", default: Defaults.engine.maxSize ?? 0, parse: Settings.bytes)
         let expiry = try settings.value(self.expiry, "FERRY_EXPIRY", default: Defaults.engine.expiry ?? .zero, parse: Settings.duration)
-        var engine = EngineConfiguration(
-            maxSize: maxSize == 0 ? nil : maxSize,
-            expiry: expiry == .zero ? nil : expiry,
-            lockTimeout: try settings.value(lockTimeout, "FERRY_LOCK_TIMEOUT", default: Defaults.engine.lockTimeout, parse: Settings.duration),
-            checkpointBytes: try settings.value(checkpointSize, "FERRY_CHECKPOINT_SIZE", default: Defaults.engine.checkpointBytes, parse: Settings.bytes),
-            checkpointInterval: try settings.value(checkpointInterval, "FERRY_CHECKPOINT_INTERVAL", default: Defaults.engine.checkpointInterval, parse: Settings.duration)
+        configuration.engine.maxSize = maxSize == 0 ? nil : maxSize
+        configuration.engine.expiry = expiry == .zero ? nil : expiry
+        configuration.engine.lockTimeout = try settings.value(lockTimeout, "FERRY_LOCK_TIMEOUT", default: Defaults.engine.lockTimeout, parse: Settings.duration)
+        configuration.engine.checkpointBytes = try settings.value(
+            checkpointSize, "FERRY_CHECKPOINT_SIZE", default: Defaults.engine.checkpointBytes, parse: Settings.bytes
         )
-        engine.allowsTermination = !(noTermination || settings.flag("FERRY_NO_TERMINATION"))
+        configuration.engine.checkpointInterval = try settings.value(
+            checkpointInterval, "FERRY_CHECKPOINT_INTERVAL", default: Defaults.engine.checkpointInterval, parse: Settings.duration
+        )
+        configuration.engine.allowsTermination = !(noTermination || settings.flag("FERRY_NO_TERMINATION"))
         let rate = try settings.value(creationRate.map(String.init), "FERRY_CREATION_RATE", default: Defaults.engine.creationsPerMinutePerClient ?? 0) { Int($0) }
-        engine.creationsPerMinutePerClient = rate == 0 ? nil : rate
-        let limits = ConnectionLimits(
-            maxConnections: try settings.value(maxConnections.map(String.init), "FERRY_MAX_CONNECTIONS", default: Defaults.limits.maxConnections) { Int($0) },
-            minBodyRate: try settings.value(minBodyRate.map(String.init), "FERRY_MIN_BODY_RATE", default: Defaults.limits.minBodyRate) { Int($0) },
-            maxHeaderBytes: Int(try settings.value(maxHeaderSize, "FERRY_MAX_HEADER_SIZE", default: Int64(Defaults.limits.maxHeaderBytes), parse: Settings.bytes))
+        configuration.engine.creationsPerMinutePerClient = rate == 0 ? nil : rate
+        configuration.http.limits.maxConnections = try settings.value(
+            maxConnections.map(String.init), "FERRY_MAX_CONNECTIONS", default: Defaults.limits.maxConnections
+        ) { Int($0) }
+        configuration.http.limits.minBodyRate = try settings.value(minBodyRate.map(String.init), "FERRY_MIN_BODY_RATE", default: Defaults.limits.minBodyRate) { Int($0) }
+        configuration.http.limits.maxHeaderBytes = Int(
+            try settings.value(maxHeaderSize, "FERRY_MAX_HEADER_SIZE", default: Int64(Defaults.limits.maxHeaderBytes), parse: Settings.bytes)
         )
         var origins = corsOrigin
         if origins.isEmpty, let list = settings.environment["FERRY_CORS_ORIGIN"] {
             origins = list.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         }
-        let http = FerryHTTPServer.Configuration(
-            host: settings.value(host, "FERRY_HOST", default: Defaults.http.host),
-            port: try settings.value(port.map(String.init), "FERRY_PORT", default: Defaults.http.port) { Int($0) },
-            readTimeout: try settings.value(readTimeout, "FERRY_READ_TIMEOUT", default: Defaults.http.readTimeout, parse: Settings.duration),
-            cors: CORSConfiguration(allowedOrigins: origins),
-            discardEndpoint: benchDiscard || settings.flag("FERRY_BENCH_DISCARD"),
-            limits: limits
+        configuration.http.cors.allowedOrigins = origins
+        configuration.http.host = settings.value(host, "FERRY_HOST", default: Defaults.http.host)
+        configuration.http.port = try settings.value(port.map(String.init), "FERRY_PORT", default: Defaults.http.port) { Int($0) }
+        configuration.http.readTimeout = try settings.value(readTimeout, "FERRY_READ_TIMEOUT", default: Defaults.http.readTimeout, parse: Settings.duration)
+        configuration.http.discardEndpoint = benchDiscard || settings.flag("FERRY_BENCH_DISCARD")
+        configuration.tus.basePath = settings.value(basePath, "FERRY_BASE_PATH", default: Defaults.routes.basePath)
+        configuration.tus.publicBaseURL = publicURL ?? settings.environment["FERRY_PUBLIC_URL"]
+        configuration.tus.trustForwardedHeaders = trustForwardedHeaders || settings.flag("FERRY_TRUST_FORWARDED_HEADERS")
+        configuration.dataDirectory = settings.value(dataDir, "FERRY_DATA_DIR", default: Defaults.server.dataDirectory)
+        configuration.storage = try makeStorage(settings)
+        configuration.catalog = try makeCatalog(settings)
+        configuration.ioThreads = try settings.value(ioThreads.map(String.init), "FERRY_IO_THREADS", default: Defaults.server.ioThreads) { Int($0) }
+        configuration.expiryInterval = try settings.value(
+            expiryInterval, "FERRY_EXPIRY_INTERVAL", default: Defaults.server.expiryInterval, parse: Settings.duration
         )
-        let tus = UploadRoutes.Configuration(
-            basePath: settings.value(basePath, "FERRY_BASE_PATH", default: Defaults.routes.basePath),
-            publicBaseURL: publicURL ?? settings.environment["FERRY_PUBLIC_URL"],
-            trustForwardedHeaders: trustForwardedHeaders || settings.flag("FERRY_TRUST_FORWARDED_HEADERS")
+        configuration.shutdownTimeout = try settings.value(
+            shutdownTimeout, "FERRY_SHUTDOWN_TIMEOUT", default: Defaults.server.shutdownTimeout, parse: Settings.duration
         )
-        var configuration = FerryServerConfiguration(
-            http: http,
-            tus: tus,
-            engine: engine,
-            dataDirectory: settings.value(dataDir, "FERRY_DATA_DIR", default: Defaults.server.dataDirectory),
-            storage: try makeStorage(settings),
-            catalog: try makeCatalog(settings),
-            ioThreads: try settings.value(ioThreads.map(String.init), "FERRY_IO_THREADS", default: Defaults.server.ioThreads) { Int($0) },
-            expiryInterval: try settings.value(expiryInterval, "FERRY_EXPIRY_INTERVAL", default: Defaults.server.expiryInterval, parse: Settings.duration),
-            shutdownTimeout: try settings.value(shutdownTimeout, "FERRY_SHUTDOWN_TIMEOUT", default: Defaults.server.shutdownTimeout, parse: Settings.duration),
-            statistics: noStats || settings.flag("FERRY_NO_STATS")
-                ? nil
-                : StatsRecorder.Configuration(
-                    retention: try settings.value(statsRetention, "FERRY_STATS_RETENTION", default: Defaults.stats.retention, parse: Settings.duration)
-                )
-        )
+        if noStats || settings.flag("FERRY_NO_STATS") {
+            configuration.statistics = nil
+        } else if let retention = Defaults.stats?.retention {
+            configuration.statistics?.retention = try settings.value(statsRetention, "FERRY_STATS_RETENTION", default: retention, parse: Settings.duration)
+        }
         configuration.diskReserve = try settings.value(diskReserve, "FERRY_DISK_RESERVE", default: Defaults.server.diskReserve, parse: Settings.bytes)
         do {
             try configuration.validate()

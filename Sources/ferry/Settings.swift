@@ -1,4 +1,3 @@
-import FerryCore
 import ArgumentParser
 
 /// Resolves an option from the command line, then `FERRY_*` environment, then its default.
@@ -26,13 +25,20 @@ struct Settings {
     static func duration(_ text: String) -> Duration? {
         let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86_400)]
         for (suffix, scale) in units where text.hasSuffix(suffix) {
-            guard let number = Double(text.dropLast(suffix.count)), number >= 0, let milliseconds = Int64(checking: number * scale * 1000) else {
+            guard let number = Double(text.dropLast(suffix.count)), number >= 0, let milliseconds = Self.milliseconds(number * scale) else {
                 return nil
             }
             return .milliseconds(milliseconds)
         }
-        guard let seconds = Double(text), seconds >= 0, let milliseconds = Int64(checking: seconds * 1000) else { return nil }
+        guard let seconds = Double(text), seconds >= 0, let milliseconds = Self.milliseconds(seconds) else { return nil }
         return .milliseconds(milliseconds)
+    }
+
+    /// Whole milliseconds of `seconds`, nil when they do not fit in 63 bits (or are not a number).
+    static func milliseconds(_ seconds: Double) -> Int64? {
+        let value = (seconds * 1000).rounded(.down)
+        guard value.isFinite, value >= 0, value < 9.2e18 else { return nil }
+        return Int64(value)
     }
 
     /// Bytes, or with a binary K/M/G/T suffix.

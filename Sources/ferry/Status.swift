@@ -1,8 +1,6 @@
 import ArgumentParser
-import AsyncHTTPClient
 import FerryClient
 import FerryClientAHC
-import FerryProtocol
 import Foundation
 
 /// `ferry status URL`: what the server knows about an upload.
@@ -18,7 +16,7 @@ struct Status: AsyncParsableCommand {
         let response: TransportResponse
         do {
             response = try await AsyncHTTPClientTransport(client: client)
-                .send(TransportRequest(method: .head, url: target, headerFields: [.tusResumable: "1.0.0"])) { _ in }
+                .send(.status(of: target)) { _ in }
             try? await client.shutdown()
         } catch {
             try? await client.shutdown()

@@ -68,3 +68,10 @@ public protocol UploadTransport: Sendable {
     /// Sends `request`, calling `progress` with the running count of body bytes sent.
     func send(_ request: TransportRequest, progress: @escaping @Sendable (Int64) -> Void) async throws -> TransportResponse
 }
+
+extension TransportRequest {
+    /// tus HEAD of an upload: where it stands (`ferry status`).
+    public static func status(of upload: URL) -> TransportRequest {
+        TransportRequest(method: .head, url: upload, headerFields: [.tusResumable: "1.0.0"])
+    }
+}
