@@ -2,6 +2,7 @@
 import PackageDescription
 
 // Layers, inner to outer. Dependencies point inward only:
+//   FerryClock       AnyClock: time as an injected `Clock`, shared by the server core and the client
 //   FerryCore        domain types, the storage seams (ByteStore, UploadCatalog, UploadLocker) and the upload engine
 //   FerryProtocol    what every dialect shares: commands, outcomes, responses, routes, error rendering, the dispatcher
 //   FerryTus         the tus 1.0 dialect: pure parse (request -> command) and render (outcome -> response)
@@ -53,8 +54,13 @@ let package = Package(
     ],
     targets: [
         .target(
+            name: "FerryClock",
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "FerryCore",
             dependencies: [
+                "FerryClock",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -112,6 +118,7 @@ let package = Package(
         .target(
             name: "FerryPostgres",
             dependencies: [
+                "FerryClock",
                 "FerryCore",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -130,6 +137,7 @@ let package = Package(
         .target(
             name: "FerryHooks",
             dependencies: [
+                "FerryClock",
                 "FerryCore",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -144,6 +152,7 @@ let package = Package(
         .target(
             name: "FerryHTTP",
             dependencies: [
+                "FerryClock",
                 "FerryCore",
                 "FerryProtocol",
                 "FerryTus",
@@ -199,6 +208,7 @@ let package = Package(
         .target(
             name: "FerryClient",
             dependencies: [
+                "FerryClock",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
             ],

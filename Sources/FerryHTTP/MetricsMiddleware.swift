@@ -1,3 +1,4 @@
+import FerryClock
 import CoreMetrics
 import FerryCore
 import FerryProtocol
@@ -12,7 +13,7 @@ struct MetricsMiddleware<Context: RequestContext>: RouterMiddleware {
     /// Maps a path to its route template (`/files/:id`); never an id or a raw path.
     let route: @Sendable (String) -> String
     /// Times requests.
-    var clock: AnyClock = .continuous
+    var clock: AnyClock = AnyClock(ContinuousClock())
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var method = request.headers[HTTPField.Name("X-HTTP-Method-Override")!]?.uppercased() ?? request.method.rawValue

@@ -1,3 +1,4 @@
+import FerryClock
 import AsyncHTTPClient
 import Crypto
 import FerryCore

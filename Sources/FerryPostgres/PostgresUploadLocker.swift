@@ -1,3 +1,4 @@
+import FerryClock
 import FerryCore
 import Foundation
 import Logging

@@ -1,3 +1,4 @@
+import FerryClock
 import Foundation
 import Synchronization
 
@@ -19,14 +20,14 @@ struct AdaptiveParallelUpload {
     /// Returns nil when the server cannot concatenate partial uploads of deferred length
     /// (the caller uploads in one plain stream).
     func run() async throws(UploadError) -> UploadResult? {
-        let runner = RequestRunner(transport: upload.transport, stall: upload.options.stall)
+        let runner = RequestRunner(transport: upload.transport, stall: upload.options.stall, clock: upload.options.clock)
         guard let extensions = await ParallelUpload.extensions(of: upload, runner: runner),
             extensions.isSuperset(of: ["creation", "concatenation", "creation-defer-length"])
         else { return nil }
         let book = try await SplitBook(upload: upload, length: length)
-        let clock = ContinuousClock()
+        let clock = upload.options.clock
         let began = clock.now
-        let streams = StreamTable(began: began)
+        let streams = StreamTable(began: began, clock: clock)
         var configuration = upload.options.parallelProbe
         configuration.maximumStreams = maximumStreams
         var probe = ParallelismProbe(
@@ -39,7 +40,7 @@ struct AdaptiveParallelUpload {
                 for index in book.segments.indices where !book.segments[index].complete {
                     group.addTask { try await runStream(index, book: book, streams: streams) }
                 }
-                group.addTask { try await Task.sleep(for: Self.tick); return .tick }
+                group.addTask { try await clock.sleep(for: Self.tick); return .tick }
                 while let event = try await group.next() {
                     switch event {
                     case .finished(let index, let result):
@@ -71,7 +72,7 @@ struct AdaptiveParallelUpload {
                                 probe.splitRefused()
                             }
                         }
-                        group.addTask { try await Task.sleep(for: Self.tick); return .tick }
+                        group.addTask { try await clock.sleep(for: Self.tick); return .tick }
                     }
                 }
             }
@@ -138,14 +139,16 @@ final class StreamTable: Sendable {
     }
 
     private let state = Mutex(State())
-    private let began: ContinuousClock.Instant
+    private let began: AnyClock.Instant
+    private let clock: AnyClock
 
-    init(began: ContinuousClock.Instant) {
+    init(began: AnyClock.Instant, clock: AnyClock) {
         self.began = began
+        self.clock = clock
     }
 
     func update(_ index: Int, _ progress: UploadProgress) -> [UploadProgress] {
-        let now = ContinuousClock.now - began
+        let now = clock.now - began
         return state.withLock { state in
             state.progress[index] = progress
             state.log.record(index, offset: progress.acknowledged, at: now)

@@ -1,3 +1,4 @@
+import FerryClock
 import Foundation
 import HTTPTypes
 import Synchronization
@@ -15,7 +16,7 @@ struct ParallelUpload {
     /// Returns nil when the server cannot concatenate (the caller uploads in one stream).
     func run() async throws(UploadError) -> UploadResult? {
         let options = upload.options
-        let runner = RequestRunner(transport: upload.transport, stall: options.stall)
+        let runner = RequestRunner(transport: upload.transport, stall: options.stall, clock: options.clock)
         guard let extensions = await Self.extensions(of: upload, runner: runner), extensions.contains("concatenation") else { return nil }
         guard case .fixed(let wanted) = options.parallelism else { return nil }
         let count = max(1, min(wanted, Self.maximumStreams, Int(length / Self.minimumPart)))
@@ -111,7 +112,7 @@ struct ParallelUpload {
         if let metadata = options.tusMetadata { fields[.uploadMetadata] = metadata }
         let request = TransportRequest(method: .post, url: upload.endpoint, headerFields: fields + options.headers)
         var backoff = Backoff(policy: options.retry)
-        let clock = ContinuousClock()
+        let clock = options.clock
         let start = clock.now
         var last = "no attempt"
         while clock.now - start < options.retry.deadline {
@@ -132,7 +133,7 @@ struct ParallelUpload {
                 last = failure.description
             }
             guard let delay = backoff.nextDelay(unit: Double.random(in: 0..<1)) else { break }
-            try? await Task.sleep(for: delay)
+            try? await clock.sleep(for: delay)
         }
         throw UploadError.deadlineExceeded(lastFailure: "creating the final upload: \(last)")
     }

@@ -1,3 +1,4 @@
+import FerryClock
 import Foundation
 import Synchronization
 
@@ -7,19 +8,22 @@ import Synchronization
 struct RequestRunner: Sendable {
     let transport: any UploadTransport
     let stall: StallPolicy
+    let clock: AnyClock
 
     /// Progress of one request, shared between the transport callback and the watchdog.
     final class Watch: Sendable {
         private struct State {
             var sent: Int64 = 0
-            var last: ContinuousClock.Instant
+            var last: AnyClock.Instant
         }
 
         private let state: Mutex<State>
         let onSent: @Sendable (Int64) -> Void
+        let clock: AnyClock
 
-        init(onSent: @escaping @Sendable (Int64) -> Void) {
-            self.state = Mutex(State(last: .now))
+        init(clock: AnyClock, onSent: @escaping @Sendable (Int64) -> Void) {
+            self.clock = clock
+            self.state = Mutex(State(last: clock.now))
             self.onSent = onSent
         }
 
@@ -27,13 +31,13 @@ struct RequestRunner: Sendable {
             state.withLock {
                 if sent > $0.sent {
                     $0.sent = sent
-                    $0.last = .now
+                    $0.last = clock.now
                 }
             }
             onSent(sent)
         }
 
-        var snapshot: (sent: Int64, last: ContinuousClock.Instant) { state.withLock { ($0.sent, $0.last) } }
+        var snapshot: (sent: Int64, last: AnyClock.Instant) { state.withLock { ($0.sent, $0.last) } }
     }
 
     enum Outcome: Sendable {
@@ -49,7 +53,7 @@ struct RequestRunner: Sendable {
         return await withTaskGroup(of: Outcome?.self) { group in
             group.addTask { await attempt(request, goodput: goodput, onSent: onSent) }
             group.addTask {
-                do { try await Task.sleep(for: stall.raceAfter) } catch { return nil }
+                do { try await clock.sleep(for: stall.raceAfter) } catch { return nil }
                 return await attempt(request, goodput: goodput, onSent: onSent)
             }
             var failure: Outcome?
@@ -69,7 +73,7 @@ struct RequestRunner: Sendable {
     }
 
     private func attempt(_ request: TransportRequest, goodput: Double?, onSent: @escaping @Sendable (Int64) -> Void) async -> Outcome {
-        let watch = Watch(onSent: onSent)
+        let watch = Watch(clock: clock, onSent: onSent)
         let bytes = request.body?.count ?? 0
         let transport = self.transport
         return await withTaskGroup(of: Outcome?.self) { group in
@@ -104,14 +108,14 @@ struct RequestRunner: Sendable {
     /// once a request is out: a request also has a deadline of about twice its expected
     /// duration at the measured goodput (at least the idle timeout more than it).
     private func watchdog(_ watch: Watch, bytes: Int64, goodput: Double?) async -> Outcome? {
-        let start = ContinuousClock.now
+        let start = clock.now
         let idle = stall.idleTimeout(goodput: goodput)
         let firstProgress = stall.network.firstProgressBase
         let deadline = stall.requestDeadline(bytes: bytes, goodput: goodput)
         while true {
-            do { try await Task.sleep(for: .milliseconds(200)) } catch { return nil }
+            do { try await clock.sleep(for: .milliseconds(200)) } catch { return nil }
             let (sent, last) = watch.snapshot
-            let now = ContinuousClock.now
+            let now = clock.now
             if now - start > deadline { return .failure(.stalled) }
             if sent == 0 {
                 // Connecting, or waiting for a body-less answer.

@@ -1,3 +1,4 @@
+import FerryClock
 import Foundation
 import HTTPTypes
 
@@ -28,6 +29,8 @@ public struct UploadOptions: Sendable {
     public var trace: (@Sendable (String) -> Void)?
     /// The protocol spoken to the server.
     public var dialect: UploadDialect = .tus
+    /// Measures stalls, deadlines, rates and retry waits (a test clock in tests).
+    public var clock = AnyClock(ContinuousClock())
 
     public init(
         metadata: [(String, String)] = [],

@@ -1,3 +1,4 @@
+import FerryClock
 import Foundation
 import HTTPTypes
 import Synchronization
@@ -10,8 +11,8 @@ struct UploadSession {
     let fingerprint: String?
     var machine: UploadMachine
     var stall: StallPolicy
-    let clock = ContinuousClock()
-    let start: ContinuousClock.Instant
+    let clock: AnyClock
+    let start: AnyClock.Instant
     /// The fields of the last answer that acknowledged bytes (the final one, once complete).
     var finalFields = UploadFields([:])
     /// What the telemetry report tells the server (`UploadSession+Telemetry.swift`).
@@ -45,6 +46,7 @@ struct UploadSession {
             checksums: ChecksumPolicy(enabled: options.checksums, limit: options.checksumLimit)
         )
         self.stall = options.stall
+        self.clock = options.clock
         self.start = clock.now
         self.resumeURL = resumeURL
     }
@@ -107,15 +109,17 @@ struct UploadSession {
                 action = handle(.waited)
             case .wait(let delay):
                 trace("wait \(delay)")
+                let clock = clock
                 let interrupted = await interruptible(generation) {
-                    try? await Task.sleep(for: delay)
+                    try? await clock.sleep(for: delay)
                 }
                 if interrupted { continue }
                 action = handle(.waited)
             case .awaitData where upload.split != nil:
                 if !grantSplitRoom() {
                     // The stream's new end is being saved (a split): it is granted in a moment.
-                    let interrupted = await interruptible(generation) { try? await Task.sleep(for: .milliseconds(20)) }
+                    let clock = clock
+                    let interrupted = await interruptible(generation) { try? await clock.sleep(for: .milliseconds(20)) }
                     if interrupted { continue }
                 }
                 action = handle(.dataArrived)
@@ -141,7 +145,7 @@ struct UploadSession {
         }
     }
 
-    var runner: RequestRunner { RequestRunner(transport: upload.transport, stall: stall) }
+    var runner: RequestRunner { RequestRunner(transport: upload.transport, stall: stall, clock: clock) }
 
     /// A split stream takes room for one request at a time from its bound; false when there
     /// is none yet.

@@ -1,3 +1,4 @@
+import FerryClock
 import Synchronization
 
 /// Wakes a polling service early: `signal()` makes the current or next `wait(upTo:)` return.
@@ -28,7 +29,7 @@ public final class Wakeup: Sendable {
     }
 
     /// Returns after a signal or after `timeout`, whichever comes first (or at cancellation).
-    public func wait(upTo timeout: Duration, clock: AnyClock = .continuous) async {
+    public func wait(upTo timeout: Duration, clock: AnyClock = AnyClock(ContinuousClock())) async {
         let id = state.withLock { state -> UInt64? in
             if state.signalled {
                 state.signalled = false
