@@ -197,6 +197,7 @@ let package = Package(
         .target(
             name: "FerryTestSupport",
             dependencies: [
+                "FerryClock",
                 "FerryCore",
                 "FerryProtocol",
                 .product(name: "HTTPTypes", package: "swift-http-types"),

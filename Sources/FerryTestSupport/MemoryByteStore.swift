@@ -30,6 +30,27 @@ public final class MemoryByteStore: ReadableByteStore, ConcatenatingByteStore, E
 
     public func bytes(_ id: UploadID) -> [UInt8]? { files.withLock { $0[id]?.bytes } }
 
+    private let waiters = Mutex<[(id: UploadID, count: Int, reached: OneShot<Void>)]>([])
+
+    /// Returns once the store holds at least `count` bytes of the upload (written, synced or not).
+    public func waitForBytes(_ id: UploadID, _ count: Int) async {
+        let reached = OneShot<Void>()
+        waiters.withLock { $0.append((id, count, reached)) }
+        written(id)
+        await reached.value
+    }
+
+    /// Wakes the waiters whose byte count `id` reached.
+    func written(_ id: UploadID) {
+        let held = files.withLock { $0[id]?.bytes.count ?? 0 }
+        let due = waiters.withLock { waiters -> [OneShot<Void>] in
+            let due = waiters.filter { $0.id == id && $0.count <= held }.map(\.reached)
+            waiters.removeAll { $0.id == id && $0.count <= held }
+            return due
+        }
+        for shot in due { shot.fulfill(()) }
+    }
+
     public func create(for record: UploadRecord) async throws(FerryError) {
         files.withLock { $0[record.id] = File() }
     }
@@ -120,6 +141,7 @@ public final class MemoryByteStore: ReadableByteStore, ConcatenatingByteStore, E
                 files[id] = file
                 if full { throw FerryError(.storageFull, "the memory store is full") }
             }
+            store.written(id)
         }
 
         func sync() async throws(FerryError) -> Int64 {

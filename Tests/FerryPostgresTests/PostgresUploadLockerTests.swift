@@ -21,13 +21,14 @@ struct PostgresUploadLockerTests {
     static func withNodes(
         _ count: Int,
         configuration: PostgresUploadLocker.Configuration = quick,
+        clock: some Clock<Duration> = ContinuousClock(),
         _ body: @escaping @Sendable ([PostgresUploadLocker], [Task<Void, any Error>]) async throws -> Void
     ) async throws {
         try await LivePostgres.with { database in
             let schema = try await database.newSchema()
             var lockers: [PostgresUploadLocker] = []
             for _ in 0..<count {
-                lockers.append(PostgresUploadLocker(catalog: try await database.catalog(schema: schema), configuration: configuration))
+                lockers.append(PostgresUploadLocker(catalog: try await database.catalog(schema: schema), configuration: configuration, clock: clock))
             }
             let services = lockers.map { locker in Task { try await locker.run() } }
             defer { for service in services { service.cancel() } }
@@ -85,12 +86,10 @@ struct PostgresUploadLockerTests {
             let dead = try await lockers[0].lock(id, timeout: .seconds(1)) { stopped.raise() }
             services[0].cancel()  // node A stops renewing: as if it hung or lost the database
 
-            let clock = ContinuousClock()
-            let start = clock.now
+            // While A's lease (1.5 s from its last renewal) stands, B cannot take the upload...
+            await #expect(throws: FerryError.self) { _ = try await lockers[1].lock(id, timeout: .milliseconds(100)) {} }
+            // ...once it lapses, B can, though A never released.
             let taken = try await lockers[1].lock(id, timeout: .seconds(10)) {}
-            let waited = clock.now - start
-            // Not before the lease (1.5 s after A's last renewal) could lapse; the upper end is the lock timeout.
-            #expect(waited >= .milliseconds(1000), "B waits for A's lease to lapse (\(waited))")
             record.offset = 60
             try await lockers[1].catalog.update(record, events: [], fence: taken.fence)
 
@@ -108,14 +107,17 @@ struct PostgresUploadLockerTests {
     }
 
     @Test func aHolderThatCannotRenewFencesItselfBeforeItsLeaseLapses() async throws {
-        try await Self.withNodes(1) { lockers, services in
+        let clock = ManualClock()
+        try await Self.withNodes(1, clock: clock) { lockers, services in
             let id = UploadID.random()
             let stopped = Count()
             let lease = try await lockers[0].lock(id, timeout: .seconds(1)) { stopped.raise() }
             services[0].cancel()
             // Renewals fail from now on (no service); the next manual renewal attempt sees only
             // stale claims once `selfFenceAfter` passed.
-            try await Task.sleep(for: .milliseconds(1100))
+            await lockers[0].renewOrFence(failing: true)
+            #expect(stopped.current == 0 && lease.fence?.isValid == true, "not before selfFenceAfter")
+            clock.advance(by: .milliseconds(1100))
             await lockers[0].renewOrFence(failing: true)
             #expect(stopped.current == 1 && lease.fence?.isValid == false)
             await lease.release()

@@ -32,14 +32,14 @@ struct ConnectionLimitsLiveTests {
         try await TestServer.with(configure: {
             $0.http.limits.minBodyRate = 1000
             $0.http.limits.rateWindow = .seconds(2)
+            $0.http.readTimeout = .seconds(120)  // only the guard can close this connection in time
         }) { server in
             let path = try await server.create(length: 100_000)
             let connection = try await server.connect()
             try await connection.request("PATCH", path, [tus, octets, ("Upload-Offset", "0"), ("Content-Length", "100000")], body: Array(repeating: 7, count: 500))
-            let started = ContinuousClock.now
-            // 1 byte every 200 ms: 5 B/s, far under 1000 B/s.
+            // 1 byte every 200 ms: 5 B/s, far under 1000 B/s; cut within four windows (40 bytes).
             var closed = false
-            for _ in 0..<50 {
+            for _ in 0..<40 {
                 do {
                     try await connection.send([7])
                 } catch {
@@ -48,9 +48,7 @@ struct ConnectionLimitsLiveTests {
                 }
                 try await Task.sleep(for: .milliseconds(200))
             }
-            if !closed { closed = await connection.isClosedByServer() }
-            #expect(closed, "the server cut the trickle")
-            #expect(ContinuousClock.now - started < .seconds(9), "within a few windows")
+            #expect(closed, "the server cut the trickle within the bytes a few windows take")
             let offset = try await server.offset(path)
             #expect((offset ?? 0) >= 500, "what arrived was kept (offset \(offset ?? -1))")
         }
@@ -75,12 +73,15 @@ struct ConnectionLimitsLiveTests {
     }
 
     @Test func aHeadThatNeverEndsIsClosed() async throws {
-        try await TestServer.with(configure: { $0.http.limits.headTimeout = .seconds(2) }) { server in
+        try await TestServer.with(configure: {
+            $0.http.limits.headTimeout = .seconds(2)
+            $0.http.readTimeout = .seconds(120)  // only the guard can close this connection in time
+        }) { server in
             let connection = try await server.connect()
             try await connection.send("POST /files/ HTTP/1.1\r\nHost: 127.0.0.1\r\n")
-            let started = ContinuousClock.now
+            // A field every 200 ms: closed within three head timeouts (30 fields).
             var closed = false
-            for index in 0..<40 {
+            for index in 0..<30 {
                 do {
                     try await connection.send("X-Slow-\(index): 1\r\n")
                 } catch {
@@ -89,8 +90,7 @@ struct ConnectionLimitsLiveTests {
                 }
                 try await Task.sleep(for: .milliseconds(200))
             }
-            if !closed { closed = await connection.isClosedByServer() }
-            #expect(closed && ContinuousClock.now - started < .seconds(7), "a head sent byte by byte is closed after the head timeout")
+            #expect(closed, "a head sent byte by byte is closed after the head timeout, within the fields sent")
         }
     }
 
