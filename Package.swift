@@ -318,6 +318,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "FerryNetemTests",
+            dependencies: ["FerryNetem"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "FerryServerTests",
             dependencies: [
                 "FerryCore", "FerryProtocol", "FerryTus", "FerryRUFH", "FerryHTTP", "FerryServer", "FerryTestSupport", "FerryClient", "FerryClientAHC", "FerryNetem",
