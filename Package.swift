@@ -318,6 +318,14 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "FerryAuthTests",
+            dependencies: [
+                "FerryAuth", "FerryCore",
+                .product(name: "JWTKit", package: "jwt-kit"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "FerryNetemTests",
             dependencies: ["FerryNetem"],
             swiftSettings: swiftSettings
