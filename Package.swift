@@ -326,6 +326,13 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "FerryHooksTests",
+            dependencies: [
+                "FerryHooks", "FerryCore",
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "FerryNetemTests",
             dependencies: ["FerryNetem"],
             swiftSettings: swiftSettings
