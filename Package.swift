@@ -328,7 +328,9 @@ let package = Package(
         .testTarget(
             name: "FerryHooksTests",
             dependencies: [
-                "FerryHooks", "FerryCore",
+                "FerryHooks", "FerryCore", "FerryTestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
