@@ -335,6 +335,41 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "FerryHTTPTests",
+            dependencies: [
+                "FerryCore", "FerryProtocol", "FerryHTTP", "FerryTestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FerryAuthTests",
+            dependencies: [
+                "FerryAuth", "FerryCore",
+                .product(name: "JWTKit", package: "jwt-kit"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FerryHooksTests",
+            dependencies: [
+                "FerryHooks", "FerryCore", "FerryTestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FerryNetemTests",
+            dependencies: ["FerryNetem"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "FerryServerTests",
             dependencies: [
                 "FerryCore", "FerryProtocol", "FerryTus", "FerryRUFH", "FerryHTTP", "FerryServer", "FerryTestSupport", "FerryClient", "FerryClientAHC", "FerryNetem",

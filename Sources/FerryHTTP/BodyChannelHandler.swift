@@ -96,8 +96,16 @@ final class BodyChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
 }
 
 /// `BodyTransport` over a Hummingbird connection that has a `BodyChannelHandler`.
+///
+/// Without the handler (HummingbirdTesting's router transport runs no channel handlers; a closed
+/// connection's pipeline has lost them) the end of a body is not seen, nor are `100 Continue` and
+/// the informational responses sent. A body framed by `Content-Length` is then taken as ended
+/// properly: the engine already refuses one whose byte count differs from the declared length.
+/// Any other body (chunked, whose trailers only the handler sees) stays incomplete.
 struct ChannelBodyTransport: BodyTransport, InterimResponder {
     let channel: any Channel
+    /// The request declared its body's length (`Content-Length`).
+    var framedByLength = false
 
     var clientAddress: String? { channel.remoteAddress?.ipAddress }
 
@@ -121,7 +129,7 @@ struct ChannelBodyTransport: BodyTransport, InterimResponder {
         let state = try? await channel.eventLoop.submit {
             try channel.pipeline.syncOperations.handler(type: BodyChannelHandler.self).state
         }.get()
-        guard let state else { return BodyEnd(complete: false) }
+        guard let state else { return BodyEnd(complete: framedByLength) }
         return state.snapshot.withLock { snapshot in
             BodyEnd(complete: snapshot.endSeen, trailerChecksum: snapshot.trailers?[HTTPField.Name("Upload-Checksum")!])
         }

@@ -56,7 +56,7 @@ struct UploadMiddleware: RouterMiddleware {
         guard endpoints.routes.handles(path: request.uri.path) else {
             return try await next(request, context)
         }
-        let transport = ChannelBodyTransport(channel: context.channel)
+        let transport = ChannelBodyTransport(channel: context.channel, framedByLength: request.headers[.contentLength] != nil)
         var answer = await endpoints.respond(to: request.head, body: request.body, transport: transport)
         if request.method == .options, answer.status.kind == .successful, endpoints.statistics != nil {
             // Where a client may report how an upload went (`TelemetryRoute`).
