@@ -26,6 +26,9 @@ public protocol UploadDialect: Sendable {
     /// An informational response to send before the final one, if any.
     func interim(_ event: InterimEvent, _ context: Context) -> HTTPResponse?
 
+    /// Whether `interim` ever answers (else the transport is used as it is).
+    var sendsInterims: Bool { get }
+
     /// Whether a failed append answers with the upload's state (`UploadOutcome.Failure.current`).
     var describesStateOnFailure: Bool { get }
 
@@ -35,6 +38,7 @@ public protocol UploadDialect: Sendable {
 
 extension UploadDialect {
     public func interim(_ event: InterimEvent, _ context: Context) -> HTTPResponse? { nil }
+    public var sendsInterims: Bool { false }
     public var describesStateOnFailure: Bool { false }
     public var invalidatesOnOverrun: Bool { false }
 }

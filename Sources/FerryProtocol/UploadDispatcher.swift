@@ -65,12 +65,7 @@ public struct UploadDispatcher: Sendable {
             case .status(let id):
                 return .status(try await engine.status(id, as: principal))
             case .append(let id, let append):
-                let relay = InterimRelay(inner: transport, first: nil, progress: { dialect.interim(.checkpoint(offset: $0), context) })
-                do {
-                    return .appended(try await engine.append(id, append, body: body, transport: relay, as: principal))
-                } catch {
-                    return .failed(error, await failure(error, id, principal, dialect, provided: append.offset))
-                }
+                return await self.append(id, append, principal, dialect, context, body: body, transport: transport)
             case .read(let id, let range, let otherwise):
                 do {
                     return .content(try await engine.completedUpload(id, as: principal), range)
@@ -83,6 +78,28 @@ public struct UploadDispatcher: Sendable {
             }
         } catch {
             return .failed(error, UploadOutcome.Failure())
+        }
+    }
+
+    /// An append, in a frame of its own: a slow body holds it (and the ones below) for as long as
+    /// it trickles, so it keeps only what the append needs.
+    private func append<Dialect: UploadDialect, Body: AsyncSequence & Sendable>(
+        _ id: UploadID,
+        _ append: AppendRequest,
+        _ principal: Principal,
+        _ dialect: Dialect,
+        _ context: Dialect.Context,
+        body: Body,
+        transport: some BodyTransport & InterimResponder
+    ) async -> UploadOutcome.Result where Body.Element == ByteBuffer {
+        do {
+            if dialect.sendsInterims {
+                let relay = InterimRelay(inner: transport, first: nil, progress: { dialect.interim(.checkpoint(offset: $0), context) })
+                return .appended(try await engine.append(id, append, body: body, transport: relay, as: principal))
+            }
+            return .appended(try await engine.append(id, append, body: body, transport: transport, as: principal))
+        } catch {
+            return .failed(error, await failure(error, id, principal, dialect, provided: append.offset))
         }
     }
 
@@ -103,9 +120,13 @@ public struct UploadDispatcher: Sendable {
             if let interim { await transport.sendInterim(interim) }
             return .created(record, withUpload: creation.upload != nil)
         }
-        let relay = InterimRelay(inner: transport, first: interim, progress: { dialect.interim(.checkpoint(offset: $0), context) })
         do {
-            record = try await engine.append(record.id, upload, body: body, transport: relay, as: principal)
+            if dialect.sendsInterims {
+                let relay = InterimRelay(inner: transport, first: interim, progress: { dialect.interim(.checkpoint(offset: $0), context) })
+                record = try await engine.append(record.id, upload, body: body, transport: relay, as: principal)
+            } else {
+                record = try await engine.append(record.id, upload, body: body, transport: transport, as: principal)
+            }
         } catch {
             var failure = await failure(error, record.id, principal, dialect, provided: 0)
             failure.created = failure.current ?? record

@@ -81,7 +81,8 @@ extension RUFHDialect {
         }
         if error.code == .methodNotAllowed { response.headers[.allow] = "OPTIONS, POST, PUT, HEAD, GET, PATCH, DELETE" }
         if let created = failure.created { response.headers[.location] = context.collectionURL + created.id.rawValue }
-        if error.code == .maxSizeExceeded, form.followsNewestText {
+        // A 413 for a limit names the limits (draft -12: SHOULD; harmless wherever limits are announced).
+        if error.code == .maxSizeExceeded, form.announcesLimits {
             let limits = record.map { UploadLimits(of: $0, capabilities: capabilities, at: outcome.at) }
                 ?? UploadLimits(scenario: context.scenario, scenarios: routes.scenarios, capabilities: capabilities)
             response.headers[.uploadLimit] = limits.field(ageKey: form.ageKey)

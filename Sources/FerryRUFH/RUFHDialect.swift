@@ -36,6 +36,8 @@ public struct RUFHDialect: UploadDialect {
 
     public var name: String { "rufh" }
     public var describesStateOnFailure: Bool { true }
+    /// `104 Upload Resumption Supported`: a creation's, and progress during long appends.
+    public var sendsInterims: Bool { true }
     /// Every draft: an append past the known length invalidates the upload.
     public var invalidatesOnOverrun: Bool { true }
 

@@ -144,21 +144,7 @@ extension UploadEngine {
         let hashesFile = wantsDigest(start) || request.wantsDigest
         let startDigest = hashesFile ? digests.take(start.id, at: start.offset) : nil
         let receiver = bodyReceiver(writer, start, request, limit: limit, digest: startDigest, transport: transport, hold: hold)
-        let outcome = await withTaskGroup(of: BodyReceiver.Outcome?.self) { group in
-            group.addTask { await receiver.run(body) }
-            group.addTask {
-                guard await stop.wait() != nil else { return nil }
-                // Keep what is already arriving (a dead connection's buffered bytes) before stopping.
-                await receiver.drain(quiet: .milliseconds(150), limit: .seconds(2))
-                return nil
-            }
-            var outcome: BodyReceiver.Outcome?
-            while let next = await group.next() {
-                group.cancelAll()
-                if let next { outcome = next }
-            }
-            return outcome ?? BodyReceiver.Outcome(received: 0, bodyEnded: false, exceeded: false, hasher: BodyHasher(algorithms: []), committed: start, failure: nil, digest: nil)
-        }
+        let outcome = await run(receiver, body, stop: stop)
         observers.received(bytes: outcome.received)
         report.received = outcome.received
 
@@ -172,48 +158,10 @@ extension UploadEngine {
             request, knownLength: start.length != nil, exceeded: outcome.exceeded, receiverFailure: outcome.failure, end: end,
             matches: { outcome.hasher.matches($0) }
         )
-        var failure = verdict.failure
-        var keep = verdict.keep
-        var record = outcome.committed
-        if keep {
+        var settled = Settlement(record: outcome.committed, keep: verdict.keep, failure: verdict.failure)
+        if settled.keep {
             do {
-                let durable = try await writer.sync()
-                let state = await writer.syncedState()
-                let completion = AppendDecision.completion(request, end: end, failed: failure != nil, length: record.length, durable: durable)
-                if case .inconsistent(let length, let stored) = completion {
-                    failure = FerryError(.inconsistentLength, "the request said it completes the upload, but \(stored) of \(length) bytes are stored")
-                }
-                // The running digest is valid only if it covers exactly the durable bytes.
-                var digest = durable == start.offset + outcome.received ? outcome.digest : durable == start.offset ? startDigest : nil
-                var sha256: String?
-                if case .complete(let length) = completion {
-                    record.length = length
-                    if digest == nil, wantsDigest(record) || request.wantsDigest {
-                        var finished = record
-                        (finished.offset, finished.storeState, finished.state) = (durable, state, .complete)
-                        do {
-                            digest = try await readBackDigest(finished)
-                        } catch {
-                            // The bytes are safe: complete without a digest rather than fail the upload.
-                            logger.warning("upload.digest_unavailable", metadata: context.merging(["error": "\(error)"]) { $1 })
-                        }
-                    }
-                    if let expected = request.expectedSHA256, let digest, Array(digest.finalize()) != expected {
-                        // The whole representation is wrong: the upload stays as it was before this request.
-                        keep = false
-                        failure = FerryError(.checksumMismatch, "the upload does not match Repr-Digest; this request's bytes were not kept")
-                    } else {
-                        sha256 = digest.map(DigestCache.hex)
-                        digests.forget(start.id)
-                    }
-                } else if let digest {
-                    digests.put(start.id, at: durable, digest)
-                }
-                if keep {
-                    let completes: Bool
-                    if case .complete = completion { completes = true } else { completes = false }
-                    record = try await commit(record, offset: durable, state: state, sha256: sha256, completes: completes, hold)
-                }
+                settled = try await settle(settled, outcome, start, request, end: end, startDigest: startDigest, writer: writer, hold: hold, context: context)
             } catch {
                 await writer.close()
                 if error.code == .requestSuperseded {
@@ -222,17 +170,18 @@ extension UploadEngine {
                 } else {
                     logger.error("append.save_failed", metadata: context.merging(["error": "\(error)"]) { $1 })
                 }
-                let failed = failure ?? error
+                let failed = settled.failure ?? error
                 report.outcome = failed.code.rawValue
                 throw failed
             }
         }
-        if !keep, let startDigest, record.offset == start.offset {
+        var record = settled.record
+        if !settled.keep, let startDigest, record.offset == start.offset {
             digests.put(start.id, at: start.offset, startDigest)
         }
         await writer.close()
         let stopReason = end.complete ? nil : stop.reason
-        let ending = AppendDecision.ending(failure: failure, stop: stopReason, bodyComplete: end.complete, stored: record.offset)
+        let ending = AppendDecision.ending(failure: settled.failure, stop: stopReason, bodyComplete: end.complete, stored: record.offset)
         report.outcome = ending.outcome
         if record.isComplete, !start.isComplete {
             observers.completed(record, at: now())
@@ -241,7 +190,7 @@ extension UploadEngine {
             if record.concat == .partial { await completeFinals(referencing: record.id) }
         }
         if let error = ending.error {
-            if failure == nil {
+            if settled.failure == nil {
                 observers.interrupted()
                 let reason = stopReason.map { "\($0)" } ?? "body ended early"
                 logger.info("append.stopped", metadata: context.merging(["reason": "\(reason)", "upload.saved": "\(record.offset)"]) { $1 })
@@ -249,6 +198,88 @@ extension UploadEngine {
             throw error
         }
         return record
+    }
+
+    /// Runs the receiver against a newer request or shutdown: whichever comes first ends the
+    /// body (after a stop, bytes already arriving are drained for a moment).
+    private func run<Body: AsyncSequence & Sendable>(_ receiver: BodyReceiver, _ body: Body, stop: StopSignal) async -> BodyReceiver.Outcome
+    where Body.Element == ByteBuffer {
+        await withTaskGroup(of: BodyReceiver.Outcome?.self) { group in
+            group.addTask { await receiver.run(body) }
+            group.addTask {
+                guard await stop.wait() != nil else { return nil }
+                // Keep what is already arriving (a dead connection's buffered bytes) before stopping.
+                await receiver.drain(quiet: .milliseconds(150), limit: .seconds(2))
+                return nil
+            }
+            var outcome: BodyReceiver.Outcome?
+            while let next = await group.next() {
+                group.cancelAll()
+                if let next { outcome = next }
+            }
+            return outcome
+                ?? BodyReceiver.Outcome(
+                    received: 0, bodyEnded: false, exceeded: false, hasher: BodyHasher(algorithms: []), committed: receiver.start, failure: nil, digest: nil
+                )
+        }
+    }
+
+    /// What is kept of an append once its body ended, and the error it ends in.
+    private struct Settlement {
+        var record: UploadRecord
+        var keep: Bool
+        var failure: FerryError?
+    }
+
+    /// Syncs what an append stored and commits it: completes the upload when the decision says
+    /// so (with its digest, checked against `Repr-Digest`), else keeps the running digest.
+    private func settle(
+        _ settlement: Settlement,
+        _ outcome: BodyReceiver.Outcome,
+        _ start: UploadRecord,
+        _ request: AppendRequest,
+        end: BodyEnd,
+        startDigest: SHA256?,
+        writer: any ByteWriter,
+        hold: Hold,
+        context: Logger.Metadata
+    ) async throws(FerryError) -> Settlement {
+        var settled = settlement
+        let durable = try await writer.sync()
+        let state = await writer.syncedState()
+        let completion = AppendDecision.completion(request, end: end, failed: settled.failure != nil, length: settled.record.length, durable: durable)
+        if case .inconsistent(let length, let stored) = completion {
+            settled.failure = FerryError(.inconsistentLength, "the request said it completes the upload, but \(stored) of \(length) bytes are stored")
+        }
+        // The running digest is valid only if it covers exactly the durable bytes.
+        var digest = durable == start.offset + outcome.received ? outcome.digest : durable == start.offset ? startDigest : nil
+        var sha256: String?
+        guard case .complete(let length) = completion else {
+            if let digest { digests.put(start.id, at: durable, digest) }
+            settled.record = try await commit(settled.record, offset: durable, state: state, completes: false, hold)
+            return settled
+        }
+        settled.record.length = length
+        if digest == nil, wantsDigest(settled.record) || request.wantsDigest {
+            var finished = settled.record
+            (finished.offset, finished.storeState, finished.state) = (durable, state, .complete)
+            do {
+                digest = try await readBackDigest(finished)
+            } catch {
+                // The bytes are safe: complete without a digest rather than fail the upload.
+                logger.warning("upload.digest_unavailable", metadata: context.merging(["error": "\(error)"]) { $1 })
+            }
+        }
+        if let expected = request.expectedSHA256, let digest, Array(digest.finalize()) != expected {
+            // The whole representation is wrong: the upload stays as it was before this request.
+            settled.keep = false
+            settled.failure = FerryError(.checksumMismatch, "the upload does not match Repr-Digest; this request's bytes were not kept")
+            return settled
+        }
+        sha256 = digest.map(DigestCache.hex)
+        digests.forget(start.id)
+        settled.record = try await commit(settled.record, offset: durable, state: state, sha256: sha256, completes: true, hold)
+        return settled
     }
 
     /// The receiver of one append's body: what it hashes, where it checkpoints, what it sniffs.
