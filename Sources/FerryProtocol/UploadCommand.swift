@@ -2,7 +2,9 @@ import FerryCore
 
 /// What one request asks of the engine, in no dialect's terms: the result of a dialect's
 /// `parse`, run by `UploadDispatcher`.
-public enum UploadCommand: Sendable, Equatable {
+///
+/// Boxed (`indirect`): it is held in the frames of a request's call chain while its body is read.
+public indirect enum UploadCommand: Sendable, Equatable {
     /// OPTIONS on the collection (or one scenario's): the limits new uploads get.
     case options(scenario: String?)
     case create(Creation)

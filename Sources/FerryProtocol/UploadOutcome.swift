@@ -3,7 +3,9 @@ import Foundation
 
 /// What running an `UploadCommand` came to; a dialect's `render` turns it into its answer.
 public struct UploadOutcome: Sendable {
-    public enum Result: Sendable {
+    /// Boxed: a value of it waits in every frame of a request's call chain, often for as long
+    /// as a slow body trickles, so it is one pointer there.
+    public indirect enum Result: Sendable {
         case options(scenario: String?)
         /// `withUpload`: the creation carried (or could have carried) the first bytes.
         case created(UploadRecord, withUpload: Bool)
