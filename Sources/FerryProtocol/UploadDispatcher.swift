@@ -24,7 +24,14 @@ public struct UploadDispatcher: Sendable {
         let result: UploadOutcome.Result
         do {
             let command = try dialect.parse(request, context)
-            result = await execute(command, request, dialect, context, body: body, transport: transport)
+            if case .append(let id, let append) = command {
+                // The common long request goes straight to the engine: a slow body holds every frame
+                // of its call chain for as long as it trickles (`execute` is the largest one).
+                let principal = try await authenticator.authenticate(authorization: request.headerFields[.authorization])
+                result = await self.append(id, append, principal, dialect, context, body: body, transport: transport)
+            } else {
+                result = await execute(command, request, dialect, context, body: body, transport: transport)
+            }
         } catch {
             result = .failed(error, UploadOutcome.Failure())
         }
