@@ -6,7 +6,16 @@ import Synchronization
 ///
 /// Runs in its own child task so that a newer request or shutdown can cancel it; it then
 /// returns what it stored rather than throwing.
-struct BodyReceiver: Sendable {
+///
+/// A class: both the body's task and the stop watcher hold it, and the request's call chain
+/// (which a slow body keeps for as long as it trickles) holds one reference, not its fields.
+final class BodyReceiver: Sendable {
+    /// The outcome, boxed for the trip back to the request's task.
+    final class Finished: Sendable {
+        let outcome: Outcome
+        init(_ outcome: Outcome) { self.outcome = outcome }
+    }
+
     struct Outcome: Sendable {
         /// Bytes handed to the writer by this request.
         var received: Int64

@@ -143,8 +143,26 @@ extension UploadEngine {
         let writer = try await store.openWriter(for: start, fence: hold.fence)
         let hashesFile = wantsDigest(start) || request.wantsDigest
         let startDigest = hashesFile ? digests.take(start.id, at: start.offset) : nil
-        let receiver = bodyReceiver(writer, start, request, limit: limit, digest: startDigest, transport: transport, hold: hold)
-        let outcome = await run(receiver, body, stop: stop)
+        let finished = await run(
+            bodyReceiver(writer, start, request, limit: limit, digest: startDigest, transport: transport, hold: hold), body, stop: stop
+        )
+        return try await conclude(finished, start, request, writer: writer, startDigest: startDigest, transport: transport, stop: stop, hold: hold, report: &report)
+    }
+
+    /// Everything after an append's body ended, in a frame of its own (allocated only then):
+    /// decide, settle what is kept, complete, answer.
+    private func conclude(
+        _ finished: BodyReceiver.Finished,
+        _ start: UploadRecord,
+        _ request: AppendRequest,
+        writer: any ByteWriter,
+        startDigest: SHA256?,
+        transport: some BodyTransport,
+        stop: StopSignal,
+        hold: Hold,
+        report: inout AppendReport
+    ) async throws(FerryError) -> UploadRecord {
+        let outcome = finished.outcome
         observers.received(bytes: outcome.received)
         report.received = outcome.received
 
@@ -202,24 +220,26 @@ extension UploadEngine {
 
     /// Runs the receiver against a newer request or shutdown: whichever comes first ends the
     /// body (after a stop, bytes already arriving are drained for a moment).
-    private func run<Body: AsyncSequence & Sendable>(_ receiver: BodyReceiver, _ body: Body, stop: StopSignal) async -> BodyReceiver.Outcome
+    private func run<Body: AsyncSequence & Sendable>(_ receiver: BodyReceiver, _ body: Body, stop: StopSignal) async -> BodyReceiver.Finished
     where Body.Element == ByteBuffer {
-        await withTaskGroup(of: BodyReceiver.Outcome?.self) { group in
-            group.addTask { await receiver.run(body) }
+        await withTaskGroup(of: BodyReceiver.Finished?.self) { group in
+            group.addTask { BodyReceiver.Finished(await receiver.run(body)) }
             group.addTask {
                 guard await stop.wait() != nil else { return nil }
                 // Keep what is already arriving (a dead connection's buffered bytes) before stopping.
                 await receiver.drain(quiet: .milliseconds(150), limit: .seconds(2))
                 return nil
             }
-            var outcome: BodyReceiver.Outcome?
+            var finished: BodyReceiver.Finished?
             while let next = await group.next() {
                 group.cancelAll()
-                if let next { outcome = next }
+                if let next { finished = next }
             }
-            return outcome
-                ?? BodyReceiver.Outcome(
-                    received: 0, bodyEnded: false, exceeded: false, hasher: BodyHasher(algorithms: []), committed: receiver.start, failure: nil, digest: nil
+            return finished
+                ?? BodyReceiver.Finished(
+                    BodyReceiver.Outcome(
+                        received: 0, bodyEnded: false, exceeded: false, hasher: BodyHasher(algorithms: []), committed: receiver.start, failure: nil, digest: nil
+                    )
                 )
         }
     }
