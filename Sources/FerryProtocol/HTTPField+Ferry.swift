@@ -1,3 +1,5 @@
+import FerryCore
+import Foundation
 import HTTPTypes
 
 /// The fields both dialects (and the adapter) read or write. Dialect-only fields live with
@@ -30,4 +32,21 @@ extension HTTPField.Name {
 extension HTTPField.Name {
     /// tus's version field: on every tus request but OPTIONS; a request that carries it speaks tus.
     public static let tusResumable = Self("Tus-Resumable")!
+}
+
+extension HTTPFields {
+    /// The media type of `Content-Type`, lowercased, without parameters; nil without the field.
+    public var mediaType: String? {
+        self[.contentType].map { $0.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? "" }
+    }
+
+    /// Who is creating an upload, for the statistics: the client kind (`Ferry-Client`, else
+    /// `User-Agent`) and the network (`Ferry-Network`, else the `network` metadata).
+    public func requestInfo(dialect: String, metadata: UploadMetadata) -> RequestInfo {
+        RequestInfo(
+            dialect: dialect,
+            client: RequestInfo.client(declared: self[.ferryClient], userAgent: self[.userAgent]),
+            network: RequestInfo.network(self[.ferryNetwork] ?? metadata.string("network"))
+        )
+    }
 }

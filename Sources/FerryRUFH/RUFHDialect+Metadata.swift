@@ -8,22 +8,13 @@ extension RUFHDialect {
     /// file name as `filename`.
     static func metadata(_ fields: HTTPFields) throws(FerryError) -> UploadMetadata {
         var metadata = UploadMetadata()
-        if let type = mediaType(fields[.contentType]), !type.isEmpty, type != partialUploadType, type != "application/octet-stream" {
+        if let type = fields.mediaType, !type.isEmpty, type != partialUploadType, type != "application/octet-stream" {
             try metadata.set("filetype", type)
         }
         if let disposition = fields[.contentDisposition], let name = filename(disposition) {
             try metadata.set("filename", name)
         }
         return metadata
-    }
-
-    /// Who is creating an upload, for the statistics.
-    static func requestInfo(_ fields: HTTPFields, metadata: UploadMetadata) -> RequestInfo {
-        RequestInfo(
-            dialect: "rufh",
-            client: RequestInfo.client(declared: fields[.ferryClient], userAgent: fields[.userAgent]),
-            network: RequestInfo.network(fields[.ferryNetwork] ?? metadata.string("network"))
-        )
     }
 
     /// `filename*=UTF-8''…` (RFC 6266/8187) or `filename="…"` of a `Content-Disposition`.

@@ -54,7 +54,7 @@ public struct RUFHDialect: UploadDialect {
         guard case .upload = try? routes.target(of: request) else { return false }
         switch request.method {
         case .head, .get, .delete: return true
-        case .patch: return Self.mediaType(fields[.contentType]) == Self.partialUploadType
+        case .patch: return fields.mediaType == Self.partialUploadType
         default: return false
         }
     }
@@ -147,7 +147,7 @@ public struct RUFHDialect: UploadDialect {
         let metadata = try Self.metadata(fields)
         let spec = UploadEngine.CreateSpec(
             length: length, metadata: metadata, scenario: scenario,
-            info: Self.requestInfo(fields, metadata: metadata), address: routes.forwardedAddress(request),
+            info: fields.requestInfo(dialect: name, metadata: metadata), address: routes.forwardedAddress(request),
             completesWhenEmpty: complete
         )
         let upload = AppendRequest(
@@ -167,7 +167,7 @@ public struct RUFHDialect: UploadDialect {
     /// Append: PATCH at `Upload-Offset`; the newest request on an upload wins, as for tus.
     private func append(_ request: HTTPRequest, _ form: RUFHForm) throws(FerryError) -> AppendRequest {
         let fields = request.headerFields
-        if form.requiresPartialUploadType, Self.mediaType(fields[.contentType]) != Self.partialUploadType {
+        if form.requiresPartialUploadType, fields.mediaType != Self.partialUploadType {
             throw FerryError(.invalidContentType, "appends are sent as \(Self.partialUploadType)")
         }
         guard let offsetText = fields[.uploadOffset] else {
@@ -201,9 +201,5 @@ public struct RUFHDialect: UploadDialect {
             wantsDigest: digests.wantsRepresentation,
             expectedSHA256: digests.representation
         )
-    }
-
-    static func mediaType(_ value: String?) -> String? {
-        value.map { $0.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? "" }
     }
 }

@@ -128,7 +128,7 @@ public struct TusDialect: UploadDialect {
         }
         let spec = UploadEngine.CreateSpec(
             length: length, metadata: metadata, isPartial: isPartial, scenario: scenario,
-            info: fields.requestInfo(metadata: metadata), address: routes.forwardedAddress(request)
+            info: request.headerFields.requestInfo(dialect: name, metadata: metadata), address: routes.forwardedAddress(request)
         )
         let upload = withUpload
             ? AppendRequest(
@@ -163,7 +163,7 @@ public struct TusDialect: UploadDialect {
         return .concatenate(
             UploadCommand.Concatenation(
                 parts: parts, metadata: metadata, scenario: scenario, forwardedAddress: routes.forwardedAddress(request), request: concat,
-                info: fields.requestInfo(metadata: metadata)
+                info: request.headerFields.requestInfo(dialect: name, metadata: metadata)
             )
         )
     }

@@ -34,11 +34,7 @@ struct TusFields {
     var contentLength: Int64? { fields[.contentLength].flatMap { Int64($0) } }
 
     /// The media type of `Content-Type`, lowercased, without parameters.
-    var mediaType: String? {
-        fields[.contentType].map { $0.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? "" }
-    }
-
-    var isOffsetStream: Bool { mediaType == "application/offset+octet-stream" }
+    var isOffsetStream: Bool { fields.mediaType == "application/offset+octet-stream" }
 
     /// Whether the request has a body at all.
     var hasBody: Bool {
@@ -65,14 +61,5 @@ struct TusFields {
             guard let value = fields[.uploadMetadata] else { return UploadMetadata() }
             return try UploadMetadata(tusHeader: value)
         }
-    }
-
-    /// Who is creating an upload, for the statistics.
-    func requestInfo(metadata: UploadMetadata) -> RequestInfo {
-        RequestInfo(
-            dialect: "tus",
-            client: RequestInfo.client(declared: fields[.ferryClient], userAgent: fields[.userAgent]),
-            network: RequestInfo.network(fields[.ferryNetwork] ?? metadata.string("network"))
-        )
     }
 }
