@@ -2,6 +2,7 @@ import FerryCore
 import FerryProtocol
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
 import Logging
 import NIOCore
 import CoreMetrics
@@ -22,6 +23,8 @@ public enum FerryHTTPServer {
         public var adminToken: String?
         /// Connections, slow bodies and heads, header size.
         public var limits: ConnectionLimits
+        /// TLS, HTTP/2 and its windows.
+        public var transport: HTTPTransport
 
         public init(
             host: String = "127.0.0.1",
@@ -30,8 +33,10 @@ public enum FerryHTTPServer {
             cors: CORSConfiguration = CORSConfiguration(),
             discardEndpoint: Bool = false,
             adminToken: String? = nil,
-            limits: ConnectionLimits = ConnectionLimits()
+            limits: ConnectionLimits = ConnectionLimits(),
+            transport: HTTPTransport = HTTPTransport()
         ) {
+            self.transport = transport
             self.limits = limits
             self.host = host
             self.port = port
@@ -103,27 +108,28 @@ public enum FerryHTTPServer {
         return router
     }
 
-    /// The HTTP server as a `Service`.
+    /// The HTTP server as a `Service`. `certificates` is required when the transport has TLS
+    /// (the caller keeps it to reload the certificate); `census` counts connections.
     public static func application(
         router: Router<FerryRequestContext>,
         configuration: Configuration,
+        certificates: CertificateStore? = nil,
+        census: ConnectionCensus,
         logger: Logger,
         onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
-        let seconds = configuration.readTimeout.components.seconds
-        let limits = configuration.limits
-        let counter = ConnectionCounter()
+        precondition((certificates == nil) == (configuration.transport.tls == nil), "a TLS transport needs its certificate store")
+        let channel = FerryHTTPChannel.Configuration(
+            transport: configuration.transport,
+            certificates: certificates,
+            limits: configuration.limits,
+            idleTimeout: configuration.readTimeout,
+            counter: ConnectionCounter(),
+            census: census
+        )
         return Application(
             router: router,
-            server: .http1(
-                configuration: .init(
-                    additionalChannelHandlers: [ConnectionGuardHandler(limits: limits, counter: counter), BodyChannelHandler()],
-                    idleTimeout: .seconds(max(1, seconds)),
-                    httpDecoderConfiguration: .init(
-                        maxHeaderFieldSize: limits.maxHeaderBytes, maxHeaderListSize: limits.maxHeaderBytes, maxHeaderFieldCount: 200
-                    )
-                )
-            ),
+            server: HTTPServerBuilder { responder in FerryHTTPChannel(responder: responder, configuration: channel) },
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
             onServerRunning: onServerRunning,
             logger: logger

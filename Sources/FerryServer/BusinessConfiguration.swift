@@ -1,6 +1,7 @@
 import FerryAuth
 import FerryCore
 import FerryHooks
+import FerryHTTP
 
 /// Scenarios, authentication, quotas, callbacks and events: the business side of a server
 /// (docs/business.md). The embedded defaults run one open scenario without tokens.
@@ -17,6 +18,9 @@ public struct BusinessConfiguration: Sendable {
     /// Bearer token of the admin API (delivery state); nil disables it.
     public var adminToken: String?
     public var events: WebhookDispatcher.Configuration
+    /// `[tls]`: the certificate and key files, as written (relative paths are relative to the
+    /// configuration file; `ferry serve` resolves them). `--tls-cert`/`--tls-key` override.
+    public var tls: TLSFiles?
 
     public init(
         scenarios: ScenarioSet = .open,

@@ -1,6 +1,7 @@
 import FerryAuth
 import FerryCore
 import FerryHooks
+import FerryHTTP
 
 /// Reads the configuration file (docs/business.md): `[section]` headers, `key = value` lines,
 /// `#` comments. Every mistake is reported with the file, line and reason.
@@ -54,6 +55,7 @@ public enum ConfigFile {
         var scenarios: [ScenarioDraft] = []
         var defaultScenario: (name: String, line: Int)?
         var sawScenario = false
+        var tlsLine = 0
 
         init(path: String, readFile: @escaping (String) throws -> String) {
             self.path = path
@@ -72,11 +74,12 @@ public enum ConfigFile {
                 let header = text.dropFirst().dropLast().split(separator: " ", omittingEmptySubsequences: true).map(String.init)
                 sectionLine = number
                 switch header.first {
-                case "server", "auth", "events", "anonymous":
+                case "server", "auth", "events", "anonymous", "tls":
                     guard header.count == 1 else { throw fail(number, "[\(header[0])] takes no name") }
                     guard seen[header[0]] == nil else { throw fail(number, "[\(header[0])] appears twice") }
                     seen[header[0]] = []
                     section = header[0]
+                    if section == "tls" { tlsLine = number }
                 case "scenario":
                     guard header.count == 2, Scenario.isValidName(header[1]) else {
                         throw fail(number, "a scenario is [scenario NAME], NAME being 1-64 characters of a-z 0-9 - _")
@@ -103,7 +106,8 @@ public enum ConfigFile {
             case "events": try events(entry)
             case "anonymous": try anonymous(entry)
             case "scenario": try scenario(entry)
-            default: throw fail(number, "\(key) must be inside a section ([server], [auth], [anonymous], [events] or [scenario NAME])")
+            case "tls": try tls(entry)
+            default: throw fail(number, "\(key) must be inside a section ([server], [tls], [auth], [anonymous], [events] or [scenario NAME])")
             }
         }
 
@@ -123,6 +127,18 @@ public enum ConfigFile {
             guard seen[section, default: []].insert(entry.key).inserted else {
                 throw fail(entry.line, "\(entry.key) is set twice in [\(section)]")
             }
+        }
+
+        /// `[tls]`: `certificate` (the PEM chain, leaf first) and `key`, both required.
+        mutating func tls(_ entry: Entry) throws(ConfigurationError) {
+            try once(entry)
+            var files = configuration.tls ?? TLSFiles(certificateChain: "", privateKey: "")
+            switch entry.key {
+            case "certificate": files.certificateChain = entry.value
+            case "key": files.privateKey = entry.value
+            default: throw fail(entry.line, "unknown key \(entry.key) in [tls] (certificate, key)")
+            }
+            configuration.tls = files
         }
 
         mutating func server(_ entry: Entry) throws(ConfigurationError) {
@@ -278,6 +294,9 @@ public enum ConfigFile {
         }
 
         mutating func finish() throws(ConfigurationError) -> BusinessConfiguration {
+            if let tls = configuration.tls, tls.certificateChain.isEmpty || tls.privateKey.isEmpty {
+                throw ConfigurationError("\(path):\(seen["tls"] == nil ? 0 : tlsLine)", "[tls] needs both certificate and key")
+            }
             var built: [Scenario] = []
             var secrets: [String: String] = [:]
             var batches: [String: Int] = [:]

@@ -22,6 +22,10 @@ public struct FerryServer: Sendable {
     public let engine: UploadEngine
     public let services: [any Service]
     public let registry: PrometheusCollectorRegistry
+    /// Connections per protocol (tests, benchmarks, `/metrics`).
+    public let census: ConnectionCensus
+    /// The TLS certificate, reloaded on SIGHUP; nil when serving plain text.
+    public let certificates: CertificateStore?
     let configuration: FerryServerConfiguration
     /// Created before the server starts serving (`--s3-create-bucket`).
     let bucketToCreate: S3Client?
@@ -160,12 +164,21 @@ public struct FerryServer: Sendable {
                 }
             }
         )
+        let census = ConnectionCensus(factory: factory)
+        let certificates = try configuration.http.transport.tls.map { files throws(ConfigurationError) in try CertificateStore(files: files) }
+        if let certificates {
+            logger.info("tls.certificate_loaded", metadata: ["tls.certificate": "\(certificates.summary)"])
+        }
         let application = FerryHTTPServer.application(
             router: router,
             configuration: configuration.http,
+            certificates: certificates,
+            census: census,
             logger: logger,
             onServerRunning: onServerRunning
         )
+        self.census = census
+        self.certificates = certificates
         self.engine = engine
         self.registry = registry
         self.bucketToCreate = bucketToCreate
@@ -178,7 +191,7 @@ public struct FerryServer: Sendable {
         ] + businessServices + (statistics.map { [$0] } ?? []) + [
             application,
             AppendDrainService(engine: engine),
-        ]
+        ] + (certificates.map { [CertificateReloadService(store: $0, logger: logger)] } ?? [])
     }
 
     /// The services as one group that shuts down gracefully on `signals` (none in tests:
@@ -266,5 +279,30 @@ struct ThreadPoolService: Service {
     func run() async throws {
         try? await gracefulShutdown()
         try await threadPool.shutdownGracefully()
+    }
+}
+
+/// Reads the TLS certificate and key again on SIGHUP (a renewed certificate): new connections
+/// get it, open ones keep theirs; a file that cannot be used is logged and the old one stays.
+struct CertificateReloadService: Service {
+    let store: CertificateStore
+    let logger: Logger
+
+    func run() async throws {
+        let signals = await UnixSignalsSequence(trapping: .sighup)
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await _ in signals {
+                    do {
+                        let summary = try await store.reload()
+                        logger.info("tls.certificate_reloaded", metadata: ["tls.certificate": "\(summary)"])
+                    } catch {
+                        logger.error("tls.certificate_reload_failed", metadata: ["error": "\(error)", "tls.certificate": "\(store.summary)"])
+                    }
+                }
+            }
+            try? await gracefulShutdown()
+            group.cancelAll()
+        }
     }
 }

@@ -56,6 +56,7 @@ public struct FerryServerConfiguration: Sendable {
     public func validate() throws(ConfigurationError) {
         try engine.validate()
         try http.limits.validate()
+        try http.transport.validate()
         guard (0...65_535).contains(http.port) else { throw ConfigurationError("port", "must be 0-65535") }
         guard diskReserve >= 0 else { throw ConfigurationError("disk-reserve", "must not be negative") }
         guard ioThreads > 0 else { throw ConfigurationError("io-threads", "must be positive") }

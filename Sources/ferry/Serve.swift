@@ -114,6 +114,24 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Statistics of uploads created longer ago are pruned. [env: FERRY_STATS_RETENTION] (default: \(Defaults.duration(Defaults.stats?.retention)))")
     var statsRetention: String?
 
+    @Option(help: "PEM certificate chain (leaf first): serve HTTPS, HTTP/2 and HTTP/1.1 chosen by ALPN; re-read on SIGHUP. Also [tls] certificate in --config. [env: FERRY_TLS_CERT]")
+    var tlsCert: String?
+
+    @Option(help: "PEM private key of --tls-cert; re-read on SIGHUP. Also [tls] key in --config. [env: FERRY_TLS_KEY]")
+    var tlsKey: String?
+
+    @Flag(help: "Accept plain-text HTTP/2 with prior knowledge beside HTTP/1.1 (behind a proxy speaking h2 to upstreams). [env: FERRY_H2C]")
+    var h2c = false
+
+    @Option(help: "HTTP/2 window of one stream: one upload's speed is at most window / RTT. [env: FERRY_H2_STREAM_WINDOW] (default: \(Defaults.bytes(Int64(Defaults.http.transport.http2.streamWindow))))")
+    var h2StreamWindow: String?
+
+    @Option(help: "HTTP/2 window of a connection: the most its unread request bodies hold in memory. [env: FERRY_H2_CONNECTION_WINDOW] (default: \(Defaults.bytes(Int64(Defaults.http.transport.http2.connectionWindow))))")
+    var h2ConnectionWindow: String?
+
+    @Option(help: "HTTP/2 streams one connection may have open at once. [env: FERRY_H2_MAX_STREAMS] (default: \(Defaults.http.transport.http2.maxConcurrentStreams))")
+    var h2MaxStreams: Int?
+
     @Option(help: "Connections open at once; more are answered 503. [env: FERRY_MAX_CONNECTIONS] (default: \(Defaults.limits.maxConnections))")
     var maxConnections: Int?
 
@@ -144,6 +162,14 @@ struct Serve: AsyncParsableCommand {
                     return try String(contentsOfFile: resolved, encoding: .utf8)
                 }
                 try await configuration.business.prepare()
+                if configuration.http.transport.tls == nil, var files = configuration.business.tls {
+                    // Files named in the configuration file are relative to it.
+                    let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
+                    func resolve(_ file: String) -> String { file.hasPrefix("/") ? file : folder.appendingPathComponent(file).path }
+                    files.certificateChain = resolve(files.certificateChain)
+                    files.privateKey = resolve(files.privateKey)
+                    configuration.http.transport.tls = files
+                }
             } catch let error as CocoaError {
                 throw ValidationError("\(path): cannot read the configuration file (\(error.localizedDescription))")
             } catch {
@@ -207,6 +233,7 @@ struct Serve: AsyncParsableCommand {
             origins = list.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         }
         configuration.http.cors.allowedOrigins = origins
+        try applyTransport(settings, to: &configuration)
         configuration.http.host = settings.value(host, "FERRY_HOST", default: Defaults.http.host)
         configuration.http.port = try settings.value(port.map(String.init), "FERRY_PORT", default: Defaults.http.port) { Int($0) }
         configuration.http.readTimeout = try settings.value(readTimeout, "FERRY_READ_TIMEOUT", default: Defaults.http.readTimeout, parse: Settings.duration)
@@ -271,5 +298,30 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("--catalog must be sqlite or a postgres:// URL")
         }
         return .postgres(url: text)
+    }
+
+    /// TLS and HTTP/2: `--tls-cert` and `--tls-key` go together.
+    func applyTransport(_ settings: Settings, to configuration: inout FerryServerConfiguration) throws {
+        var transport = Defaults.http.transport
+        let certificate = tlsCert ?? settings.environment["FERRY_TLS_CERT"]
+        let key = tlsKey ?? settings.environment["FERRY_TLS_KEY"]
+        switch (certificate, key) {
+        case (nil, nil): break
+        case (let certificate?, let key?): transport.tls = .init(certificateChain: certificate, privateKey: key)
+        case (nil, _): throw ValidationError("--tls-key needs --tls-cert (FERRY_TLS_CERT)")
+        case (_, nil): throw ValidationError("--tls-cert needs --tls-key (FERRY_TLS_KEY)")
+        }
+        transport.h2c = h2c || settings.flag("FERRY_H2C")
+        let http2 = transport.http2
+        transport.http2.streamWindow = Int(
+            try settings.value(h2StreamWindow, "FERRY_H2_STREAM_WINDOW", default: Int64(http2.streamWindow), parse: Settings.bytes)
+        )
+        transport.http2.connectionWindow = Int(
+            try settings.value(h2ConnectionWindow, "FERRY_H2_CONNECTION_WINDOW", default: Int64(http2.connectionWindow), parse: Settings.bytes)
+        )
+        transport.http2.maxConcurrentStreams = try settings.value(
+            h2MaxStreams.map(String.init), "FERRY_H2_MAX_STREAMS", default: http2.maxConcurrentStreams
+        ) { Int($0) }
+        configuration.http.transport = transport
     }
 }

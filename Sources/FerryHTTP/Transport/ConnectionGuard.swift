@@ -79,7 +79,9 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
     typealias OutboundOut = HTTPResponsePart
 
     private let limits: ConnectionLimits
-    private let counter: ConnectionCounter
+    /// Counts this connection (HTTP/1.1); nil on an HTTP/2 stream, whose connection is counted
+    /// by its `ConnectionAdmission`.
+    private let counter: ConnectionCounter?
     private var entered = false
     private var inBody = false
     /// The engine is reading this body (`bodyReadingStarted`): only then is its rate judged.
@@ -95,12 +97,28 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
     /// Past `maxConnections`: the first request is refused and the connection closed.
     private var overCapacity = false
 
+    /// Guards an HTTP/1.1 connection, counted in `counter`.
     init(limits: ConnectionLimits, counter: ConnectionCounter) {
         self.limits = limits
         self.counter = counter
     }
 
+    /// Guards one stream of an HTTP/2 connection: its body rate and head time; a stream of a
+    /// connection past `maxConnections` is answered 503.
+    init(limits: ConnectionLimits, admission: ConnectionAdmission) {
+        self.limits = limits
+        self.counter = nil
+        self.overCapacity = !admission.admitted
+    }
+
     func handlerAdded(context: ChannelHandlerContext) {
+        guard let counter else {
+            if !overCapacity {
+                headDeadline = .now() + TimeAmount(limits.headTimeout)
+                scheduleTick(context)
+            }
+            return
+        }
         guard counter.enter(limit: limits.maxConnections) else {
             // Answered (503) when its request head arrives, so the client reads a response
             // rather than a reset; closed after a few seconds whatever it sends.
@@ -119,7 +137,7 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
         timer = nil
         if entered {
             entered = false
-            counter.leave()
+            counter?.leave()
         }
     }
 
@@ -230,11 +248,27 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
         head.headerFields[.ferryError] = code.rawValue
         head.headerFields[.contentType] = "text/plain; charset=utf-8"
         head.headerFields[.contentLength] = String(body.readableBytes)
-        head.headerFields[.connection] = "close"
+        if counter != nil { head.headerFields[.connection] = "close" }  // HTTP/2 has no such field
         if let retryAfter { head.headerFields[.retryAfter] = retryAfter }
         context.write(wrapOutboundOut(.head(head)), promise: nil)
         context.write(wrapOutboundOut(.body(body)), promise: nil)
         let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
+    }
+}
+
+/// Counts an HTTP/2 connection once, whatever the number of its streams: admitted while fewer
+/// than `maxConnections` are open; the streams of a connection past it are answered 503 and the
+/// connection is closed after a few seconds.
+final class ConnectionAdmission: Sendable {
+    let admitted: Bool
+
+    init(counter: ConnectionCounter, limit: Int, channel: any Channel) {
+        admitted = counter.enter(limit: limit)
+        if admitted {
+            channel.closeFuture.whenComplete { _ in counter.leave() }
+        } else {
+            channel.eventLoop.scheduleTask(in: .seconds(5)) { channel.close(promise: nil) }
+        }
     }
 }
