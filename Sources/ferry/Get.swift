@@ -12,8 +12,10 @@ struct Get: AsyncParsableCommand {
     @Argument(help: "Where to write it.")
     var file: String
 
+    @OptionGroup var tls: TLSFlags
+
     func run() async throws {
-        let client = AsyncHTTPClientTransport.makeClient()
+        let client = try tls.makeClient()
         do {
             let written = try await AsyncHTTPClientTransport.download(from: url, to: file, client: client)
             FileHandle.standardError.write(Data("wrote \(written) bytes to \(file)\n".utf8))

@@ -50,6 +50,8 @@ struct Put: AsyncParsableCommand {
     @Option(name: .customLong("protocol"), help: "tus, or rufh (IETF Resumable Uploads, interop 8; one stream). (default: tus)")
     var dialect = "tus"
 
+    @OptionGroup var tls: TLSFlags
+
     func run() async throws {
         guard let endpoint = URL(string: url), endpoint.scheme != nil else { throw ValidationError("not a URL: \(url)") }
         guard let network = NetworkKind(rawValue: network) else { throw ValidationError("unknown network kind \(network)") }
@@ -87,7 +89,7 @@ struct Put: AsyncParsableCommand {
         if verbose {
             options.trace = { line in FileHandle.standardError.write(Data("\(line)\n".utf8)) }
         }
-        let client = AsyncHTTPClientTransport.makeClient()
+        let client = try tls.makeClient()
         let upload = Upload(file: file, endpoint: endpoint, transport: AsyncHTTPClientTransport(client: client), options: options)
         let display = ProgressDisplay(interactive: isatty(STDERR_FILENO) == 1)
         let outcome: Result<UploadResult, UploadError>

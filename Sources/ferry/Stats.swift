@@ -24,13 +24,15 @@ struct Stats: AsyncParsableCommand {
     @Flag(help: "Print the JSON answer instead of a table.")
     var json = false
 
+    @OptionGroup var tls: TLSFlags
+
     func run() async throws {
         guard let token = adminToken ?? ProcessInfo.processInfo.environment["FERRY_ADMIN_TOKEN"] else {
             throw ValidationError("pass --admin-token or set FERRY_ADMIN_TOKEN")
         }
         let base = server.hasSuffix("/") ? String(server.dropLast()) : server
         guard let url = URL(string: "\(base)/admin/stats?by=\(by)&since=\(since)") else { throw ValidationError("not a URL: \(server)") }
-        let client = AsyncHTTPClientTransport.makeClient()
+        let client = try tls.makeClient()
         let response: TransportResponse
         do {
             response = try await AsyncHTTPClientTransport(client: client)

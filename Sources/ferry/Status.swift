@@ -10,9 +10,11 @@ struct Status: AsyncParsableCommand {
     @Argument(help: "The upload URL.")
     var url: String
 
+    @OptionGroup var tls: TLSFlags
+
     func run() async throws {
         guard let target = URL(string: url), target.scheme != nil else { throw ValidationError("not a URL: \(url)") }
-        let client = AsyncHTTPClientTransport.makeClient()
+        let client = try tls.makeClient()
         let response: TransportResponse
         do {
             response = try await AsyncHTTPClientTransport(client: client)

@@ -12,6 +12,8 @@ public enum UploadError: Error, Sendable, Equatable, CustomStringConvertible {
     case localFile(String)
     /// The caller cancelled.
     case cancelled
+    /// The server's identity could not be verified (certificate or pin); nothing was retried.
+    case untrusted(String)
 
     public var description: String {
         switch self {
@@ -22,6 +24,7 @@ public enum UploadError: Error, Sendable, Equatable, CustomStringConvertible {
         case .uploadGone: "the server lost the upload twice"
         case .localFile(let message): "cannot read the file: \(message)"
         case .cancelled: "cancelled"
+        case .untrusted(let message): "the server's identity could not be verified: \(message)"
         }
     }
 }
@@ -32,6 +35,8 @@ public enum RequestFailure: Sendable, Equatable, CustomStringConvertible {
     case stalled
     /// The connection failed (refused, reset, closed, timed out connecting).
     case transport(String)
+    /// The server's certificate or public key was refused (`TransportTrustError`): never retried.
+    case untrusted(String)
     /// The server answered with an error status.
     case status(Int, code: String?, retryAfter: Duration?, message: String)
 
@@ -39,6 +44,7 @@ public enum RequestFailure: Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .stalled: "stalled"
         case .transport(let message): "transport: \(message)"
+        case .untrusted(let message): "untrusted server: \(message)"
         case .status(let status, let code, _, _): "HTTP \(status)\(code.map { " \($0)" } ?? "")"
         }
     }

@@ -218,6 +218,7 @@ public struct UploadMachine: Sendable {
         // A request with a body broke off or was refused: the link is not proven reliable.
         if inFlight != nil { successStreak = 0 }
         var retryAfter: Duration?
+        if case .untrusted(let message) = failure { return fail(.untrusted(message)) }
         if phase == .discovering {
             // OPTIONS is optional in tus: after an error answer, or repeated failures, use core tus.
             discoveryFailures += 1
@@ -228,6 +229,8 @@ public struct UploadMachine: Sendable {
         case .stalled:
             // A dead connection: smaller requests replace the next one faster.
             if inFlight != nil { sizer.stalledOrFailed() }
+        case .untrusted:
+            break  // failed above
         case .transport:
             // Reset or closed, and noticed at once: the server kept what arrived, and a
             // smaller request would not have fared better (middleboxes cut by bytes or time).

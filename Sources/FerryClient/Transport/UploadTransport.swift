@@ -75,3 +75,15 @@ extension TransportRequest {
         TransportRequest(method: .head, url: upload, headerFields: [.tusResumable: "1.0.0"])
     }
 }
+
+/// Thrown by a transport when the server's identity cannot be verified: an unknown CA, a name
+/// the certificate does not cover, an expired certificate, a public key matching no pin. It is
+/// never retried: another attempt would meet the same certificate, and an attacker in the path
+/// must not be given a thousand tries.
+public struct TransportTrustError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var message: String
+
+    public init(_ message: String) { self.message = message }
+
+    public var description: String { message }
+}

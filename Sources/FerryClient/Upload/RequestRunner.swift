@@ -60,7 +60,7 @@ struct RequestRunner: Sendable {
             while let next = await group.next() {
                 guard let next else { continue }
                 switch next {
-                case .response, .failure(.status), .failure(.transport):
+                case .response, .failure(.status), .failure(.transport), .failure(.untrusted):
                     // An answer, or a fast failure (refused, reset): no need for the other attempt.
                     group.cancelAll()
                     return next
@@ -82,6 +82,8 @@ struct RequestRunner: Sendable {
                     return .response(try await transport.send(request) { watch.record($0) })
                 } catch is CancellationError {
                     return nil
+                } catch let error as TransportTrustError {
+                    return .failure(.untrusted(error.message))
                 } catch {
                     return .failure(.transport(String(describing: error)))
                 }

@@ -1,0 +1,21 @@
+import ArgumentParser
+import FerryClient
+import FerryClientAHC
+
+/// How `ferry put/get/status/stats` verify an HTTPS server.
+struct TLSFlags: ParsableArguments {
+    @Option(help: "PEM file of the CA certificates to trust instead of the system's (https).")
+    var cacert: String?
+
+    @Option(help: "Accept only a server whose public key has this SHA-256 pin: sha256/BASE64 of its SubjectPublicKeyInfo (repeatable: pin a backup key too).")
+    var pin: [String] = []
+
+    /// The HTTP client, verifying as told; a CA file that cannot be read or a malformed pin stops here.
+    func makeClient() throws -> UploadHTTPClient {
+        do {
+            return try AsyncHTTPClientTransport.makeClient(tls: ClientTLSOptions(caFile: cacert, pins: pin))
+        } catch {
+            throw ValidationError("\(error)")
+        }
+    }
+}
