@@ -17,11 +17,18 @@ public struct AsyncHTTPClientTransport: UploadTransport {
     }
 
     /// A client configured for uploads: no redirects, no decompression, a connect timeout.
-    public static func makeClient(connectTimeout: Duration = .seconds(15)) -> HTTPClient {
+    ///
+    /// `http1ConnectionsPerHost` caps the HTTP/1.1 connections to one host (AHC's default is 8;
+    /// `ferry put` with several files passes its queue's HTTP/1.1 concurrency, 4 by default).
+    /// Over TLS the client offers h2 by ALPN and, when the server takes it, multiplexes every
+    /// request to that host over one connection (`httpVersion = .automatic`).
+    public static func makeClient(connectTimeout: Duration = .seconds(15), http1ConnectionsPerHost: Int = 8) -> HTTPClient {
         var configuration = HTTPClient.Configuration()
         configuration.timeout = .init(connect: .milliseconds(Int64(connectTimeout.components.seconds * 1000)))
         configuration.redirectConfiguration = .disallow
         configuration.decompression = .disabled
+        configuration.httpVersion = .automatic
+        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: max(1, http1ConnectionsPerHost))
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }
 
@@ -58,8 +65,15 @@ public struct AsyncHTTPClientTransport: UploadTransport {
         return TransportResponse(
             status: try TransportResponse.status(code: Int(response.status.code), reasonPhrase: response.status.reasonPhrase),
             headerFields: HTTPFields(nioHeaders: response.headers),
-            body: body
+            body: body,
+            httpVersion: HTTPProtocolVersion(response.version)
         )
+    }
+}
+
+extension HTTPProtocolVersion {
+    init(_ version: HTTPVersion) {
+        self.init(major: version.major, minor: version.minor)
     }
 }
 
