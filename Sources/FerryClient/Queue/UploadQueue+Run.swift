@@ -28,16 +28,20 @@ extension UploadQueue {
         } onCancel: {
             stop()
         }
-        return state.withLock { state in
+        let (summary, subscribers) = state.withLock { state in
             state.runs -= 1
+            var ended: [AsyncStream<QueueProgress>.Continuation] = []
             if state.runs == 0 {
                 state.stopping = false
                 state.publish(configuration)
-                for subscriber in state.subscribers.values { subscriber.finish() }
+                ended = Array(state.subscribers.values)
                 state.subscribers = [:]
             }
-            return QueueSummary(items: state.book.items)
+            return (QueueSummary(items: state.book.items), ended)
         }
+        // Outside the lock: a stream's termination handler takes it.
+        for subscriber in subscribers { subscriber.finish() }
+        return summary
     }
 
     /// Starts queued members, the next first, while fewer than the limit run.
