@@ -18,9 +18,16 @@ final class QueueJournal: Sendable {
         var state = QueueFile()
     }
 
+    private struct Writer {
+        /// The generation on disk.
+        var written = 0
+        /// Each member's JSON as last written: a write encodes only the members that changed.
+        var encoded: [QueueItemID: (record: QueueRecord, json: Data)] = [:]
+    }
+
     private let staged = Mutex(Staged())
-    /// The generation on disk; held while writing, so writes are one at a time.
-    private let written = Mutex(0)
+    /// Held while writing, so writes are one at a time.
+    private let writer = Mutex(Writer())
 
     init(directory: URL) {
         self.directory = directory
@@ -68,12 +75,10 @@ final class QueueJournal: Sendable {
     }
 
     private func write(upTo generation: Int) throws {
-        try written.withLock { written in
-            guard written < generation else { return }
+        try writer.withLock { writer in
+            guard writer.written < generation else { return }
             let (newest, state) = staged.withLock { ($0.generation, $0.state) }
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            let data = try encoder.encode(state)
+            let data = try Self.encode(state, reusing: &writer.encoded)
             let temporary = directory.appendingPathComponent("queue.json.tmp-\(UUID().uuidString)")
             do {
                 try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -96,8 +101,31 @@ final class QueueJournal: Sendable {
                 try? FileManager.default.removeItem(at: temporary)
                 throw error
             }
-            written = newest
+            writer.written = newest
         }
+    }
+
+    /// `state` as `JSONEncoder` would write it (so `load` decodes it), encoding only the
+    /// members that changed since the last write.
+    static func encode(_ state: QueueFile, reusing cache: inout [QueueItemID: (record: QueueRecord, json: Data)]) throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        var next: [QueueItemID: (record: QueueRecord, json: Data)] = [:]
+        var data = Data("{\"format\":\(state.format),\"items\":[".utf8)
+        for (position, record) in state.items.enumerated() {
+            let json: Data
+            if let cached = cache[record.id], cached.record == record {
+                json = cached.json
+            } else {
+                json = try encoder.encode(record)
+            }
+            next[record.id] = (record, json)
+            if position > 0 { data.append(UInt8(ascii: ",")) }
+            data.append(json)
+        }
+        data.append(contentsOf: Data("],\"nextSequence\":\(state.nextSequence)}".utf8))
+        cache = next
+        return data
     }
 }
 

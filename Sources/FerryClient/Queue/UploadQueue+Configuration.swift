@@ -45,4 +45,24 @@ extension UploadQueue {
             return max(1, network == .cellular ? base / 2 : base)
         }
     }
+
+    /// A file to add with `enqueue(_:)`.
+    public struct Entry: Sendable {
+        public var path: String
+        public var endpoint: URL
+        /// nil: the one the file's extension suggests.
+        public var priority: UploadPriority?
+        /// Saved with the member.
+        public var metadata: [(String, String)]
+        /// Replaces the configuration's options for this member, in this process only.
+        public var options: UploadOptions?
+
+        public init(file path: String, endpoint: URL, priority: UploadPriority? = nil, metadata: [(String, String)] = [], options: UploadOptions? = nil) {
+            self.path = path
+            self.endpoint = endpoint
+            self.priority = priority
+            self.metadata = metadata
+            self.options = options
+        }
+    }
 }

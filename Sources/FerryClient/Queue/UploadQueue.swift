@@ -122,30 +122,47 @@ public final class UploadQueue: Sendable {
         metadata: [(String, String)] = [],
         options: UploadOptions? = nil
     ) async throws(UploadQueueError) -> QueueItemID {
-        guard endpoint.scheme != nil, endpoint.host != nil else { throw UploadQueueError(.invalidEndpoint, "not an absolute URL: \(endpoint)") }
-        let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
-        let (length, modified) = try await Self.attributes(of: absolute)
-        let candidate = QueueRecord(
-            id: QueueItemID(rawValue: UUID().uuidString.lowercased()),
-            path: absolute,
-            endpoint: endpoint.absoluteString,
-            priority: priority ?? UploadPriority(guessingFrom: absolute),
-            sequence: 0,
-            metadata: metadata.map { QueueRecord.Pair(key: $0.0, value: $0.1) },
-            dialect: (options ?? configuration.options).dialect,
-            length: length,
-            modified: modified,
-            state: .queued
-        )
-        let (id, generation) = state.withLock { state -> (QueueItemID, Int) in
-            let admission = state.book.admit(candidate)
-            if case .existing = admission {} else { state.overrides[admission.id] = options }
+        let ids = try await enqueue([Entry(file: path, endpoint: endpoint, priority: priority, metadata: metadata, options: options)])
+        return ids[0]
+    }
+
+    /// Adds several files at once (one write of the queue's state), in order; returns their
+    /// ids in the same order. Nothing is added when one of them cannot be (not a regular file,
+    /// not an absolute URL).
+    @discardableResult
+    public func enqueue(_ entries: [Entry]) async throws(UploadQueueError) -> [QueueItemID] {
+        for entry in entries where entry.endpoint.scheme == nil || entry.endpoint.host == nil {
+            throw UploadQueueError(.invalidEndpoint, "not an absolute URL: \(entry.endpoint)")
+        }
+        let paths = entries.map { URL(fileURLWithPath: $0.path).standardizedFileURL.path }
+        let attributes = try await Self.attributes(of: paths)
+        let candidates = zip(entries, zip(paths, attributes)).map { entry, file in
+            QueueRecord(
+                id: QueueItemID(rawValue: UUID().uuidString.lowercased()),
+                path: file.0,
+                endpoint: entry.endpoint.absoluteString,
+                priority: entry.priority ?? UploadPriority(guessingFrom: file.0),
+                sequence: 0,
+                metadata: entry.metadata.map { QueueRecord.Pair(key: $0.0, value: $0.1) },
+                dialect: (entry.options ?? configuration.options).dialect,
+                length: file.1.length,
+                modified: file.1.modified,
+                state: .queued
+            )
+        }
+        let (ids, generation) = state.withLock { state -> ([QueueItemID], Int) in
+            var ids: [QueueItemID] = []
+            for (entry, candidate) in zip(entries, candidates) {
+                let admission = state.book.admit(candidate)
+                if case .existing = admission {} else { state.overrides[admission.id] = entry.options }
+                ids.append(admission.id)
+            }
             state.publish(configuration)
-            return (admission.id, journal.stage(state.book.file))
+            return (ids, journal.stage(state.book.file))
         }
         signal.bump()
         try await journal.flush(generation)
-        return id
+        return ids
     }
 
     /// Cancels a member: a queued one never runs; a running one stops and, like
@@ -245,22 +262,29 @@ public final class UploadQueue: Sendable {
         }
     }
 
-    /// A regular file's length and modification time, read off the cooperative pool.
-    static func attributes(of path: String) async throws(UploadQueueError) -> (length: Int64, modified: Double) {
+    /// Regular files' lengths and modification times, read off the cooperative pool.
+    static func attributes(of paths: [String]) async throws(UploadQueueError) -> [(length: Int64, modified: Double)] {
         do {
             return try await BlockingIO.run { _ in
-                let attributes = try FileManager.default.attributesOfItem(atPath: path)
-                guard (attributes[.type] as? FileAttributeType) == .typeRegular else {
-                    throw UploadQueueError(.notAFile, "\(path) is not a regular file")
+                try paths.map { path in
+                    let attributes: [FileAttributeKey: Any]
+                    do {
+                        attributes = try FileManager.default.attributesOfItem(atPath: path)
+                    } catch {
+                        throw UploadQueueError(.notAFile, "\(path): \(error.localizedDescription)")
+                    }
+                    guard (attributes[.type] as? FileAttributeType) == .typeRegular else {
+                        throw UploadQueueError(.notAFile, "\(path) is not a regular file")
+                    }
+                    let length = (attributes[.size] as? NSNumber)?.int64Value ?? 0
+                    let modified = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+                    return (length, modified)
                 }
-                let length = (attributes[.size] as? NSNumber)?.int64Value ?? 0
-                let modified = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
-                return (length, modified)
             }
         } catch let error as UploadQueueError {
             throw error
         } catch {
-            throw UploadQueueError(.notAFile, "\(path): \(error.localizedDescription)")
+            throw UploadQueueError(.notAFile, "\(error)")
         }
     }
 }
