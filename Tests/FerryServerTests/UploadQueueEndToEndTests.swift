@@ -56,9 +56,7 @@ struct UploadQueueEndToEndTests {
             let ids = try await queue.enqueue(paths.map { path in
                 UploadQueue.Entry(file: path, endpoint: endpoint, metadata: [("filename", URL(fileURLWithPath: path).lastPathComponent)])
             })
-            let began = ContinuousClock.now
             let summary = await queue.run()
-            let took = ContinuousClock.now - began
             try await client.shutdown()
 
             #expect(summary.succeeded, "\(summary.items.filter { $0.state != .done }.prefix(3))")
@@ -75,7 +73,6 @@ struct UploadQueueEndToEndTests {
                 let stored = try Data(contentsOf: URL(fileURLWithPath: server.directory + "/uploads/" + url.lastPathComponent))
                 #expect(stored == (try Data(contentsOf: URL(fileURLWithPath: path))), "\(path)")
             }
-            #expect(took < .seconds(10), "200 files took \(took)")
         }
     }
 }
