@@ -136,6 +136,29 @@ struct UploadQueueTests {
         #expect(server.state.withLock { $0.uploads.values.allSatisfy { $0.offset == $0.length } })
     }
 
+    @Test func aMemberUploadedButNotYetSavedAsDoneIsFoundCompleteNotSentAgain() async throws {
+        let fixture = try QueueFixture()
+        defer { fixture.remove() }
+        let server = FakeTusServer()
+        let store = ResumeStore(directory: fixture.queueDirectory.appendingPathComponent("resume"))
+        let path = try fixture.file("photo.jpg", size: 100)
+        // What a member leaves when the process dies between its last answer and the queue's write.
+        var options = UploadOptions(resumeStore: store)
+        options.metadata = [("filename", "photo.jpg")]
+        options.keepsResumeRecord = true
+        let uploaded = try await Upload(file: path, endpoint: QueueFixture.endpoint, transport: server, options: options).run()
+        let fingerprint = try #require(uploaded.keptResumeRecord)
+        #expect(store.load(fingerprint) != nil)
+
+        let queue = try await fixture.queue(server)
+        let id = try await fixture.enqueue(queue, "photo.jpg")
+        let already = server.log.count
+        let summary = await queue.run()
+        #expect(summary[id]?.url == uploaded.url)
+        #expect(server.log[already...].map(\.method) == [.head])
+        #expect(store.load(fingerprint) == nil, "removed once saved as done")
+    }
+
     @Test func cancelsAQueuedAndARunningMemberAndTerminatesIt() async throws {
         let fixture = try QueueFixture()
         defer { fixture.remove() }

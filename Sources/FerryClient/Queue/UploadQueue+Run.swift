@@ -74,6 +74,7 @@ extension UploadQueue {
         options.network = state.network
         options.stall.network = state.network
         if options.resumeStore == nil { options.resumeStore = resumeStore }
+        options.keepsResumeRecord = true
         if record.length <= configuration.singleRequestLimit {
             // The first request holds the whole file: creation-with-upload (tus) or a creation
             // with the complete body (RUFH), whatever size the network would start from.
@@ -127,7 +128,11 @@ extension UploadQueue {
         }
         // The slot is free now; the run loop needs no wait for the write.
         signal.bump()
-        await flush(generation)
+        let saved = await flush(generation)
+        // Saved as done: the resume record that would have found it complete is not needed.
+        if saved, case .success(let done) = result, let fingerprint = done.keptResumeRecord, let store = upload.options.resumeStore {
+            try? await BlockingIO.run { _ in store.remove(fingerprint) }
+        }
     }
 
     private static func outcome(of upload: Upload) async -> Result<UploadResult, UploadError> {

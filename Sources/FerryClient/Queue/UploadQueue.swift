@@ -250,15 +250,18 @@ public final class UploadQueue: Sendable {
     }
 
     /// Saves up to `generation`; a failure is reported in the snapshots (`persistenceError`),
-    /// and the uploads go on.
-    func flush(_ generation: Int) async {
+    /// and the uploads go on. Returns whether it is saved.
+    @discardableResult
+    func flush(_ generation: Int) async -> Bool {
         do {
             try await journal.flush(generation)
+            return true
         } catch {
             state.withLock { state in
                 state.persistenceError = error.description
                 state.publish(configuration)
             }
+            return false
         }
     }
 

@@ -36,6 +36,10 @@ public struct UploadOptions: Sendable {
     var discovered: DiscoveredServer?
     /// Hears what this upload's discovery learned (how an `UploadQueue` fills `discovered`).
     var onDiscovered: (@Sendable (DiscoveredServer) -> Void)?
+    /// A completed upload leaves its resume record (`UploadResult.keptResumeRecord`) until the
+    /// caller saved the result: a process killed in between finds the upload complete on the
+    /// server (one HEAD) instead of uploading the file again. For an `UploadQueue`'s members.
+    var keepsResumeRecord = false
 
     public init(
         metadata: [(String, String)] = [],

@@ -94,10 +94,11 @@ struct UploadSession {
             }
             switch action {
             case .finish(let url):
-                if upload.part == nil { forget() }
+                let keeps = upload.options.keepsResumeRecord
+                if upload.part == nil, !keeps { forget() }
                 await reportTelemetry(url)
                 let counters = upload.counters.withLock { $0 }
-                return UploadResult(
+                var result = UploadResult(
                     url: url,
                     length: machine.length ?? machine.available,
                     requests: counters.requests,
@@ -105,6 +106,8 @@ struct UploadSession {
                     bytesSent: counters.bytesSent,
                     finalFields: finalFields
                 )
+                if upload.part == nil, keeps { result.keptResumeRecord = fingerprint }
+                return result
             case .fail(let error):
                 if error == .uploadGone { forget() }
                 throw error
