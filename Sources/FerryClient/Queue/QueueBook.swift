@@ -40,8 +40,9 @@ struct QueueFile: Codable, Sendable, Equatable {
 /// The members and which one runs next: pure state, no I/O (`UploadQueue` performs it).
 struct QueueBook: Sendable {
     private(set) var records: [QueueRecord] = []
-    /// Bytes acknowledged per member, as its upload reports them (not saved).
-    private var acknowledged: [QueueItemID: Int64] = [:]
+    /// Every member as the public snapshot shows it, kept beside `records` (same positions) so
+    /// a snapshot on every progress report costs no parsing; `acknowledged` is not saved.
+    private(set) var items: [QueueItem] = []
     private var index: [QueueItemID: Int] = [:]
     private(set) var nextSequence: Int64 = 0
 
@@ -105,7 +106,7 @@ struct QueueBook: Sendable {
             switch record.state {
             case .queued, .running:
                 record.priority = max(record.priority, candidate.priority)
-                records[position] = record
+                set(position, record)
                 return .existing(record.id)
             case .done where record.length == candidate.length && record.modified == candidate.modified:
                 return .existing(record.id)
@@ -115,8 +116,7 @@ struct QueueBook: Sendable {
                 record.id = id
                 record.state = .queued
                 record.sequence = takeSequence()
-                records[position] = record
-                acknowledged[id] = 0
+                set(position, record, acknowledged: 0)
                 return .requeued(id)
             }
         }
@@ -148,8 +148,8 @@ struct QueueBook: Sendable {
 
     /// A running member's upload reported `bytes` acknowledged.
     mutating func progressed(_ id: QueueItemID, acknowledged bytes: Int64) {
-        guard index[id] != nil else { return }
-        acknowledged[id] = bytes
+        guard let position = index[id], records[position].state == .running else { return }
+        items[position].acknowledged = bytes
     }
 
     mutating func finish(_ id: QueueItemID, _ outcome: Outcome) {
@@ -171,56 +171,59 @@ struct QueueBook: Sendable {
                 record.state = .queued
             }
         }
-        if case .done(_, let length, _, _) = outcome { acknowledged[id] = length }
     }
 
     /// Cancels a queued member; false when it is not queued.
     mutating func cancelQueued(_ id: QueueItemID) -> Bool {
         guard let position = index[id], records[position].state == .queued else { return false }
-        records[position].state = .cancelled
+        var record = records[position]
+        record.state = .cancelled
+        set(position, record)
         return true
     }
 
     /// Forgets every member that is done or cancelled.
     mutating func removeSettled() {
-        let kept = records.filter { $0.state != .done && $0.state != .cancelled }
+        let kept = zip(records, items).filter { $0.0.state != .done && $0.0.state != .cancelled }
         records = []
+        items = []
         index = [:]
-        let bytes = acknowledged
-        acknowledged = [:]
-        for record in kept {
-            append(record)
-            acknowledged[record.id] = bytes[record.id]
-        }
+        for (record, item) in kept { append(record, acknowledged: item.acknowledged) }
     }
 
-    /// Every member, as the public snapshot shows it.
-    var items: [QueueItem] {
-        records.map { record in
-            QueueItem(
-                id: record.id,
-                path: record.path,
-                endpoint: URL(string: record.endpoint) ?? URL(fileURLWithPath: "/"),
-                priority: record.priority,
-                state: record.state,
-                acknowledged: record.state == .done ? record.length : acknowledged[record.id] ?? 0,
-                length: record.length,
-                url: record.url.flatMap { URL(string: $0) },
-                error: record.error,
-                businessStatus: record.businessStatus,
-                businessResult: record.businessResult
-            )
-        }
-    }
-
-    private mutating func append(_ record: QueueRecord) {
+    private mutating func append(_ record: QueueRecord, acknowledged: Int64 = 0) {
         index[record.id] = records.count
         records.append(record)
+        items.append(Self.item(record, acknowledged: acknowledged))
+    }
+
+    /// Replaces the record at `position` and its item (keeping the bytes acknowledged unless given).
+    private mutating func set(_ position: Int, _ record: QueueRecord, acknowledged: Int64? = nil) {
+        records[position] = record
+        items[position] = Self.item(record, acknowledged: acknowledged ?? items[position].acknowledged)
     }
 
     private mutating func update(_ id: QueueItemID, _ body: (inout QueueRecord) -> Void) {
         guard let position = index[id] else { return }
-        body(&records[position])
+        var record = records[position]
+        body(&record)
+        set(position, record)
+    }
+
+    private static func item(_ record: QueueRecord, acknowledged: Int64) -> QueueItem {
+        QueueItem(
+            id: record.id,
+            path: record.path,
+            endpoint: URL(string: record.endpoint) ?? URL(fileURLWithPath: "/"),
+            priority: record.priority,
+            state: record.state,
+            acknowledged: record.state == .done ? record.length : acknowledged,
+            length: record.length,
+            url: record.url.flatMap { URL(string: $0) },
+            error: record.error,
+            businessStatus: record.businessStatus,
+            businessResult: record.businessResult
+        )
     }
 
     private mutating func takeSequence() -> Int64 {
