@@ -136,6 +136,23 @@ struct UploadQueueTests {
         #expect(server.state.withLock { $0.uploads.values.allSatisfy { $0.offset == $0.length } })
     }
 
+    @Test func cancellingTheRunsTaskStopsWithoutCancellingMembers() async throws {
+        let fixture = try QueueFixture()
+        defer { fixture.remove() }
+        let server = FakeTusServer(holding: [.post])
+        let queue = try await fixture.queue(server) { $0.concurrency = 2 }
+        for index in 0..<4 { try await fixture.enqueue(queue, "f\(index).jpg") }
+        let running = Task { await queue.run() }
+        await server.wait { $0.held.count == 2 }
+        running.cancel()
+        let summary = await running.value
+        #expect(summary.unfinished == 4)
+        #expect(summary.items.allSatisfy { $0.state == .queued })
+        #expect(!server.log.contains { $0.method == .delete })
+        server.releaseAll()
+        #expect(await queue.run().succeeded, "the same queue runs them later")
+    }
+
     @Test func aMemberUploadedButNotYetSavedAsDoneIsFoundCompleteNotSentAgain() async throws {
         let fixture = try QueueFixture()
         defer { fixture.remove() }
