@@ -17,15 +17,24 @@ public struct AsyncHTTPClientTransport: UploadTransport {
     }
 
     /// A client configured for uploads: no redirects, no decompression, a connect timeout;
-    /// HTTPS verified by `tls` (HTTP/2 when the server offers it: every request to a server
-    /// then shares one connection).
-    public static func makeClient(connectTimeout: Duration = .seconds(15), tls: ClientTLSOptions = ClientTLSOptions()) throws(TransportTrustError) -> HTTPClient {
+    /// HTTPS verified by `tls`.
+    ///
+    /// `http1ConnectionsPerHost` caps the HTTP/1.1 connections to one host (AHC's default is 8;
+    /// `ferry put` with several files passes its queue's HTTP/1.1 concurrency, 4 by default).
+    /// Over TLS the client offers h2 by ALPN and, when the server takes it, multiplexes every
+    /// request to that host over one connection (`httpVersion = .automatic`).
+    public static func makeClient(
+        connectTimeout: Duration = .seconds(15),
+        http1ConnectionsPerHost: Int = 8,
+        tls: ClientTLSOptions = ClientTLSOptions()
+    ) throws(TransportTrustError) -> HTTPClient {
         var configuration = HTTPClient.Configuration()
         configuration.timeout = .init(connect: .milliseconds(Int64(connectTimeout.components.seconds * 1000)))
         configuration.redirectConfiguration = .disallow
         configuration.decompression = .disabled
         configuration.tlsConfiguration = try tls.tlsConfiguration()
         configuration.httpVersion = .automatic
+        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: max(1, http1ConnectionsPerHost))
         // The upload machine retries with its own policy, and must see a refused certificate at
         // once rather than after the pool's retries until the connect timeout.
         configuration.connectionPool.retryConnectionEstablishment = false
@@ -74,8 +83,15 @@ public struct AsyncHTTPClientTransport: UploadTransport {
         return TransportResponse(
             status: try TransportResponse.status(code: Int(response.status.code), reasonPhrase: response.status.reasonPhrase),
             headerFields: HTTPFields(nioHeaders: response.headers),
-            body: body
+            body: body,
+            httpVersion: HTTPProtocolVersion(response.version)
         )
+    }
+}
+
+extension HTTPProtocolVersion {
+    init(_ version: HTTPVersion) {
+        self.init(major: version.major, minor: version.minor)
     }
 }
 

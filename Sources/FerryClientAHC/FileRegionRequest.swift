@@ -128,7 +128,8 @@ final class BoundedResponseDelegate: HTTPClientResponseDelegate, Sendable {
             return TransportResponse(
                 status: try TransportResponse.status(code: Int(head.status.code), reasonPhrase: head.status.reasonPhrase),
                 headerFields: HTTPFields(nioHeaders: head.headers),
-                body: state.body
+                body: state.body,
+                httpVersion: HTTPProtocolVersion(head.version)
             )
         }
     }

@@ -5,17 +5,24 @@ import Foundation
 import Synchronization
 
 /// `ferry put FILE URL`: upload a file, resuming automatically when rerun on the same file.
+/// `ferry put FILE… URL` and `ferry put DIR URL`: several files through an `UploadQueue`
+/// (`Put+Queue.swift`).
 struct Put: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Upload a file to a tus server, resuming where an earlier run stopped.",
-        discussion: "Prints the upload URL as the last line of output. Exits non-zero with a message on failure."
+        abstract: "Upload files to a tus server, resuming where an earlier run stopped.",
+        usage: "ferry put <file>... <url> [<options>]   (or: ferry put <folder> <url> [<options>])",
+        discussion: """
+            One file: prints the upload URL as the last line of output. Several files, or every regular file of a \
+            folder (not its subfolders, not hidden files): uploaded together, voice messages first, then images, videos, \
+            other files, and one line per file 'PATH<TAB>URL' printed once all ended ('PATH<TAB>business-status: …' and \
+            'PATH<TAB>business-result: …' before it when the server sends them); rerun the same command after a failure or \
+            a kill to retry what is not done, without sending again what is. Exits non-zero with a message on failure, \
+            naming each file that failed.
+            """
     )
 
-    @Argument(help: "The file to upload.")
-    var file: String
-
-    @Argument(help: "The server's creation endpoint, e.g. http://127.0.0.1:8080/files/")
-    var url: String
+    @Argument(help: ArgumentHelp("The files (or one folder) to upload, then the server's creation endpoint, e.g. http://127.0.0.1:8080/files/", valueName: "file-or-url"))
+    var arguments: [String] = []
 
     @Option(name: .customLong("metadata"), help: "key=value metadata (repeatable). A filename is added unless given.")
     var metadata: [String] = []
@@ -52,14 +59,36 @@ struct Put: AsyncParsableCommand {
 
     @OptionGroup var tls: TLSFlags
 
+    @Option(help: "Several files: auto, or how many upload at once. auto: 4 over HTTP/1.1, 8 once the server answers over HTTP/2, half that on --network cellular.")
+    var concurrency: String = "auto"
+
+    @Option(help: "Several files: the folder keeping the queue's state. (default: a folder per file list and URL under <state-dir>/queues, removed once every file is uploaded)")
+    var queueDir: String?
+
+    func validate() throws {
+        guard arguments.count >= 2 else { throw ValidationError("expected one or more files (or a folder), then the URL") }
+    }
+
     func run() async throws {
+        let url = arguments[arguments.count - 1]
+        let paths = Array(arguments.dropLast())
         guard let endpoint = URL(string: url), endpoint.scheme != nil else { throw ValidationError("not a URL: \(url)") }
+        let (options, pairs) = try uploadOptions()
+        if paths.count == 1, await !Self.isFolder(paths[0]) {
+            try await putOne(paths[0], endpoint: endpoint, options: options, metadata: pairs)
+        } else {
+            try await putMany(paths, endpoint: endpoint, options: options, metadata: pairs)
+        }
+    }
+
+    /// The options every file is uploaded with, and the metadata pairs given (without the
+    /// filename each file adds).
+    private func uploadOptions() throws -> (UploadOptions, [(String, String)]) {
         guard let network = NetworkKind(rawValue: network) else { throw ValidationError("unknown network kind \(network)") }
-        var pairs = try metadata.map { item -> (String, String) in
+        let pairs = try metadata.map { item -> (String, String) in
             guard let equals = item.firstIndex(of: "=") else { throw ValidationError("metadata is key=value: \(item)") }
             return (String(item[..<equals]), String(item[item.index(after: equals)...]))
         }
-        if !pairs.contains(where: { $0.0 == "filename" }) { pairs.append(("filename", URL(fileURLWithPath: file).lastPathComponent)) }
         var options = typicalTusClient ? UploadOptions.typicalTusClient(metadata: pairs) : UploadOptions(metadata: pairs, network: network)
         if let chunk {
             guard let size = Settings.bytes(chunk), size > 0 else { throw ValidationError("invalid --chunk \(chunk)") }
@@ -89,6 +118,13 @@ struct Put: AsyncParsableCommand {
         if verbose {
             options.trace = { line in FileHandle.standardError.write(Data("\(line)\n".utf8)) }
         }
+        return (options, pairs)
+    }
+
+    /// One file: the upload URL is the last line of standard output.
+    private func putOne(_ file: String, endpoint: URL, options: UploadOptions, metadata pairs: [(String, String)]) async throws {
+        var options = options
+        if !pairs.contains(where: { $0.0 == "filename" }) { options.metadata.append(("filename", URL(fileURLWithPath: file).lastPathComponent)) }
         let client = try tls.makeClient()
         let upload = Upload(file: file, endpoint: endpoint, transport: AsyncHTTPClientTransport(client: client), options: options)
         let display = ProgressDisplay(interactive: isatty(STDERR_FILENO) == 1)

@@ -11,9 +11,9 @@ struct TLSFlags: ParsableArguments {
     var pin: [String] = []
 
     /// The HTTP client, verifying as told; a CA file that cannot be read or a malformed pin stops here.
-    func makeClient() throws -> UploadHTTPClient {
+    func makeClient(http1ConnectionsPerHost: Int = 8) throws -> UploadHTTPClient {
         do {
-            return try AsyncHTTPClientTransport.makeClient(tls: ClientTLSOptions(caFile: cacert, pins: pin))
+            return try AsyncHTTPClientTransport.makeClient(http1ConnectionsPerHost: http1ConnectionsPerHost, tls: ClientTLSOptions(caFile: cacert, pins: pin))
         } catch {
             throw ValidationError("\(error)")
         }

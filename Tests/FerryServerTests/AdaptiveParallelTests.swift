@@ -36,7 +36,7 @@ struct AdaptiveParallelTests {
         let file = try TestFile(size: 24 << 20, seed: 31)
         defer { file.remove() }
         try await TestServer.with { server in
-            let client = AsyncHTTPClientTransport.makeClient()
+            let client = try AsyncHTTPClientTransport.makeClient()
             let endpoint = URL(string: "http://127.0.0.1:\(server.port)/files/")!
             var options = Self.options()
             options.parallelProbe.worthwhile = .seconds(3600)
@@ -63,7 +63,7 @@ struct AdaptiveParallelTests {
             )
             let emulator = NetworkEmulator(configuration: .init(targetPort: server.port, profile: profile, seed: 1))
             let port = try await emulator.start()
-            let client = AsyncHTTPClientTransport.makeClient()
+            let client = try AsyncHTTPClientTransport.makeClient()
             let endpoint = URL(string: "http://127.0.0.1:\(port)/files/")!
             let log = TraceLog()
             let upload = Upload(file: file.path, endpoint: endpoint, transport: AsyncHTTPClientTransport(client: client), options: Self.options(log: log))
@@ -88,7 +88,7 @@ struct AdaptiveParallelTests {
             let profile = NetworkProfile(name: "shared-test", schedule: [.init(duration: .seconds(60), rate: 500_000)], latency: .milliseconds(20))
             let emulator = NetworkEmulator(configuration: .init(targetPort: server.port, profile: profile, seed: 1))
             let port = try await emulator.start()
-            let client = AsyncHTTPClientTransport.makeClient()
+            let client = try AsyncHTTPClientTransport.makeClient()
             let endpoint = URL(string: "http://127.0.0.1:\(port)/files/")!
             let log = TraceLog()
             let upload = Upload(file: file.path, endpoint: endpoint, transport: AsyncHTTPClientTransport(client: client), options: Self.options(log: log))
@@ -117,7 +117,7 @@ struct AdaptiveParallelTests {
             )
             let emulator = NetworkEmulator(configuration: .init(targetPort: server.port, profile: profile, seed: 1))
             let port = try await emulator.start()
-            let client = AsyncHTTPClientTransport.makeClient()
+            let client = try AsyncHTTPClientTransport.makeClient()
             let endpoint = URL(string: "http://127.0.0.1:\(port)/files/")!
             let transport = AsyncHTTPClientTransport(client: client)
 

@@ -54,7 +54,7 @@ struct ClientEndToEndTests {
         let file = try TestFile(size: 5_000_000)
         defer { file.remove() }
         try await TestServer.with { server in
-            let client = AsyncHTTPClientTransport.makeClient()
+            let client = try AsyncHTTPClientTransport.makeClient()
             let endpoint = URL(string: "http://127.0.0.1:\(server.port)/files/")!
             var options = UploadOptions(metadata: [("filename", "a.bin")])
             options.chunk = .init(minimum: 256 << 10, maximum: 1 << 20)
@@ -86,7 +86,7 @@ struct ClientEndToEndTests {
         let file = try TestFile(size: 13_000_001, seed: 7)
         defer { file.remove() }
         try await TestServer.with { server in
-            let client = AsyncHTTPClientTransport.makeClient()
+            let client = try AsyncHTTPClientTransport.makeClient()
             let endpoint = URL(string: "http://127.0.0.1:\(server.port)/files/")!
             var options = UploadOptions(metadata: [("filename", "p.bin")])
             options.parallelism = .fixed(3)
@@ -116,7 +116,7 @@ struct ClientEndToEndTests {
             }
         }
         try await TestServer.with { server in
-            let client = AsyncHTTPClientTransport.makeClient()
+            let client = try AsyncHTTPClientTransport.makeClient()
             let endpoint = URL(string: "http://127.0.0.1:\(server.port)/files/")!
             let upload = try Upload(stream: stream, endpoint: endpoint, transport: AsyncHTTPClientTransport(client: client))
             let result = try await upload.run()
@@ -134,7 +134,7 @@ struct ClientEndToEndTests {
         let file = try TestFile(size: 100_000, seed: 2)
         defer { file.remove() }
         try await TestServer.with { server in
-            let client = AsyncHTTPClientTransport.makeClient()
+            let client = try AsyncHTTPClientTransport.makeClient()
             let endpoint = URL(string: "http://127.0.0.1:\(server.port)/files/")!
             let upload = Upload(file: file.path, endpoint: endpoint, transport: AsyncHTTPClientTransport(client: client))
             let result = try await upload.run()
@@ -151,7 +151,7 @@ struct ClientEndToEndTests {
         let state = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-state-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: state) }
         try await TestServer.with { server in
-            let client = AsyncHTTPClientTransport.makeClient()
+            let client = try AsyncHTTPClientTransport.makeClient()
             let endpoint = URL(string: "http://127.0.0.1:\(server.port)/files/")!
             var options = UploadOptions(resumeStore: ResumeStore(directory: state))
             options.chunk = .fixed(1 << 20)
@@ -192,7 +192,7 @@ struct ClientEndToEndTests {
             _ = try await connection.exchange("DELETE", path, [tus])
             await connection.close()
             try store.save(ResumeRecord(fingerprint: fingerprint, endpoint: endpoint.absoluteString, uploadURL: "http://127.0.0.1:\(server.port)\(path)", length: 2_000_000, acknowledged: 0, chunkSize: 1 << 20))
-            let client = AsyncHTTPClientTransport.makeClient()
+            let client = try AsyncHTTPClientTransport.makeClient()
             let upload = Upload(file: file.path, endpoint: endpoint, transport: AsyncHTTPClientTransport(client: client), options: UploadOptions(resumeStore: store))
             let result = try await upload.run()
             try await client.shutdown()
@@ -205,7 +205,7 @@ struct ClientEndToEndTests {
         let file = try TestFile(size: 3_000_000, seed: 5)
         defer { file.remove() }
         try await TestServer.with(configure: { $0.engine.maxSize = 1_000_000 }) { server in
-            let client = AsyncHTTPClientTransport.makeClient()
+            let client = try AsyncHTTPClientTransport.makeClient()
             let endpoint = URL(string: "http://127.0.0.1:\(server.port)/files/")!
             let upload = Upload(file: file.path, endpoint: endpoint, transport: AsyncHTTPClientTransport(client: client))
             // Tus-Max-Size from OPTIONS refuses it before a byte is sent.

@@ -64,7 +64,7 @@ struct NetworkProfileTests {
         try await TestServer.with { server in
             let emulator = NetworkEmulator(configuration: .init(targetPort: server.port, profile: profileCase.profile, seed: 42))
             let port = try await emulator.start()
-            let client = AsyncHTTPClientTransport.makeClient()
+            let client = try AsyncHTTPClientTransport.makeClient()
             let endpoint = URL(string: "http://127.0.0.1:\(port)/files/")!
             let clock = ContinuousClock()
             let started = clock.now

@@ -122,7 +122,7 @@ struct StatsLiveTests {
         try await TestServer.with(configure: configure) { server in
             let options = try await server.send("OPTIONS", "/files/", [tus])
             #expect(options.header("Ferry-Telemetry") == "/telemetry/")
-            let client = AsyncHTTPClientTransport.makeClient()
+            let client = try AsyncHTTPClientTransport.makeClient()
             var uploadOptions = UploadOptions(network: .wifi, chunk: .fixed(1 << 20))
             uploadOptions.parallelism = .single
             let result = try await Upload(

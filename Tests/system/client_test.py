@@ -19,6 +19,10 @@ Cases:
                   with a non-zero exit and a message naming 413 / ERR_MAX_SIZE_EXCEEDED.
   status-polling  `ferry status` polled once a second during a slow put must not stall it
                   (a HEAD interrupts the in-flight PATCH; what it received must be kept).
+  queue-restart   `ferry put DIR URL` with 24 files through a slow link: voice messages go
+                  first; kill -9'ed once some are saved done; a rerun prints `PATH<TAB>URL`
+                  for all 24 (the same URLs for those done), sends none of those again, and
+                  every download matches.
 
 Every process it starts is killed by PID; all traffic stays on 127.0.0.1. Runs in ~2 minutes.
 """
@@ -392,9 +396,66 @@ def case_split_restart(procs, tmp):
     fetch_and_compare(procs, direct(final, port), source, tmp, "split restart")
 
 
-CASES = {"client-restart": case_client_restart, "client-restart-rufh": lambda procs, tmp: case_client_restart(procs, tmp, "rufh"), "split-restart": case_split_restart, "server-restart": case_server_restart, "rejected": case_rejected,
+QUEUE_LINE = re.compile(r"^(\S+): \[\s*[\d.]+s\] ([A-Z]+)")
+
+
+def queue_state(state_dir):
+    """The members of the (single) queue under the state dir: {file name: item}."""
+    found = first_json(state_dir, "queues/*/queue.json")
+    return {os.path.basename(item["path"]): item for item in found.get("items", [])}
+
+
+def case_queue_restart(procs, tmp):
+    print("== several files: a killed queue resumes without sending what is done", flush=True)
+    port, proxy = free_port(), free_port()
+    data, state, folder = os.path.join(tmp, "data"), os.path.join(tmp, "state"), os.path.join(tmp, "album")
+    os.makedirs(folder)
+    start_server(procs, port, data, os.path.join(tmp, "server.log"))
+    start_netem(procs, proxy, port, "3g", 16, os.path.join(tmp, "netem.log"))  # ~2 MB/s, 250 ms
+    names = [f"photo{i:02}.jpg" for i in range(18)] + [f"voice{i}.m4a" for i in range(6)]
+    for name in names:
+        random_file(os.path.join(folder, name), MiB // 2)
+    endpoint = f"http://127.0.0.1:{proxy}/files/"
+    command = ["put", folder, endpoint, "--state-dir", state, "--verbose", "--deadline", "5m"]
+
+    err1 = os.path.join(tmp, "put1.err")
+    with open(os.path.join(tmp, "put1.out"), "wb") as out, open(err1, "wb") as err:
+        put = procs.spawn([FERRY] + command, stdout=out, stderr=err)
+    done, began = {}, time.monotonic()
+    while time.monotonic() - began < 90 and put.poll() is None:
+        done = {name: item["url"] for name, item in queue_state(state).items() if item["state"] == "done"}
+        if len(done) >= 6:
+            break
+        time.sleep(0.1)
+    finished_early = put.poll() is not None
+    procs.kill(put)  # kill -9
+    print(f"      first run killed after {time.monotonic() - began:.1f} s with {len(done)} files saved done", flush=True)
+    if not check(len(done) >= 6 and not finished_early, "first run: some files saved done while the put still ran",
+                 f"done={sorted(done)} exited={finished_early}\n      {tail(open(err1, errors='replace').read())}"):
+        return
+    posts = [m.group(1) for m in map(QUEUE_LINE.match, open(err1, errors="replace").read().splitlines()) if m and m.group(2) == "POST"]
+    check(all(name.endswith(".m4a") for name in posts[:4]), "first run: the voice messages start first", f"first POSTs: {posts[:6]}")
+
+    rc, out, log, took = run_ferry(procs, command, timeout=120, stdout_path=os.path.join(tmp, "put2.out"),
+                                   stderr_path=os.path.join(tmp, "put2.err"))
+    print(f"      second run: exit {rc} in {took:.1f} s", flush=True)
+    if not check(rc == 0, "second run: ferry put exits 0", tail(log)):
+        return
+    printed = dict(line.split("\t", 1) for line in out.splitlines() if "\t" in line)
+    printed = {os.path.basename(path): url for path, url in printed.items()}
+    check(sorted(printed) == sorted(names), "second run: one PATH<TAB>URL line per file", f"stdout: {out[-500:]!r}")
+    check(all(printed.get(name) == url for name, url in done.items()), "second run: the files done before keep their URLs")
+    again = {m.group(1) for m in map(QUEUE_LINE.match, log.splitlines()) if m and m.group(1) in done and m.group(2) in ("POST", "PATCH")}
+    check(not again, "second run: sends none of the files done before", f"sent again: {sorted(again)}")
+    check(not glob.glob(os.path.join(state, "queues", "*", "queue.json")), "second run: the queue's state is removed once all are done")
+    for name in names:
+        if name in printed:
+            fetch_and_compare(procs, direct(printed[name], port), os.path.join(folder, name), tmp, name)
+
+
+CASES = {"client-restart": case_client_restart, "queue-restart": case_queue_restart, "client-restart-rufh": lambda procs, tmp: case_client_restart(procs, tmp, "rufh"), "split-restart": case_split_restart, "server-restart": case_server_restart, "rejected": case_rejected,
          "status-polling": case_status_polling}
-DEFAULT = ["client-restart", "client-restart-rufh", "split-restart", "server-restart", "rejected", "status-polling"]
+DEFAULT = ["client-restart", "client-restart-rufh", "split-restart", "server-restart", "rejected", "status-polling", "queue-restart"]
 
 
 def main():

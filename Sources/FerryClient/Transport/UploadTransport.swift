@@ -39,11 +39,15 @@ public struct TransportResponse: Sendable {
     public var status: HTTPResponse.Status
     public var fields: UploadFields
     public var body: [UInt8]
+    /// The HTTP version the answer came over, when the transport knows it (AsyncHTTPClient
+    /// does; URLSession does not say). An `UploadQueue` runs more members at once over HTTP/2.
+    public var httpVersion: HTTPProtocolVersion?
 
-    public init(status: HTTPResponse.Status, headerFields: HTTPFields, body: [UInt8] = []) {
+    public init(status: HTTPResponse.Status, headerFields: HTTPFields, body: [UInt8] = [], httpVersion: HTTPProtocolVersion? = nil) {
         self.status = status
         self.fields = UploadFields(headerFields)
         self.body = body
+        self.httpVersion = httpVersion
     }
 
     /// Every field of the answer, as received.
@@ -60,6 +64,27 @@ public struct TransportResponse: Sendable {
         public var code: Int
         public var description: String { "invalid HTTP status code \(code)" }
     }
+}
+
+/// An HTTP version, as a transport saw it on an answer.
+public struct HTTPProtocolVersion: Sendable, Hashable, CustomStringConvertible {
+    public var major: Int
+    public var minor: Int
+
+    public init(major: Int, minor: Int) {
+        self.major = major
+        self.minor = minor
+    }
+
+    public static let http1_0 = HTTPProtocolVersion(major: 1, minor: 0)
+    public static let http1_1 = HTTPProtocolVersion(major: 1, minor: 1)
+    public static let http2 = HTTPProtocolVersion(major: 2, minor: 0)
+    public static let http3 = HTTPProtocolVersion(major: 3, minor: 0)
+
+    /// HTTP/2 and later carry many requests at once over one connection.
+    public var multiplexes: Bool { major >= 2 }
+
+    public var description: String { major >= 2 ? "HTTP/\(major)" : "HTTP/\(major).\(minor)" }
 }
 
 /// Sends HTTP requests. Implementations stream file bodies with bounded memory, report body

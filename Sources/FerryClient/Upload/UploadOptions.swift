@@ -31,6 +31,15 @@ public struct UploadOptions: Sendable {
     public var dialect: UploadDialect = .tus
     /// Measures stalls, deadlines, rates and retry waits (a test clock in tests).
     public var clock = AnyClock(ContinuousClock())
+    /// What an earlier upload learned from the server's `OPTIONS`: when set, the upload skips
+    /// discovery (an `UploadQueue` shares it between its members, so a small file is one request).
+    var discovered: DiscoveredServer?
+    /// Hears what this upload's discovery learned (how an `UploadQueue` fills `discovered`).
+    var onDiscovered: (@Sendable (DiscoveredServer) -> Void)?
+    /// A completed upload leaves its resume record (`UploadResult.keptResumeRecord`) until the
+    /// caller saved the result: a process killed in between finds the upload complete on the
+    /// server (one HEAD) instead of uploading the file again. For an `UploadQueue`'s members.
+    var keepsResumeRecord = false
 
     public init(
         metadata: [(String, String)] = [],
@@ -69,6 +78,13 @@ public struct UploadOptions: Sendable {
         options.parallelism = .single
         return options
     }
+}
+
+/// What a server's answer to `OPTIONS` told an upload: its capabilities, and where it takes
+/// telemetry reports.
+struct DiscoveredServer: Sendable, Equatable {
+    var capabilities: ServerCapabilities
+    var telemetryPath: String?
 }
 
 /// The protocol an upload speaks.

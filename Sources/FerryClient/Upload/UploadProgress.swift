@@ -31,4 +31,7 @@ public struct UploadResult: Sendable, Equatable {
     /// The fields of the final response (what the server returned on completion), such as
     /// `ferryBusinessStatus`.
     public var finalFields: UploadFields
+    /// The resume record left in place because `UploadOptions.keepsResumeRecord` asked (the
+    /// caller removes it once it recorded the result).
+    var keptResumeRecord: String?
 }

@@ -64,6 +64,10 @@ struct UploadSession {
     mutating func run() async throws(UploadError) -> UploadResult {
         let control = upload.control
         var action = handle(.start(resume: resumeURL))
+        if action == .discover, let known = upload.options.discovered {
+            telemetry.path = known.telemetryPath
+            action = handle(.discovered(known.capabilities))
+        }
         while true {
             if let terminate = control.cancellation {
                 if terminate, let url = machine.url {
@@ -90,10 +94,11 @@ struct UploadSession {
             }
             switch action {
             case .finish(let url):
-                if upload.part == nil { forget() }
+                let keeps = upload.options.keepsResumeRecord
+                if upload.part == nil, !keeps { forget() }
                 await reportTelemetry(url)
                 let counters = upload.counters.withLock { $0 }
-                return UploadResult(
+                var result = UploadResult(
                     url: url,
                     length: machine.length ?? machine.available,
                     requests: counters.requests,
@@ -101,6 +106,8 @@ struct UploadSession {
                     bytesSent: counters.bytesSent,
                     finalFields: finalFields
                 )
+                if upload.part == nil, keeps { result.keptResumeRecord = fingerprint }
+                return result
             case .fail(let error):
                 if error == .uploadGone { forget() }
                 throw error
@@ -223,12 +230,12 @@ struct UploadSession {
         let status = response.status.code
         if case .discover = action, response.status.kind == .successful { telemetry.path = fields.ferryTelemetry }
         switch (action, status) {
-        case (.discover, 200...299) where upload.options.dialect == .rufh:
-            return .discovered(rufhCapabilities(fields))
         case (.discover, 200...299):
-            return .discovered(
-                ServerCapabilities(extensions: fields.tusExtensions, checksumAlgorithms: fields.tusChecksumAlgorithms, maxSize: fields.tusMaxSize)
-            )
+            let capabilities = upload.options.dialect == .rufh
+                ? rufhCapabilities(fields)
+                : ServerCapabilities(extensions: fields.tusExtensions, checksumAlgorithms: fields.tusChecksumAlgorithms, maxSize: fields.tusMaxSize)
+            upload.options.onDiscovered?(DiscoveredServer(capabilities: capabilities, telemetryPath: fields.ferryTelemetry))
+            return .discovered(capabilities)
         case (.create, 200...299) where fields.location != nil:
             guard let location = fields.location, let url = URL(string: location, relativeTo: upload.endpoint)?.absoluteURL else {
                 return .failed(.status(201, code: nil, retryAfter: nil, message: "201 without a Location"))
