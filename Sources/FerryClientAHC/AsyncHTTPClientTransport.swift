@@ -26,14 +26,15 @@ public struct AsyncHTTPClientTransport: UploadTransport {
     public static func makeClient(
         connectTimeout: Duration = .seconds(15),
         http1ConnectionsPerHost: Int = 8,
-        tls: ClientTLSOptions = ClientTLSOptions()
+        tls: ClientTLSOptions = ClientTLSOptions(),
+        http1Only: Bool = false
     ) throws(TransportTrustError) -> HTTPClient {
         var configuration = HTTPClient.Configuration()
         configuration.timeout = .init(connect: .milliseconds(Int64(connectTimeout.components.seconds * 1000)))
         configuration.redirectConfiguration = .disallow
         configuration.decompression = .disabled
         configuration.tlsConfiguration = try tls.tlsConfiguration()
-        configuration.httpVersion = .automatic
+        configuration.httpVersion = http1Only ? .http1Only : .automatic
         configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: max(1, http1ConnectionsPerHost))
         // The upload machine retries with its own policy, and must see a refused certificate at
         // once rather than after the pool's retries until the connect timeout.

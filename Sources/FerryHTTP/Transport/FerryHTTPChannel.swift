@@ -166,6 +166,12 @@ struct FerryHTTPChannel: HTTPChannelHandler {
             }
         }
         try sync.addHandler(manager)
+        // Open the connection window at once: NIOHTTP2 raises it only as data arrives, which
+        // would hold a client to the protocol's 64 KiB for its first round trip.
+        let increment = limits.connectionWindow - 65_535
+        if increment > 0 {
+            channel.writeAndFlush(HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: increment)), promise: nil)
+        }
         configuration.census.opened(.http2, channel: channel)
         return .http2(multiplexer)
     }

@@ -1,0 +1,374 @@
+#!/usr/bin/env python3
+"""HTTPS and HTTP/2 benchmark: what TLS costs a large upload, what one multiplexed connection
+buys a chat's many small files on a mobile link, and what an HTTP/2 connection costs in memory.
+
+Usage: python3 bench/tls_bench.py --ferry PATH [--runs N] [--size-mib N] [--files N]
+                                  [--only throughput,queue,memory] [--json FILE]
+
+1. throughput: one PATCH of --size-mib (default 1024) sent by curl over plain HTTP/1.1, TLS
+   HTTP/1.1 and TLS HTTP/2 to the same ferry, alternating, --runs times: MiB/s (median) and
+   ferry's CPU seconds (user + sys) per GiB, each beside the plain figure of the same run.
+2. queue: --files (default 200) files of 64-512 KiB through `ferry netem --profile lte-good`
+   (13 Mbit/s, 50 ms each way) in front of an HTTPS ferry: the queue (`ferry put FILES URL`) over
+   one HTTP/2 connection, the queue over HTTP/1.1 (a pool of 4), one `ferry put` per file, and
+   tuspy (the Python tus client) one file after another: seconds and TCP connections used.
+3. memory: ferry's RSS growth per idle connection (plain HTTP/1.1, TLS with HTTP/1.1, TLS with
+   h2) and per in-flight PATCH that sent 64 KiB of 1 MiB (one stream of an h2 connection vs an
+   HTTP/1.1 connection), 300 of each.
+
+Needs curl, openssl, and from PyPI h2 and tuspy (bench/tls.sh installs the last two).
+Certificates are made with openssl for the run. Everything binds 127.0.0.1.
+"""
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+MiB = 1 << 20
+PAGE = os.sysconf("SC_PAGE_SIZE")
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def log(text=""):
+    print(text, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def make_certificates(folder):
+    """A throwaway CA and a leaf for localhost and 127.0.0.1."""
+    def run(*args):
+        subprocess.run(args, cwd=folder, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=Ferry bench CA")
+    run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", "key.pem", "-out", "leaf.csr", "-subj", "/CN=localhost")
+    with open(os.path.join(folder, "ext"), "w") as f:
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    run("openssl", "x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+        "-days", "2", "-extfile", "ext", "-out", "cert.pem")
+    return {name: os.path.join(folder, name) for name in ("ca.pem", "cert.pem", "key.pem")}
+
+
+class Server:
+    """One `ferry serve` on a fresh data folder."""
+
+    def __init__(self, ferry, work, tag, extra=()):
+        self.port = free_port()
+        self.data = os.path.join(work, f"data-{tag}")
+        self.log = open(os.path.join(work, f"serve-{tag}.log"), "w")
+        argv = [ferry, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--data-dir", self.data,
+                "--no-stats", "--max-size", "0", "--log-level", "warning", *extra]
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
+        self.scheme = "https" if "--tls-cert" in extra else "http"
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"ferry serve {tag} did not start")
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def connections(self, ca):
+        """ferry_http_connections_total by protocol, from /metrics."""
+        out = subprocess.run(["curl", "-s", "--cacert", ca, f"{self.scheme}://localhost:{self.port}/metrics"],
+                             capture_output=True, text=True).stdout
+        counts = {}
+        for match in re.finditer(r'ferry_http_connections_total\{protocol="([^"]+)"\} (\d+)', out):
+            counts[match.group(1)] = int(match.group(2))
+        return counts
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.data, ignore_errors=True)
+
+
+def median(values):
+    return statistics.median(values) if values else float("nan")
+
+
+# 1. Throughput ------------------------------------------------------------------------------
+
+def one_patch(server, path, size, ca, version):
+    base = f"{server.scheme}://localhost:{server.port}/files/"
+    tus = ["-H", "Tus-Resumable: 1.0.0"]
+    created = subprocess.run(["curl", "-s", "-i", "--cacert", ca, version, "-X", "POST", *tus,
+                              "-H", f"Upload-Length: {size}", base], capture_output=True, text=True).stdout
+    location = re.search(r"(?im)^location: (\S+)", created).group(1)
+    before = cpu_seconds(server.pid)
+    start = time.monotonic()
+    result = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{http_version}", "--cacert", ca,
+                             version, "-X", "PATCH", *tus, "-H", "Upload-Offset: 0",
+                             "-H", "Content-Type: application/offset+octet-stream", "-T", path, location],
+                            capture_output=True, text=True)
+    seconds = time.monotonic() - start
+    cpu = cpu_seconds(server.pid) - before
+    status, http = result.stdout.split()
+    if status != "204":
+        raise RuntimeError(f"PATCH answered {result.stdout}: {result.stderr}")
+    subprocess.run(["curl", "-s", "-o", "/dev/null", "--cacert", ca, "-X", "DELETE", *tus, location])
+    return size / MiB / seconds, cpu / (size / (1 << 30)), http
+
+
+def throughput(args, work, certs):
+    size = args.size_mib * MiB
+    path = os.path.join(work, "big.bin")
+    with open(path, "wb") as f:
+        for _ in range(args.size_mib):
+            f.write(os.urandom(MiB))
+    plain = Server(args.ferry, work, "plain")
+    tls = Server(args.ferry, work, "tls", ["--tls-cert", certs["cert.pem"], "--tls-key", certs["key.pem"]])
+    lines = {"plain h1": [], "tls h1": [], "tls h2": []}
+    try:
+        for run in range(args.runs):
+            for name, server, version in (("plain h1", plain, "--http1.1"), ("tls h1", tls, "--http1.1"),
+                                          ("tls h2", tls, "--http2")):
+                rate, cpu, http = one_patch(server, path, size, certs["ca.pem"], version)
+                lines[name].append((rate, cpu))
+                log(f"  run {run + 1} {name:9} {rate:8.1f} MiB/s  ferry CPU {cpu:5.2f} s/GiB  (HTTP/{http})")
+    finally:
+        plain.stop()
+        tls.stop()
+        os.unlink(path)
+    base = median([r for r, _ in lines["plain h1"]])
+    result = {}
+    log(f"\n  {args.size_mib} MiB single PATCH (curl), median of {args.runs}:")
+    for name, values in lines.items():
+        rate = median([r for r, _ in values])
+        cpu = median([c for _, c in values])
+        result[name] = {"mib_s": rate, "cpu_s_per_gib": cpu, "vs_plain": rate / base}
+        log(f"  {name:9} {rate:8.1f} MiB/s  {rate / base:5.2f}x plain  ferry CPU {cpu:5.2f} s/GiB")
+    return result
+
+
+# 2. Many small files on lte-good -----------------------------------------------------------
+
+TUSPY = r'''
+import os, sys, time
+from tusclient.client import TusClient
+url, files = sys.argv[1], sys.argv[2:]
+client = TusClient(url)
+for path in files:
+    client.uploader(path, chunk_size=5 * 1024 * 1024, metadata={"filename": os.path.basename(path)}).upload()
+'''
+
+
+def make_files(folder, count, seed):
+    rng = random.Random(seed)
+    os.makedirs(folder, exist_ok=True)
+    paths = []
+    for i in range(count):
+        path = os.path.join(folder, f"{i:03d}.jpg")
+        with open(path, "wb") as f:
+            f.write(rng.randbytes(rng.randint(64, 512) * 1024))
+        paths.append(path)
+    return paths
+
+
+def queue(args, work, certs):
+    paths = make_files(os.path.join(work, "album"), args.files, seed=7)
+    total = sum(os.path.getsize(p) for p in paths)
+    ca = certs["ca.pem"]
+    env = dict(os.environ, REQUESTS_CA_BUNDLE=ca, SSL_CERT_FILE=ca)
+    ways = {
+        "queue h2 (one connection)": lambda url: [[args.ferry, "put", "--no-resume", "--cacert", ca, *paths, url]],
+        "queue h1 (pool of 4)": lambda url: [[args.ferry, "put", "--no-resume", "--cacert", ca, "--http1", *paths, url]],
+        "ferry put per file": lambda url: [[args.ferry, "put", "--no-resume", "--cacert", ca, p, url] for p in paths],
+        "tuspy one after another": lambda url: [[sys.executable, "-c", TUSPY, url, *paths]],
+    }
+    times = {name: [] for name in ways}
+    connections = {name: [] for name in ways}
+    log(f"  {len(paths)} files, {total / MiB:.1f} MiB, through netem lte-good (13 Mbit/s, 50 ms each way)")
+    for run in range(args.runs):
+        for name, commands in ways.items():
+            server = Server(args.ferry, work, "queue", ["--tls-cert", certs["cert.pem"], "--tls-key", certs["key.pem"]])
+            netem_port = free_port()
+            netem = subprocess.Popen([args.ferry, "netem", "--listen", f"127.0.0.1:{netem_port}",
+                                      "--target", f"127.0.0.1:{server.port}", "--profile", "lte-good", "--seed", str(run + 1)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.5)
+            url = f"https://localhost:{netem_port}/files/"
+            try:
+                before = server.connections(ca)
+                start = time.monotonic()
+                for argv in commands(url):
+                    done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, timeout=args.budget)
+                    if done.returncode != 0:
+                        raise RuntimeError(f"{name}: {' '.join(argv[:4])}... failed: {done.stderr.decode()[-400:]}")
+                seconds = time.monotonic() - start
+                after = server.connections(ca)
+            finally:
+                netem.terminate()
+                netem.wait()
+                server.stop()
+            used = sum(after.values()) - sum(before.values()) - 1  # the /metrics request itself
+            times[name].append(seconds)
+            connections[name].append(used)
+            log(f"  run {run + 1} {name:26} {seconds:7.1f} s  {used:4d} connections")
+    result = {}
+    serial = median(times["tuspy one after another"])
+    log(f"\n  {len(paths)} small files over lte-good, median of {args.runs}:")
+    for name in ways:
+        seconds = median(times[name])
+        result[name] = {"seconds": seconds, "connections": median(connections[name]), "speedup_vs_tuspy": serial / seconds}
+        log(f"  {name:26} {seconds:7.1f} s  {serial / seconds:5.2f}x tuspy  {median(connections[name]):5.0f} connections")
+    return result
+
+
+# 3. Memory per connection and per in-flight PATCH ------------------------------------------
+
+def tls_socket(port, alpn, ca):
+    context = ssl.create_default_context(cafile=ca)
+    context.set_alpn_protocols([alpn])
+    raw = socket.create_connection(("127.0.0.1", port))
+    sock = context.wrap_socket(raw, server_hostname="localhost")
+    assert sock.selected_alpn_protocol() == alpn, sock.selected_alpn_protocol()
+    return sock
+
+
+def settle(pid, seconds=1.5):
+    time.sleep(seconds)
+    return rss_kib(pid)
+
+
+def memory(args, work, certs):
+    import h2.config
+    import h2.connection
+
+    count = args.connections
+    ca = certs["ca.pem"]
+    result = {}
+    for kind in ("idle", "patch"):
+        for alpn in ("plain", "http/1.1", "h2"):
+            tls = [] if alpn == "plain" else ["--tls-cert", certs["cert.pem"], "--tls-key", certs["key.pem"]]
+            server = Server(args.ferry, work, "memory", [*tls, "--max-connections", str(count * 2)])
+            base_url = f"{server.scheme}://localhost:{server.port}"
+            sockets = []
+            try:
+                # Warm up: one full exchange of each kind, so lazily built state is not counted.
+                subprocess.run(["curl", "-s", "-o", "/dev/null", "--cacert", ca, f"{base_url}/healthz"])
+                uploads = []
+                if kind == "patch":
+                    for _ in range(count):
+                        out = subprocess.run(["curl", "-s", "-i", "--cacert", ca, "-X", "POST", "-H", "Tus-Resumable: 1.0.0",
+                                              "-H", "Upload-Length: 1048576", f"{base_url}/files/"],
+                                             capture_output=True, text=True).stdout
+                        uploads.append(re.search(r"(?im)^location: https?://[^/]+(\S+)", out).group(1))
+                base = settle(server.pid)
+                body = os.urandom(64 * 1024)
+                for i in range(count):
+                    sock = socket.create_connection(("127.0.0.1", server.port)) if alpn == "plain" else tls_socket(server.port, alpn, ca)
+                    if alpn == "h2":
+                        conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True))
+                        conn.initiate_connection()
+                        sock.sendall(conn.data_to_send())
+                        if kind == "patch":
+                            # The server's SETTINGS (its stream window) before the body.
+                            sock.settimeout(10)
+                            while (conn.remote_settings.initial_window_size <= len(body)
+                                   or conn.outbound_flow_control_window <= len(body)):
+                                conn.receive_data(sock.recv(65536))
+                            conn.increment_flow_control_window(1 << 20)
+                            stream = conn.get_next_available_stream_id()
+                            conn.send_headers(stream, [(":method", "PATCH"), (":scheme", "https"), (":authority", "localhost"),
+                                                       (":path", uploads[i]), ("tus-resumable", "1.0.0"), ("upload-offset", "0"),
+                                                       ("content-type", "application/offset+octet-stream"),
+                                                       ("content-length", "1048576")])
+                            for at in range(0, len(body), 16384):
+                                conn.send_data(stream, body[at:at + 16384])
+                        sock.sendall(conn.data_to_send())
+                        sockets.append((sock, conn))
+                    else:
+                        if kind == "patch":
+                            head = (f"PATCH {uploads[i]} HTTP/1.1\r\nHost: localhost\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n"
+                                    "Content-Type: application/offset+octet-stream\r\nContent-Length: 1048576\r\n\r\n")
+                            sock.sendall(head.encode() + body)
+                        sockets.append((sock, None))
+                loaded = settle(server.pid, 3)
+                per = (loaded - base) / count
+                result[f"{kind} {alpn}"] = per
+                log(f"  {kind:5} {alpn:8}: RSS {base / 1024:6.1f} -> {loaded / 1024:6.1f} MiB with {count}: {per:6.1f} KiB each")
+            finally:
+                for sock, _ in sockets:
+                    try:
+                        sock.close()
+                    except OSError:
+                        pass
+                server.stop()
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ferry", required=True)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--files", type=int, default=200)
+    parser.add_argument("--connections", type=int, default=300)
+    parser.add_argument("--budget", type=float, default=900, help="seconds one way of uploading the files may take")
+    parser.add_argument("--only", default="throughput,queue,memory")
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    args.ferry = os.path.abspath(args.ferry)
+    work = tempfile.mkdtemp(prefix="ferry-tls-bench.")
+    report = {}
+    try:
+        certs = make_certificates(work)
+        parts = args.only.split(",")
+        if "throughput" in parts:
+            log("== throughput: one large PATCH, plain vs TLS h1 vs TLS h2")
+            report["throughput"] = throughput(args, work, certs)
+        if "queue" in parts:
+            log("\n== queue: many small files on lte-good")
+            report["queue"] = queue(args, work, certs)
+        if "memory" in parts:
+            log("\n== memory: per idle connection, per in-flight PATCH")
+            report["memory"] = memory(args, work, certs)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
