@@ -5,9 +5,9 @@ upload still works."""
 import os
 import time
 
-from http2_env import (CANCEL, ENHANCE_YOUR_CALM, H2, KiB, MiB, TUS, RawH2, continuation_frame, data_frame,
-                       error_name, frame, h1, header_block, headers_frame, ping_frame, rst_frame, settings_frame,
-                       window_update_frame)
+from http2_clients import (CANCEL, ENHANCE_YOUR_CALM, H2, RawH2, continuation_frame, data_frame, error_name,
+                           header_block, headers_frame, ping_frame, rst_frame, settings_frame, window_update_frame)
+from http2_env import KiB, MiB, TUS, h1
 from support import check
 
 RSS_GROWTH_MIB = 100

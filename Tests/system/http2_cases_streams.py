@@ -5,8 +5,9 @@ import time
 
 import h2.settings
 
-from http2_env import (CANCEL, H2, KiB, MiB, REFUSED_STREAM, RUFH6, TUS, RawH2, data_frame, error_name,
-                       h1, header_block, headers_frame, path_of, poll_offset, settings_frame)
+from http2_clients import (CANCEL, H2, REFUSED_STREAM, RawH2, data_frame, error_name, header_block, headers_frame,
+                           settings_frame)
+from http2_env import KiB, MiB, RUFH6, TUS, h1, path_of, poll_offset
 from support import check
 
 OCTETS = "application/offset+octet-stream"

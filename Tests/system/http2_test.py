@@ -35,8 +35,8 @@ Needs the PyPI packages h2 and httpx[http2] (and tuspy for one check), the curl 
 CLIs. Every process it starts is killed by PID. Prints one line per check and ends with
 `http2 test: N passed, M failed`; exits non-zero on any failure.
 
-The code: this entry script; http2_env.py (certificates, servers, the h2 clients);
-http2_cases_interop.py; http2_cases_streams.py (resets, refusals, streams, flow);
+The code: this entry script; http2_env.py (certificates, servers, HTTP/1.1 requests);
+http2_clients.py (H2 over hyper-h2, RawH2 frame by frame); http2_cases_interop.py; http2_cases_streams.py (resets, refusals, streams, flow);
 http2_cases_abuse.py; http2_cases_lifecycle.py (reload, shutdown).
 """
 import argparse
@@ -55,7 +55,7 @@ from http2_cases_abuse import case_abuse  # noqa: E402
 from http2_cases_interop import case_interop  # noqa: E402
 from http2_cases_lifecycle import case_reload, case_shutdown  # noqa: E402
 from http2_cases_streams import case_flow, case_refusals, case_resets, case_streams  # noqa: E402
-from http2_env import Env, Ferry  # noqa: E402
+from http2_env import Env  # noqa: E402
 from support import CaseError, check, results  # noqa: E402
 
 CASES = [("interop", case_interop), ("resets", case_resets), ("refusals", case_refusals), ("streams", case_streams),
