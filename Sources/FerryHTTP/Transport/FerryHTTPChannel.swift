@@ -88,14 +88,18 @@ struct FerryHTTPChannel: HTTPChannelHandler {
         case .http1(let requests):
             await handleHTTP(asyncChannel: requests, logger: logger)
         case .http2(let multiplexer):
-            do {
-                try await withThrowingDiscardingTaskGroup { group in
+            // A connection that ends in an error (a reset, TLS cut short) ends its sequence of streams
+            // with that error. Its streams' requests must not be cancelled for it: a cancelled append
+            // saves nothing, while a body that ends early keeps every byte that arrived. Each stream
+            // ends by itself as the connection closes.
+            await withDiscardingTaskGroup { group in
+                do {
                     for try await stream in multiplexer.inbound {
                         group.addTask { await self.handleHTTP(asyncChannel: stream, logger: logger) }
                     }
+                } catch {
+                    logger.debug("connection.http2_closed", metadata: ["error": "\(error)"])
                 }
-            } catch {
-                logger.debug("connection.http2_closed", metadata: ["error": "\(error)"])
             }
         }
     }
