@@ -170,9 +170,19 @@ struct FerryHTTPChannel: HTTPChannelHandler {
             }
         }
         try sync.addHandler(manager)
+        // The connection window starts at 65,535 bytes whatever SETTINGS say (RFC 9113 §6.9.2), and
+        // NIOHTTP2 raises it to its target only once DATA arrives: a client could send no more than
+        // 64 KiB before its first round trip. It is opened to the configured size right away.
+        let opening = limits.connectionWindow - Self.initialConnectionWindow
+        if opening > 0 {
+            sync.writeAndFlush(NIOAny(HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: opening))), promise: nil)
+        }
         configuration.census.opened(.http2, channel: channel)
         return .http2(multiplexer)
     }
+
+    /// Every HTTP/2 connection's flow-control window when it opens (RFC 9113 §6.9.2).
+    static let initialConnectionWindow = 65_535
 
     private var idleTimeout: TimeAmount { .seconds(max(1, configuration.idleTimeout.components.seconds)) }
 }
