@@ -4,6 +4,8 @@ whole tus upload's life, httpx with http2=True, the official tus client (tuspy) 
 RUFH's 104 interim response as curl sees it on HTTP/2."""
 import hashlib
 import os
+import socket
+import ssl
 import subprocess
 import tempfile
 
@@ -140,6 +142,18 @@ def rufh_interim_with_curl(env, server):
         check(status == 200 and body == data, "RUFH with curl: the upload's bytes match", f"GET {status}, {len(body)} bytes")
 
 
+def no_alpn(env, server):
+    """A TLS client that offers no ALPN at all gets HTTP/1.1."""
+    raw = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    with ssl.create_default_context(cafile=env.ca).wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+        check(sock.selected_alpn_protocol() is None and answer.startswith(b"HTTP/1.1 200"),
+              "a TLS client offering no ALPN is served HTTP/1.1", repr(answer[:60]))
+
+
 def case_interop(env, servers):
     main, h2c = servers["main"], servers["h2c"]
     curl_lifecycle(env, main, "--http2", "2")
@@ -148,3 +162,4 @@ def case_interop(env, servers):
     httpx_upload(env, main)
     tuspy_upload(env, main)
     rufh_interim_with_curl(env, main)
+    no_alpn(env, main)

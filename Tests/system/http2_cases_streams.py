@@ -208,6 +208,7 @@ def case_streams(env, servers):
 
 def case_flow(env, servers):
     for server, stream_window, connection_window in ((servers["main"], 4 * MiB, 8 * MiB),
+                                                     (servers["h2c"], 4 * MiB, 8 * MiB),
                                                      (servers["limits"], MiB, 2 * MiB)):
         with H2(server) as c:
             c.wait(lambda: c.settings and c.connection_increments, 2)
