@@ -134,7 +134,8 @@ def idle_connections(server, count=200):
             conns.append(RawH2(server))
         opened = server.metric("ferry_http_connections_open", "h2")
         status = h1(server, "GET", "/healthz")[0]
-        check(status == 200 and opened is not None and opened >= before + count,
+        # `before` may still count attacked connections the server is closing (TLS shutdown).
+        check(status == 200 and opened is not None and opened >= count,
               f"{count} idle h2 connections (preface only) are held ({time.monotonic() - began:.1f}s) "
               f"and /healthz still answers", f"healthz {status}, open h2 {opened} (before {before})")
         with H2(server) as c:
