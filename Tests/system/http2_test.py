@@ -42,6 +42,7 @@ http2_cases_abuse.py; http2_cases_lifecycle.py (reload, shutdown).
 import argparse
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -109,7 +110,7 @@ def main():
         problem = f"ferry binary not found or not executable: {args.ferry}"
     elif not shutil.which("curl") or not shutil.which("openssl"):
         problem = "the curl and openssl commands are needed (apt-get install curl openssl)"
-    elif "--tls-cert" not in __import__("subprocess").run([args.ferry, "serve", "--help"], capture_output=True, text=True).stdout:
+    elif "--tls-cert" not in subprocess.run([args.ferry, "serve", "--help"], capture_output=True, text=True).stdout:
         problem = f"{args.ferry} serve has no --tls-cert (built before HTTPS and HTTP/2?)"
     if problem:
         print(f"http2 test: {problem}")
