@@ -7,8 +7,9 @@
 #   2. builds once with warnings as errors (Package.swift sets it),
 #   3. runs the Swift tests (unit, seam conformance, protocol table, live sockets),
 #   4. runs the interop lane (official Python tus client), the kill -9 crash test, the many-node
-#      lane, the business lane (scenarios, tokens, callbacks, webhooks) and the web console in
-#      headless Chromium (Selenium) against the real `ferry` binary.
+#      lane, the business lane (scenarios, tokens, callbacks, webhooks), the web console in
+#      headless Chromium (Selenium) and the HTTPS and HTTP/2 lane (curl, httpx, tuspy, frame-level
+#      h2) against the real `ferry` binary.
 # Prints one closing line `total: N passed, M failed` and exits non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,9 @@ install_prerequisites() {
     local missing=()
     dpkg -s libsqlite3-dev >/dev/null 2>&1 || missing+=(libsqlite3-dev)
     command -v python3 >/dev/null || missing+=(python3)
+    # The HTTPS and HTTP/2 lane: certificates made with openssl, requests with curl (HTTP/2 by nghttp2).
+    command -v openssl >/dev/null || missing+=(openssl)
+    command -v curl >/dev/null || missing+=(curl)
     # The web console's browser tests: Debian's Chromium and its WebDriver.
     command -v chromium >/dev/null || missing+=(chromium)
     command -v chromedriver >/dev/null || missing+=(chromium-driver)
@@ -37,6 +41,10 @@ install_prerequisites() {
         python3 -m pip install --quiet --disable-pip-version-check --no-deps selenium==4.52.0 || return 1
         python3 -m pip install --quiet --disable-pip-version-check "trio>=0.31" trio-websocket websocket-client "urllib3[socks]" \
             typing_extensions certifi || return 1
+    fi
+    if ! python3 -c 'import h2, hpack, hyperframe, httpx' 2>/dev/null; then
+        log "installing h2 (frame-level HTTP/2) and httpx[http2] from PyPI for the HTTPS and HTTP/2 lane"
+        python3 -m pip install --quiet --disable-pip-version-check h2==4.3.0 "httpx[http2]==0.28.1" || return 1
     fi
     if ! python3 -c 'import tusclient, tuspyserver, uvicorn, fastapi' 2>/dev/null; then
         log "installing tuspy, and tus servers from PyPI for the client interop lane"
@@ -145,6 +153,7 @@ run_lane "web console: uploads, reload and resume, dashboard, in headless Chromi
 run_lane "fuzz: 40,000 hostile requests over sockets, no crash, no 5xx" \
     python3 Tests/system/fuzz_test.py --ferry .build/debug/ferry --requests 40000 --seconds 420 --seed 3
 run_lane "SIGTERM: bounded graceful shutdown" python3 Tests/system/shutdown_test.py --ferry .build/debug/ferry
+run_lane "HTTPS and HTTP/2: interop, resets, reload, abuse" python3 Tests/system/http2_test.py --ferry .build/debug/ferry
 if [ "$(id -u)" -eq 0 ]; then
     run_lane "disk full: 507 and resume" python3 Tests/system/disk_full_test.py --ferry .build/debug/ferry
 else

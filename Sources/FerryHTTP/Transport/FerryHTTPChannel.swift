@@ -88,14 +88,18 @@ struct FerryHTTPChannel: HTTPChannelHandler {
         case .http1(let requests):
             await handleHTTP(asyncChannel: requests, logger: logger)
         case .http2(let multiplexer):
-            do {
-                try await withThrowingDiscardingTaskGroup { group in
+            // A connection that ends in an error (a reset, TLS cut short) ends its sequence of streams
+            // with that error. Its streams' requests must not be cancelled for it: a cancelled append
+            // saves nothing, while a body that ends early keeps every byte that arrived. Each stream
+            // ends by itself as the connection closes.
+            await withDiscardingTaskGroup { group in
+                do {
                     for try await stream in multiplexer.inbound {
                         group.addTask { await self.handleHTTP(asyncChannel: stream, logger: logger) }
                     }
+                } catch {
+                    logger.debug("connection.http2_closed", metadata: ["error": "\(error)"])
                 }
-            } catch {
-                logger.debug("connection.http2_closed", metadata: ["error": "\(error)"])
             }
         }
     }
@@ -166,15 +170,19 @@ struct FerryHTTPChannel: HTTPChannelHandler {
             }
         }
         try sync.addHandler(manager)
-        // Open the connection window at once: NIOHTTP2 raises it only as data arrives, which
-        // would hold a client to the protocol's 64 KiB for its first round trip.
-        let increment = limits.connectionWindow - 65_535
-        if increment > 0 {
-            channel.writeAndFlush(HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: increment)), promise: nil)
+        // The connection window starts at 65,535 bytes whatever SETTINGS say (RFC 9113 §6.9.2), and
+        // NIOHTTP2 raises it to its target only once DATA arrives: a client could send no more than
+        // 64 KiB before its first round trip. It is opened to the configured size right away.
+        let opening = limits.connectionWindow - Self.initialConnectionWindow
+        if opening > 0 {
+            sync.writeAndFlush(NIOAny(HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: opening))), promise: nil)
         }
         configuration.census.opened(.http2, channel: channel)
         return .http2(multiplexer)
     }
+
+    /// Every HTTP/2 connection's flow-control window when it opens (RFC 9113 §6.9.2).
+    static let initialConnectionWindow = 65_535
 
     private var idleTimeout: TimeAmount { .seconds(max(1, configuration.idleTimeout.components.seconds)) }
 }

@@ -7,27 +7,33 @@ import NIOCore
 ///   empty DATA frames and CONTINUATION runs, but not WINDOW_UPDATE: each costs the server a
 ///   little work and no client needs thousands a second. The frame headers are read here,
 ///   between the TLS handler (or the socket) and NIOHTTP2, and every byte passes on unchanged.
+/// - **Closing after a connection error.** When NIOHTTP2 finds a connection error (one of its
+///   flood limits, an oversized header block, a protocol violation) it writes a GOAWAY with the
+///   error code and goes on reading: closing is its user's job. RFC 9113 §5.4.1 says the endpoint
+///   MUST close the TCP connection after that GOAWAY; without it a PING flood, say, is answered
+///   frame for frame after its GOAWAY. The frames written are followed here too, and the
+///   connection is closed once a GOAWAY with an error code has been written.
 /// - **A client that closed its side.** The server allows half-closure (an HTTP/1.1 client may
 ///   send its request and shut down writing); NIOHTTP2 does not close the connection then, which
 ///   would leave it open until the idle timeout. HTTP/2 has no use for half-closure: its
 ///   streams end themselves, and an unfinished body keeps what arrived, as after a reset.
-final class HTTP2ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
+final class HTTP2ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
+    typealias OutboundIn = IOData
+    typealias OutboundOut = IOData
 
     /// The client connection preface, 24 bytes before the first frame.
     static let prefaceLength = 24
-    static let frameHeaderLength = 9
     static let windowUpdateType: UInt8 = 0x8
+    static let goAwayType: UInt8 = 0x7
     /// The span over which the rate is judged.
     static let window = TimeAmount.seconds(10)
 
     private let limit: Int
     private let logger: Logger
-    /// Bytes still to skip: the preface, then the payload of the current frame.
-    private var skip = HTTP2ConnectionGuard.prefaceLength
-    /// A frame header split across reads.
-    private var header: [UInt8] = []
+    private var inbound = HTTP2FrameWalker(skip: HTTP2ConnectionGuard.prefaceLength)
+    private var outbound = HTTP2FrameWalker()
     private var windowStart = NIODeadline.now()
     private var count = 0
     private var closed = false
@@ -40,7 +46,10 @@ final class HTTP2ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closed else { return }
         let buffer = unwrapInboundIn(data)
-        if inspect(buffer.readableBytesView) {
+        let withinRate = inbound.walk(buffer.readableBytesView, prefix: { _ in 0 }) { type, _ in
+            type != Self.windowUpdateType || counted()
+        }
+        if withinRate {
             context.fireChannelRead(data)
         } else {
             closed = true
@@ -56,26 +65,37 @@ final class HTTP2ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler
         context.fireUserInboundEventTriggered(event)
     }
 
-    /// Walks the frame headers in `bytes`; false once the rate is exceeded.
-    private func inspect(_ bytes: ByteBufferView) -> Bool {
-        var index = bytes.startIndex
-        while index < bytes.endIndex {
-            if skip > 0 {
-                let step = min(skip, bytes.endIndex - index)
-                skip -= step
-                index += step
-                continue
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        var errorCode: UInt32?
+        switch unwrapOutboundIn(data) {
+        case .byteBuffer(let buffer):
+            _ = outbound.walk(buffer.readableBytesView, prefix: { $0 == Self.goAwayType ? 8 : 0 }) { type, payload in
+                // GOAWAY: last stream ID (4 bytes), then the error code (4 bytes).
+                if type == Self.goAwayType, payload.count == 8 {
+                    let code = payload[4..<8].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+                    if code != 0 { errorCode = code }
+                }
+                return true
             }
-            header.append(bytes[index])
-            index += 1
-            guard header.count == Self.frameHeaderLength else { continue }
-            let length = Int(header[0]) << 16 | Int(header[1]) << 8 | Int(header[2])
-            let type = header[3]
-            header.removeAll(keepingCapacity: true)
-            skip = length
-            if type == Self.windowUpdateType, !counted() { return false }
+        case .fileRegion(let region):
+            outbound.passPayload(region.readableBytes)
         }
-        return true
+        guard let errorCode, !closed else {
+            context.write(data, promise: promise)
+            return
+        }
+        closed = true
+        logger.notice(
+            "http2.connection_error",
+            metadata: ["http2.error_code": "\(errorCode)", "remote": "\(context.remoteAddress?.description ?? "-")"]
+        )
+        let written = context.eventLoop.makePromise(of: Void.self)
+        let channel = context.channel
+        written.futureResult.whenComplete { result in
+            promise?.completeWith(result)
+            channel.close(promise: nil)
+        }
+        context.writeAndFlush(data, promise: written)
     }
 
     private func counted() -> Bool {

@@ -1,0 +1,111 @@
+import Logging
+import NIOCore
+import NIOEmbedded
+import Testing
+
+@testable import FerryHTTP
+
+/// One HTTP/2 frame's bytes: 9-byte header, then the payload.
+private func frame(_ type: UInt8, stream: UInt32 = 0, _ payload: [UInt8] = []) -> [UInt8] {
+    let n = payload.count
+    return [UInt8(n >> 16 & 0xFF), UInt8(n >> 8 & 0xFF), UInt8(n & 0xFF), type, 0]
+        + withUnsafeBytes(of: stream.bigEndian, Array.init) + payload
+}
+
+private func goAway(lastStream: UInt32, code: UInt32, debug: [UInt8] = []) -> [UInt8] {
+    frame(0x7, withUnsafeBytes(of: lastStream.bigEndian, Array.init) + withUnsafeBytes(of: code.bigEndian, Array.init) + debug)
+}
+
+private func buffer(_ bytes: [UInt8]) -> ByteBuffer { ByteBuffer(bytes: bytes) }
+
+@Suite("HTTP/2 frame walker")
+struct HTTP2FrameWalkerTests {
+    /// SETTINGS, a DATA frame whose payload looks like frame headers, a GOAWAY with debug data, a WINDOW_UPDATE.
+    static let stream: [UInt8] =
+        frame(0x4, [0, 3, 0, 0, 0, 100])
+        + frame(0x0, stream: 1, Array(repeating: 0x7, count: 100))
+        + goAway(lastStream: 7, code: 0xB, debug: [1, 2, 3])
+        + frame(0x8, [0, 0, 0, 1])
+
+    @Test(arguments: [1, 2, 7, 9, 10, 17, 1000])
+    func framesAreFoundHoweverTheBytesAreCut(chunk: Int) {
+        var walker = HTTP2FrameWalker()
+        var seen: [(UInt8, [UInt8])] = []
+        var start = 0
+        while start < Self.stream.count {
+            let piece = buffer(Array(Self.stream[start..<min(start + chunk, Self.stream.count)]))
+            _ = walker.walk(piece.readableBytesView, prefix: { $0 == 0x7 ? 8 : 0 }) { type, prefix in
+                seen.append((type, prefix))
+                return true
+            }
+            start += chunk
+        }
+        #expect(seen.map(\.0) == [0x4, 0x0, 0x7, 0x8])
+        #expect(seen[2].1 == [0, 0, 0, 7, 0, 0, 0, 0xB])
+        #expect(seen.filter { $0.0 != 0x7 }.allSatisfy { $0.1.isEmpty })
+    }
+
+    @Test func theClientPrefaceIsSkipped() {
+        var walker = HTTP2FrameWalker(skip: HTTP2ConnectionGuard.prefaceLength)
+        var types: [UInt8] = []
+        let bytes = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8) + frame(0x4) + frame(0x8, [0, 0, 0, 1])
+        _ = walker.walk(buffer(bytes).readableBytesView, prefix: { _ in 0 }) { type, _ in
+            types.append(type)
+            return true
+        }
+        #expect(types == [0x4, 0x8])
+    }
+}
+
+@Suite("HTTP/2 connection guard")
+struct HTTP2ConnectionGuardTests {
+    private func connected(maxPerSecond: Int = 10_000) throws -> EmbeddedChannel {
+        let channel = EmbeddedChannel(handler: HTTP2ConnectionGuard(maxPerSecond: maxPerSecond, logger: Logger(label: "test")))
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 8443)).wait()
+        return channel
+    }
+
+    @Test(arguments: [0x1, 0x2, 0xB] as [UInt32])
+    func aGoAwayWithAnErrorIsWrittenThenTheConnectionCloses(code: UInt32) throws {
+        let channel = try connected()
+        try channel.writeOutbound(IOData.byteBuffer(buffer(frame(0x4) + goAway(lastStream: 0, code: code))))
+        #expect(try channel.readOutbound(as: IOData.self) != nil)
+        #expect(!channel.isActive)
+    }
+
+    @Test func aGracefulGoAwayKeepsTheConnection() throws {
+        let channel = try connected()
+        try channel.writeOutbound(IOData.byteBuffer(buffer(goAway(lastStream: 0x7FFF_FFFF, code: 0))))
+        #expect(channel.isActive)
+        _ = try channel.finish()
+    }
+
+    @Test func aGoAwaySplitAcrossWritesIsSeen() throws {
+        let channel = try connected()
+        let bytes = goAway(lastStream: 1, code: 0x1)
+        try channel.writeOutbound(IOData.byteBuffer(buffer(Array(bytes[0..<11]))))
+        #expect(channel.isActive)
+        try channel.writeOutbound(IOData.byteBuffer(buffer(Array(bytes[11...]))))
+        #expect(!channel.isActive)
+    }
+
+    @Test func dataThatLooksLikeAGoAwayIsOnlyData() throws {
+        let channel = try connected()
+        let lookalike = goAway(lastStream: 0, code: 0xB)
+        try channel.writeOutbound(IOData.byteBuffer(buffer(frame(0x0, stream: 1, lookalike))))
+        #expect(channel.isActive)
+        _ = try channel.finish()
+    }
+
+    @Test func aWindowUpdateFloodClosesTheConnection() throws {
+        let channel = try connected(maxPerSecond: 1)  // 10 in a 10 s window
+        let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+        let update = frame(0x8, [0, 0, 0, 1])
+        try channel.writeInbound(buffer(preface + Array([[UInt8]](repeating: update, count: 10).joined())))
+        #expect(try channel.readInbound(as: ByteBuffer.self) != nil)
+        #expect(channel.isActive)
+        try channel.writeInbound(buffer(update))
+        #expect(try channel.readInbound(as: ByteBuffer.self) == nil)
+        #expect(!channel.isActive)
+    }
+}
