@@ -30,6 +30,9 @@ Cases (--case runs a subset):
                tls.certificate_reload_failed; bad or missing files at start-up are refused.
   shutdown     SIGTERM during an h2 PATCH: GOAWAY, the received bytes are kept, the process
                exits within --shutdown-timeout.
+  client       `ferry put` over HTTPS: the system store, --cacert and --pin (refusals at once,
+               never retried); through `ferry netem --profile middlebox` in front of TLS; a
+               folder of 60 small files by the upload queue over one HTTP/2 connection.
 
 Needs the PyPI packages h2 and httpx[http2] (and tuspy for one check), the curl and openssl
 CLIs. Every process it starts is killed by PID. Prints one line per check and ends with
@@ -37,7 +40,7 @@ CLIs. Every process it starts is killed by PID. Prints one line per check and en
 
 The code: this entry script; http2_env.py (certificates, servers, HTTP/1.1 requests);
 http2_clients.py (H2 over hyper-h2, RawH2 frame by frame); http2_cases_interop.py; http2_cases_streams.py (resets, refusals, streams, flow);
-http2_cases_abuse.py; http2_cases_lifecycle.py (reload, shutdown).
+http2_cases_abuse.py; http2_cases_lifecycle.py (reload, shutdown); http2_cases_client.py (ferry put).
 """
 import argparse
 import os
@@ -53,6 +56,7 @@ if HERE not in sys.path:  # the modules below live next to this script
     sys.path.insert(0, HERE)
 
 from http2_cases_abuse import case_abuse  # noqa: E402
+from http2_cases_client import case_client  # noqa: E402
 from http2_cases_interop import case_interop  # noqa: E402
 from http2_cases_lifecycle import case_reload, case_shutdown  # noqa: E402
 from http2_cases_streams import case_flow, case_refusals, case_resets, case_streams  # noqa: E402
@@ -60,7 +64,8 @@ from http2_env import Env  # noqa: E402
 from support import CaseError, check, results  # noqa: E402
 
 CASES = [("interop", case_interop), ("resets", case_resets), ("refusals", case_refusals), ("streams", case_streams),
-         ("flow", case_flow), ("abuse", case_abuse), ("reload", case_reload), ("shutdown", case_shutdown)]
+         ("flow", case_flow), ("abuse", case_abuse), ("reload", case_reload), ("shutdown", case_shutdown),
+         ("client", case_client)]
 
 
 def run(args, tmp):
