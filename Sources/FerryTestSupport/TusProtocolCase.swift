@@ -1,8 +1,9 @@
-import Testing
-
-/// One row of the protocol table: a state, a request, the exact answer expected.
-struct ProtocolCase: Sendable, CustomTestStringConvertible {
-    enum Setup: Sendable {
+/// One row of the tus protocol table: a state, a request, the exact answer expected. The rows
+/// are `TusProtocolTable.cases`; `TusProtocolTable.check(_:over:)` runs one over any
+/// `TableTransport` (the in-memory `DialectHarness`, or a live server over a real connection).
+public struct TusProtocolCase: Sendable, CustomStringConvertible {
+    /// The state a case starts from, built with requests over the same transport.
+    public enum Setup: Sendable {
         case none
         /// An upload of `length` (nil: deferred) with `sent` bytes stored.
         case upload(length: Int?, sent: Int = 0, metadata: String? = nil, partial: Bool = false)
@@ -13,36 +14,31 @@ struct ProtocolCase: Sendable, CustomTestStringConvertible {
         case terminated
     }
 
-    enum Target: Sendable {
+    /// Where the request goes.
+    public enum Target: Sendable {
+        /// The collection, `/files/`.
         case collection
+        /// The upload the setup made.
         case upload
+        /// An upload that does not exist.
         case unknownUpload
         case path(String)
     }
 
-    var name: String
-    var setup: Setup = .none
-    var method: String
-    var target: Target = .upload
-    var headers: [(String, String)] = []
-    var body: [UInt8] = []
-    var status: Int
-    /// Headers that must be present with exactly this value ("*": any value).
-    var expect: [(String, String)] = []
-    /// Headers that must be absent.
-    var absent: [String] = []
+    public var name: String
+    public var setup: Setup = .none
+    public var method: String
+    public var target: Target = .upload
+    public var headers: [(String, String)] = []
+    public var body: [UInt8] = []
+    public var status: Int
+    /// Fields that must be present with exactly this value ("*": any value; "$concat": the
+    /// `Upload-Concat` the setup sent).
+    public var expect: [(String, String)] = []
+    /// Fields that must be absent.
+    public var absent: [String] = []
     /// After the request, HEAD on the upload must report this offset.
-    var offsetAfter: Int? = nil
+    public var offsetAfter: Int? = nil
 
-    var testDescription: String { name }
+    public var description: String { name }
 }
-
-let allExtensions =
-    "creation,creation-with-upload,creation-defer-length,expiration,checksum,checksum-trailer,termination,concatenation,concatenation-unfinished"
-
-/// sha1 of "hello" and of something else, Base64.
-let sha1Hello = "qvTGHdzF6KLavt4PO0gs2a6pQ00="
-let sha1Other = "Kq5sNclPz7QV2+lfQIuc6R7oRu0="
-let hello = Array("hello".utf8)
-let tus = ("Tus-Resumable", "1.0.0")
-let octets = ("Content-Type", "application/offset+octet-stream")
