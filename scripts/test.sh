@@ -19,6 +19,8 @@ install_prerequisites() {
     local missing=()
     dpkg -s libsqlite3-dev >/dev/null 2>&1 || missing+=(libsqlite3-dev)
     command -v python3 >/dev/null || missing+=(python3)
+    # TestCertificates (the TLS tests) makes its CA and certificates with the openssl command.
+    command -v openssl >/dev/null || missing+=(openssl)
     # The web console's browser tests: Debian's Chromium and its WebDriver.
     command -v chromium >/dev/null || missing+=(chromium)
     command -v chromedriver >/dev/null || missing+=(chromium-driver)
