@@ -20,7 +20,8 @@ install_prerequisites() {
     local missing=()
     dpkg -s libsqlite3-dev >/dev/null 2>&1 || missing+=(libsqlite3-dev)
     command -v python3 >/dev/null || missing+=(python3)
-    # The HTTPS and HTTP/2 lane: certificates made with openssl, requests with curl (HTTP/2 by nghttp2).
+    # TestCertificates (the Swift TLS tests) and the HTTPS and HTTP/2 lane make their CAs with
+    # openssl; the lane drives curl (HTTP/2 by nghttp2).
     command -v openssl >/dev/null || missing+=(openssl)
     command -v curl >/dev/null || missing+=(curl)
     # The web console's browser tests: Debian's Chromium and its WebDriver.

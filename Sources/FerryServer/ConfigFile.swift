@@ -91,7 +91,7 @@ public enum ConfigFile {
                     section = "scenario"
                     sawScenario = true
                 default:
-                    throw fail(number, "unknown section \(text); sections are [server], [auth], [anonymous], [events], [scenario NAME]")
+                    throw fail(number, "unknown section \(text); sections are [server], [tls], [auth], [anonymous], [events], [scenario NAME]")
                 }
                 return
             }
@@ -294,8 +294,9 @@ public enum ConfigFile {
         }
 
         mutating func finish() throws(ConfigurationError) -> BusinessConfiguration {
-            if let tls = configuration.tls, tls.certificateChain.isEmpty || tls.privateKey.isEmpty {
-                throw ConfigurationError("\(path):\(seen["tls"] == nil ? 0 : tlsLine)", "[tls] needs both certificate and key")
+            // A [tls] section, even an empty one, asks for HTTPS: without both files it cannot serve it.
+            if seen["tls"] != nil, configuration.tls.map({ $0.certificateChain.isEmpty || $0.privateKey.isEmpty }) ?? true {
+                throw fail(tlsLine, "[tls] needs both certificate and key")
             }
             var built: [Scenario] = []
             var secrets: [String: String] = [:]

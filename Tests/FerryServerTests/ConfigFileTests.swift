@@ -1,4 +1,5 @@
 import FerryCore
+import FerryHTTP
 import FerryServer
 import Testing
 
@@ -81,6 +82,35 @@ struct ConfigFileTests {
         #expect(configuration.anonymousQuotas == Quotas(maxSize: 100 << 20, openUploads: 20, openBytes: 1 << 30, creationsPerMinute: 30))
         let lifted = try ConfigFile.parse("[anonymous]\nopen-uploads = unlimited\n", path: "anon.conf") { _ in "" }
         #expect(lifted.anonymousQuotas == Quotas(), "unlimited lifts the default")
+    }
+
+    @Test func tlsNamesTheCertificateAndKeyAsWritten() throws {
+        let text = "[server]\nadmin-token = \"0123456789abcdef0123\"\n\n[tls]  # HTTPS\ncertificate = certs/chain.pem\nkey = \"/etc/ferry/key file.pem\"\n"
+        let configuration = try ConfigFile.parse(text, path: "ferry.conf") { _ in "" }
+        // Relative paths stay as written: `ferry serve` resolves them against the file's folder.
+        #expect(configuration.tls == TLSFiles(certificateChain: "certs/chain.pem", privateKey: "/etc/ferry/key file.pem"))
+        #expect(try ConfigFile.parse("[server]\n", path: "ferry.conf") { _ in "" }.tls == nil, "no [tls]: plain text")
+    }
+
+    @Test(arguments: [
+        ("[tls]\ncertificate = chain.pem", 1, "[tls] needs both certificate and key"),
+        ("# TLS\n[tls]\nkey = key.pem", 2, "[tls] needs both certificate and key"),
+        ("[tls]\ncertificate =\nkey = key.pem", 1, "[tls] needs both certificate and key"),
+        ("[tls]", 1, "[tls] needs both certificate and key"),
+        ("[tls]\ncertificate = chain.pem\nkey = key.pem\nchain = ca.pem", 4, "unknown key chain in [tls] (certificate, key)"),
+        ("[tls]\ncertificate = a.pem\nkey = key.pem\ncertificate = b.pem", 4, "certificate is set twice in [tls]"),
+        ("[tls]\ncertificate = chain.pem\nkey = key.pem\n[tls]", 4, "[tls] appears twice"),
+        ("[tls main]", 1, "[tls] takes no name"),
+        ("[tsl]", 1, "sections are [server], [tls], [auth]"),
+    ])
+    func tlsErrorsNameTheFileAndLine(_ text: String, _ line: Int, _ reason: String) {
+        do {
+            _ = try ConfigFile.parse(text, path: "ferry.conf") { _ in "" }
+            Issue.record("expected an error at line \(line)")
+        } catch {
+            #expect(error.setting == "ferry.conf:\(line)", "\(error)")
+            #expect(error.message.contains(reason), "\(error)")
+        }
     }
 
     @Test(arguments: [

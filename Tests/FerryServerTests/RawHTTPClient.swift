@@ -129,7 +129,7 @@ final class RawConnection: @unchecked Sendable {
         }
     }
 
-    private func readExactly(_ count: Int) async throws -> [UInt8] {
+    func readExactly(_ count: Int) async throws -> [UInt8] {
         while pending.readableBytes < count { try await fill() }
         return pending.readBytes(length: count) ?? []
     }

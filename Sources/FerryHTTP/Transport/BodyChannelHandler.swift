@@ -24,7 +24,9 @@ final class RequestBodyState: Sendable {
 ///   headers), so a doomed request is refused before its body is sent.
 /// - Records the end of each request body and its trailers (`checksum-trailer`).
 /// - Closes the connection after a response sent while the request body was still
-///   unread, instead of draining (possibly gigabytes of) a rejected or abandoned body.
+///   unread, instead of draining (possibly gigabytes of) a rejected or abandoned body. On
+///   HTTP/1.1 that response says `Connection: close`, so that a client does not send its next
+///   request on a connection about to close (on an HTTP/2 stream, closing resets the stream only).
 final class BodyChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
@@ -33,8 +35,14 @@ final class BodyChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     let state = RequestBodyState()
     private var context: ChannelHandlerContext?
+    /// HTTP/1.1: a final response that leaves the body unread announces the close.
+    private let announcesClose: Bool
+    /// The final response said `Connection: close`: the connection closes after it.
+    private var closeAnnounced = false
 
-    init() {}
+    init(announcesClose: Bool = false) {
+        self.announcesClose = announcesClose
+    }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
 
@@ -57,11 +65,26 @@ final class BodyChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        guard case .end = unwrapOutboundIn(data) else {
-            context.write(data, promise: promise)
+        switch unwrapOutboundIn(data) {
+        case .head(var head) where announcesClose && head.status.kind != .informational:
+            closeAnnounced = state.snapshot.withLock { !$0.endSeen }
+            guard closeAnnounced else { break }
+            head.headerFields[.connection] = "close"
+            context.write(wrapOutboundOut(.head(head)), promise: promise)
+            return
+        case .head, .body:
+            break
+        case .end:
+            writeEnd(context: context, data: data, promise: promise)
             return
         }
-        let unread = state.snapshot.withLock { !$0.endSeen }
+        context.write(data, promise: promise)
+    }
+
+    /// Writes the end of a response, and closes the connection if the request body is unread.
+    private func writeEnd(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let unread = closeAnnounced || state.snapshot.withLock { !$0.endSeen }
+        closeAnnounced = false
         guard unread else {
             context.write(data, promise: promise)
             return

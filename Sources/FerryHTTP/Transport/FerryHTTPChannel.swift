@@ -122,7 +122,7 @@ struct FerryHTTPChannel: HTTPChannelHandler {
         )
         try sync.addHandler(HTTP1ToHTTPServerCodec(secure: secure))
         try sync.addHandler(ConnectionGuardHandler(limits: configuration.limits, counter: configuration.counter))
-        try sync.addHandler(BodyChannelHandler())
+        try sync.addHandler(BodyChannelHandler(announcesClose: true))
         try sync.addHandler(HTTPConnectionStateHandler(idleTimeout: configuration.idleTimeout, logger: logger))
         configuration.census.opened(.http1, channel: channel)
         return .http1(try RequestChannel(wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true)))
