@@ -52,7 +52,8 @@ public struct ClientTLSOptions: Sendable, Equatable {
     func checkPins(_ channel: any Channel) -> EventLoopFuture<Void> {
         guard !pins.isEmpty else { return channel.eventLoop.makeSucceededVoidFuture() }
         return channel.eventLoop.makeCompletedFuture {
-            let handler = try channel.pipeline.syncOperations.handler(type: NIOSSLClientHandler.self)
+            // Plain http has no certificate to pin: the URL's scheme is the caller's choice.
+            guard let handler = try? channel.pipeline.syncOperations.handler(type: NIOSSLClientHandler.self) else { return }
             guard let certificate = handler.peerCertificate else { throw TransportTrustError("the server presented no certificate") }
             let pin = try Self.pin(of: certificate)
             guard pins.contains(pin) else {

@@ -41,6 +41,11 @@ public struct FerryServer: Sendable {
         onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
     ) throws {
         try configuration.validate()
+        // Before anything is opened: a certificate the server cannot use leaves nothing to release.
+        let certificates = try configuration.http.transport.tls.map { files throws(ConfigurationError) in try CertificateStore(files: files) }
+        if let certificates {
+            logger.info("tls.certificate_loaded", metadata: ["tls.certificate": "\(certificates.summary)"])
+        }
         self.configuration = configuration
         self.logger = logger
         let threadPool = NIOThreadPool(numberOfThreads: configuration.ioThreads)
@@ -165,10 +170,6 @@ public struct FerryServer: Sendable {
             }
         )
         let census = ConnectionCensus(factory: factory)
-        let certificates = try configuration.http.transport.tls.map { files throws(ConfigurationError) in try CertificateStore(files: files) }
-        if let certificates {
-            logger.info("tls.certificate_loaded", metadata: ["tls.certificate": "\(certificates.summary)"])
-        }
         let application = FerryHTTPServer.application(
             router: router,
             configuration: configuration.http,

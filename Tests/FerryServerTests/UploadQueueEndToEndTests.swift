@@ -1,6 +1,9 @@
 import AsyncHTTPClient
 import FerryClient
 import FerryClientAHC
+import FerryHTTP
+import FerryServer
+import FerryTestSupport
 import Foundation
 import HTTPTypes
 import Synchronization
@@ -24,7 +27,15 @@ final class CountingTransport: UploadTransport {
 
 @Suite("Upload queue end to end against a real server")
 struct UploadQueueEndToEndTests {
-    @Test func twoHundredSmallFilesEachInOneRequest() async throws {
+    /// Plain HTTP/1.1 (a pool of 4 connections), or HTTPS with HTTP/2 (one connection).
+    enum Link: String, CaseIterable, Sendable, CustomTestStringConvertible {
+        case plainHTTP1 = "HTTP/1.1"
+        case tlsHTTP2 = "HTTPS h2"
+        var testDescription: String { rawValue }
+    }
+
+    @Test(arguments: Link.allCases)
+    func twoHundredSmallFilesEachInOneRequest(_ link: Link) async throws {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-queue-e2e-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: root) }
         let files = root.appendingPathComponent("files")
@@ -48,10 +59,18 @@ struct UploadQueueEndToEndTests {
             paths.append(path)
         }
 
-        try await TestServer.with { server in
-            let client = try AsyncHTTPClientTransport.makeClient(http1ConnectionsPerHost: 4)
+        let certificates = try await TestCertificates.make()
+        defer { certificates.remove() }
+        try await TestServer.with(configure: { configuration in
+            if link == .tlsHTTP2 {
+                configuration.http.transport.tls = TLSFiles(certificateChain: certificates.leaf.chain, privateKey: certificates.leaf.key)
+            }
+        }) { server in
+            let client = try AsyncHTTPClientTransport.makeClient(
+                http1ConnectionsPerHost: 4, tls: ClientTLSOptions(caFile: certificates.caCertificate, pins: [certificates.leafPin])
+            )
             let transport = CountingTransport(base: AsyncHTTPClientTransport(client: client))
-            let endpoint = URL(string: "http://127.0.0.1:\(server.port)/files/")!
+            let endpoint = URL(string: link == .tlsHTTP2 ? "https://localhost:\(server.port)/files/" : "http://127.0.0.1:\(server.port)/files/")!
             let queue = try await UploadQueue(directory: root.appendingPathComponent("queue"), transport: transport)
             let ids = try await queue.enqueue(paths.map { path in
                 UploadQueue.Entry(file: path, endpoint: endpoint, metadata: [("filename", URL(fileURLWithPath: path).lastPathComponent)])
@@ -61,13 +80,23 @@ struct UploadQueueEndToEndTests {
 
             #expect(summary.succeeded, "\(summary.items.filter { $0.state != .done }.prefix(3))")
             #expect(summary.done == 200)
-            #expect(queue.snapshot.httpVersion == .http1_1)
-            #expect(queue.snapshot.concurrency == 4)
+            switch link {
+            case .plainHTTP1:
+                #expect(queue.snapshot.httpVersion == .http1_1)
+                #expect(queue.snapshot.concurrency == 4)
+                #expect(server.server.census.accepted(.http1) <= 4)
+            case .tlsHTTP2:
+                #expect(queue.snapshot.httpVersion == .http2)
+                #expect(queue.snapshot.concurrency == 8)
+                // Every file over one TCP connection, counted by the server.
+                #expect(server.server.census.accepted(.http2) == 1)
+                #expect(server.server.census.accepted(.http1) == 0)
+            }
             // One creation-with-upload per file; discovery only by the members that started
             // before the first one answered.
             #expect(transport["POST /files"] == 200)
             #expect(transport["PATCH /files"] == 0)
-            #expect(transport["OPTIONS /files"] <= 4)
+            #expect(transport["OPTIONS /files"] <= queue.snapshot.concurrency)
             for (path, id) in zip(paths, ids) {
                 let url = try #require(summary[id]?.url)
                 let stored = try Data(contentsOf: URL(fileURLWithPath: server.directory + "/uploads/" + url.lastPathComponent))

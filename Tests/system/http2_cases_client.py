@@ -71,7 +71,7 @@ def case_client(env, servers):
     os.makedirs(folder, exist_ok=True)
     rng = random.Random(43)
     sums = {}
-    for i in range(60):
+    for i in range(200):
         name = os.path.join(folder, f"{i:02d}." + ("m4a" if i % 10 == 0 else "jpg"))
         data = rng.randbytes(rng.randint(64, 512) * 1024)
         with open(name, "wb") as f:

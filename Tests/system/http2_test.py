@@ -32,7 +32,7 @@ Cases (--case runs a subset):
                exits within --shutdown-timeout.
   client       `ferry put` over HTTPS: the system store, --cacert and --pin (refusals at once,
                never retried); through `ferry netem --profile middlebox` in front of TLS; a
-               folder of 60 small files by the upload queue over one HTTP/2 connection.
+               folder of 200 small files by the upload queue over one HTTP/2 connection.
 
 Needs the PyPI packages h2 and httpx[http2] (and tuspy for one check), the curl and openssl
 CLIs. Every process it starts is killed by PID. Prints one line per check and ends with
