@@ -131,19 +131,16 @@ extension Put {
 final class QueueProgressDisplay: Sendable {
     let interactive: Bool
     private let start = ContinuousClock.now
-    private let last = Mutex<ContinuousClock.Instant?>(nil)
+    private let throttle: DisplayThrottle
 
-    init(interactive: Bool) { self.interactive = interactive }
+    init(interactive: Bool) {
+        self.interactive = interactive
+        self.throttle = DisplayThrottle(interactive: interactive)
+    }
 
     func show(_ progress: QueueProgress) {
         let now = ContinuousClock.now
-        let due = last.withLock { last -> Bool in
-            let interval: Duration = interactive ? .milliseconds(200) : .seconds(5)
-            if let previous = last, now - previous < interval { return false }
-            last = now
-            return true
-        }
-        guard due else { return }
+        guard throttle.due(at: now) else { return }
         write(line(progress, at: now))
     }
 

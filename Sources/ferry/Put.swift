@@ -158,19 +158,15 @@ struct Put: AsyncParsableCommand {
 /// A progress bar with rate and ETA on a terminal; a plain line every few seconds otherwise.
 final class ProgressDisplay: Sendable {
     let interactive: Bool
-    private let last = Synchronization.Mutex<ContinuousClock.Instant?>(nil)
+    private let throttle: DisplayThrottle
 
-    init(interactive: Bool) { self.interactive = interactive }
+    init(interactive: Bool) {
+        self.interactive = interactive
+        self.throttle = DisplayThrottle(interactive: interactive)
+    }
 
     func show(_ progress: UploadProgress) {
-        let now = ContinuousClock.now
-        let due = last.withLock { last -> Bool in
-            let interval: Duration = interactive ? .milliseconds(200) : .seconds(5)
-            if let previous = last, now - previous < interval { return false }
-            last = now
-            return true
-        }
-        guard due else { return }
+        guard throttle.due(at: ContinuousClock.now) else { return }
         let done = progress.acknowledged + progress.inFlight
         let fraction = progress.total > 0 ? Double(done) / Double(progress.total) : 1
         let rate = progress.bytesPerSecond.map { Self.size(Int64($0)) + "/s" } ?? "-"
@@ -206,5 +202,21 @@ final class ProgressDisplay: Sendable {
         guard seconds.isFinite else { return "-" }
         let total = Int(seconds.rounded())
         return total >= 3600 ? "\(total / 3600)h\(total % 3600 / 60)m" : total >= 60 ? "\(total / 60)m\(total % 60)s" : "\(total)s"
+    }
+}
+
+/// When a progress line is due: every 200 ms on a terminal, every 5 s otherwise.
+final class DisplayThrottle: Sendable {
+    private let interval: Duration
+    private let last = Synchronization.Mutex<ContinuousClock.Instant?>(nil)
+
+    init(interactive: Bool) { interval = interactive ? .milliseconds(200) : .seconds(5) }
+
+    func due(at now: ContinuousClock.Instant) -> Bool {
+        last.withLock { last in
+            if let previous = last, now - previous < interval { return false }
+            last = now
+            return true
+        }
     }
 }

@@ -32,6 +32,20 @@ def error_name(code):
 
 # ---------------------------------------------------------------- HTTP/2 with hyper-h2
 
+
+def read_available(sock, timeout):
+    """What arrives within `timeout` seconds: bytes (b"" when the peer closed or the connection
+    failed), None when nothing arrived, True when TLS needs another read."""
+    pending = isinstance(sock, ssl.SSLSocket) and sock.pending()
+    if not pending and not select.select([sock], [], [], max(0.0, timeout))[0]:
+        return None
+    try:
+        return sock.recv(1 << 20)
+    except (ssl.SSLWantReadError, BlockingIOError):
+        return True
+    except (OSError, ssl.SSLError):
+        return b""
+
 class Stream:
     def __init__(self, sid):
         self.id = sid
@@ -90,15 +104,9 @@ class H2:
         """Reads what arrives within `timeout` seconds and handles it; False when nothing did."""
         if self.eof:
             return False
-        pending = isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()
-        if not pending and not select.select([self.sock], [], [], max(0.0, timeout))[0]:
-            return False
-        try:
-            data = self.sock.recv(1 << 20)
-        except (ssl.SSLWantReadError, BlockingIOError):
-            return True
-        except (OSError, ssl.SSLError):
-            data = b""
+        data = read_available(self.sock, timeout)
+        if data is None or data is True:
+            return bool(data)
         if not data:
             self.eof = True
             self.sock.close()  # as clients do: the server's TLS shutdown then ends at once
@@ -277,15 +285,9 @@ class RawH2:
     def pump(self, timeout):
         if self.closed:
             return False
-        pending = isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()
-        if not pending and not select.select([self.sock], [], [], max(0.0, timeout))[0]:
-            return False
-        try:
-            data = self.sock.recv(1 << 20)
-        except (ssl.SSLWantReadError, BlockingIOError):
-            return True
-        except (OSError, ssl.SSLError):
-            data = b""
+        data = read_available(self.sock, timeout)
+        if data is None or data is True:
+            return bool(data)
         if not data:
             self.close()  # as clients do: the server's TLS shutdown then ends at once
             return False
