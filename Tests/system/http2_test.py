@@ -10,7 +10,8 @@ Makes a throwaway CA and two leaves for localhost/127.0.0.1 (A, and a renewed B)
 --h2-connection-window 2M, --max-size 1M), and per case `abuse`, `reload` and `shutdown`.
 Cases (--case runs a subset):
 
-  interop      curl --http2 / --http2-prior-knowledge (h2c) / --http1.1 through a tus upload's
+  interop      the console, /metrics, /healthz and the admin API over HTTP/2;
+               curl --http2 / --http2-prior-knowledge (h2c) / --http1.1 through a tus upload's
                life (creation-with-upload, PATCH, HEAD, GET with Range, DELETE); httpx with
                http2=True; tuspy over HTTPS; RUFH's `HTTP/2 104` with curl -v.
   resets       on h2, a RUFH creation and a tus PATCH reset (RST_STREAM CANCEL) mid-body, and a
