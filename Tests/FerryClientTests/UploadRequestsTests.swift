@@ -45,6 +45,8 @@ struct UploadRequestsTests {
     static func upload(_ path: String, server: HTTPFields, _ configure: (inout UploadOptions) -> Void = { _ in }) async throws -> [TransportRequest] {
         let transport = RecordingTransport(discovery: server)
         var options = UploadOptions(metadata: [("filename", "a.txt")], headers: [.authorization: "Bearer t"])
+        // The exact sequence is the subject: no second, raced OPTIONS on a loaded machine.
+        options.stall.raceAfter = .seconds(3600)
         configure(&options)
         _ = try await Upload(file: path, endpoint: URL(string: "http://127.0.0.1:1/files/")!, transport: transport, options: options).run()
         return transport.requests.withLock { $0 }

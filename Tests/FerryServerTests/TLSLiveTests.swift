@@ -81,7 +81,11 @@ struct TLSLiveTests {
         let certificates = try await TestCertificates.make()
         defer { certificates.remove() }
         try await TLSTest.withServer(certificates.leaf) { server in
-            try await TLSTest.withClient(trusting: certificates.caCertificate, .h2) { client in
+            // Half the requests wait for a stream (100 per connection): on a loaded machine that
+            // can take longer than the helper's 5 s wait for a connection.
+            try await TLSTest.withClient(trusting: certificates.caCertificate, .h2, configure: {
+                $0.timeout = .init(connect: .seconds(60), read: .seconds(60))
+            }) { client in
                 let origin = "https://localhost:\(server.port)"
                 let fields = Self.tusFields + [("Content-Type", "application/offset+octet-stream"), ("Upload-Length", "5")]
                 let answers = try await withThrowingTaskGroup(of: (Int, String?, NIOHTTP1.HTTPVersion).self) { group in
