@@ -162,6 +162,7 @@ struct FerryHTTPChannel: HTTPChannelHandler {
             stream.eventLoop.makeCompletedFuture {
                 let streamSync = stream.pipeline.syncOperations
                 try streamSync.addHandler(HTTP2BodyFraming())
+                try streamSync.addHandler(HTTP2DataCoalescer())
                 try streamSync.addHandler(HTTP2FramePayloadToHTTPServerCodec())
                 try streamSync.addHandler(ConnectionGuardHandler(limits: streamLimits, admission: admission))
                 try streamSync.addHandler(BodyChannelHandler())
