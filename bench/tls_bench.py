@@ -7,7 +7,9 @@ Usage: python3 bench/tls_bench.py --ferry PATH [--runs N] [--size-mib N] [--file
 
 1. throughput: one PATCH of --size-mib (default 1024) sent by curl over plain HTTP/1.1, TLS
    HTTP/1.1 and TLS HTTP/2 to the same ferry, alternating, --runs times: MiB/s (median) and
-   ferry's CPU seconds (user + sys) per GiB, each beside the plain figure of the same run.
+   ferry's CPU seconds (user + sys) per GiB, each beside the plain figure of the same run; and
+   the same body to `PUT /discard` (read and dropped), which leaves out the disk, whose page
+   cache makes the PATCH figures vary from run to run.
 2. queue: --files (default 200) files of 64-512 KiB through `ferry netem --profile lte-good`
    (13 Mbit/s, 50 ms each way) in front of an HTTPS ferry: the queue (`ferry put FILES URL`) over
    one HTTP/2 connection, the queue over HTTP/1.1 (a pool of 4), one `ferry put` per file, and
@@ -149,34 +151,52 @@ def one_patch(server, path, size, ca, version):
     return size / MiB / seconds, cpu / (size / (1 << 30)), http
 
 
+def one_discard(server, path, size, ca, version):
+    """PUT /discard: the same body read and dropped, the protocol's cost without the disk's."""
+    before = cpu_seconds(server.pid)
+    start = time.monotonic()
+    result = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", ca, version, "-X", "PUT",
+                             "-H", "Expect:", "-T", path, f"{server.scheme}://localhost:{server.port}/discard"], capture_output=True, text=True)
+    seconds = time.monotonic() - start
+    if result.stdout != "204":
+        raise RuntimeError(f"PUT /discard answered {result.stdout}: {result.stderr}")
+    return size / MiB / seconds, (cpu_seconds(server.pid) - before) / (size / (1 << 30))
+
+
 def throughput(args, work, certs):
     size = args.size_mib * MiB
     path = os.path.join(work, "big.bin")
     with open(path, "wb") as f:
         for _ in range(args.size_mib):
             f.write(os.urandom(MiB))
-    plain = Server(args.ferry, work, "plain")
-    tls = Server(args.ferry, work, "tls", ["--tls-cert", certs["cert.pem"], "--tls-key", certs["key.pem"]])
+    plain = Server(args.ferry, work, "plain", ["--bench-discard"])
+    tls = Server(args.ferry, work, "tls", ["--tls-cert", certs["cert.pem"], "--tls-key", certs["key.pem"], "--bench-discard"])
     lines = {"plain h1": [], "tls h1": [], "tls h2": []}
+    discards = {"plain h1": [], "tls h1": [], "tls h2": []}
     try:
         for run in range(args.runs):
             for name, server, version in (("plain h1", plain, "--http1.1"), ("tls h1", tls, "--http1.1"),
                                           ("tls h2", tls, "--http2")):
                 rate, cpu, http = one_patch(server, path, size, certs["ca.pem"], version)
                 lines[name].append((rate, cpu))
-                log(f"  run {run + 1} {name:9} {rate:8.1f} MiB/s  ferry CPU {cpu:5.2f} s/GiB  (HTTP/{http})")
+                drop_rate, drop_cpu = one_discard(server, path, size, certs["ca.pem"], version)
+                discards[name].append((drop_rate, drop_cpu))
+                log(f"  run {run + 1} {name:9} {rate:8.1f} MiB/s  ferry CPU {cpu:5.2f} s/GiB  (HTTP/{http});"
+                    f"  discard {drop_rate:8.1f} MiB/s  CPU {drop_cpu:5.2f} s/GiB")
     finally:
         plain.stop()
         tls.stop()
         os.unlink(path)
-    base = median([r for r, _ in lines["plain h1"]])
     result = {}
-    log(f"\n  {args.size_mib} MiB single PATCH (curl), median of {args.runs}:")
-    for name, values in lines.items():
-        rate = median([r for r, _ in values])
-        cpu = median([c for _, c in values])
-        result[name] = {"mib_s": rate, "cpu_s_per_gib": cpu, "vs_plain": rate / base}
-        log(f"  {name:9} {rate:8.1f} MiB/s  {rate / base:5.2f}x plain  ferry CPU {cpu:5.2f} s/GiB")
+    for title, table in ((f"{args.size_mib} MiB single PATCH (curl, to disk)", lines),
+                         (f"{args.size_mib} MiB PUT /discard (curl; the protocol's cost, no disk)", discards)):
+        base = median([r for r, _ in table["plain h1"]])
+        log(f"\n  {title}, median of {args.runs}:")
+        for name, values in table.items():
+            rate = median([r for r, _ in values])
+            cpu = median([c for _, c in values])
+            result.setdefault(title, {})[name] = {"mib_s": rate, "cpu_s_per_gib": cpu, "vs_plain": rate / base}
+            log(f"  {name:9} {rate:8.1f} MiB/s  {rate / base:5.2f}x plain  ferry CPU {cpu:5.2f} s/GiB")
     return result
 
 
