@@ -45,13 +45,7 @@ public final class CertificateStore: Sendable {
     @discardableResult
     public func reload() async throws -> CertificateSummary {
         let files = self.files
-        let loaded = try await NIOThreadPool.singleton.runIfActive { () throws -> Loaded in
-            do {
-                return try Self.load(files)
-            } catch let error as ConfigurationError {
-                throw error
-            }
-        }
+        let loaded = try await NIOThreadPool.singleton.runIfActive { try Self.load(files) }
         state.withLock { $0 = loaded }
         return loaded.summary
     }
