@@ -45,6 +45,28 @@ struct HTTP2FrameWalkerTests {
         #expect(seen.filter { $0.0 != 0x7 }.allSatisfy { $0.1.isEmpty })
     }
 
+    @Test func aReadThatEndsBeforeAFramesPayloadSaysHowManyBytesBeganIt() {
+        let data = frame(0x0, stream: 1, [1, 2, 3])
+        let empty = frame(0x4)
+        // Where a read ends -> how many of its last bytes begin a frame whose payload has not begun.
+        let cases: [([UInt8], Int)] = [
+            (Array(data[0..<4]), 4),  // inside the header
+            (Array(data[0..<9]), 9),  // the whole header, no payload yet
+            (Array(data[0..<10]), 0),  // payload begun
+            (data, 0),  // frame complete
+            (empty, 0),  // an empty frame is complete with its header
+            (data + Array(data[0..<9]), 9),
+        ]
+        for (bytes, expected) in cases {
+            var walker = HTTP2FrameWalker()
+            _ = walker.walk(buffer(bytes).readableBytesView, prefix: { _ in 0 }) { _, _ in true }
+            #expect(walker.unstartedFrameBytes == expected, "\(bytes.count) bytes")
+        }
+        var collecting = HTTP2FrameWalker()
+        _ = collecting.walk(buffer(Array(goAway(lastStream: 1, code: 0)[0..<9])).readableBytesView, prefix: { _ in 8 }) { _, _ in true }
+        #expect(collecting.unstartedFrameBytes == 9)
+    }
+
     @Test func theClientPrefaceIsSkipped() {
         var walker = HTTP2FrameWalker(skip: HTTP2ConnectionGuard.prefaceLength)
         var types: [UInt8] = []
@@ -94,6 +116,33 @@ struct HTTP2ConnectionGuardTests {
         let lookalike = goAway(lastStream: 0, code: 0xB)
         try channel.writeOutbound(IOData.byteBuffer(buffer(frame(0x0, stream: 1, lookalike))))
         #expect(channel.isActive)
+        _ = try channel.finish()
+    }
+
+    /// NIOHTTP2's decoder copies its whole buffer on every read that follows one ending at a
+    /// frame's start: such an end is held back and sent on with the next read.
+    @Test(arguments: [1, 5, 9, 100, 16_393, 40_000])
+    func noReadHandedOnEndsBeforeAFramesPayload(chunk: Int) throws {
+        let channel = try connected()
+        let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+        var bytes = preface + frame(0x4)
+        for index in 0..<6 {
+            bytes += frame(0x0, stream: 1, [UInt8](repeating: UInt8(index), count: 16_384))
+        }
+        bytes += frame(0x8, [0, 0, 0, 1]) + frame(0x0, stream: 1)
+        var received: [UInt8] = []
+        var start = 0
+        while start < bytes.count {
+            try channel.writeInbound(buffer(Array(bytes[start..<min(start + chunk, bytes.count)])))
+            start += chunk
+            while let read = try channel.readInbound(as: ByteBuffer.self) {
+                received += read.readableBytesView
+                var walker = HTTP2FrameWalker(skip: HTTP2ConnectionGuard.prefaceLength)
+                _ = walker.walk(buffer(received).readableBytesView, prefix: { _ in 0 }) { _, _ in true }
+                #expect(walker.unstartedFrameBytes == 0, "a read handed on ends at a frame's start")
+            }
+        }
+        #expect(received == bytes, "every byte, in order")
         _ = try channel.finish()
     }
 

@@ -5,7 +5,7 @@ import Testing
 
 @testable import FerryHTTP
 
-@Suite("HTTP/2 DATA frames joined per read")
+@Suite("HTTP/2 DATA frames joined into parts")
 struct HTTP2DataCoalescerTests {
     static func data(_ bytes: [UInt8], end: Bool = false) -> HTTP2Frame.FramePayload {
         .data(.init(data: .byteBuffer(ByteBuffer(bytes: bytes)), endStream: end))
@@ -24,14 +24,35 @@ struct HTTP2DataCoalescerTests {
         return out
     }
 
-    @Test func framesOfOneReadBecomeOnePartAtTheEndOfTheRead() throws {
-        let channel = EmbeddedChannel(handler: HTTP2DataCoalescer())
-        try channel.writeInbound(Self.data([1, 2]))  // writeInbound also fires readComplete
-        channel.pipeline.fireChannelRead(Self.data([3]))
-        channel.pipeline.fireChannelRead(Self.data([4, 5]))
-        #expect(try Self.drain(channel).map { $0?.0 } == [[1, 2]], "nothing before the read completes")
+    @Test func framesAreJoinedAcrossReadsAndGoOnOnceTheHoldHasPassed() throws {
+        let loop = EmbeddedEventLoop()
+        let channel = EmbeddedChannel(handler: HTTP2DataCoalescer(), loop: loop)
+        channel.pipeline.fireChannelRead(Self.data([1, 2]))
         channel.pipeline.fireChannelReadComplete()
-        #expect(try Self.drain(channel).map { $0?.0 } == [[3, 4, 5]])
+        channel.pipeline.fireChannelRead(Self.data([3]))
+        channel.pipeline.fireChannelReadComplete()
+        #expect(try Self.drain(channel).isEmpty, "held while more may come")
+        loop.advanceTime(by: HTTP2DataCoalescer.hold)
+        #expect(try Self.drain(channel).map { $0?.0 } == [[1, 2, 3]])
+        channel.pipeline.fireChannelRead(Self.data([4]))
+        channel.pipeline.fireChannelReadComplete()
+        loop.advanceTime(by: HTTP2DataCoalescer.hold)
+        #expect(try Self.drain(channel).map { $0?.0 } == [[4]], "a new hold for the next bytes")
+    }
+
+    @Test func framesAreCopiedNotKept() throws {
+        let channel = EmbeddedChannel(handler: HTTP2DataCoalescer())
+        let frame = ByteBuffer(bytes: [1, 2, 3])
+        channel.pipeline.fireChannelRead(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(frame))))
+        channel.pipeline.fireChannelRead(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(ByteBuffer()), endStream: true)))
+        let part = try channel.readInbound(as: HTTP2Frame.FramePayload.self)
+        guard case .data(let data) = part, case .byteBuffer(let buffer) = data.data else {
+            Issue.record("no DATA part")
+            return
+        }
+        #expect(Array(buffer.readableBytesView) == [1, 2, 3])
+        let shared = buffer.withUnsafeReadableBytes { part in frame.withUnsafeReadableBytes { $0.baseAddress == part.baseAddress } }
+        #expect(!shared, "the decoder's storage is not kept")
     }
 
     @Test func theEndOfTheStreamAndOtherFramesKeepTheirOrder() throws {
@@ -57,11 +78,13 @@ struct HTTP2DataCoalescerTests {
         #expect(try Self.drain(channel).map { $0?.0 } == [[9]])
     }
 
-    @Test func aLargeReadIsCutAtTheLimit() throws {
+    @Test func aLargeBodyGoesOnInPartsOfTheLimit() throws {
         let channel = EmbeddedChannel(handler: HTTP2DataCoalescer())
         let frame = [UInt8](repeating: 1, count: 16 * 1024)
-        for _ in 0..<5 { channel.pipeline.fireChannelRead(Self.data(frame)) }
-        channel.pipeline.fireChannelReadComplete()
-        #expect(try Self.drain(channel).map { $0?.0.count } == [HTTP2DataCoalescer.limit, 16 * 1024])
+        let frames = HTTP2DataCoalescer.limit / frame.count + 1
+        for _ in 0..<frames { channel.pipeline.fireChannelRead(Self.data(frame)) }
+        #expect(try Self.drain(channel).map { $0?.0.count } == [HTTP2DataCoalescer.limit], "at the limit, within the read")
+        channel.pipeline.fireChannelRead(Self.data([], end: true))
+        #expect(try Self.drain(channel).map { $0?.0.count } == [16 * 1024, 0])
     }
 }

@@ -167,7 +167,7 @@ struct FerryHTTPChannel: HTTPChannelHandler {
                 try streamSync.addHandler(ConnectionGuardHandler(limits: streamLimits, admission: admission))
                 try streamSync.addHandler(BodyChannelHandler())
                 try streamSync.addHandler(HTTPConnectionStateHandler(idleTimeout: configuration.idleTimeout, logger: logger))
-                return try RequestChannel(wrappingChannelSynchronously: stream)
+                return try RequestChannel(wrappingChannelSynchronously: stream, configuration: Self.streamChannelConfiguration)
             }
         }
         try sync.addHandler(manager)
@@ -181,6 +181,14 @@ struct FerryHTTPChannel: HTTPChannelHandler {
         configuration.census.opened(.http2, channel: channel)
         return .http2(multiplexer)
     }
+
+    /// How many request parts a stream's async channel holds before it stops reading the stream:
+    /// with `HTTP2DataCoalescer`'s parts of up to 256 KiB, at most 1 MiB of a stream's body waits
+    /// beyond its flow-control window for the request to take it (an HTTP/1.1 connection: ten
+    /// reads of up to 64 KiB).
+    static let streamChannelConfiguration = RequestChannel.Configuration(
+        backPressureStrategy: .init(lowWatermark: 2, highWatermark: 4)
+    )
 
     /// Every HTTP/2 connection's flow-control window when it opens (RFC 9113 §6.9.2).
     static let initialConnectionWindow = 65_535

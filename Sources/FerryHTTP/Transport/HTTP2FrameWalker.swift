@@ -12,9 +12,19 @@ struct HTTP2FrameWalker {
     private var header: [UInt8] = []
     /// A frame whose payload prefix is being collected.
     private var collecting: (type: UInt8, length: Int, wanted: Int, bytes: [UInt8])?
+    /// The last bytes walked were a whole frame header, and its payload (not empty) has not begun.
+    private var atPayloadStart = false
 
     init(skip: Int = 0) {
         self.skip = skip
+    }
+
+    /// How many of the last bytes walked begin a frame without reaching its payload: a partial
+    /// header (1-8), or a whole header whose non-empty payload has not begun (9); otherwise 0.
+    var unstartedFrameBytes: Int {
+        if !header.isEmpty { return header.count }
+        if collecting?.bytes.isEmpty == true || atPayloadStart { return Self.frameHeaderLength }
+        return 0
     }
 
     /// Walks `bytes`; `prefix` says how many payload bytes of a frame of that type `frame` wants.
@@ -26,6 +36,7 @@ struct HTTP2FrameWalker {
     ) -> Bool {
         var index = bytes.startIndex
         while index < bytes.endIndex {
+            atPayloadStart = false
             if var current = collecting {
                 let step = min(current.wanted - current.bytes.count, bytes.endIndex - index)
                 current.bytes.append(contentsOf: bytes[index..<(index + step)])
@@ -56,6 +67,7 @@ struct HTTP2FrameWalker {
                 collecting = (type, length, wanted, [])
             } else {
                 skip = length
+                atPayloadStart = length > 0
                 if !frame(type, []) { return false }
             }
         }
