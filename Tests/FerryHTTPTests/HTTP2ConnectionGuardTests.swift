@@ -1,3 +1,4 @@
+import FerryCore
 import Logging
 import NIOCore
 import NIOEmbedded
@@ -156,5 +157,35 @@ struct HTTP2ConnectionGuardTests {
         try channel.writeInbound(buffer(update))
         #expect(try channel.readInbound(as: ByteBuffer.self) == nil)
         #expect(!channel.isActive)
+    }
+}
+
+@Suite("HTTP/2 limits")
+struct HTTP2LimitsTests {
+    /// Which setting a value out of range is refused for; nil when the limits are valid.
+    private func refused(_ change: (inout HTTP2Limits) -> Void) -> String? {
+        var limits = HTTP2Limits()
+        change(&limits)
+        do {
+            try limits.validate()
+            return nil
+        } catch {
+            return error.setting
+        }
+    }
+
+    @Test func theDefaultsAndTheProtocolsBoundsAreAccepted() {
+        #expect(refused { _ in } == nil)
+        #expect(refused { $0.maxFrameSize = 16_384 } == nil)
+        #expect(refused { $0.maxFrameSize = 16_777_215 } == nil)
+        #expect(HTTP2Limits().maxFrameSize == 65_536)
+    }
+
+    @Test func valuesOutsideThemNameTheirFlag() {
+        #expect(refused { $0.maxFrameSize = 16_383 } == "h2-max-frame")
+        #expect(refused { $0.maxFrameSize = 16_777_216 } == "h2-max-frame")
+        #expect(refused { $0.streamWindow = 1000 } == "h2-stream-window")
+        #expect(refused { $0.connectionWindow = $0.streamWindow - 1 } == "h2-connection-window")
+        #expect(refused { $0.maxConcurrentStreams = 0 } == "h2-max-streams")
     }
 }

@@ -179,6 +179,20 @@ def case_streams(env, servers):
     check(statuses.count(201) == 12, "--h2-max-streams 4: a client that keeps to the limit gets all 12 creations through",
           f"statuses {statuses}")
 
+    r = RawH2(main)
+    r.wait(lambda: r.server_settings() is not None, 5)
+    frame_size = (r.server_settings() or {}).get(h2.settings.SettingCodes.MAX_FRAME_SIZE)
+    check(frame_size == 65536, "SETTINGS_MAX_FRAME_SIZE is 64 KiB by default (--h2-max-frame)", f"SETTINGS {r.server_settings()}")
+    r.send(settings_frame({}, ack=True))
+    body = os.urandom(65536)
+    r.send(headers_frame(1, header_block(r.fields([("tus-resumable", "1.0.0"), ("upload-length", "65536"),
+                                                   ("content-type", OCTETS), ("content-length", "65536")],
+                                                  method="POST", path="/files/")), end_stream=False))
+    r.send(data_frame(1, body, end_stream=True))
+    r.wait(lambda: r.status(1) or r.closed, 5)
+    check(r.status(1) == 201, "a 64 KiB DATA frame is taken whole: creation-with-upload 201", f"status {r.status(1)}")
+    r.close()
+
     r = RawH2(limits)
     r.wait(lambda: r.server_settings() is not None, 5)
     advertised = (r.server_settings() or {}).get(h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS)

@@ -150,6 +150,7 @@ struct FerryHTTPChannel: HTTPChannelHandler {
             HTTP2Setting(parameter: .maxConcurrentStreams, value: limits.maxConcurrentStreams),
             HTTP2Setting(parameter: .initialWindowSize, value: limits.streamWindow),
             HTTP2Setting(parameter: .maxHeaderListSize, value: configuration.limits.maxHeaderBytes),
+            HTTP2Setting(parameter: .maxFrameSize, value: limits.maxFrameSize),
         ]
         http2.connection.targetWindowSize = limits.connectionWindow
         http2.stream.targetWindowSize = limits.streamWindow

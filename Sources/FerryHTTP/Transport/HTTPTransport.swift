@@ -58,6 +58,13 @@ public struct HTTP2Limits: Sendable, Equatable {
     public var connectionWindow: Int
     /// Streams one connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
     public var maxConcurrentStreams: Int
+    /// The largest frame a client may send (SETTINGS_MAX_FRAME_SIZE). Clients that follow it
+    /// (NIOHTTP2 and so AsyncHTTPClient, OkHttp, Go, Python's h2) send an upload in frames of
+    /// this size, and each frame costs both ends the same whatever its size: measured with
+    /// `ferry put` over TLS, 64 KiB frames carry 1 GiB with 25% less server CPU than the
+    /// protocol's 16 KiB. Non-DATA frames are held whole until parsed, so a connection may hold
+    /// a header block of up to six frames of this size (NIOHTTP2 allows five CONTINUATIONs).
+    public var maxFrameSize: Int
     /// WINDOW_UPDATE frames a connection may send per second (averaged over 10 s) before it is
     /// closed: the HTTP/2 library rate-limits resets, pings, settings and empty frames, not these.
     public var maxWindowUpdatesPerSecond: Int
@@ -66,16 +73,20 @@ public struct HTTP2Limits: Sendable, Equatable {
         streamWindow: Int = 4 << 20,
         connectionWindow: Int = 8 << 20,
         maxConcurrentStreams: Int = 100,
+        maxFrameSize: Int = 64 << 10,
         maxWindowUpdatesPerSecond: Int = 10_000
     ) {
         self.streamWindow = streamWindow
         self.connectionWindow = connectionWindow
         self.maxConcurrentStreams = maxConcurrentStreams
+        self.maxFrameSize = maxFrameSize
         self.maxWindowUpdatesPerSecond = maxWindowUpdatesPerSecond
     }
 
     /// The largest window HTTP/2 allows (2^31 - 1).
     static let maxWindow = Int(Int32.max)
+    /// The frame sizes HTTP/2 allows a peer to announce (RFC 9113 §6.5.2).
+    static let frameSizes = 16_384...16_777_215
 
     public func validate() throws(ConfigurationError) {
         guard (65_535...Self.maxWindow).contains(streamWindow) else { throw ConfigurationError("h2-stream-window", "must be 64K to 2G") }
@@ -84,6 +95,7 @@ public struct HTTP2Limits: Sendable, Equatable {
             throw ConfigurationError("h2-connection-window", "must be at least the stream window (\(streamWindow) bytes)")
         }
         guard (1...10_000).contains(maxConcurrentStreams) else { throw ConfigurationError("h2-max-streams", "must be 1 to 10000") }
+        guard Self.frameSizes.contains(maxFrameSize) else { throw ConfigurationError("h2-max-frame", "must be 16K to 16M - 1") }
         guard maxWindowUpdatesPerSecond > 0 else { throw ConfigurationError("h2-max-window-updates", "must be positive") }
     }
 }
