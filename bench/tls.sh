@@ -21,8 +21,8 @@ done
 if [[ "$FERRY" != /* ]]; then FERRY="$REPO_DIR/$FERRY"; fi
 [[ -x "$FERRY" ]] || { echo "tls.sh: no ferry binary at $FERRY (build it, or pass --ferry PATH)" >&2; exit 1; }
 case "$FERRY" in *"/debug/"*) echo "tls.sh: warning: $FERRY is a debug build; figures will not be representative" >&2 ;; esac
-for tool in curl openssl; do
-    command -v "$tool" >/dev/null || { echo "tls.sh: installing $tool" >&2; apt-get install -y -qq "$tool" >/dev/null; }
+for tool in curl:curl openssl:openssl nghttp:nghttp2-client; do
+    command -v "${tool%%:*}" >/dev/null || { echo "tls.sh: installing ${tool#*:}" >&2; apt-get install -y -qq "${tool#*:}" >/dev/null; }
 done
 python3 -c "import h2, tusclient" 2>/dev/null || python3 -m pip install -q h2 tuspy
 ulimit -n 65536 2>/dev/null || true

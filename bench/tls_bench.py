@@ -6,10 +6,15 @@ Usage: python3 bench/tls_bench.py --ferry PATH [--runs N] [--size-mib N] [--file
                                   [--only throughput,queue,memory] [--json FILE]
 
 1. throughput: one PATCH of --size-mib (default 1024) sent by curl over plain HTTP/1.1, TLS
-   HTTP/1.1 and TLS HTTP/2 to the same ferry, alternating, --runs times: MiB/s (median) and
-   ferry's CPU seconds (user + sys) per GiB, each beside the plain figure of the same run; and
+   HTTP/1.1 and TLS HTTP/2 to the same ferry, and by nghttp (nghttp2's C client) over TLS
+   HTTP/2; the same file as one request from Ferry's own client (`ferry put --chunk`, which
+   speaks HTTP/2 through NIOHTTP2 and follows the server's 64 KiB frame size) over the three; and
    the same body to `PUT /discard` (read and dropped), which leaves out the disk, whose page
-   cache makes the PATCH figures vary from run to run.
+   cache makes the upload figures vary from run to run. All alternate, --runs times: MiB/s
+   (median), ferry's CPU seconds (user + sys) per GiB and the client's, each beside the plain
+   figure of the same run and client. curl 7.88 writes each HTTP/2 frame as two TLS records in
+   two send calls, which costs it more CPU than the server spends: on 2 cores its h2 rate is
+   the client's.
 2. queue: --files (default 200) files of 64-512 KiB through `ferry netem --profile lte-good`
    (13 Mbit/s, 50 ms each way) in front of an HTTPS ferry: the queue (`ferry put FILES URL`) over
    one HTTP/2 connection, the queue over HTTP/1.1 (a pool of 4), one `ferry put` per file, and
@@ -18,13 +23,14 @@ Usage: python3 bench/tls_bench.py --ferry PATH [--runs N] [--size-mib N] [--file
    h2) and per in-flight PATCH that sent 64 KiB of 1 MiB (one stream of an h2 connection vs an
    HTTP/1.1 connection), 300 of each.
 
-Needs curl, openssl, and from PyPI h2 and tuspy (bench/tls.sh installs the last two).
+Needs curl, openssl, nghttp (Debian's nghttp2-client; its row is left out without it), and from PyPI h2 and tuspy (bench/tls.sh installs the last two).
 Certificates are made with openssl for the run. Everything binds 127.0.0.1.
 """
 import argparse
 import json
 import os
 import random
+import resource
 import re
 import shutil
 import signal
@@ -89,6 +95,7 @@ class Server:
         self.log = open(os.path.join(work, f"serve-{tag}.log"), "w")
         argv = [ferry, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--data-dir", self.data,
                 "--no-stats", "--max-size", "0", "--log-level", "warning", *extra]
+        self.ferry = ferry
         self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
         self.scheme = "https" if "--tls-cert" in extra else "http"
         deadline = time.time() + 30
@@ -130,37 +137,92 @@ def median(values):
 
 # 1. Throughput ------------------------------------------------------------------------------
 
-def one_patch(server, path, size, ca, version):
-    base = f"{server.scheme}://localhost:{server.port}/files/"
+def client_cpu():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(server, argv, size, env=None):
+    """Runs one upload command: (MiB/s, ferry CPU s/GiB, client CPU s/GiB, completed process)."""
+    before, client_before = cpu_seconds(server.pid), client_cpu()
+    start = time.monotonic()
+    result = subprocess.run(argv, capture_output=True, text=True, env=env)
+    seconds = time.monotonic() - start
+    gib = size / (1 << 30)
+    return size / MiB / seconds, (cpu_seconds(server.pid) - before) / gib, (client_cpu() - client_before) / gib, result
+
+
+def create(server, size, ca, version):
     tus = ["-H", "Tus-Resumable: 1.0.0"]
     created = subprocess.run(["curl", "-s", "-i", "--cacert", ca, version, "-X", "POST", *tus,
-                              "-H", f"Upload-Length: {size}", base], capture_output=True, text=True).stdout
-    location = re.search(r"(?im)^location: (\S+)", created).group(1)
-    before = cpu_seconds(server.pid)
-    start = time.monotonic()
-    result = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{http_version}", "--cacert", ca,
-                             version, "-X", "PATCH", *tus, "-H", "Upload-Offset: 0",
-                             "-H", "Content-Type: application/offset+octet-stream", "-T", path, location],
-                            capture_output=True, text=True)
-    seconds = time.monotonic() - start
-    cpu = cpu_seconds(server.pid) - before
+                              "-H", f"Upload-Length: {size}", f"{server.scheme}://localhost:{server.port}/files/"],
+                             capture_output=True, text=True).stdout
+    return re.search(r"(?im)^location: (\S+)", created).group(1)
+
+
+def delete(location, ca):
+    subprocess.run(["curl", "-s", "-o", "/dev/null", "--cacert", ca, "-X", "DELETE", "-H", "Tus-Resumable: 1.0.0", location])
+
+
+def curl_patch(server, path, size, ca, version):
+    location = create(server, size, ca, version)
+    rate, cpu, client, result = timed(server, [
+        "curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{http_version}", "--cacert", ca, version, "-X", "PATCH",
+        "-H", "Tus-Resumable: 1.0.0", "-H", "Upload-Offset: 0", "-H", "Content-Type: application/offset+octet-stream",
+        "-T", path, location], size)
     status, http = result.stdout.split()
     if status != "204":
         raise RuntimeError(f"PATCH answered {result.stdout}: {result.stderr}")
-    subprocess.run(["curl", "-s", "-o", "/dev/null", "--cacert", ca, "-X", "DELETE", *tus, location])
-    return size / MiB / seconds, cpu / (size / (1 << 30)), http
+    delete(location, ca)
+    return rate, cpu, client, "HTTP/" + http
 
 
-def one_discard(server, path, size, ca, version):
+def nghttp_patch(server, path, size, ca, version):
+    """The same PATCH from nghttp (nghttp2's own C client), HTTP/2 only."""
+    location = create(server, size, ca, "--http2")
+    rate, cpu, client, result = timed(server, [
+        "nghttp", "-n", "-s", "-d", path, "-H", ":method: PATCH", "-H", "tus-resumable: 1.0.0", "-H", "upload-offset: 0",
+        "-H", "content-type: application/offset+octet-stream", location], size, env=dict(os.environ, SSL_CERT_FILE=ca))
+    if not re.search(r"\s204\s", result.stdout):
+        raise RuntimeError(f"nghttp PATCH: {result.stdout} {result.stderr}")
+    delete(location, ca)
+    return rate, cpu, client, "HTTP/2"
+
+
+def ferry_put(server, path, size, ca, version):
+    """Ferry's own client: `ferry put` with one request for the whole file (creation-with-upload)."""
+    argv = [server.ferry, "put", path, f"{server.scheme}://localhost:{server.port}/files/", "--chunk", f"{size}",
+            "--parallel", "1", "--no-resume", "--cacert", ca] + (["--http1"] if version == "--http1.1" else [])
+    rate, cpu, client, result = timed(server, argv, size)
+    if result.returncode != 0:
+        raise RuntimeError(f"ferry put failed: {result.stderr[-500:]}")
+    delete(result.stdout.strip().splitlines()[-1], ca)
+    return rate, cpu, client, "HTTP/2" if version == "--http2" else "HTTP/1.1"
+
+
+def curl_discard(server, path, size, ca, version):
     """PUT /discard: the same body read and dropped, the protocol's cost without the disk's."""
-    before = cpu_seconds(server.pid)
-    start = time.monotonic()
-    result = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", ca, version, "-X", "PUT",
-                             "-H", "Expect:", "-T", path, f"{server.scheme}://localhost:{server.port}/discard"], capture_output=True, text=True)
-    seconds = time.monotonic() - start
+    rate, cpu, client, result = timed(server, [
+        "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", ca, version, "-X", "PUT", "-H", "Expect:",
+        "-T", path, f"{server.scheme}://localhost:{server.port}/discard"], size)
     if result.stdout != "204":
         raise RuntimeError(f"PUT /discard answered {result.stdout}: {result.stderr}")
-    return size / MiB / seconds, (cpu_seconds(server.pid) - before) / (size / (1 << 30))
+    return rate, cpu, client, None
+
+
+# What each run sends, in order: (table, way, client, server, curl's protocol flag).
+WAYS = (
+    ("PATCH (curl)", "plain h1", curl_patch, "plain", "--http1.1"),
+    ("PATCH (curl)", "tls h1", curl_patch, "tls", "--http1.1"),
+    ("PATCH (curl)", "tls h2", curl_patch, "tls", "--http2"),
+    ("PATCH (curl)", "tls h2 nghttp", nghttp_patch, "tls", "--http2"),
+    ("one request (ferry put)", "plain h1", ferry_put, "plain", "--http1.1"),
+    ("one request (ferry put)", "tls h1", ferry_put, "tls", "--http1.1"),
+    ("one request (ferry put)", "tls h2", ferry_put, "tls", "--http2"),
+    ("PUT /discard (curl; no disk)", "plain h1", curl_discard, "plain", "--http1.1"),
+    ("PUT /discard (curl; no disk)", "tls h1", curl_discard, "tls", "--http1.1"),
+    ("PUT /discard (curl; no disk)", "tls h2", curl_discard, "tls", "--http2"),
+)
 
 
 def throughput(args, work, certs):
@@ -169,34 +231,35 @@ def throughput(args, work, certs):
     with open(path, "wb") as f:
         for _ in range(args.size_mib):
             f.write(os.urandom(MiB))
-    plain = Server(args.ferry, work, "plain", ["--bench-discard"])
-    tls = Server(args.ferry, work, "tls", ["--tls-cert", certs["cert.pem"], "--tls-key", certs["key.pem"], "--bench-discard"])
-    lines = {"plain h1": [], "tls h1": [], "tls h2": []}
-    discards = {"plain h1": [], "tls h1": [], "tls h2": []}
+    servers = {
+        "plain": Server(args.ferry, work, "plain", ["--bench-discard"]),
+        "tls": Server(args.ferry, work, "tls", ["--tls-cert", certs["cert.pem"], "--tls-key", certs["key.pem"], "--bench-discard"]),
+    }
+    ways = [w for w in WAYS if w[2] is not nghttp_patch or shutil.which("nghttp")]
+    tables = {}
     try:
         for run in range(args.runs):
-            for name, server, version in (("plain h1", plain, "--http1.1"), ("tls h1", tls, "--http1.1"),
-                                          ("tls h2", tls, "--http2")):
-                rate, cpu, http = one_patch(server, path, size, certs["ca.pem"], version)
-                lines[name].append((rate, cpu))
-                drop_rate, drop_cpu = one_discard(server, path, size, certs["ca.pem"], version)
-                discards[name].append((drop_rate, drop_cpu))
-                log(f"  run {run + 1} {name:9} {rate:8.1f} MiB/s  ferry CPU {cpu:5.2f} s/GiB  (HTTP/{http});"
-                    f"  discard {drop_rate:8.1f} MiB/s  CPU {drop_cpu:5.2f} s/GiB")
+            for table, way, client, server, version in ways:
+                rate, cpu, client_cpu_s, http = client(servers[server], path, size, certs["ca.pem"], version)
+                tables.setdefault(table, {}).setdefault(way, []).append((rate, cpu, client_cpu_s))
+                log(f"  run {run + 1} {table:30} {way:14} {rate:8.1f} MiB/s  ferry CPU {cpu:5.2f} s/GiB"
+                    f"  client CPU {client_cpu_s:5.2f} s/GiB" + (f"  ({http})" if http else ""))
     finally:
-        plain.stop()
-        tls.stop()
+        for server in servers.values():
+            server.stop()
         os.unlink(path)
     result = {}
-    for title, table in ((f"{args.size_mib} MiB single PATCH (curl, to disk)", lines),
-                         (f"{args.size_mib} MiB PUT /discard (curl; the protocol's cost, no disk)", discards)):
-        base = median([r for r, _ in table["plain h1"]])
-        log(f"\n  {title}, median of {args.runs}:")
-        for name, values in table.items():
-            rate = median([r for r, _ in values])
-            cpu = median([c for _, c in values])
-            result.setdefault(title, {})[name] = {"mib_s": rate, "cpu_s_per_gib": cpu, "vs_plain": rate / base}
-            log(f"  {name:9} {rate:8.1f} MiB/s  {rate / base:5.2f}x plain  ferry CPU {cpu:5.2f} s/GiB")
+    for table, ways_of in tables.items():
+        base = median([r for r, _, _ in ways_of["plain h1"]])
+        log(f"\n  {args.size_mib} MiB {table}, median of {args.runs}:")
+        for way, values in ways_of.items():
+            rate = median([r for r, _, _ in values])
+            cpu = median([c for _, c, _ in values])
+            client = median([c for _, _, c in values])
+            result.setdefault(table, {})[way] = {"mib_s": rate, "cpu_s_per_gib": cpu, "client_cpu_s_per_gib": client,
+                                                 "vs_plain": rate / base}
+            log(f"  {way:14} {rate:8.1f} MiB/s  {rate / base:5.2f}x plain  ferry CPU {cpu:5.2f} s/GiB"
+                f"  client CPU {client:5.2f} s/GiB")
     return result
 
 
