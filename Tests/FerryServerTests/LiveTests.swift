@@ -77,13 +77,7 @@ struct LiveTests {
             try await connection.send(Array(repeating: 7, count: 300_000))
             try await Task.sleep(for: .milliseconds(300))
             await connection.close()
-            var offset: Int?
-            for _ in 0..<50 {
-                offset = try await server.offset(path)
-                if offset == 300_000 { break }
-                try await Task.sleep(for: .milliseconds(50))
-            }
-            #expect(offset == 300_000)
+            #expect(try await server.offset(path, reaching: 300_000) == 300_000)
         }
     }
 
@@ -95,14 +89,7 @@ struct LiveTests {
             try await connection.send("5\r\nhello\r\n")
             try await Task.sleep(for: .milliseconds(200))
             await connection.close()
-            // The save follows the disconnect; a loaded machine takes longer than an idle one.
-            var offset: Int?
-            for _ in 0..<50 {
-                offset = try await server.offset(path)
-                if offset == 5 { break }
-                try await Task.sleep(for: .milliseconds(50))
-            }
-            #expect(offset == 5)
+            #expect(try await server.offset(path, reaching: 5) == 5)
         }
     }
 

@@ -70,6 +70,18 @@ struct TestServer {
         let response = try await connection.exchange("HEAD", path, [("Tus-Resumable", "1.0.0")])
         return response.header("upload-offset").flatMap(Int.init)
     }
+
+    /// The offset once it is `expected`, or the last one seen after 2.5 s: a save that follows a
+    /// disconnect takes longer on a loaded machine than on an idle one.
+    func offset(_ path: String, reaching expected: Int) async throws -> Int? {
+        var offset: Int?
+        for _ in 0..<50 {
+            offset = try await self.offset(path)
+            if offset == expected { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return offset
+    }
 }
 
 let tus = ("Tus-Resumable", "1.0.0")

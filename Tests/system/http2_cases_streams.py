@@ -158,6 +158,21 @@ def multiplexed_creations(server, count, at_once, size=4096):
     return [s.status for s in done], [s.headers.get("upload-offset") for s in done], c
 
 
+def creation_headers(r, sid, length):
+    """HEADERS of a creation-with-upload POST whose body of `length` bytes follows."""
+    return headers_frame(sid, header_block(r.fields([("tus-resumable", "1.0.0"), ("upload-length", str(length)),
+                                                      ("content-type", OCTETS), ("content-length", str(length))],
+                                                     method="POST", path="/files/")), end_stream=False)
+
+
+def settled(server, code):
+    """A raw connection that has the server's SETTINGS and acknowledged them, and one setting's value."""
+    r = RawH2(server)
+    r.wait(lambda: r.server_settings() is not None, 5)
+    r.send(settings_frame({}, ack=True))
+    return r, (r.server_settings() or {}).get(code)
+
+
 def case_streams(env, servers):
     main, limits = servers["main"], servers["limits"]
     before = main.metric("ferry_http_connections_total", "h2")
@@ -179,30 +194,20 @@ def case_streams(env, servers):
     check(statuses.count(201) == 12, "--h2-max-streams 4: a client that keeps to the limit gets all 12 creations through",
           f"statuses {statuses}")
 
-    r = RawH2(main)
-    r.wait(lambda: r.server_settings() is not None, 5)
-    frame_size = (r.server_settings() or {}).get(h2.settings.SettingCodes.MAX_FRAME_SIZE)
+    r, frame_size = settled(main, h2.settings.SettingCodes.MAX_FRAME_SIZE)
     check(frame_size == 65536, "SETTINGS_MAX_FRAME_SIZE is 64 KiB by default (--h2-max-frame)", f"SETTINGS {r.server_settings()}")
-    r.send(settings_frame({}, ack=True))
     body = os.urandom(65536)
-    r.send(headers_frame(1, header_block(r.fields([("tus-resumable", "1.0.0"), ("upload-length", "65536"),
-                                                   ("content-type", OCTETS), ("content-length", "65536")],
-                                                  method="POST", path="/files/")), end_stream=False))
+    r.send(creation_headers(r, 1, 65536))
     r.send(data_frame(1, body, end_stream=True))
     r.wait(lambda: r.status(1) or r.closed, 5)
     check(r.status(1) == 201, "a 64 KiB DATA frame is taken whole: creation-with-upload 201", f"status {r.status(1)}")
     r.close()
 
-    r = RawH2(limits)
-    r.wait(lambda: r.server_settings() is not None, 5)
-    advertised = (r.server_settings() or {}).get(h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS)
+    r, advertised = settled(limits, h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS)
     check(advertised == 4, "--h2-max-streams 4: SETTINGS_MAX_CONCURRENT_STREAMS is 4", f"SETTINGS {r.server_settings()}")
-    r.send(settings_frame({}, ack=True))
     body = os.urandom(100)
     for sid in (1, 3, 5, 7):  # four creations whose bodies are held back: four open streams
-        r.send(headers_frame(sid, header_block(r.fields([("tus-resumable", "1.0.0"), ("upload-length", "100"),
-                                                          ("content-type", OCTETS), ("content-length", "100")],
-                                                         method="POST", path="/files/")), end_stream=False))
+        r.send(creation_headers(r, sid, 100))
     r.pump(0.3)
     r.send(headers_frame(9, header_block(r.fields())))  # a fifth, beyond the limit
     r.wait(lambda: 9 in r.resets() or r.goaway or r.closed, 3)
