@@ -89,14 +89,15 @@ def make_certificates(folder):
 class Server:
     """One `ferry serve` on a fresh data folder."""
 
-    def __init__(self, ferry, work, tag, extra=()):
+    def __init__(self, ferry, work, tag, extra=(), env=None):
         self.port = free_port()
         self.data = os.path.join(work, f"data-{tag}")
         self.log = open(os.path.join(work, f"serve-{tag}.log"), "w")
         argv = [ferry, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--data-dir", self.data,
                 "--no-stats", "--max-size", "0", "--log-level", "warning", *extra]
         self.ferry = ferry
-        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT,
+                                     env=dict(os.environ, **env) if env else None)
         self.scheme = "https" if "--tls-cert" in extra else "http"
         deadline = time.time() + 30
         while time.time() < deadline:
