@@ -35,7 +35,9 @@ if [[ ! -x "$FERRY" ]]; then
     echo "business.sh: no ferry binary at $FERRY (build it first, or pass --ferry PATH)" >&2
     exit 1
 fi
-if ! "$FERRY" serve --help 2>/dev/null | grep -q -- '--config'; then
+# Read the whole help first: `grep -q` stopping early would fail the pipe under pipefail.
+SERVE_HELP="$("$FERRY" serve --help 2>/dev/null || true)"
+if ! grep -q -- '--config' <<<"$SERVE_HELP"; then
     echo "business.sh: $FERRY serve has no --config option (built before the business features?)" >&2
     exit 1
 fi
