@@ -392,6 +392,10 @@ webhook-batch = {self.a.webhook_batch}
         log(f"  ratio business / defaults:            {f'{b / d:.2f}' if d and b else 'n/a'}")
         log(f"  webhook delivery (2 events/upload):   {fmt(self.med('delivery_rate'))} events/s until drained"
             f" (backlog at the burst's end {fmt(self.med('backlog_at_burst_end'))})")
+        self.report_notes()
+
+    def report_notes(self) -> None:
+        """The observations, and every sample as JSON with --json: the end of each report."""
         if self.notes:
             log()
             log("== observations")

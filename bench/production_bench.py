@@ -25,14 +25,13 @@ nginx's CPU until then; each as a ratio of `defaults`.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import subprocess
 import time
 
 from bench import fmt, free_port, log
-from business_bench import ADMIN_TOKEN, WEBHOOK_SECRET, Bench, Tokens, cpu_seconds, stop
+from business_bench import ADMIN_TOKEN, WEBHOOK_SECRET, Bench, cpu_seconds, stop, wait_healthy
 
 CONFIGURATIONS = ("defaults", "jwt", "pre-finish", "webhooks", "production")
 EVENTS = ("upload.created", "upload.completed")
@@ -70,6 +69,9 @@ http {{
             default_type application/json;
             return 200 '{{"businessId":"bench"}}';
         }}
+        location = /healthz {{
+            return 200;
+        }}
         location /hook/ {{
             access_log {self.hooks_log} hook buffer=64k flush=100ms;
             return 204;
@@ -79,16 +81,9 @@ http {{
 """)
         self.proc = subprocess.Popen(["nginx", "-c", conf], stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                import socket
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"nginx did not start; see {self.dir}/error.log")
+        if not wait_healthy(self.proc, self.port, timeout=10):
+            self.stop()
+            raise RuntimeError(f"nginx did not start; see {self.dir}/error.log")
 
     def cpu(self) -> float:
         """CPU seconds of the master and its workers."""
@@ -219,15 +214,7 @@ class Production(Bench):
             cpu_x = f"{cpu / base_cpu:.2f}" if cpu and base_cpu else "n/a"
             log(f"  {name:11} {fmt(rate):>10} {rate_x:>10}   {fmt(cpu):>14}s {cpu_x:>10}"
                 f"   {fmt(self.med(f'{name}_cpu_burst')):>11}s   {fmt(self.med(f'{name}_nginx_cpu')):>14}s")
-        if self.notes:
-            log()
-            log("== observations")
-            for n in self.notes:
-                log(f"  - {n}")
-        if self.a.json:
-            with open(self.a.json, "w") as f:
-                json.dump({"args": vars(self.a), "samples": self.samples, "notes": self.notes,
-                           "medians": {k: self.med(k) for k in self.samples}}, f, indent=2)
+        self.report_notes()
 
 
 def main() -> int:

@@ -18,42 +18,15 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tls_bench import MiB, Server, cpu_seconds, create, delete, make_certificates  # noqa: E402
+from tls_bench import MiB, Server, curl_discard, curl_patch, ferry_put, make_certificates  # noqa: E402
 
 
-def one(mode, server, path, size, ca, version):
-    """One upload to `server`; returns (MiB/s, ferry CPU s/GiB)."""
-    location = create(server, size, ca, version) if mode == "patch" else None
-    if mode == "discard":
-        argv = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", ca, version, "-X", "PUT",
-                "-H", "Expect:", "-T", path, f"https://localhost:{server.port}/discard"]
-    elif mode == "patch":
-        argv = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", ca, version, "-X", "PATCH",
-                "-H", "Tus-Resumable: 1.0.0", "-H", "Upload-Offset: 0",
-                "-H", "Content-Type: application/offset+octet-stream", "-T", path, location]
-    else:
-        argv = [server.ferry, "put", path, f"https://localhost:{server.port}/files/", "--chunk", str(size),
-                "--parallel", "1", "--no-resume", "--cacert", ca] + (["--http1"] if version == "--http1.1" else [])
-    before = cpu_seconds(server.pid)
-    start = time.monotonic()
-    result = subprocess.run(argv, capture_output=True, text=True)
-    seconds = time.monotonic() - start
-    cpu = cpu_seconds(server.pid) - before
-    if mode == "put":
-        if result.returncode != 0:
-            raise RuntimeError(f"ferry put failed: {result.stderr[-500:]}")
-        location = result.stdout.strip().splitlines()[-1]
-    elif result.stdout != "204":
-        raise RuntimeError(f"{mode} answered {result.stdout}: {result.stderr}")
-    if location:
-        delete(location, ca)
-    return size / MiB / seconds, cpu / (size / (1 << 30))
+# The clients of bench/tls_bench.py's throughput part, by mode.
+CLIENTS = {"discard": curl_discard, "patch": curl_patch, "put": ferry_put}
 
 
 def main():
@@ -84,7 +57,8 @@ def main():
         results = {name: [] for name in servers}
         for run in range(args.runs):
             for name, server in servers.items():
-                results[name].append(one(args.mode, server, path, size, certs["ca.pem"], version))
+                rate, cpu, _, _ = CLIENTS[args.mode](server, path, size, certs["ca.pem"], version)
+                results[name].append((rate, cpu))
         print(f"{args.size_mib} MiB {args.mode} over TLS {'HTTP/1.1' if args.http1 else 'HTTP/2'}, medians of {args.runs}:")
         for name, values in results.items():
             rate = statistics.median(r for r, _ in values)
