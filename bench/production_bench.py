@@ -11,7 +11,8 @@ configurations, alternated run by run (the order rotates):
   jwt          every request carries an HS256 bearer token (`[auth]`), quotas set out of reach.
   pre-finish   a pre-finish callback (called before each 201, so in the measured latency).
   webhooks     two webhooks, each for upload.created and upload.completed: 4 deliveries per
-               upload, one event per POST (webhook-batch = 1).
+               upload, one event per POST (webhook-batch = 1; --webhook-batch N for up to N
+               events per POST).
   production   all three together.
 
 The business receivers are one nginx (one worker) answering the pre-finish POST with a fixed
@@ -62,7 +63,7 @@ http {{
     scgi_temp_path {self.dir}/scgi;
     keepalive_requests 1000000;
     client_body_buffer_size 64k;
-    log_format hook "$uri";
+    log_format hook "$http_ferry_event_count";
     server {{
         listen 127.0.0.1:{self.port};
         location = /pre-finish {{
@@ -99,11 +100,13 @@ http {{
         return sum(cpu_seconds(pid) or 0 for pid in pids)
 
     def deliveries(self) -> int:
+        """Events delivered: a POST of one event logs "-", a batch its Ferry-Event-Count."""
         try:
             with open(self.hooks_log, "rb") as f:
-                return f.read().count(b"\n")
+                lines = f.read().split(b"\n")[:-1]
         except OSError:
             return 0
+        return sum(int(line) if line.isdigit() else 1 for line in lines)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -135,10 +138,13 @@ class Production(Bench):
         if hooks:
             for hook in ("a", "b"):
                 lines += [f"webhook = http://127.0.0.1:{receivers.port}/hook/{hook}", f'webhook-secret = "{WEBHOOK_SECRET}"',
-                          f"events = {', '.join(EVENTS)}", "webhook-batch = 1"]
+                          f"events = {', '.join(EVENTS)}", f"webhook-batch = {self.a.webhook_batch}"]
         return "\n".join(lines) + "\n"
 
-    def sample(self, i: int, name: str) -> None:
+    def sample(self, i: int, name: str, binary: tuple[str, str] = ("", "")) -> None:
+        """One sample of `name`, with `binary` = (key prefix, path) when comparing binaries."""
+        prefix, path = binary
+        self.a.ferry = path or self.ferry
         receivers = proc = data = None
         try:
             receivers = Receivers(self.a.workdir, f"{i}-{name}")
@@ -179,42 +185,71 @@ class Production(Bench):
             self.note(f"run {i} {name}: ferry exited during the run (code {died})")
         per = 1000 / self.a.count
         rate = r.get("rate") if ok else None
-        self.add(f"{name}_rate", rate)
-        self.add(f"{name}_p99", r.get("p99_ms"))
-        self.add(f"{name}_cpu_burst", burst_cpu * per if ok else None)
-        self.add(f"{name}_cpu_all", all_cpu["ferry"] * per if ok and got >= want else None)
-        self.add(f"{name}_nginx_cpu", all_cpu["nginx"] * per if ok else None)
-        log(f"  {name:11} {fmt(rate)} uploads/s  p99 {fmt(r.get('p99_ms'))} ms  ferry CPU per 1,000: burst "
+        key = prefix + name
+        self.add(f"{key}_rate", rate)
+        self.add(f"{key}_p99", r.get("p99_ms"))
+        self.add(f"{key}_cpu_burst", burst_cpu * per if ok else None)
+        self.add(f"{key}_cpu_all", all_cpu["ferry"] * per if ok and got >= want else None)
+        self.add(f"{key}_nginx_cpu", all_cpu["nginx"] * per if ok else None)
+        log(f"  {prefix + name:11} {fmt(rate)} uploads/s  p99 {fmt(r.get('p99_ms'))} ms  ferry CPU per 1,000: burst "
             f"{burst_cpu * per:.2f}s ({t_burst:.1f}s), until delivered {all_cpu['ferry'] * per:.2f}s ({t_all:.1f}s);"
             f" nginx {all_cpu['nginx'] * per:.2f}s" + (f"; {got}/{want} deliveries" if want else ""))
 
     def run(self) -> None:
         a = self.a
-        log(f"{a.count} x {a.size_kib} KiB creation-with-upload, c={a.concurrency}, fresh ext4: {a.fresh_fs};"
-            f" {a.runs} run(s) of {', '.join(CONFIGURATIONS)} (rotating order)")
+        names = self.names()
+        log(f"{a.count} x {a.size_kib} KiB creation-with-upload, c={a.concurrency}, fresh ext4: {a.fresh_fs},"
+            f" webhook-batch {a.webhook_batch};"
+            f" {a.runs} run(s) of {', '.join(names)} (rotating order)")
         for i in range(1, a.runs + 1):
-            order = CONFIGURATIONS[(i - 1) % len(CONFIGURATIONS):] + CONFIGURATIONS[:(i - 1) % len(CONFIGURATIONS)]
+            order = names[(i - 1) % len(names):] + names[:(i - 1) % len(names)]
             log(f"== run {i}/{a.runs}")
             for name in order:
-                try:
-                    self.sample(i, name)
-                except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
-                    self.note(f"run {i} {name}: {e}")
+                # With --baseline, each configuration runs on both binaries, in turn, the first alternating.
+                binaries = [("", self.ferry)] + ([("base:", a.baseline)] if a.baseline else [])
+                if i % 2 == 0:
+                    binaries.reverse()
+                for binary in binaries:
+                    try:
+                        self.sample(i, name, binary)
+                    except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+                        self.note(f"run {i} {binary[0]}{name}: {e}")
         self.report()
 
+    def names(self) -> tuple[str, ...]:
+        """The configurations of this sitting: --only's, always with the defaults (the baseline)."""
+        chosen = set(self.a.only.split(",")) if self.a.only else set(CONFIGURATIONS)
+        unknown = chosen - set(CONFIGURATIONS)
+        if unknown:
+            raise SystemExit(f"production_bench.py: unknown configuration(s): {', '.join(sorted(unknown))}")
+        return tuple(name for name in CONFIGURATIONS if name in chosen or name == "defaults")
+
     def report(self) -> None:
+        self.report_binary("", self.ferry)
+        if self.a.baseline:
+            self.report_binary("base:", self.a.baseline)
+            log()
+            log("== candidate / baseline, same sitting (medians)")
+            for name in self.names():
+                parts = []
+                for metric, label in (("rate", "uploads/s"), ("cpu_all", "ferry CPU/1,000")):
+                    new, old = self.med(f"{name}_{metric}"), self.med(f"base:{name}_{metric}")
+                    parts.append(f"{label} {fmt(new)} vs {fmt(old)} ({new / old:.2f}x)" if new and old else f"{label} n/a")
+                log(f"  {name:11} " + "; ".join(parts))
+        self.report_notes()
+
+    def report_binary(self, prefix: str, path: str) -> None:
         log()
-        log(f"== medians of {self.a.runs}, ferry {self.a.ferry}")
-        base_rate, base_cpu = self.med("defaults_rate"), self.med("defaults_cpu_all")
+        log(f"== medians of {self.a.runs}, ferry {path}")
+        base_rate, base_cpu = self.med(f"{prefix}defaults_rate"), self.med(f"{prefix}defaults_cpu_all")
         log(f"  {'configuration':11} {'uploads/s':>10} {'x defaults':>10}   {'ferry CPU/1,000':>15} {'x defaults':>10}"
             f"   {'(burst only)':>12}   {'nginx CPU/1,000':>15}")
-        for name in CONFIGURATIONS:
-            rate, cpu = self.med(f"{name}_rate"), self.med(f"{name}_cpu_all")
+        for name in self.names():
+            rate, cpu = self.med(f"{prefix}{name}_rate"), self.med(f"{prefix}{name}_cpu_all")
             rate_x = f"{rate / base_rate:.2f}" if rate and base_rate else "n/a"
             cpu_x = f"{cpu / base_cpu:.2f}" if cpu and base_cpu else "n/a"
             log(f"  {name:11} {fmt(rate):>10} {rate_x:>10}   {fmt(cpu):>14}s {cpu_x:>10}"
-                f"   {fmt(self.med(f'{name}_cpu_burst')):>11}s   {fmt(self.med(f'{name}_nginx_cpu')):>14}s")
-        self.report_notes()
+                f"   {fmt(self.med(f'{prefix}{name}_cpu_burst')):>11}s   {fmt(self.med(f'{prefix}{name}_nginx_cpu')):>14}s")
 
 
 def main() -> int:
@@ -227,13 +262,18 @@ def main() -> int:
     ap.add_argument("--size-kib", type=int, default=256)
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--event-concurrency", type=int, default=16, help="[events] concurrency of the config")
+    ap.add_argument("--baseline", help="a second ferry binary, run beside --ferry in every sample (A/B in one sitting)")
+    ap.add_argument("--only", help=f"comma-separated subset of {','.join(CONFIGURATIONS)} (defaults always run)")
+    ap.add_argument("--webhook-batch", type=int, default=1, help="most events per webhook POST (1: one event per POST)")
     ap.add_argument("--drain-timeout", type=float, default=300)
     ap.add_argument("--no-fresh-fs", dest="fresh_fs", action="store_false",
                     help="reuse the scratch file system instead of a new ext4 per sample")
     ap.add_argument("--json")
     a = ap.parse_args()
     a.alg = "hs256"
-    Production(a).run()
+    bench = Production(a)
+    bench.ferry = a.ferry
+    bench.run()
     return 0
 
 

@@ -177,6 +177,7 @@ public struct WebhookDispatcher: Service {
             let batched = (batchSizes[url] ?? 1) > 1
             error = await post(deliveries.map(\.event), to: url, secret: secret, batched: batched)
         }
+        var records: [DeliveryRecord] = []
         for delivery in deliveries {
             let event = delivery.event
             let attempts = delivery.attempts + 1
@@ -198,12 +199,14 @@ public struct WebhookDispatcher: Service {
                 delivered.increment()
                 outcome = .delivered(at: now())
             }
-            do {
-                try await catalog.recordDelivery(eventID: event.id, destination: url, attempts: attempts, outcome: outcome)
-            } catch {
-                // The claim lapses and the event is sent again: at least once.
-                logger.error("events.record_failed", metadata: ["event.id": "\(event.id)", "error": "\(error)"])
-            }
+            records.append(DeliveryRecord(eventID: event.id, destination: url, attempts: attempts, outcome: outcome))
+        }
+        do {
+            // The POST's events in one write: a batch of 100 is one catalog transaction, not 100.
+            try await catalog.recordDeliveries(records)
+        } catch {
+            // The claims lapse and the events are sent again: at least once.
+            logger.error("events.record_failed", metadata: ["event.ids": "\(records.map(\.eventID).joined(separator: ","))", "error": "\(error)"])
         }
     }
 

@@ -295,21 +295,27 @@ public final class PostgresCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCa
         )
     }
 
-    public func recordDelivery(eventID: String, destination: String, attempts: Int, outcome: DeliveryOutcome) async throws(FerryError) {
-        let (state, next, error, delivered): (String, Double?, String?, Double?)
-        switch outcome {
-        case .delivered(let date): (state, next, error, delivered) = ("delivered", nil, nil, date.timeIntervalSince1970)
-        case .retry(let date, let message): (state, next, error, delivered) = ("pending", date.timeIntervalSince1970, message, nil)
-        case .dead(let message): (state, next, error, delivered) = ("dead", nil, message, nil)
+    /// One transaction (one commit) for the outcomes of a claim's POSTs.
+    public func recordDeliveries(_ records: [DeliveryRecord]) async throws(FerryError) {
+        guard !records.isEmpty else { return }
+        try await migrated.wait()
+        do {
+            try await client.withTransaction(logger: logger) { connection in
+                for record in records {
+                    let (state, next, error, delivered) = record.outcome.columns
+                    try await connection.query(
+                        """
+                        UPDATE outbox SET state = \(state), attempts = \(Int32(record.attempts)),
+                            next_attempt_at = coalesce(\(next)::float8, next_attempt_at), last_error = \(error), delivered_at = \(delivered)
+                        WHERE event_id = \(record.eventID) AND destination = \(record.destination)
+                        """,
+                        logger: logger
+                    )
+                }
+            }
+        } catch {
+            throw Self.wrap(error, "the outbox could not be updated")
         }
-        _ = try await rows(
-            """
-            UPDATE outbox SET state = \(state), attempts = \(Int32(attempts)),
-                next_attempt_at = coalesce(\(next)::float8, next_attempt_at), last_error = \(error), delivered_at = \(delivered)
-            WHERE event_id = \(eventID) AND destination = \(destination)
-            """,
-            "the outbox could not be updated"
-        ) { _ in () }
     }
 
     public func deliveries(of id: UploadID) async throws(FerryError) -> [EventDelivery] {

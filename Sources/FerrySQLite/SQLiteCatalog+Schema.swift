@@ -122,19 +122,15 @@ extension SQLiteCatalog {
                 throw FerryError(.catalogFailure, "updated an upload the catalog does not hold")
             }
             try insertEvents(events, db)
-        case .delivery(let eventID, let destination, let attempts, let outcome):
-            let (state, next, error, delivered): (String, Double?, String?, Double?)
-            switch outcome {
-            case .delivered(let date): (state, next, error, delivered) = ("delivered", nil, nil, date.timeIntervalSince1970)
-            case .retry(let date, let message): (state, next, error, delivered) = ("pending", date.timeIntervalSince1970, message, nil)
-            case .dead(let message): (state, next, error, delivered) = ("dead", nil, message, nil)
-            }
-            try db.cachedStatement(sql: """
+        case .deliveries(let records):
+            let statement = try db.cachedStatement(sql: """
                     UPDATE outbox SET state = ?, attempts = ?, next_attempt_at = coalesce(?, next_attempt_at), last_error = ?,
                     delivered_at = ? WHERE event_id = ? AND destination = ?
-                    """).execute(
-                arguments: [state, attempts, next, error, delivered, eventID, destination]
-            )
+                    """)
+            for record in records {
+                let (state, next, error, delivered) = record.outcome.columns
+                try statement.execute(arguments: [state, record.attempts, next, error, delivered, record.eventID, record.destination])
+            }
         case .purgeDeliveries(let date):
             try db.execute(sql: "DELETE FROM outbox WHERE state <> 'pending' AND created_at < ?", arguments: [date.timeIntervalSince1970])
         case .remove(let id):

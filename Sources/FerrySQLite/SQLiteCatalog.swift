@@ -15,7 +15,7 @@ public final class SQLiteCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCata
         case insert(UploadRecord, [OutboxEvent], QuotaClaim?)
         case update(UploadRecord, [OutboxEvent])
         case remove(UploadID)
-        case delivery(eventID: String, destination: String, attempts: Int, outcome: DeliveryOutcome)
+        case deliveries([DeliveryRecord])
         case purgeDeliveries(before: Date)
     }
 
@@ -186,11 +186,9 @@ public final class SQLiteCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCata
                         """,
                     arguments: [now.timeIntervalSince1970, limit]
                 ).map(Self.delivery)
+                let lease = try db.cachedStatement(sql: "UPDATE outbox SET next_attempt_at = ? WHERE event_id = ? AND destination = ?")
                 for delivery in due {
-                    try db.execute(
-                        sql: "UPDATE outbox SET next_attempt_at = ? WHERE event_id = ? AND destination = ?",
-                        arguments: [leaseUntil.timeIntervalSince1970, delivery.event.id, delivery.event.destination]
-                    )
+                    try lease.execute(arguments: [leaseUntil.timeIntervalSince1970, delivery.event.id, delivery.event.destination])
                 }
                 return due
             }
@@ -199,9 +197,10 @@ public final class SQLiteCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCata
         }
     }
 
-    public func recordDelivery(eventID: String, destination: String, attempts: Int, outcome: DeliveryOutcome) async throws(FerryError) {
+    public func recordDeliveries(_ records: [DeliveryRecord]) async throws(FerryError) {
         // Grouped with the upload writes: one transaction for many outcomes.
-        try await writes.submit(.delivery(eventID: eventID, destination: destination, attempts: attempts, outcome: outcome))
+        guard !records.isEmpty else { return }
+        try await writes.submit(.deliveries(records))
     }
 
     public func purgeDeliveries(before date: Date) async throws(FerryError) {

@@ -162,10 +162,13 @@ enum BusinessCatalogConformance {
         )
         try require(try await catalog.claimDeliveries(now: now, leaseUntil: lease, limit: 10).isEmpty, "claimed events are leased")
 
-        try await catalog.recordDelivery(eventID: "\(one.id)-1", destination: "http://hooks.test/a", attempts: 1, outcome: .delivered(at: now))
-        try await catalog.recordDelivery(
-            eventID: "\(one.id)-1", destination: "http://hooks.test/b", attempts: 1, outcome: .retry(at: now.addingTimeInterval(5), error: "answered 500")
-        )
+        // Several outcomes in one write (a batched POST), and one alone.
+        try await catalog.recordDeliveries([
+            DeliveryRecord(eventID: "\(one.id)-1", destination: "http://hooks.test/a", attempts: 1, outcome: .delivered(at: now)),
+            DeliveryRecord(
+                eventID: "\(one.id)-1", destination: "http://hooks.test/b", attempts: 1, outcome: .retry(at: now.addingTimeInterval(5), error: "answered 500")
+            ),
+        ])
         try await catalog.recordDelivery(eventID: "\(two.id)-1", destination: "http://hooks.test/a", attempts: 3, outcome: .dead(error: "gone"))
         let second = try await catalog.claimDeliveries(now: now, leaseUntil: lease, limit: 10)
         try require(second.map(\.event.id) == ["\(one.id)-2"], "once delivered, the next event of the stream is due")

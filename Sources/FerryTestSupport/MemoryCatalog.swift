@@ -103,21 +103,24 @@ public final class MemoryCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCata
         }
     }
 
-    public func recordDelivery(eventID: String, destination: String, attempts: Int, outcome: DeliveryOutcome) async throws(FerryError) {
+    public func recordDeliveries(_ records: [DeliveryRecord]) async throws(FerryError) {
         state.withLock { state in
-            guard let index = state.outbox.firstIndex(where: { $0.event.id == eventID && $0.event.destination == destination }) else { return }
-            state.outbox[index].attempts = attempts
-            switch outcome {
-            case .delivered(let date):
-                state.outbox[index].state = .delivered
-                state.outbox[index].deliveredAt = date
-                state.outbox[index].lastError = nil
-            case .retry(let date, let error):
-                state.outbox[index].nextAttemptAt = date
-                state.outbox[index].lastError = error
-            case .dead(let error):
-                state.outbox[index].state = .dead
-                state.outbox[index].lastError = error
+            for record in records {
+                guard let index = state.outbox.firstIndex(where: { $0.event.id == record.eventID && $0.event.destination == record.destination })
+                else { continue }
+                state.outbox[index].attempts = record.attempts
+                switch record.outcome {
+                case .delivered(let date):
+                    state.outbox[index].state = .delivered
+                    state.outbox[index].deliveredAt = date
+                    state.outbox[index].lastError = nil
+                case .retry(let date, let error):
+                    state.outbox[index].nextAttemptAt = date
+                    state.outbox[index].lastError = error
+                case .dead(let error):
+                    state.outbox[index].state = .dead
+                    state.outbox[index].lastError = error
+                }
             }
         }
     }

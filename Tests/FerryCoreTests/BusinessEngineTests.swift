@@ -143,6 +143,17 @@ struct BusinessEngineTests {
         for _ in 0..<4 { _ = try await fixture.create(10, as: .anonymous, scenario: "images", metadata: "") }
     }
 
+    /// Without a `pre-create` callback the catalog's insert is the only quota check (no
+    /// separate read of the owner's usage): a refused creation leaves nothing stored.
+    @Test func aCreationRefusedByTheInsertLeavesNothingStored() async throws {
+        let fixture = BusinessFixture(quotas: Quotas(openUploads: 1))
+        let kept = try await fixture.create(100)
+        await expectCode(.quotaExceeded) { try await fixture.create(100) }
+        let stored = try await fixture.store.storedUploads().map(\.id)
+        #expect(stored == [kept.id])
+        #expect(try await fixture.catalog.usage(of: try #require(kept.quotaKey), since: nil).openUploads == 1)
+    }
+
     @Test func theFirstBytesMustMatchTheDeclaredType() async throws {
         let fixture = BusinessFixture()
         let fake = try await fixture.create(100)

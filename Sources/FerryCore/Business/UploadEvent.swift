@@ -67,6 +67,32 @@ public enum DeliveryOutcome: Sendable, Equatable {
     case delivered(at: Date)
     case retry(at: Date, error: String)
     case dead(error: String)
+
+    /// The outbox columns the outcome sets: the state, the next attempt (nil: unchanged), the
+    /// last error, the delivery time; times in seconds since 1970.
+    public var columns: (state: String, nextAttemptAt: Double?, error: String?, deliveredAt: Double?) {
+        switch self {
+        case .delivered(let date): ("delivered", nil, nil, date.timeIntervalSince1970)
+        case .retry(let date, let message): ("pending", date.timeIntervalSince1970, message, nil)
+        case .dead(let message): ("dead", nil, message, nil)
+        }
+    }
+}
+
+/// One attempt's outcome for one event and webhook, as the dispatcher records it.
+public struct DeliveryRecord: Sendable, Equatable {
+    public var eventID: String
+    public var destination: String
+    /// The count of attempts, this one included.
+    public var attempts: Int
+    public var outcome: DeliveryOutcome
+
+    public init(eventID: String, destination: String, attempts: Int, outcome: DeliveryOutcome) {
+        self.eventID = eventID
+        self.destination = destination
+        self.attempts = attempts
+        self.outcome = outcome
+    }
 }
 
 /// The business system's answer to an upload's `pre-finish` callback.

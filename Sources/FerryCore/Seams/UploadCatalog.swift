@@ -63,8 +63,8 @@ public protocol OutboxCatalog: UploadCatalog {
     /// `nextAttemptAt` to `leaseUntil` so that no other dispatcher takes them meanwhile.
     func claimDeliveries(now: Date, leaseUntil: Date, limit: Int) async throws(FerryError) -> [EventDelivery]
 
-    /// Records the outcome of an attempt (`attempts` is the new count).
-    func recordDelivery(eventID: String, destination: String, attempts: Int, outcome: DeliveryOutcome) async throws(FerryError)
+    /// Records the outcomes of attempts, all or none (one transaction where the catalog has them).
+    func recordDeliveries(_ records: [DeliveryRecord]) async throws(FerryError)
 
     /// Every event of an upload, for every webhook, in sequence order.
     func deliveries(of id: UploadID) async throws(FerryError) -> [EventDelivery]
@@ -75,6 +75,13 @@ public protocol OutboxCatalog: UploadCatalog {
 
 /// What the engine needs of a catalog: records, quota usage, expiry, business retries.
 public typealias EngineCatalog = QuotaCatalog & ExpiryCatalog & BusinessRetryCatalog
+
+extension OutboxCatalog {
+    /// Records the outcome of one attempt (`attempts` is the new count).
+    public func recordDelivery(eventID: String, destination: String, attempts: Int, outcome: DeliveryOutcome) async throws(FerryError) {
+        try await recordDeliveries([DeliveryRecord(eventID: eventID, destination: destination, attempts: attempts, outcome: outcome)])
+    }
+}
 
 extension UploadCatalog {
     /// Inserts a record and its events, with no quota to check.
