@@ -21,7 +21,9 @@ configurations the sample lasts until every event was delivered (counted in ngin
 
 Reported per configuration (medians): uploads/s over the burst; Ferry's own CPU (user + sys of
 the ferry process) per 1,000 uploads during the burst, and until every event was delivered;
-nginx's CPU until then; each as a ratio of `defaults`.
+nginx's CPU until then; each as a ratio of `defaults`. With --baseline, a second binary runs
+beside --ferry in every sample (alternating which goes first), and the ratios of the two in the
+same sitting are printed last.
 """
 from __future__ import annotations
 
