@@ -133,14 +133,15 @@ public final class PostgresCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCa
             WITH upload AS (
                 INSERT INTO uploads (id, length, "offset", metadata, concat, state, created_at, updated_at, expires_at, store_state,
                     scenario, owner, sha256, business_status, business_result, business_attempts, business_next_at,
-                    event_sequence, progress_event_at, quota_key)
+                    event_sequence, progress_event_at, quota_key, network, first_byte_at)
                 VALUES (\(record.id.rawValue), \(record.length), \(record.offset), \(record.metadata.tusHeader),
                     \(record.concatText), \(record.state.rawValue), \(record.createdAt.timeIntervalSince1970),
                     \(record.updatedAt.timeIntervalSince1970), \(record.expiresAt?.timeIntervalSince1970), \(record.storeState),
                     \(record.scenario), \(record.owner), \(record.sha256), \(record.business?.status.rawValue),
                     \(record.business?.json), \(Int32(record.business?.attempts ?? 0)),
                     \(record.business?.nextAttemptAt?.timeIntervalSince1970), \(record.eventSequence),
-                    \(record.progressEventAt?.timeIntervalSince1970), \(record.quotaKey))
+                    \(record.progressEventAt?.timeIntervalSince1970), \(record.quotaKey), \(record.network),
+                    \(record.firstByteAt?.timeIntervalSince1970))
                 RETURNING id
             ),
             parts AS (
@@ -172,7 +173,8 @@ public final class PostgresCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCa
                     business_status = \(record.business?.status.rawValue), business_result = \(record.business?.json),
                     business_attempts = \(Int32(record.business?.attempts ?? 0)),
                     business_next_at = \(record.business?.nextAttemptAt?.timeIntervalSince1970),
-                    event_sequence = \(record.eventSequence), progress_event_at = \(record.progressEventAt?.timeIntervalSince1970)
+                    event_sequence = \(record.eventSequence), progress_event_at = \(record.progressEventAt?.timeIntervalSince1970),
+                    network = \(record.network), first_byte_at = \(record.firstByteAt?.timeIntervalSince1970)
                 WHERE id = \(record.id.rawValue) AND (\(fence?.token)::bigint IS NULL OR EXISTS (
                     SELECT 1 FROM upload_leases
                     WHERE upload_id = \(record.id.rawValue) AND fence = \(fence?.token) AND holder IS NOT NULL
