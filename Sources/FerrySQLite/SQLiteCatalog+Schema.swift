@@ -117,7 +117,8 @@ extension SQLiteCatalog {
                     arguments: [record.id.rawValue, position, part.rawValue]
                 )
             }
-        case .update(let record, let events):
+        case .update(let record, let events, let claim):
+            if let claim { try claim.check(usage(of: claim.owner, since: claim.countsCreationsSince, db)) }
             var values = arguments(record)
             _ = values.append(contentsOf: [record.id.rawValue])
             try db.cachedStatement(sql: """

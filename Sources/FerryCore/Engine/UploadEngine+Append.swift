@@ -35,7 +35,7 @@ extension UploadEngine {
             result = .success(
                 try await withLock(id, onStop: { stop.fire(.superseded) }) { (hold: Hold) async throws(FerryError) -> UploadRecord in
                     var record = try await self.loadLive(id, for: principal)
-                    let limit = try await self.admit(request, to: &record, principal)
+                    let limit = try await self.admit(request, to: &record, principal, hold)
                     if record.offset > 0 || request.offset > 0 { try await self.verifyStored(record, hold) }
                     await transport.willReadBody()
                     return try await self.receive(
@@ -69,9 +69,11 @@ extension UploadEngine {
 
     /// Checks an append against the stored record before any byte is read; returns the
     /// most bytes the body may carry.
-    private func admit(_ request: AppendRequest, to record: inout UploadRecord, _ principal: Principal) async throws(FerryError) -> Int64? {
+    private func admit(_ request: AppendRequest, to record: inout UploadRecord, _ principal: Principal, _ hold: Hold) async throws(FerryError) -> Int64? {
         let scenario = business.scenarios.scenarios[record.scenario]
         let maxSize = self.maxSize(in: scenario, for: principal)
+        let stored = record
+        var declaration: QuotaClaim?
         if record.isFinal {
             throw FerryError(.modifyFinal, "a concatenation final cannot be appended to")
         }
@@ -93,7 +95,7 @@ extension UploadEngine {
                 if let maxSize, declared > maxSize {
                     throw FerryError(.maxSizeExceeded, "the upload is larger than this server accepts (\(maxSize) bytes)")
                 }
-                try await checkQuota(quotaClaim(adding: declared - record.offset, to: record, by: principal))
+                declaration = quotaClaim(adding: declared - record.offset, to: record, by: principal)
                 record.length = declared
             }
         }
@@ -120,6 +122,13 @@ extension UploadEngine {
                 throw error
             }
             limit = room
+        }
+        if let declaration {
+            // A declared length counts against `open-bytes` from now on: committed before the
+            // body, under the claim (counted in the write's own transaction), so that two
+            // uploads cannot both take the owner's last bytes.
+            record.updatedAt = now()
+            record = try await save(stored, record, hold, claim: declaration)
         }
         return limit
     }
