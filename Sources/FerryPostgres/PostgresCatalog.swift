@@ -179,7 +179,7 @@ public final class PostgresCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCa
     /// The same fenced statement, in a claimed transaction (a length declared after creation).
     public func update(_ record: UploadRecord, events: [OutboxEvent], fence: LeaseFence?, claim: QuotaClaim) async throws(FerryError) {
         try fence?.check()
-        let updated = try await claiming(claim, "the catalog rejected an update") { connection in
+        let updated = try await claiming(claim, "the catalog rejected an update") { connection -> [String] in
             var ids: [String] = []
             for try await row in try await connection.query(Self.updateQuery(record, events, fence: fence), logger: self.logger) {
                 ids.append(try row.decode(String.self))
