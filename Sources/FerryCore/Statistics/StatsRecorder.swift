@@ -96,7 +96,8 @@ public final class StatsRecorder: Service, Sendable {
     /// after a restart too.
     public func completed(_ record: UploadRecord, at date: Date) {
         enqueue(.completed(record.id, at: date, length: record.offset))
-        let network = record.network
+        // A label from the fixed set, whatever a catalog row holds.
+        let network = RequestInfo.networks.contains(record.network) ? record.network : "unknown"
         let metrics = histograms.withLock { cache in
             let key = record.scenario + "|" + network
             if let made = cache[key] { return made }
