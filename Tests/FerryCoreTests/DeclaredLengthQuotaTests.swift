@@ -23,7 +23,7 @@ struct DeclaredLengthQuotaTests {
         let outcomes = await withTaskGroup(of: String.self) { group in
             for id in ids {
                 group.addTask {
-                    do {
+                    do throws(FerryError) {
                         _ = try await engine.append(
                             id, AppendRequest(offset: 0, contentLength: 0, declaredLength: 30), body: body([]), transport: FakeTransport(), as: alice
                         )
