@@ -288,7 +288,9 @@ let package = Package(
             dependencies: [
                 "FerryCore", "FerryTestSupport", "FerryDiskStore", "FerrySQLite",
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

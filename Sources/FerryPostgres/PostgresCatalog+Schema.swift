@@ -115,6 +115,15 @@ extension PostgresCatalog {
                 "CREATE INDEX uploads_quota_created ON uploads (quota_key, created_at) WHERE quota_key IS NOT NULL",
             ]
         ),
+        // What the completion histograms need, kept with the upload so that any node labels
+        // and measures its completion. Older uploads: `unknown`.
+        Migration(
+            version: 6,
+            name: "network and first byte",
+            statements: [
+                "ALTER TABLE uploads ADD COLUMN network TEXT NOT NULL DEFAULT 'unknown', ADD COLUMN first_byte_at DOUBLE PRECISION"
+            ]
+        ),
     ]
 
     /// The advisory lock that serializes migrations across nodes ("FerryCat" in ASCII).
@@ -161,17 +170,19 @@ extension PostgresCatalog {
     /// The columns every record query selects, in this order.
     static let columns = """
         id, length, "offset", metadata, concat, state, created_at, updated_at, expires_at, store_state, scenario, owner, sha256,
-        business_status, business_result, business_attempts, business_next_at, event_sequence, progress_event_at, quota_key
+        business_status, business_result, business_attempts, business_next_at, event_sequence, progress_event_at, quota_key,
+        network, first_byte_at
         """
 
     static func record(_ row: PostgresRow) throws -> UploadRecord {
         let (
             rawID, length, offset, metadataText, concatText, stateText, createdAt, updatedAt, expiresAt, storeState, scenario, owner,
-            sha256, businessStatus, businessResult, businessAttempts, businessNext, eventSequence, progressAt, quotaKey
+            sha256, businessStatus, businessResult, businessAttempts, businessNext, eventSequence, progressAt, quotaKey, network,
+            firstByteAt
         ) = try row.decode(
             (
                 String, Int64?, Int64, String, String, String, Double, Double, Double?, String?, String, String?, String?, String?,
-                String?, Int32, Double?, Int64, Double?, String?
+                String?, Int32, Double?, Int64, Double?, String?, String, Double?
             ).self
         )
         guard let id = UploadID(rawID),
@@ -206,7 +217,9 @@ extension PostgresCatalog {
             },
             eventSequence: eventSequence,
             progressEventAt: progressAt.map { Date(timeIntervalSince1970: $0) },
-            concatRequest: concatRequest
+            concatRequest: concatRequest,
+            network: network,
+            firstByteAt: firstByteAt.map { Date(timeIntervalSince1970: $0) }
         )
     }
 

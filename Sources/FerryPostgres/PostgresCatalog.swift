@@ -93,14 +93,24 @@ public final class PostgresCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCa
             _ = try await rows(Self.insertQuery(record, events), "the catalog rejected an insert") { _ in () }
             return
         }
-        // A claimed insert: an advisory lock per owner, held to the end of the transaction,
-        // serializes the count and the insert against every other claimed insert of that
-        // owner on every node; each statement of a READ COMMITTED transaction sees what the
-        // previous holder committed.
+        try await claiming(claim, "the catalog rejected an insert") { connection in
+            _ = try await connection.query(Self.insertQuery(record, events), logger: self.logger).collect()
+        }
+    }
+
+    /// Runs `write` after `claim.check` passed on the owner's usage, in one transaction holding
+    /// an advisory lock per owner to its end: that serializes the count and the write against
+    /// every other claimed insert or update of that owner on every node; each statement of a
+    /// READ COMMITTED transaction sees what the previous holder committed.
+    private func claiming<T: Sendable>(
+        _ claim: QuotaClaim,
+        _ message: String,
+        _ write: @Sendable (PostgresConnection) async throws -> T
+    ) async throws(FerryError) -> T {
         try await migrated.wait()
-        let refusal: FerryError?
+        let result: Result<T, FerryError>
         do {
-            refusal = try await client.withTransaction(logger: logger) { connection -> FerryError? in
+            result = try await client.withTransaction(logger: logger) { connection -> Result<T, FerryError> in
                 _ = try await connection.query(
                     "SELECT pg_advisory_xact_lock(\(Self.quotaLockSpace), hashtext(\(claim.owner)))", logger: logger
                 ).collect()
@@ -111,18 +121,17 @@ public final class PostgresCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCa
                 do throws(FerryError) {
                     try claim.check(usage)
                 } catch {
-                    return error
+                    return .failure(error)
                 }
-                _ = try await connection.query(Self.insertQuery(record, events), logger: logger).collect()
-                return nil
+                return .success(try await write(connection))
             }
         } catch {
-            throw Self.wrap(error, "the catalog rejected an insert")
+            throw Self.wrap(error, message)
         }
-        if let refusal { throw refusal }
+        return try result.get()
     }
 
-    /// The first key of the advisory locks that serialize an owner's claimed inserts.
+    /// The first key of the advisory locks that serialize an owner's claimed inserts and updates.
     static let quotaLockSpace: Int32 = 0x4665_7279  // "Fery"
 
     /// One statement, so atomic without a transaction: the row, a final's parts with their
@@ -133,14 +142,15 @@ public final class PostgresCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCa
             WITH upload AS (
                 INSERT INTO uploads (id, length, "offset", metadata, concat, state, created_at, updated_at, expires_at, store_state,
                     scenario, owner, sha256, business_status, business_result, business_attempts, business_next_at,
-                    event_sequence, progress_event_at, quota_key)
+                    event_sequence, progress_event_at, quota_key, network, first_byte_at)
                 VALUES (\(record.id.rawValue), \(record.length), \(record.offset), \(record.metadata.tusHeader),
                     \(record.concatText), \(record.state.rawValue), \(record.createdAt.timeIntervalSince1970),
                     \(record.updatedAt.timeIntervalSince1970), \(record.expiresAt?.timeIntervalSince1970), \(record.storeState),
                     \(record.scenario), \(record.owner), \(record.sha256), \(record.business?.status.rawValue),
                     \(record.business?.json), \(Int32(record.business?.attempts ?? 0)),
                     \(record.business?.nextAttemptAt?.timeIntervalSince1970), \(record.eventSequence),
-                    \(record.progressEventAt?.timeIntervalSince1970), \(record.quotaKey))
+                    \(record.progressEventAt?.timeIntervalSince1970), \(record.quotaKey), \(record.network),
+                    \(record.firstByteAt?.timeIntervalSince1970))
                 RETURNING id
             ),
             parts AS (
@@ -160,31 +170,54 @@ public final class PostgresCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCa
         // A final's parts never change after creation (like the SQLite catalog, only `concat`
         // is rewritten): the hot path, an offset update, stays one single-row statement.
         try fence?.check()
-        // One statement: the outbox rows are written only if the fenced update matched.
-        let updated = try await rows(
-            """
-            WITH upload AS (
-                UPDATE uploads SET length = \(record.length), "offset" = \(record.offset), metadata = \(record.metadata.tusHeader),
-                    concat = \(record.concatText), state = \(record.state.rawValue),
-                    created_at = \(record.createdAt.timeIntervalSince1970), updated_at = \(record.updatedAt.timeIntervalSince1970),
-                    expires_at = \(record.expiresAt?.timeIntervalSince1970), store_state = \(record.storeState),
-                    scenario = \(record.scenario), owner = \(record.owner), sha256 = \(record.sha256),
-                    business_status = \(record.business?.status.rawValue), business_result = \(record.business?.json),
-                    business_attempts = \(Int32(record.business?.attempts ?? 0)),
-                    business_next_at = \(record.business?.nextAttemptAt?.timeIntervalSince1970),
-                    event_sequence = \(record.eventSequence), progress_event_at = \(record.progressEventAt?.timeIntervalSince1970)
-                WHERE id = \(record.id.rawValue) AND (\(fence?.token)::bigint IS NULL OR EXISTS (
-                    SELECT 1 FROM upload_leases
-                    WHERE upload_id = \(record.id.rawValue) AND fence = \(fence?.token) AND holder IS NOT NULL
-                ))
-                RETURNING id
-            ),
-            \(outboxInsertOf: events)
-            SELECT id FROM upload
-            """,
-            "the catalog rejected an update"
-        ) { row in try row.decode(String.self) }
-        guard updated.isEmpty else { return }
+        let updated = try await rows(Self.updateQuery(record, events, fence: fence), "the catalog rejected an update") { row in
+            try row.decode(String.self)
+        }
+        try await updateMatched(!updated.isEmpty, record, fence: fence)
+    }
+
+    /// The same fenced statement, in a claimed transaction (a length declared after creation).
+    public func update(_ record: UploadRecord, events: [OutboxEvent], fence: LeaseFence?, claim: QuotaClaim) async throws(FerryError) {
+        try fence?.check()
+        let updated = try await claiming(claim, "the catalog rejected an update") { connection -> [String] in
+            var ids: [String] = []
+            for try await row in try await connection.query(Self.updateQuery(record, events, fence: fence), logger: self.logger) {
+                ids.append(try row.decode(String.self))
+            }
+            return ids
+        }
+        try await updateMatched(!updated.isEmpty, record, fence: fence)
+    }
+
+    /// One statement: the outbox rows are written only if the fenced update matched.
+    static func updateQuery(_ record: UploadRecord, _ events: [OutboxEvent], fence: LeaseFence?) -> PostgresQuery {
+        """
+        WITH upload AS (
+            UPDATE uploads SET length = \(record.length), "offset" = \(record.offset), metadata = \(record.metadata.tusHeader),
+                concat = \(record.concatText), state = \(record.state.rawValue),
+                created_at = \(record.createdAt.timeIntervalSince1970), updated_at = \(record.updatedAt.timeIntervalSince1970),
+                expires_at = \(record.expiresAt?.timeIntervalSince1970), store_state = \(record.storeState),
+                scenario = \(record.scenario), owner = \(record.owner), sha256 = \(record.sha256),
+                business_status = \(record.business?.status.rawValue), business_result = \(record.business?.json),
+                business_attempts = \(Int32(record.business?.attempts ?? 0)),
+                business_next_at = \(record.business?.nextAttemptAt?.timeIntervalSince1970),
+                event_sequence = \(record.eventSequence), progress_event_at = \(record.progressEventAt?.timeIntervalSince1970),
+                network = \(record.network), first_byte_at = \(record.firstByteAt?.timeIntervalSince1970)
+            WHERE id = \(record.id.rawValue) AND (\(fence?.token)::bigint IS NULL OR EXISTS (
+                SELECT 1 FROM upload_leases
+                WHERE upload_id = \(record.id.rawValue) AND fence = \(fence?.token) AND holder IS NOT NULL
+            ))
+            RETURNING id
+        ),
+        \(outboxInsertOf: events)
+        SELECT id FROM upload
+        """
+    }
+
+    /// After an update statement: nothing matched means a lost fence (the upload is another
+    /// node's now) or an unknown upload.
+    private func updateMatched(_ matched: Bool, _ record: UploadRecord, fence: LeaseFence?) async throws(FerryError) {
+        guard !matched else { return }
         if let fence, try await get(record.id) != nil {
             fence.invalidate()
             throw FerryError(.requestSuperseded, "another node took this upload over; this request's bytes were not committed")

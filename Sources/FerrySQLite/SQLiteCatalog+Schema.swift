@@ -86,6 +86,16 @@ extension SQLiteCatalog {
                     """
             )
         }
+        migrator.registerMigration("v6: network and first byte") { db in
+            // What the completion histograms need, kept with the upload so that any node (and
+            // a restarted one) labels and measures its completion. Older uploads: `unknown`.
+            try db.execute(
+                sql: """
+                    ALTER TABLE uploads ADD COLUMN network TEXT NOT NULL DEFAULT 'unknown';
+                    ALTER TABLE uploads ADD COLUMN first_byte_at REAL;
+                    """
+            )
+        }
         return migrator
     }
 
@@ -96,8 +106,8 @@ extension SQLiteCatalog {
             try db.cachedStatement(sql: """
                     INSERT INTO uploads (id, length, "offset", metadata, concat, state, created_at, updated_at, expires_at, store_state,
                         scenario, owner, sha256, business_status, business_result, business_attempts, business_next_at,
-                        event_sequence, progress_event_at, quota_key)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        event_sequence, progress_event_at, quota_key, network, first_byte_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """).execute(
                 arguments: arguments(record)
             )
@@ -107,14 +117,15 @@ extension SQLiteCatalog {
                     arguments: [record.id.rawValue, position, part.rawValue]
                 )
             }
-        case .update(let record, let events):
+        case .update(let record, let events, let claim):
+            if let claim { try claim.check(usage(of: claim.owner, since: claim.countsCreationsSince, db)) }
             var values = arguments(record)
             _ = values.append(contentsOf: [record.id.rawValue])
             try db.cachedStatement(sql: """
                     UPDATE uploads SET id = ?, length = ?, "offset" = ?, metadata = ?, concat = ?, state = ?,
                     created_at = ?, updated_at = ?, expires_at = ?, store_state = ?, scenario = ?, owner = ?, sha256 = ?,
                     business_status = ?, business_result = ?, business_attempts = ?, business_next_at = ?,
-                    event_sequence = ?, progress_event_at = ?, quota_key = ? WHERE id = ?
+                    event_sequence = ?, progress_event_at = ?, quota_key = ?, network = ?, first_byte_at = ? WHERE id = ?
                     """).execute(
                 arguments: values
             )
@@ -146,7 +157,7 @@ extension SQLiteCatalog {
             record.expiresAt?.timeIntervalSince1970, record.storeState, record.scenario, record.owner, record.sha256,
             record.business?.status.rawValue, record.business?.json, record.business?.attempts ?? 0,
             record.business?.nextAttemptAt?.timeIntervalSince1970, record.eventSequence,
-            record.progressEventAt?.timeIntervalSince1970, record.quotaKey,
+            record.progressEventAt?.timeIntervalSince1970, record.quotaKey, record.network, record.firstByteAt?.timeIntervalSince1970,
         ]
     }
 
@@ -201,6 +212,7 @@ extension SQLiteCatalog {
         let businessStatus: String? = row["business_status"]
         let businessNext: Double? = row["business_next_at"]
         let progressAt: Double? = row["progress_event_at"]
+        let firstByteAt: Double? = row["first_byte_at"]
         return UploadRecord(
             id: id,
             length: row["length"],
@@ -226,7 +238,9 @@ extension SQLiteCatalog {
             },
             eventSequence: row["event_sequence"],
             progressEventAt: progressAt.map { Date(timeIntervalSince1970: $0) },
-            concatRequest: concatRequest
+            concatRequest: concatRequest,
+            network: row["network"],
+            firstByteAt: firstByteAt.map { Date(timeIntervalSince1970: $0) }
         )
     }
 }

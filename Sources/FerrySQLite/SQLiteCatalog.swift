@@ -13,7 +13,7 @@ public final class SQLiteCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCata
 
     enum Write: Sendable {
         case insert(UploadRecord, [OutboxEvent], QuotaClaim?)
-        case update(UploadRecord, [OutboxEvent])
+        case update(UploadRecord, [OutboxEvent], QuotaClaim?)
         case remove(UploadID)
         case deliveries([DeliveryRecord])
         case purgeDeliveries(before: Date)
@@ -76,7 +76,13 @@ public final class SQLiteCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCata
     /// One process keeps the locks of this catalog: `fence` is checked, never stored.
     public func update(_ record: UploadRecord, events: [OutboxEvent], fence: LeaseFence?) async throws(FerryError) {
         try fence?.check()
-        try await writes.submit(.update(record, events))
+        try await writes.submit(.update(record, events, nil))
+    }
+
+    /// Like a claimed insert: the usage is counted inside the write transaction.
+    public func update(_ record: UploadRecord, events: [OutboxEvent], fence: LeaseFence?, claim: QuotaClaim) async throws(FerryError) {
+        try fence?.check()
+        try await writes.submit(.update(record, events, claim))
     }
 
     public func remove(_ id: UploadID) async throws(FerryError) {

@@ -29,9 +29,18 @@ public final class MemoryCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCata
 
     /// One process keeps the locks of this catalog: `fence` is checked, never stored.
     public func update(_ record: UploadRecord, events: [OutboxEvent], fence: LeaseFence?) async throws(FerryError) {
+        try await update(record, events: events, fence: fence, claim: nil)
+    }
+
+    public func update(_ record: UploadRecord, events: [OutboxEvent], fence: LeaseFence?, claim: QuotaClaim) async throws(FerryError) {
+        try await update(record, events: events, fence: fence, claim: Optional(claim))
+    }
+
+    private func update(_ record: UploadRecord, events: [OutboxEvent], fence: LeaseFence?, claim: QuotaClaim?) async throws(FerryError) {
         try fence?.check()
         try state.withLock { state throws(FerryError) in
             guard state.records[record.id] != nil else { throw FerryError(.catalogFailure, "updated an unknown upload") }
+            if let claim { try claim.check(Self.usage(state.records.values, of: claim.owner, since: claim.countsCreationsSince)) }
             state.records[record.id] = record
             state.outbox += events.map(Self.pending)
         }

@@ -29,6 +29,7 @@ public enum UploadCatalogConformance {
         var original = record(length: nil)
         original.metadata = try UploadMetadata(tusHeader: "filename aGVsbG8=,empty ,flag")
         original.offset = 7
+        original.network = "4g"
         try await catalog.insert(original)
         try require(try await catalog.get(original.id) == original, "a record reads back as written")
         let parts = [UploadID.random(), UploadID.random()]
@@ -45,8 +46,15 @@ public enum UploadCatalogConformance {
         updated.state = .complete
         updated.expiresAt = nil
         updated.storeState = #"{"parts":[{"number":1,"size":5242880,"etag":"abc"}]}"#
+        updated.firstByteAt = epoch.addingTimeInterval(2.5)
         try await catalog.update(updated, events: [], fence: nil)
         try require(try await catalog.get(original.id) == updated, "an update replaces the record, store state included")
+        let back = try await catalog.get(original.id)
+        try require(
+            back?.network == "4g" && back?.firstByteAt == epoch.addingTimeInterval(2.5),
+            "the creator's network and the first byte's time read back (the completion histograms' on any node)"
+        )
+        try require(try await catalog.get(final.id)?.network == "unknown", "a record without a declared network reads back as unknown")
         try require(try await catalog.get(.random()) == nil, "an unknown id reads as nil")
     }
 

@@ -1,4 +1,4 @@
-import FerryPostgres
+@testable import FerryPostgres
 import Foundation
 import Logging
 import PostgresNIO
@@ -61,6 +61,35 @@ final class LivePostgres: Sendable {
         var count = 0
         for try await value in rows.decode(Int.self) { count = value }
         return count
+    }
+
+    /// A new schema holding the first `count` migrations only, as an older release left it.
+    func schema(migratedTo count: Int) async throws -> String {
+        let schema = try await newSchema()
+        try await admin.withConnection { connection in
+            _ = try await connection.query(PostgresQuery(unsafeSQL: "SET search_path TO \(schema)"), logger: logger).collect()
+            _ = try await connection.query(
+                "CREATE TABLE ferry_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+                logger: logger
+            ).collect()
+            for migration in PostgresCatalog.migrations.prefix(count) {
+                for statement in migration.statements { _ = try await connection.query(statement, logger: logger).collect() }
+                _ = try await connection.query(
+                    "INSERT INTO ferry_migrations (version, name) VALUES (\(migration.version), \(migration.name))", logger: logger
+                ).collect()
+            }
+            _ = try await connection.query("RESET search_path", logger: logger).collect()
+        }
+        return schema
+    }
+
+    /// Runs `query` in `schema` (the admin's connection, outside any catalog).
+    func execute(_ sql: String, in schema: String) async throws {
+        try await admin.withConnection { connection in
+            _ = try await connection.query(PostgresQuery(unsafeSQL: "SET search_path TO \(schema)"), logger: logger).collect()
+            _ = try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger).collect()
+            _ = try await connection.query("RESET search_path", logger: logger).collect()
+        }
     }
 
     /// Runs `body` with the database; afterwards drops its schemas and stops its catalogs.

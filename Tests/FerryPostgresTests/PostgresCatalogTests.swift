@@ -39,7 +39,7 @@ struct PostgresCatalogLiveTests {
                 for node in nodes { group.addTask { _ = try await node.get(id) } }
                 try await group.waitForAll()
             }
-            #expect(try await database.migrationCount(schema: schema) == 5)
+            #expect(try await database.migrationCount(schema: schema) == 6)
             try await nodes[0].insert(record)
             record.offset = 3
             try await nodes[1].update(record, events: [], fence: nil)
@@ -48,7 +48,31 @@ struct PostgresCatalogLiveTests {
             // A node restarting later finds the schema current and changes nothing.
             let restarted = try await database.catalog(schema: schema)
             #expect(try await restarted.get(record.id) == record)
-            #expect(try await database.migrationCount(schema: schema) == 5)
+            #expect(try await database.migrationCount(schema: schema) == 6)
+        }
+    }
+
+    /// A database an older release migrated to 5 gets migration 6 at start: its uploads read
+    /// back with the network `unknown` and no first byte, and new values are kept from then on.
+    @Test func migration6KeepsExistingUploads() async throws {
+        try await LivePostgres.with { database in
+            let schema = try await database.schema(migratedTo: 5)
+            let id = UploadID.random()
+            try await database.execute(
+                """
+                INSERT INTO uploads (id, length, "offset", metadata, concat, state, created_at, updated_at, scenario, owner, quota_key)
+                VALUES ('\(id.rawValue)', 10, 4, '', 'none', 'incomplete', 1800000000, 1800000001, 'voice', 'alice', 'sub:alice')
+                """,
+                in: schema
+            )
+            let catalog = try await database.catalog(schema: schema)
+            var record = try #require(try await catalog.get(id))
+            #expect(record.offset == 4 && record.scenario == "voice" && record.quotaKey == "sub:alice")
+            #expect(record.network == "unknown" && record.firstByteAt == nil)
+            #expect(try await database.migrationCount(schema: schema) == 6)
+            record.firstByteAt = Date(timeIntervalSince1970: 1_800_000_002)
+            try await catalog.update(record, events: [], fence: nil)
+            #expect(try await catalog.get(id) == record)
         }
     }
 

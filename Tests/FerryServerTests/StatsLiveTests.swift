@@ -114,6 +114,36 @@ struct StatsLiveTests {
         }
     }
 
+    /// Two nodes on one PostgreSQL catalog: an upload created on the first (declaring LTE) and
+    /// completed on the second is labelled `4g` in the second's histograms, not `unknown`: the
+    /// network travels in the record.
+    @Test func aCompletionOnAnotherNodeIsLabelledWithTheCreatorsNetwork() async throws {
+        guard let postgres = ProcessInfo.processInfo.environment["FERRY_TEST_POSTGRES_URL"] else {
+            print("histograms across nodes: FERRY_TEST_POSTGRES_URL is not set; scripts/test.sh sets it")
+            return
+        }
+        // One data directory for both nodes: the bytes are shared, as S3 shares them.
+        let shared = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-nodes-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: shared) }
+        let configure = { (configuration: inout FerryServerConfiguration) in
+            self.configure(&configuration)
+            configuration.dataDirectory = shared
+            configuration.catalog = .postgres(url: postgres)
+        }
+        try await TestServer.with(configure: configure) { first in
+            try await TestServer.with(configure: configure) { second in
+                let created = try await first.send("POST", "/files/", [tus, ("Ferry-Network", "LTE"), ("Upload-Length", "10")])
+                let path = try #require(created.header("Location").flatMap { URL(string: $0)?.path })
+                #expect(try await first.send("PATCH", path, [tus, octets, ("Upload-Offset", "0")], body: hello).status == 204)
+                #expect(try await second.send("PATCH", path, [tus, octets, ("Upload-Offset", "5")], body: hello).status == 204)
+                let metrics = try await second.send("GET", "/metrics", []).text
+                #expect(metrics.contains(#"ferry_upload_duration_seconds_bucket{scenario="default",network="4g""#), "\(metrics.prefix(300))")
+                #expect(metrics.contains(#"ferry_upload_goodput_bytes_per_second_bucket{scenario="default",network="4g""#))
+                #expect(!metrics.contains(#"network="unknown""#), "no completion is labelled unknown")
+            }
+        }
+    }
+
     /// The Ferry client reports its telemetry after an upload (found through `Ferry-Telemetry`
     /// on OPTIONS); bad reports are refused.
     @Test func theClientReportsTelemetry() async throws {

@@ -1,4 +1,5 @@
 import Crypto
+import Foundation
 import NIOCore
 import Synchronization
 
@@ -223,10 +224,12 @@ struct AppendCheckpoints<Transport: BodyTransport>: CheckpointSink {
     let transport: Transport
     /// A checkpoint that reaches the known length completes the upload (`AppendRequest.completesAtLength`).
     let completesAtLength: Bool
+    /// When the append began: the record's `firstByteAt` if this checkpoint stores its first bytes.
+    let began: Date
     let hold: UploadEngine.Hold
 
     func commit(_ record: UploadRecord, offset: Int64, state: String?) async throws(FerryError) -> UploadRecord {
-        try await engine.commit(record, offset: offset, state: state, completes: completesAtLength, hold)
+        try await engine.commit(record, offset: offset, state: state, firstByteAt: began, completes: completesAtLength, hold)
     }
 
     func checkpointed(_ offset: Int64) async { await transport.checkpointed(offset: offset) }

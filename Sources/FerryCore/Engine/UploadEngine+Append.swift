@@ -28,14 +28,14 @@ extension UploadEngine {
             observers.appendEnded()
         }
         let began = now()
-        var report = AppendReport()
+        var report = AppendReport(began: began)
         let result: Result<UploadRecord, FerryError>
         do {
             try await authorizeBeforeLocking(id, principal)
             result = .success(
                 try await withLock(id, onStop: { stop.fire(.superseded) }) { (hold: Hold) async throws(FerryError) -> UploadRecord in
                     var record = try await self.loadLive(id, for: principal)
-                    let limit = try await self.admit(request, to: &record, principal)
+                    let limit = try await self.admit(request, to: &record, principal, hold)
                     if record.offset > 0 || request.offset > 0 { try await self.verifyStored(record, hold) }
                     await transport.willReadBody()
                     return try await self.receive(
@@ -58,8 +58,10 @@ extension UploadEngine {
         return try result.get()
     }
 
-    /// What an append received and how it ended, for its statistics entry.
+    /// When an append began, what it received and how it ended, for its statistics entry (and
+    /// the record's `firstByteAt`, when it stores the upload's first bytes).
     struct AppendReport {
+        let began: Date
         var received: Int64 = 0
         /// `ok`, `interrupted` or an error code; nil when the body was never read.
         var outcome: String?
@@ -67,9 +69,11 @@ extension UploadEngine {
 
     /// Checks an append against the stored record before any byte is read; returns the
     /// most bytes the body may carry.
-    private func admit(_ request: AppendRequest, to record: inout UploadRecord, _ principal: Principal) async throws(FerryError) -> Int64? {
+    private func admit(_ request: AppendRequest, to record: inout UploadRecord, _ principal: Principal, _ hold: Hold) async throws(FerryError) -> Int64? {
         let scenario = business.scenarios.scenarios[record.scenario]
         let maxSize = self.maxSize(in: scenario, for: principal)
+        let stored = record
+        var declaration: QuotaClaim?
         if record.isFinal {
             throw FerryError(.modifyFinal, "a concatenation final cannot be appended to")
         }
@@ -91,7 +95,7 @@ extension UploadEngine {
                 if let maxSize, declared > maxSize {
                     throw FerryError(.maxSizeExceeded, "the upload is larger than this server accepts (\(maxSize) bytes)")
                 }
-                try await checkQuota(quotaClaim(adding: declared - record.offset, to: record, by: principal))
+                declaration = quotaClaim(adding: declared - record.offset, to: record, by: principal)
                 record.length = declared
             }
         }
@@ -119,6 +123,13 @@ extension UploadEngine {
             }
             limit = room
         }
+        if let declaration {
+            // A declared length counts against `open-bytes` from now on: committed before the
+            // body, under the claim (counted in the write's own transaction), so that two
+            // uploads cannot both take the owner's last bytes.
+            record.updatedAt = now()
+            record = try await save(stored, record, hold, claim: declaration)
+        }
         return limit
     }
 
@@ -144,7 +155,8 @@ extension UploadEngine {
         let hashesFile = wantsDigest(start) || request.wantsDigest
         let startDigest = hashesFile ? digests.take(start.id, at: start.offset) : nil
         let finished = await run(
-            bodyReceiver(writer, start, request, limit: limit, digest: startDigest, transport: transport, hold: hold), body, stop: stop
+            bodyReceiver(writer, start, request, limit: limit, digest: startDigest, transport: transport, began: report.began, hold: hold), body,
+            stop: stop
         )
         return try await conclude(finished, start, request, writer: writer, startDigest: startDigest, transport: transport, stop: stop, hold: hold, report: &report)
     }
@@ -179,7 +191,9 @@ extension UploadEngine {
         var settled = Settlement(record: outcome.committed, keep: verdict.keep, failure: verdict.failure)
         if settled.keep {
             do {
-                settled = try await settle(settled, outcome, start, request, end: end, startDigest: startDigest, writer: writer, hold: hold, context: context)
+                settled = try await settle(
+                    settled, outcome, start, request, end: end, startDigest: startDigest, began: report.began, writer: writer, hold: hold, context: context
+                )
             } catch {
                 await writer.close()
                 if error.code == .requestSuperseded {
@@ -260,6 +274,7 @@ extension UploadEngine {
         _ request: AppendRequest,
         end: BodyEnd,
         startDigest: SHA256?,
+        began: Date,
         writer: any ByteWriter,
         hold: Hold,
         context: Logger.Metadata
@@ -276,7 +291,7 @@ extension UploadEngine {
         var sha256: String?
         guard case .complete(let length) = completion else {
             if let digest { digests.put(start.id, at: durable, digest) }
-            settled.record = try await commit(settled.record, offset: durable, state: state, completes: false, hold)
+            settled.record = try await commit(settled.record, offset: durable, state: state, firstByteAt: began, completes: false, hold)
             return settled
         }
         settled.record.length = length
@@ -298,7 +313,7 @@ extension UploadEngine {
         }
         sha256 = digest.map(DigestCache.hex)
         digests.forget(start.id)
-        settled.record = try await commit(settled.record, offset: durable, state: state, sha256: sha256, completes: true, hold)
+        settled.record = try await commit(settled.record, offset: durable, state: state, sha256: sha256, firstByteAt: began, completes: true, hold)
         return settled
     }
 
@@ -310,6 +325,7 @@ extension UploadEngine {
         limit: Int64?,
         digest: SHA256?,
         transport: some BodyTransport,
+        began: Date,
         hold: Hold
     ) -> BodyReceiver {
         let hashAll = request.expectsTrailerChecksum && request.checksum == nil
@@ -322,7 +338,7 @@ extension UploadEngine {
         let checkpoints = request.checksum == nil && !request.expectsTrailerChecksum
         return BodyReceiver(
             writer: writer,
-            sink: AppendCheckpoints(engine: self, transport: transport, completesAtLength: request.completesAtLength, hold: hold),
+            sink: AppendCheckpoints(engine: self, transport: transport, completesAtLength: request.completesAtLength, began: began, hold: hold),
             start: start,
             limit: limit,
             hashing: hashAll ? Array(ChecksumAlgorithm.allCases) : request.checksum.map { [$0.algorithm] } ?? [],
@@ -334,13 +350,15 @@ extension UploadEngine {
     }
 
     /// Commits a synced offset (and the store's state for it); the upload is complete once the
-    /// offset reaches its length.
+    /// offset reaches its length. The first commit of stored bytes also records `firstByteAt`
+    /// (when their request began), in the same write.
     func commit(
-        _ record: UploadRecord, offset: Int64, state: String?, sha256: String? = nil, completes: Bool, _ hold: Hold
+        _ record: UploadRecord, offset: Int64, state: String?, sha256: String? = nil, firstByteAt: Date? = nil, completes: Bool, _ hold: Hold
     ) async throws(FerryError) -> UploadRecord {
         var updated = record
         updated.offset = offset
         updated.storeState = state
+        if updated.firstByteAt == nil, offset > 0 { updated.firstByteAt = firstByteAt }
         let date = now()
         updated.updatedAt = date
         if completes, let length = updated.length, offset == length {

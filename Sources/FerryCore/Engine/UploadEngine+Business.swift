@@ -99,11 +99,17 @@ extension UploadEngine {
         return scenario.preFinish != nil || !scenario.webhooks.isEmpty
     }
 
-    /// Commits `new` (which replaces `old`) with the events the change produces.
-    func save(_ old: UploadRecord, _ new: UploadRecord, _ hold: Hold) async throws(FerryError) -> UploadRecord {
+    /// Commits `new` (which replaces `old`) with the events the change produces; with a
+    /// `claim`, only if the owner's quotas still allow it (checked by the catalog in the same
+    /// transaction as the write).
+    func save(_ old: UploadRecord, _ new: UploadRecord, _ hold: Hold, claim: QuotaClaim? = nil) async throws(FerryError) -> UploadRecord {
         var updated = new
         let events = events(from: old, to: &updated)
-        try await catalog.update(updated, events: events, fence: hold.fence)
+        if let claim {
+            try await catalog.update(updated, events: events, fence: hold.fence, claim: claim)
+        } else {
+            try await catalog.update(updated, events: events, fence: hold.fence)
+        }
         if !events.isEmpty { outboxWritten.signal() }
         return updated
     }

@@ -64,7 +64,8 @@ extension UploadEngine {
             scenario: chosen.name,
             owner: principal.subject,
             quotaKey: quotaKey(principal, address: address),
-            concatRequest: request
+            concatRequest: request,
+            network: info.network
         )
         record.expiresAt = expiry(for: record, from: date)
         try await store.create(for: record)

@@ -121,7 +121,8 @@ public final class UploadEngine: Sendable {
             createdAt: date,
             scenario: scenario.name,
             owner: spec.principal.subject,
-            quotaKey: quotaKey(spec.principal, address: spec.address)
+            quotaKey: quotaKey(spec.principal, address: spec.address),
+            network: spec.info.network
         )
         record.expiresAt = expiry(for: record, from: date)
         if spec.length == 0, spec.completesWhenEmpty {

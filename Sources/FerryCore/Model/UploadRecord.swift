@@ -61,6 +61,12 @@ public struct UploadRecord: Sendable, Equatable {
     public var progressEventAt: Date?
     /// For a final: the `Upload-Concat` value its creator sent (tus HEAD echoes it as received).
     public var concatRequest: String?
+    /// The network class its creator declared (`RequestInfo.network`): the completion
+    /// histograms' label on whichever node completes it. Set at creation and never changed.
+    public var network: String
+    /// When the request that stored its first bytes began (nil before any byte is stored, and
+    /// for a concatenation final): where the completion's goodput is measured from.
+    public var firstByteAt: Date?
 
     public init(
         id: UploadID,
@@ -80,9 +86,13 @@ public struct UploadRecord: Sendable, Equatable {
         business: BusinessResult? = nil,
         eventSequence: Int64 = 0,
         progressEventAt: Date? = nil,
-        concatRequest: String? = nil
+        concatRequest: String? = nil,
+        network: String = "unknown",
+        firstByteAt: Date? = nil
     ) {
         self.concatRequest = concatRequest
+        self.network = network
+        self.firstByteAt = firstByteAt
         self.id = id
         self.length = length
         self.offset = offset

@@ -36,6 +36,12 @@ public protocol QuotaCatalog: UploadCatalog {
     /// (nil: creations are not counted and read as 0 — the count walks every creation of the
     /// window, so it is made only when a `creations-per-minute` quota needs it).
     func usage(of owner: String, since: Date?) async throws(FerryError) -> OwnerUsage
+
+    /// Replaces the record as `update(_:events:fence:)` does, only if `claim.check` passes on
+    /// the owner's usage counted in the same transaction, serialized with every claimed insert
+    /// and claimed update of that owner (on every node sharing the catalog): a length declared
+    /// after creation takes the owner's last bytes exactly once. Nothing is written when it throws.
+    func update(_ record: UploadRecord, events: [OutboxEvent], fence: LeaseFence?, claim: QuotaClaim) async throws(FerryError)
 }
 
 /// A catalog that finds uploads past their expiry and tombstones past their retention.

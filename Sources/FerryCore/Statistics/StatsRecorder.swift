@@ -36,16 +36,8 @@ public final class StatsRecorder: Service, Sendable {
         }
     }
 
-    /// What this node knows of an upload it saw created, for the completion histograms.
-    struct Seen: Sendable {
-        var scenario: String
-        var network: String
-        var firstByteAt: Date?
-    }
-
     struct State: Sendable {
         var buffer: [StatsEvent] = []
-        var seen: [UploadID: Seen] = [:]
         var dropped = 0
     }
 
@@ -92,24 +84,20 @@ public final class StatsRecorder: Service, Sendable {
             id: record.id, scenario: record.scenario, owner: record.owner, info: info, createdAt: record.createdAt,
             state: .incomplete, length: record.length
         )
-        enqueue(.created(stats)) { state in
-            if state.seen.count >= self.configuration.capacity { state.seen.removeAll(keepingCapacity: true) }
-            state.seen[record.id] = Seen(scenario: record.scenario, network: info.network)
-        }
+        enqueue(.created(stats))
     }
 
     public func request(_ entry: RequestEntry) {
-        enqueue(.request(entry)) { state in
-            if entry.bytes > 0, state.seen[entry.upload]?.firstByteAt == nil { state.seen[entry.upload]?.firstByteAt = entry.at }
-        }
+        enqueue(.request(entry))
     }
 
+    /// Observes the two histograms from the record alone (its scenario, the network its creator
+    /// declared, when its first bytes came), so they are right on whichever node completes it,
+    /// after a restart too.
     public func completed(_ record: UploadRecord, at date: Date) {
-        var seen: Seen?
-        enqueue(.completed(record.id, at: date, length: record.offset)) { state in
-            seen = state.seen.removeValue(forKey: record.id)
-        }
-        let network = seen?.network ?? "unknown"
+        enqueue(.completed(record.id, at: date, length: record.offset))
+        // A label from the fixed set, whatever a catalog row holds.
+        let network = RequestInfo.networks.contains(record.network) ? record.network : "unknown"
         let metrics = histograms.withLock { cache in
             let key = record.scenario + "|" + network
             if let made = cache[key] { return made }
@@ -122,21 +110,20 @@ public final class StatsRecorder: Service, Sendable {
             return made
         }
         metrics.duration.recordNanoseconds(Int64(max(0, date.timeIntervalSince(record.createdAt)) * 1e9))
-        let transfer = date.timeIntervalSince(seen?.firstByteAt ?? record.createdAt)
+        let transfer = date.timeIntervalSince(record.firstByteAt ?? record.createdAt)
         if record.offset > 0, transfer > 0 { metrics.goodput.record(Double(record.offset) / transfer) }
     }
 
     public func ended(_ id: UploadID, at date: Date, state ended: StatsState) {
-        enqueue(.ended(id, at: date, state: ended)) { state in state.seen.removeValue(forKey: id) }
+        enqueue(.ended(id, at: date, state: ended))
     }
 
     public func telemetry(_ id: UploadID, json: String) {
-        enqueue(.telemetry(id, json: json)) { _ in }
+        enqueue(.telemetry(id, json: json))
     }
 
-    private func enqueue(_ event: StatsEvent, _ update: (inout State) -> Void) {
+    private func enqueue(_ event: StatsEvent) {
         let (full, dropped) = state.withLock { state -> (Bool, Int) in
-            update(&state)
             var dropped = 0
             if state.buffer.count >= configuration.capacity {
                 dropped = state.buffer.count / 10
