@@ -49,6 +49,8 @@ class Receivers:
         self.dir = os.path.join(workdir, f"nginx-{tag}")
         os.makedirs(self.dir, exist_ok=True)
         self.hooks_log = os.path.join(self.dir, "hooks.log")
+        if os.path.exists(self.hooks_log):
+            os.remove(self.hooks_log)  # counts must be this sample's alone
         conf = os.path.join(self.dir, "nginx.conf")
         with open(conf, "w") as f:
             f.write(f"""worker_processes 1;
@@ -149,7 +151,7 @@ class Production(Bench):
         self.a.ferry = path or self.ferry
         receivers = proc = data = None
         try:
-            receivers = Receivers(self.a.workdir, f"{i}-{name}")
+            receivers = Receivers(self.a.workdir, f"{i}-{prefix.rstrip(':')}-{name}" if prefix else f"{i}-{name}")
             config = self.config(name, receivers)
             proc, port, data = self.start_ferry(name, config)
             extra = []
