@@ -56,6 +56,17 @@ struct AdmissionAndEventsTests {
         }
     }
 
+    /// Strings with and without characters to escape read back as they were written.
+    @Test(arguments: ["plain-id_1.jpg", "", "quote \" and \\ back", "line\nbreak\ttab\r\u{01}", "naïve 照片 🎧", "\u{1F}end"])
+    func jsonStringsReadBackUnchanged(_ value: String) throws {
+        var writer = JSONWriter()
+        writer.string("v", value)
+        let json = writer.finish()
+        let object = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: String]
+        #expect(object?["v"] == value)
+        #expect(!json.utf8.contains(where: { $0 < 0x20 }), "control characters are escaped")
+    }
+
     @Test func eventsFollowTheChange() {
         var created = UploadRecord(id: UploadID.random(), length: 10, createdAt: Self.now, scenario: "private")
         #expect(UploadEvents.derive(from: nil, to: &created, scenario: Self.private_, at: Self.now).map(\.type) == [.created])

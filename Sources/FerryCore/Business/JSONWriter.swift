@@ -43,6 +43,12 @@ public struct JSONWriter {
     /// characters as they are (UTF-8).
     public static func quote(_ value: String, into text: inout String) {
         text += "\""
+        // Most values (ids, names, digests, times) need no escape: appended whole, not per scalar.
+        guard value.utf8.contains(where: { $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") || $0 < 0x20 }) else {
+            text += value
+            text += "\""
+            return
+        }
         for scalar in value.unicodeScalars {
             switch scalar {
             case "\"": text += "\\\""
