@@ -20,6 +20,10 @@ public protocol ByteStore: Sendable {
     /// process keeps); a shared store refuses writes once it is no longer valid.
     func openWriter(for record: UploadRecord, fence: LeaseFence?) async throws(FerryError) -> any ByteWriter
 
+    /// Opens the writer of the request that created the upload (its creation-with-upload body):
+    /// no earlier request can have left bytes behind, so a store may skip looking for them.
+    func openFirstWriter(for record: UploadRecord, fence: LeaseFence?) async throws(FerryError) -> any ByteWriter
+
     /// How many bytes the store holds for the upload; nil or 0 when it holds nothing at all.
     func storedLength(of record: UploadRecord) async throws(FerryError) -> Int64?
 
@@ -32,6 +36,11 @@ public protocol ByteStore: Sendable {
 
 extension ByteStore {
     public func location(of record: UploadRecord) -> String { "\(name):\(record.id.rawValue)" }
+
+    /// Stores without leftovers to look for open the first writer like any other.
+    public func openFirstWriter(for record: UploadRecord, fence: LeaseFence?) async throws(FerryError) -> any ByteWriter {
+        try await openWriter(for: record, fence: fence)
+    }
 }
 
 /// A sequential writer for one upload, used by one request at a time.

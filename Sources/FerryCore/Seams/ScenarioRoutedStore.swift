@@ -37,6 +37,10 @@ public final class ScenarioRoutedStore<Store: ReadableByteStore & ConcatenatingB
         try await store(record).openWriter(for: record, fence: fence)
     }
 
+    public func openFirstWriter(for record: UploadRecord, fence: LeaseFence?) async throws(FerryError) -> any ByteWriter {
+        try await store(record).openFirstWriter(for: record, fence: fence)
+    }
+
     public func storedLength(of record: UploadRecord) async throws(FerryError) -> Int64? {
         try await store(record).storedLength(of: record)
     }
