@@ -102,6 +102,53 @@ public final class UploadEngine: Sendable {
 
     /// Creates an empty upload, durably. An upload of length 0 is complete at once.
     public func create(_ spec: CreateSpec) async throws(FerryError) -> UploadRecord {
+        let (record, claim) = try await newRecord(spec)
+        try await store.create(for: record)
+        var inserted = try await insertClaimed(record, claim: claim)
+        observers.created(inserted, info: spec.info)
+        if inserted.isComplete {
+            observers.completed(inserted, at: inserted.createdAt)
+            inserted = try await withLock(inserted.id, onStop: {}) { (hold: Hold) async throws(FerryError) -> UploadRecord in
+                await self.finishBusiness(inserted, hold)
+            }
+        }
+        logger.debug("upload.created", metadata: ["upload.id": "\(inserted.id)", "upload.length": "\(spec.length.map(String.init) ?? "deferred")"])
+        return inserted
+    }
+
+    /// A new upload, created under its lock, for the request that created it (`work`: its
+    /// creation-with-upload body, through `append(into:)`).
+    ///
+    /// The lock is taken *before* the record exists: nobody can know the id yet, so it is
+    /// granted at once, and nothing another request does can come between the insert and the
+    /// body. The body's append then needs neither to read the record back nor to lock again.
+    public struct NewUpload: Sendable {
+        /// The record as inserted (and, when complete at once, with its business result).
+        public let record: UploadRecord
+        let hold: Hold
+        let stop: StopSignal
+    }
+
+    /// Creates an upload like `create(_:)` and runs `work` while its lock is still held; the
+    /// lock is released when `work` returns.
+    public func create<T: Sendable>(_ spec: CreateSpec, holding work: (NewUpload) async -> T) async throws(FerryError) -> T {
+        let (record, claim) = try await newRecord(spec)
+        let stop = StopSignal()
+        return try await withLock(record.id, onStop: { stop.fire(.superseded) }) { (hold: Hold) async throws(FerryError) -> T in
+            try await self.store.create(for: record)
+            var inserted = try await self.insertClaimed(record, claim: claim)
+            self.observers.created(inserted, info: spec.info)
+            if inserted.isComplete {
+                self.observers.completed(inserted, at: inserted.createdAt)
+                inserted = await self.finishBusiness(inserted, hold)
+            }
+            self.logger.debug("upload.created", metadata: ["upload.id": "\(inserted.id)", "upload.length": "\(spec.length.map(String.init) ?? "deferred")"])
+            return await work(NewUpload(record: inserted, hold: hold, stop: stop))
+        }
+    }
+
+    /// The record of a creation after every check (not stored yet), and its quota claim.
+    private func newRecord(_ spec: CreateSpec) async throws(FerryError) -> (UploadRecord, QuotaClaim?) {
         try refuseDuringShutdown()
         if let length = spec.length {
             guard length >= 0 else { throw FerryError(.invalidLength, "Upload-Length must not be negative") }
@@ -132,17 +179,7 @@ public final class UploadEngine: Sendable {
             record.expiresAt = nil
             prepareCompletion(&record, sha256: DigestCache.emptySHA256)
         }
-        try await store.create(for: record)
-        record = try await insertClaimed(record, claim: admission.claim)
-        observers.created(record, info: spec.info)
-        if record.isComplete {
-            observers.completed(record, at: date)
-            record = try await withLock(id, onStop: {}) { (hold: Hold) async throws(FerryError) -> UploadRecord in
-                await self.finishBusiness(record, hold)
-            }
-        }
-        logger.debug("upload.created", metadata: ["upload.id": "\(id)", "upload.length": "\(spec.length.map(String.init) ?? "deferred")"])
-        return record
+        return (record, admission.claim)
     }
 
     // MARK: Status
