@@ -115,6 +115,9 @@ extension PostgresCatalog {
                 "CREATE INDEX uploads_quota_created ON uploads (quota_key, created_at) WHERE quota_key IS NOT NULL",
             ]
         ),
+        // A claimed insert is one statement: the owner's lock and count in a function (a fresh
+        // snapshot after the lock), the insert behind it (`PostgresCatalog.claimedInsertQuery`).
+        Migration(version: 6, name: "quota claims in one statement", statements: [PostgresCatalog.lockedUsageFunction]),
     ]
 
     /// The advisory lock that serializes migrations across nodes ("FerryCat" in ASCII).

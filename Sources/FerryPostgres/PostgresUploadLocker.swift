@@ -54,12 +54,22 @@ public final class PostgresUploadLocker: UploadLocker, Service {
     private let claims = Mutex<[UploadID: Claim]>([:])
     private let listening = Mutex(false)
     private let clock: AnyClock
+    /// Releases that arrive while one is running go together, in one statement.
+    private let releases: GroupCommit<Release, Void>
     var logger: Logger { catalog.logger }
 
     public init(catalog: PostgresCatalog, configuration: Configuration = Configuration(), clock: some Clock<Duration> = ContinuousClock()) {
         self.clock = AnyClock(clock)
         self.catalog = catalog
         self.configuration = configuration
+        self.releases = GroupCommit { batch in
+            do throws(FerryError) {
+                try await Self.release(batch, in: catalog)
+                return batch.map { _ in .success(()) }
+            } catch {
+                return batch.map { _ in .failure(error) }
+            }
+        }
     }
 
     /// Uploads this node holds (for tests and metrics).
@@ -140,15 +150,31 @@ public final class PostgresUploadLocker: UploadLocker, Service {
         ) { _ in () }
     }
 
+    /// One claim to give up: the upload and the fence it was claimed with.
+    struct Release: Sendable {
+        let id: UploadID
+        let fence: Int64
+    }
+
+    /// Gives up several claims in one statement (each only while it is still the row's).
+    static func release(_ batch: [Release], in catalog: PostgresCatalog) async throws(FerryError) {
+        _ = try await catalog.rows(
+            """
+            UPDATE upload_leases SET holder = NULL, stop_requested = false
+            WHERE (upload_id, fence) IN (SELECT * FROM unnest(\(batch.map(\.id.rawValue))::text[], \(batch.map(\.fence))::bigint[]))
+            """,
+            "the upload lock could not be released"
+        ) { _ in () }
+    }
+
     fileprivate func release(_ id: UploadID, fence: LeaseFence) async {
         claims.withLock { claims in
             if claims[id]?.fence === fence { claims[id] = nil }
         }
         do {
-            _ = try await catalog.rows(
-                "UPDATE upload_leases SET holder = NULL, stop_requested = false WHERE upload_id = \(id.rawValue) AND fence = \(fence.token)",
-                "the upload lock could not be released"
-            ) { _ in () }
+            // Awaited, so the next request on this node finds the row free; releases that come
+            // while one runs share the next statement.
+            try await releases.submit(Release(id: id, fence: fence.token))
         } catch {
             // The lease lapses by itself.
             logger.warning("lock.release_failed", metadata: ["upload.id": "\(id)", "error": "\(error)"])

@@ -39,7 +39,7 @@ struct PostgresCatalogLiveTests {
                 for node in nodes { group.addTask { _ = try await node.get(id) } }
                 try await group.waitForAll()
             }
-            #expect(try await database.migrationCount(schema: schema) == 5)
+            #expect(try await database.migrationCount(schema: schema) == 6)
             try await nodes[0].insert(record)
             record.offset = 3
             try await nodes[1].update(record, events: [], fence: nil)
@@ -48,7 +48,7 @@ struct PostgresCatalogLiveTests {
             // A node restarting later finds the schema current and changes nothing.
             let restarted = try await database.catalog(schema: schema)
             #expect(try await restarted.get(record.id) == record)
-            #expect(try await database.migrationCount(schema: schema) == 5)
+            #expect(try await database.migrationCount(schema: schema) == 6)
         }
     }
 
