@@ -186,6 +186,10 @@ public final class S3ByteStore: ReadableByteStore, ConcatenatingByteStore {
         try await context.storage.getObject(key: keys(record.id).object, range: range, consume: consume)
     }
 
+    /// S3 has no way to make one object of others without copying their bytes (even
+    /// UploadPartCopy costs the store a write of every byte).
+    public var concatenationCopiesBytes: Bool { true }
+
     /// Server-side copies (UploadPartCopy) when every part but the last is at least 5 MiB;
     /// otherwise the bytes stream through this node's spool into a new upload.
     public func concatenate(_ parts: [UploadRecord], into target: UploadRecord, fence: LeaseFence?) async throws(FerryError) -> String? {

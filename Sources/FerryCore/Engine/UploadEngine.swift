@@ -55,7 +55,8 @@ public final class UploadEngine: Sendable {
             expiration: configuration.expiry != nil,
             termination: configuration.allowsTermination,
             maxSize: configuration.maxSize,
-            expiry: configuration.expiry
+            expiry: configuration.expiry,
+            concatenationCopies: (store as? any ConcatenatingByteStore)?.concatenationCopiesBytes ?? false
         )
         self.business = business
         self.logger = logger

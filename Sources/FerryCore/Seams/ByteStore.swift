@@ -87,6 +87,15 @@ public protocol ConcatenatingByteStore: ByteStore {
     /// `target`, durably, replacing whatever `target` held; returns the target's store state.
     /// `fence`: as for `openWriter`.
     func concatenate(_ parts: [UploadRecord], into target: UploadRecord, fence: LeaseFence?) async throws(FerryError) -> String?
+
+    /// True when `concatenate` copies the partials' bytes (object storage), so a client gains
+    /// nothing by splitting a file it could send in one stream (`Ferry-Concatenation: copy`).
+    var concatenationCopiesBytes: Bool { get }
+}
+
+extension ConcatenatingByteStore {
+    /// Stores that link or reference the partials' bytes.
+    public var concatenationCopiesBytes: Bool { false }
 }
 
 /// A store that can list what it holds, so bytes left behind by a crash (stored, but never

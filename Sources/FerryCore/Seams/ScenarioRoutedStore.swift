@@ -55,6 +55,9 @@ public final class ScenarioRoutedStore<Store: ReadableByteStore & ConcatenatingB
         try await store(record).read(record, range: range, consume: consume)
     }
 
+    /// Every scenario's store is of one kind: the default one speaks for them.
+    public var concatenationCopiesBytes: Bool { fallback.concatenationCopiesBytes }
+
     public func concatenate(_ parts: [UploadRecord], into target: UploadRecord, fence: LeaseFence?) async throws(FerryError) -> String? {
         let destination = store(target)
         guard parts.allSatisfy({ store($0) === destination }) else {
