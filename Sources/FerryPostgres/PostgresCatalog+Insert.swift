@@ -9,18 +9,33 @@ extension PostgresCatalog {
     /// holder inserted, so concurrent creations on any node cannot all take the last slot. The row
     /// is inserted only if the quotas leave room; otherwise the usage decides the error.
     public func insert(_ record: UploadRecord, events: [OutboxEvent], claim: QuotaClaim?) async throws(FerryError) {
+        _ = try await insert(record, events: events, claim: claim, lease: nil)
+    }
+
+    /// A new upload's lock, claimed by the statement that inserts it (`PostgresUploadLocker`).
+    struct NewLease {
+        /// The claiming node.
+        let holder: String
+        /// How long the claim lasts without renewal.
+        let seconds: Double
+    }
+
+    /// `insert`, with the upload's lease row when `lease` is given; returns its fence token.
+    func insert(_ record: UploadRecord, events: [OutboxEvent], claim: QuotaClaim?, lease: NewLease?) async throws(FerryError) -> Int64? {
         guard let claim else {
-            _ = try await rows(Self.insertQuery(record, events), "the catalog rejected an insert") { _ in () }
-            return
+            let fences = try await rows(Self.insertQuery(record, events, lease: lease), "the catalog rejected an insert") { row in
+                try row.decode((String, Int64?).self).1
+            }
+            return fences.first ?? nil
         }
-        let answers = try await rows(Self.claimedInsertQuery(record, events, claim), "the catalog rejected an insert") { row in
-            let (open, bytes, recent, inserted) = try row.decode((Int64, Int64, Int64, Bool).self)
-            return (OwnerUsage(openUploads: Int(open), openBytes: bytes, recentCreations: Int(recent)), inserted)
+        let answers = try await rows(Self.claimedInsertQuery(record, events, claim, lease: lease), "the catalog rejected an insert") { row in
+            let (open, bytes, recent, inserted, fence) = try row.decode((Int64, Int64, Int64, Bool, Int64?).self)
+            return (OwnerUsage(openUploads: Int(open), openBytes: bytes, recentCreations: Int(recent)), inserted, fence)
         }
-        guard let (usage, inserted) = answers.first else {
+        guard let (usage, inserted, fence) = answers.first else {
             throw FerryError(.catalogFailure, "the catalog did not answer an insert")
         }
-        if inserted { return }
+        if inserted { return fence }
         try claim.check(usage)
         // The statement's rule and `QuotaClaim.check` are the same; should they ever differ,
         // the database's refusal stands.
@@ -33,7 +48,7 @@ extension PostgresCatalog {
     /// One statement, so atomic without a transaction: the row, a final's parts with their
     /// positions (none for other uploads), and the outbox events. A duplicate id fails on
     /// the primary key.
-    static func insertQuery(_ record: UploadRecord, _ events: [OutboxEvent]) -> PostgresQuery {
+    static func insertQuery(_ record: UploadRecord, _ events: [OutboxEvent], lease: NewLease? = nil) -> PostgresQuery {
         """
             WITH upload AS (
                 INSERT INTO uploads (\(unescaped: insertColumns))
@@ -41,15 +56,16 @@ extension PostgresCatalog {
                 RETURNING id
             ),
             \(partsInsertOf: record),
+            \(leaseInsertOf: lease),
             \(outboxInsertOf: events)
-            SELECT id FROM upload
+            SELECT id, (SELECT fence FROM lease) FROM upload
             """
     }
 
     /// `insertQuery` behind the owner's quotas (`QuotaClaim.check`'s rule in SQL, bytes saturating
     /// at 2^63 - 1 as there): answers the owner's usage before the insert and whether the row was
     /// inserted.
-    static func claimedInsertQuery(_ record: UploadRecord, _ events: [OutboxEvent], _ claim: QuotaClaim) -> PostgresQuery {
+    static func claimedInsertQuery(_ record: UploadRecord, _ events: [OutboxEvent], _ claim: QuotaClaim, lease: NewLease? = nil) -> PostgresQuery {
         let creations = claim.creating ? claim.quotas.creationsPerMinute.map(Int64.init) : nil
         let open = claim.creating ? claim.quotas.openUploads.map(Int64.init) : nil
         return """
@@ -66,8 +82,9 @@ extension PostgresCatalog {
                 RETURNING id
             ),
             \(partsInsertOf: record),
+            \(leaseInsertOf: lease),
             \(outboxInsertOf: events)
-            SELECT usage.open_uploads, usage.open_bytes, usage.recent, EXISTS (SELECT 1 FROM upload) FROM usage
+            SELECT usage.open_uploads, usage.open_bytes, usage.recent, EXISTS (SELECT 1 FROM upload), (SELECT fence FROM lease) FROM usage
             """
     }
 
@@ -138,6 +155,24 @@ extension PostgresQuery.StringInterpolation {
         appendInterpolation(record.progressEventAt?.timeIntervalSince1970)
         appendLiteral(", ")
         appendInterpolation(record.quotaKey)
+    }
+
+    /// The `lease` step of an insert: the new upload's lease row, held by `lease.holder` with a
+    /// new fence, written only with the upload's row (nothing without a `lease`).
+    mutating func appendInterpolation(leaseInsertOf lease: PostgresCatalog.NewLease?) {
+        guard let lease else {
+            appendLiteral("lease AS (SELECT NULL::bigint AS fence WHERE false)")
+            return
+        }
+        appendLiteral("""
+            lease AS (
+                INSERT INTO upload_leases (upload_id, holder, fence, expires_at, stop_requested)
+                SELECT upload.id,
+            """)
+        appendInterpolation(lease.holder)
+        appendLiteral(", nextval('upload_lease_fences'), clock_timestamp() + make_interval(secs => ")
+        appendInterpolation(lease.seconds)
+        appendLiteral("), false FROM upload RETURNING fence)")
     }
 
     /// The `parts` step of an insert: a final's partials with their positions (none otherwise).

@@ -63,10 +63,11 @@ struct PostgresCreationTests {
     @Test func aCreationsFenceIsValidBeforeItsRecordExistsAndRefusedOnceTakenOver() async throws {
         try await PostgresUploadLockerTests.withNodes(2) { lockers, services in
             let id = UploadID.random()
-            // The creating node claims the id first, then inserts (nobody can know the id yet).
-            let creating = try await lockers[0].lock(id, timeout: .seconds(1)) {}
+            // The creating node's insert claims the lock in the same statement.
             var record = PostgresUploadLockerTests.record(id)
-            try await lockers[0].catalog.insert(record, events: [], claim: nil)
+            let creating = try await lockers[0].lock(inserting: record, events: [], claim: nil, into: lockers[0].catalog) {}
+            #expect(creating.fence != nil)
+            #expect(try await lockers[0].catalog.get(id) != nil)
             services[0].cancel()  // node A hangs mid-creation: its lease lapses
             let taken = try await lockers[1].lock(id, timeout: .seconds(10)) {}
             record.offset = 40
@@ -78,6 +79,42 @@ struct PostgresCreationTests {
             #expect(try await lockers[1].catalog.get(id)?.offset == 40, "the late creation's commit is refused")
             await taken.release()
             await creating.release()
+        }
+    }
+
+    @Test func anInsertTheQuotaRefusesHoldsNoLock() async throws {
+        try await PostgresUploadLockerTests.withNodes(1) { lockers, _ in
+            let catalog = lockers[0].catalog
+            let owner = QuotaKey.subject("quota-\(UUID().uuidString)")
+            let claim = QuotaClaim(owner: owner, quotas: Quotas(openUploads: 1), bytes: 10, creating: true, windowStart: Date())
+            var first = PostgresUploadLockerTests.record(.random())
+            first.quotaKey = owner
+            let held = try await lockers[0].lock(inserting: first, events: [], claim: claim, into: catalog) {}
+            var second = PostgresUploadLockerTests.record(.random())
+            second.quotaKey = owner
+            let refused = await #expect(throws: FerryError.self) {
+                _ = try await lockers[0].lock(inserting: second, events: [], claim: claim, into: catalog) {}
+            }
+            #expect(refused?.code == .quotaExceeded)
+            #expect(try await catalog.get(second.id) == nil)
+            #expect(lockers[0].heldCount == 1, "only the inserted upload is held")
+            await held.release()
+            // Nothing of the refused one is left locked, on this node or in the database.
+            let lease = try await lockers[0].lock(second.id, timeout: .milliseconds(500)) {}
+            await lease.release()
+        }
+    }
+
+    @Test func intoAnotherCatalogTheLockerClaimsFirstThenInserts() async throws {
+        try await PostgresUploadLockerTests.withNodes(2, configuration: PostgresUploadLockerTests.notifiedOnly) { lockers, _ in
+            let other = MemoryCatalog()
+            let record = PostgresUploadLockerTests.record(.random())
+            let lease = try await lockers[0].lock(inserting: record, events: [], claim: nil, into: other) {}
+            #expect(try await other.get(record.id) != nil && lease.fence != nil)
+            await #expect(throws: FerryError.self) { _ = try await lockers[1].lock(record.id, timeout: .milliseconds(300)) {} }
+            await lease.release()
+            let next = try await lockers[1].lock(record.id, timeout: .seconds(2)) {}
+            await next.release()
         }
     }
 

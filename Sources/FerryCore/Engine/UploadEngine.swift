@@ -131,21 +131,46 @@ public final class UploadEngine: Sendable {
     }
 
     /// Creates an upload like `create(_:)` and runs `work` while its lock is still held; the
-    /// lock is released when `work` returns.
+    /// lock is released when `work` returns. A locker that can claim the lock in the insert
+    /// itself (`InsertingUploadLocker`, PostgreSQL) makes the two one statement.
     public func create<T: Sendable>(_ spec: CreateSpec, holding work: (NewUpload) async -> T) async throws(FerryError) -> T {
         let (record, claim) = try await newRecord(spec)
         let stop = StopSignal()
-        return try await withLock(record.id, onStop: { stop.fire(.superseded) }) { (hold: Hold) async throws(FerryError) -> T in
-            try await self.store.create(for: record)
-            var inserted = try await self.insertClaimed(record, claim: claim)
-            self.observers.created(inserted, info: spec.info)
-            if inserted.isComplete {
-                self.observers.completed(inserted, at: inserted.createdAt)
-                inserted = await self.finishBusiness(inserted, hold)
+        guard let inserting = locker as? any InsertingUploadLocker else {
+            return try await withLock(record.id, onStop: { stop.fire(.superseded) }) { (hold: Hold) async throws(FerryError) -> T in
+                try await self.store.create(for: record)
+                let inserted = try await self.insertClaimed(record, claim: claim)
+                return await self.created(inserted, spec, hold: hold, stop: stop, work)
             }
-            self.logger.debug("upload.created", metadata: ["upload.id": "\(inserted.id)", "upload.length": "\(spec.length.map(String.init) ?? "deferred")"])
-            return await work(NewUpload(record: inserted, hold: hold, stop: stop))
         }
+        try await store.create(for: record)
+        var inserted = record
+        let events = events(from: nil, to: &inserted)
+        let lease: any UploadLease
+        do {
+            lease = try await inserting.lock(inserting: inserted, events: events, claim: claim, into: catalog) { stop.fire(.superseded) }
+        } catch {
+            try? await store.delete(record.id)
+            throw error
+        }
+        if !events.isEmpty { outboxWritten.signal() }
+        let result = await created(inserted, spec, hold: Hold(fence: lease.fence), stop: stop, work)
+        await lease.release()
+        return result
+    }
+
+    /// After a creation's insert, under its lock: observed, completed at once when empty, then `work`.
+    private func created<T: Sendable>(
+        _ record: UploadRecord, _ spec: CreateSpec, hold: Hold, stop: StopSignal, _ work: (NewUpload) async -> T
+    ) async -> T {
+        var inserted = record
+        observers.created(inserted, info: spec.info)
+        if inserted.isComplete {
+            observers.completed(inserted, at: inserted.createdAt)
+            inserted = await finishBusiness(inserted, hold)
+        }
+        logger.debug("upload.created", metadata: ["upload.id": "\(inserted.id)", "upload.length": "\(spec.length.map(String.init) ?? "deferred")"])
+        return await work(NewUpload(record: inserted, hold: hold, stop: stop))
     }
 
     /// The record of a creation after every check (not stored yet), and its quota claim.
