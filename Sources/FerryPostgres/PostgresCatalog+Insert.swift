@@ -54,11 +54,8 @@ extension PostgresCatalog {
                 INSERT INTO uploads (\(unescaped: insertColumns))
                 VALUES (\(uploadValuesOf: record))
                 RETURNING id
-            ),
-            \(partsInsertOf: record),
-            \(leaseInsertOf: lease),
-            \(outboxInsertOf: events)
-            SELECT id, (SELECT fence FROM lease) FROM upload
+            )\(partsInsertOf: record)\(leaseInsertOf: lease)\(outboxInsertOf: events)
+            SELECT id, \(unescaped: lease == nil ? "NULL::bigint" : "(SELECT fence FROM lease)") FROM upload
             """
     }
 
@@ -80,11 +77,9 @@ extension PostgresCatalog {
                 AND (\(claim.quotas.openBytes)::bigint IS NULL
                     OR least(usage.open_bytes::numeric + \(claim.bytes)::numeric, 9223372036854775807) <= \(claim.quotas.openBytes)::bigint)
                 RETURNING id
-            ),
-            \(partsInsertOf: record),
-            \(leaseInsertOf: lease),
-            \(outboxInsertOf: events)
-            SELECT usage.open_uploads, usage.open_bytes, usage.recent, EXISTS (SELECT 1 FROM upload), (SELECT fence FROM lease) FROM usage
+            )\(partsInsertOf: record)\(leaseInsertOf: lease)\(outboxInsertOf: events)
+            SELECT usage.open_uploads, usage.open_bytes, usage.recent, EXISTS (SELECT 1 FROM upload),
+                \(unescaped: lease == nil ? "NULL::bigint" : "(SELECT fence FROM lease)") FROM usage
             """
     }
 
@@ -157,14 +152,12 @@ extension PostgresQuery.StringInterpolation {
         appendInterpolation(record.quotaKey)
     }
 
-    /// The `lease` step of an insert: the new upload's lease row, held by `lease.holder` with a
-    /// new fence, written only with the upload's row (nothing without a `lease`).
+    /// The `lease` step of an insert (with its leading comma): the new upload's lease row, held
+    /// by `lease.holder` with a new fence, written only with the upload's row (none without a `lease`).
     mutating func appendInterpolation(leaseInsertOf lease: PostgresCatalog.NewLease?) {
-        guard let lease else {
-            appendLiteral("lease AS (SELECT NULL::bigint AS fence WHERE false)")
-            return
-        }
+        guard let lease else { return }
         appendLiteral("""
+            ,
             lease AS (
                 INSERT INTO upload_leases (upload_id, holder, fence, expires_at, stop_requested)
                 SELECT upload.id,
@@ -175,9 +168,12 @@ extension PostgresQuery.StringInterpolation {
         appendLiteral("), false FROM upload RETURNING fence)")
     }
 
-    /// The `parts` step of an insert: a final's partials with their positions (none otherwise).
+    /// The `parts` step of an insert (with its leading comma): a final's partials with their
+    /// positions (none for other uploads).
     mutating func appendInterpolation(partsInsertOf record: UploadRecord) {
+        guard !record.partials.isEmpty else { return }
         appendLiteral("""
+            ,
             parts AS (
                 INSERT INTO concat_parts (final_id, position, partial_id)
                 SELECT upload.id, part.position - 1, part.partial_id

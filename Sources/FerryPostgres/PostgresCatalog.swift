@@ -113,8 +113,7 @@ public final class PostgresCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCa
                     WHERE upload_id = \(record.id.rawValue) AND fence = \(fence?.token) AND holder IS NOT NULL
                 ))
                 RETURNING id
-            ),
-            \(outboxInsertOf: events)
+            )\(outboxInsertOf: events)
             SELECT id FROM upload
             """,
             "the catalog rejected an update"
@@ -283,10 +282,13 @@ public final class PostgresCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCa
 }
 
 extension PostgresQuery.StringInterpolation {
-    /// The `events` step of an insert or update statement: writes the change's outbox events,
-    /// for the upload the statement's `upload` step returned (none when it matched no row).
+    /// The `events` step of an insert or update statement (with its leading comma): writes the
+    /// change's outbox events, for the upload the statement's `upload` step returned (none when
+    /// it matched no row). Left out when there are none: every step costs the planner.
     mutating func appendInterpolation(outboxInsertOf events: [OutboxEvent]) {
+        guard !events.isEmpty else { return }
         appendLiteral("""
+            ,
             events AS (
                 INSERT INTO outbox (event_id, destination, upload_id, sequence, type, payload, created_at, next_attempt_at)
                 SELECT e.event_id, e.destination, upload.id, e.sequence, e.type, e.payload, e.created_at, e.created_at
