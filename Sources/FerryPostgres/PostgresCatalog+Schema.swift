@@ -124,6 +124,9 @@ extension PostgresCatalog {
                 "ALTER TABLE uploads ADD COLUMN network TEXT NOT NULL DEFAULT 'unknown', ADD COLUMN first_byte_at DOUBLE PRECISION"
             ]
         ),
+        // A claimed insert is one statement: the owner's lock and count in a function (a fresh
+        // snapshot after the lock), the insert behind it (`PostgresCatalog.claimedInsertQuery`).
+        Migration(version: 7, name: "quota claims in one statement", statements: [PostgresCatalog.lockedUsageFunction]),
     ]
 
     /// The advisory lock that serializes migrations across nodes ("FerryCat" in ASCII).

@@ -88,81 +88,6 @@ public final class PostgresCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCa
         }
     }
 
-    public func insert(_ record: UploadRecord, events: [OutboxEvent], claim: QuotaClaim?) async throws(FerryError) {
-        guard let claim else {
-            _ = try await rows(Self.insertQuery(record, events), "the catalog rejected an insert") { _ in () }
-            return
-        }
-        try await claiming(claim, "the catalog rejected an insert") { connection in
-            _ = try await connection.query(Self.insertQuery(record, events), logger: self.logger).collect()
-        }
-    }
-
-    /// Runs `write` after `claim.check` passed on the owner's usage, in one transaction holding
-    /// an advisory lock per owner to its end: that serializes the count and the write against
-    /// every other claimed insert or update of that owner on every node; each statement of a
-    /// READ COMMITTED transaction sees what the previous holder committed.
-    private func claiming<T: Sendable>(
-        _ claim: QuotaClaim,
-        _ message: String,
-        _ write: @Sendable (PostgresConnection) async throws -> T
-    ) async throws(FerryError) -> T {
-        try await migrated.wait()
-        let result: Result<T, FerryError>
-        do {
-            result = try await client.withTransaction(logger: logger) { connection -> Result<T, FerryError> in
-                _ = try await connection.query(
-                    "SELECT pg_advisory_xact_lock(\(Self.quotaLockSpace), hashtext(\(claim.owner)))", logger: logger
-                ).collect()
-                var usage = OwnerUsage(openUploads: 0, openBytes: 0, recentCreations: 0)
-                for try await row in try await connection.query(Self.usageQuery(of: claim.owner, since: claim.countsCreationsSince), logger: logger) {
-                    usage = try Self.usage(row)
-                }
-                do throws(FerryError) {
-                    try claim.check(usage)
-                } catch {
-                    return .failure(error)
-                }
-                return .success(try await write(connection))
-            }
-        } catch {
-            throw Self.wrap(error, message)
-        }
-        return try result.get()
-    }
-
-    /// The first key of the advisory locks that serialize an owner's claimed inserts and updates.
-    static let quotaLockSpace: Int32 = 0x4665_7279  // "Fery"
-
-    /// One statement, so atomic without a transaction: the row, a final's parts with their
-    /// positions (none for other uploads), and the outbox events. A duplicate id fails on
-    /// the primary key.
-    static func insertQuery(_ record: UploadRecord, _ events: [OutboxEvent]) -> PostgresQuery {
-        """
-            WITH upload AS (
-                INSERT INTO uploads (id, length, "offset", metadata, concat, state, created_at, updated_at, expires_at, store_state,
-                    scenario, owner, sha256, business_status, business_result, business_attempts, business_next_at,
-                    event_sequence, progress_event_at, quota_key, network, first_byte_at)
-                VALUES (\(record.id.rawValue), \(record.length), \(record.offset), \(record.metadata.tusHeader),
-                    \(record.concatText), \(record.state.rawValue), \(record.createdAt.timeIntervalSince1970),
-                    \(record.updatedAt.timeIntervalSince1970), \(record.expiresAt?.timeIntervalSince1970), \(record.storeState),
-                    \(record.scenario), \(record.owner), \(record.sha256), \(record.business?.status.rawValue),
-                    \(record.business?.json), \(Int32(record.business?.attempts ?? 0)),
-                    \(record.business?.nextAttemptAt?.timeIntervalSince1970), \(record.eventSequence),
-                    \(record.progressEventAt?.timeIntervalSince1970), \(record.quotaKey), \(record.network),
-                    \(record.firstByteAt?.timeIntervalSince1970))
-                RETURNING id
-            ),
-            parts AS (
-                INSERT INTO concat_parts (final_id, position, partial_id)
-                SELECT upload.id, part.position - 1, part.partial_id
-                FROM upload, unnest(\(record.partials.map(\.rawValue))::text[]) WITH ORDINALITY AS part (partial_id, position)
-            ),
-            \(outboxInsertOf: events)
-            SELECT id FROM upload
-            """
-    }
-
     /// Under a cross-node lock (`fence`), the update commits only while that lock's fence is
     /// still the upload's current one: a node that lost its claim cannot overwrite what the new
     /// holder committed.
@@ -208,10 +133,42 @@ public final class PostgresCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCa
                 WHERE upload_id = \(record.id.rawValue) AND fence = \(fence?.token) AND holder IS NOT NULL
             ))
             RETURNING id
-        ),
-        \(outboxInsertOf: events)
+        )\(outboxInsertOf: events)
         SELECT id FROM upload
         """
+    }
+
+    /// Runs `write` after `claim.check` passed on the owner's usage, in one transaction that
+    /// holds the owner's advisory lock to its end (`ferry_locked_usage`, the lock the claimed
+    /// inserts take): the count and the write are serialized against every other claimed
+    /// insert or update of that owner on every node.
+    private func claiming<T: Sendable>(
+        _ claim: QuotaClaim,
+        _ message: String,
+        _ write: @Sendable (PostgresConnection) async throws -> T
+    ) async throws(FerryError) -> T {
+        try await migrated.wait()
+        let result: Result<T, FerryError>
+        do {
+            result = try await client.withTransaction(logger: logger) { connection -> Result<T, FerryError> in
+                var usage = OwnerUsage(openUploads: 0, openBytes: 0, recentCreations: 0)
+                let query: PostgresQuery = """
+                    SELECT * FROM ferry_locked_usage(\(Self.quotaLockSpace), \(claim.owner), \(claim.countsCreationsSince?.timeIntervalSince1970)::float8)
+                    """
+                for try await row in try await connection.query(query, logger: logger) {
+                    usage = try Self.usage(row)
+                }
+                do throws(FerryError) {
+                    try claim.check(usage)
+                } catch {
+                    return .failure(error)
+                }
+                return .success(try await write(connection))
+            }
+        } catch {
+            throw Self.wrap(error, message)
+        }
+        return try result.get()
     }
 
     /// After an update statement: nothing matched means a lost fence (the upload is another
@@ -387,10 +344,13 @@ public final class PostgresCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCa
 }
 
 extension PostgresQuery.StringInterpolation {
-    /// The `events` step of an insert or update statement: writes the change's outbox events,
-    /// for the upload the statement's `upload` step returned (none when it matched no row).
+    /// The `events` step of an insert or update statement (with its leading comma): writes the
+    /// change's outbox events, for the upload the statement's `upload` step returned (none when
+    /// it matched no row). Left out when there are none: every step costs the planner.
     mutating func appendInterpolation(outboxInsertOf events: [OutboxEvent]) {
+        guard !events.isEmpty else { return }
         appendLiteral("""
+            ,
             events AS (
                 INSERT INTO outbox (event_id, destination, upload_id, sequence, type, payload, created_at, next_attempt_at)
                 SELECT e.event_id, e.destination, upload.id, e.sequence, e.type, e.payload, e.created_at, e.created_at

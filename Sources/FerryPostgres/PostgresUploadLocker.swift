@@ -21,7 +21,7 @@ import Synchronization
 /// Requests on the same node queue on a `LocalUploadLocker` first, so a node claims an upload
 /// once however many of its own requests race for it. Run the locker as a `Service` (renewals
 /// and the listener), after the catalog.
-public final class PostgresUploadLocker: UploadLocker, Service {
+public final class PostgresUploadLocker: InsertingUploadLocker, Service {
     public struct Configuration: Sendable {
         /// How long a claim lasts without renewal: a dead node's uploads wait this long.
         public var leaseDuration: Duration
@@ -54,12 +54,22 @@ public final class PostgresUploadLocker: UploadLocker, Service {
     private let claims = Mutex<[UploadID: Claim]>([:])
     private let listening = Mutex(false)
     private let clock: AnyClock
+    /// Releases that arrive while one is running go together, in one statement.
+    private let releases: GroupCommit<Release, Void>
     var logger: Logger { catalog.logger }
 
     public init(catalog: PostgresCatalog, configuration: Configuration = Configuration(), clock: some Clock<Duration> = ContinuousClock()) {
         self.clock = AnyClock(clock)
         self.catalog = catalog
         self.configuration = configuration
+        self.releases = GroupCommit { batch in
+            do throws(FerryError) {
+                try await Self.release(batch, in: catalog)
+                return batch.map { _ in .success(()) }
+            } catch {
+                return batch.map { _ in .failure(error) }
+            }
+        }
     }
 
     /// Uploads this node holds (for tests and metrics).
@@ -81,6 +91,47 @@ public final class PostgresUploadLocker: UploadLocker, Service {
         }
         do throws(FerryError) {
             let fence = try await claim(id, until: start + timeout, superseded: superseded)
+            claims.withLock { $0[id] = Claim(fence: fence, onStop: onStopRequest, renewed: clock.now) }
+            return Lease(locker: self, id: id, fence: fence, local: localLease)
+        } catch {
+            await localLease.release()
+            throw error
+        }
+    }
+
+    /// A new upload's lock, claimed by the statement that inserts its record into this locker's
+    /// catalog (one statement for both); into another catalog, claimed first, then inserted.
+    public func lock(
+        inserting record: UploadRecord,
+        events: [OutboxEvent],
+        claim quota: QuotaClaim?,
+        into catalog: any UploadCatalog,
+        onStopRequest: @escaping @Sendable () -> Void
+    ) async throws(FerryError) -> any UploadLease {
+        let id = record.id
+        let superseded = Flag()
+        // Nobody can know the id yet: granted at once.
+        let localLease = try await local.lock(id, timeout: .seconds(5)) {
+            superseded.raise()
+            onStopRequest()
+        }
+        do throws(FerryError) {
+            let fence: LeaseFence
+            if let same = catalog as? PostgresCatalog, same === self.catalog {
+                let lease = PostgresCatalog.NewLease(holder: node, seconds: leaseSeconds)
+                guard let token = try await self.catalog.insert(record, events: events, claim: quota, lease: lease) else {
+                    throw FerryError(.catalogFailure, "the catalog inserted the upload without its lock")
+                }
+                fence = LeaseFence(token: token)
+            } else {
+                fence = try await claim(id, until: clock.now + .seconds(5), superseded: superseded)
+                do throws(FerryError) {
+                    try await catalog.insert(record, events: events, claim: quota)
+                } catch {
+                    _ = try? await releases.submit(Release(id: id, fence: fence.token))
+                    throw error
+                }
+            }
             claims.withLock { $0[id] = Claim(fence: fence, onStop: onStopRequest, renewed: clock.now) }
             return Lease(locker: self, id: id, fence: fence, local: localLease)
         } catch {
@@ -140,15 +191,31 @@ public final class PostgresUploadLocker: UploadLocker, Service {
         ) { _ in () }
     }
 
+    /// One claim to give up: the upload and the fence it was claimed with.
+    struct Release: Sendable {
+        let id: UploadID
+        let fence: Int64
+    }
+
+    /// Gives up several claims in one statement (each only while it is still the row's).
+    static func release(_ batch: [Release], in catalog: PostgresCatalog) async throws(FerryError) {
+        _ = try await catalog.rows(
+            """
+            UPDATE upload_leases SET holder = NULL, stop_requested = false
+            WHERE (upload_id, fence) IN (SELECT * FROM unnest(\(batch.map(\.id.rawValue))::text[], \(batch.map(\.fence))::bigint[]))
+            """,
+            "the upload lock could not be released"
+        ) { _ in () }
+    }
+
     fileprivate func release(_ id: UploadID, fence: LeaseFence) async {
         claims.withLock { claims in
             if claims[id]?.fence === fence { claims[id] = nil }
         }
         do {
-            _ = try await catalog.rows(
-                "UPDATE upload_leases SET holder = NULL, stop_requested = false WHERE upload_id = \(id.rawValue) AND fence = \(fence.token)",
-                "the upload lock could not be released"
-            ) { _ in () }
+            // Awaited, so the next request on this node finds the row free; releases that come
+            // while one runs share the next statement.
+            try await releases.submit(Release(id: id, fence: fence.token))
         } catch {
             // The lease lapses by itself.
             logger.warning("lock.release_failed", metadata: ["upload.id": "\(id)", "error": "\(error)"])

@@ -23,6 +23,9 @@ extension HTTPField.Name {
     public static let ferryClient = Self("Ferry-Client")!
     /// Where a client may report how an upload went (`POST /telemetry/<id>`), on OPTIONS.
     public static let ferryTelemetry = Self("Ferry-Telemetry")!
+    /// `copy` on OPTIONS when concatenating partial uploads copies their bytes (object storage):
+    /// a client that could send a file in one stream gains nothing by splitting it.
+    public static let ferryConcatenation = Self("Ferry-Concatenation")!
     public static let xForwardedProto = Self("X-Forwarded-Proto")!
     public static let xForwardedHost = Self("X-Forwarded-Host")!
     public static let xForwardedFor = Self("X-Forwarded-For")!

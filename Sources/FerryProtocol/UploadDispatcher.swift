@@ -121,25 +121,40 @@ public struct UploadDispatcher: Sendable {
         var spec = creation.spec
         spec.principal = principal
         spec.address = spec.address ?? transport.clientAddress
-        var record = try await engine.create(spec)
-        let interim = dialect.interim(.created(record), context)
-        guard let upload = creation.upload, creation.appends(to: record) else {
-            if let interim { await transport.sendInterim(interim) }
-            return .created(record, withUpload: creation.upload != nil)
+        guard let upload = creation.upload else {
+            let record = try await engine.create(spec)
+            if let interim = dialect.interim(.created(record), context) { await transport.sendInterim(interim) }
+            return .created(record, withUpload: false)
         }
-        do {
-            if dialect.sendsInterims {
-                let relay = InterimRelay(inner: transport, first: interim, progress: { dialect.interim(.checkpoint(offset: $0), context) })
-                record = try await engine.append(record.id, upload, body: body, transport: relay, as: principal)
-            } else {
-                record = try await engine.append(record.id, upload, body: body, transport: transport, as: principal)
+        // The body is appended under the lock the creation took; what a failure needs (which may
+        // lock the upload again) comes after it is released.
+        let (created, appended) = try await engine.create(spec) { (new: UploadEngine.NewUpload) async -> (UploadRecord, Result<UploadRecord, FerryError>?) in
+            let record = new.record
+            let interim = dialect.interim(.created(record), context)
+            guard creation.appends(to: record) else {
+                if let interim { await transport.sendInterim(interim) }
+                return (record, nil)
             }
-        } catch {
-            var failure = await failure(error, record.id, principal, dialect, provided: 0)
-            failure.created = failure.current ?? record
+            do throws(FerryError) {
+                if dialect.sendsInterims {
+                    let relay = InterimRelay(inner: transport, first: interim, progress: { dialect.interim(.checkpoint(offset: $0), context) })
+                    return (record, .success(try await engine.append(into: new, upload, body: body, transport: relay, as: principal)))
+                }
+                return (record, .success(try await engine.append(into: new, upload, body: body, transport: transport, as: principal)))
+            } catch {
+                return (record, .failure(error))
+            }
+        }
+        switch appended {
+        case nil:
+            return .created(created, withUpload: true)
+        case .success(let record):
+            return .created(record, withUpload: true)
+        case .failure(let error):
+            var failure = await failure(error, created.id, principal, dialect, provided: 0)
+            failure.created = failure.current ?? created
             return .failed(error, failure)
         }
-        return .created(record, withUpload: true)
     }
 
     /// What a dialect learns about an upload after an append on it failed: an overrun

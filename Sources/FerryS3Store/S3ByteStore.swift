@@ -119,8 +119,18 @@ public final class S3ByteStore: ReadableByteStore, ConcatenatingByteStore {
     public func create(for record: UploadRecord) async throws(FerryError) {}
 
     public func openWriter(for record: UploadRecord, fence: LeaseFence?) async throws(FerryError) -> any ByteWriter {
+        try await openWriter(for: record, fence: fence, first: false)
+    }
+
+    /// The creating request's writer knows every tail object there is (those it writes itself),
+    /// so completing such an upload lists nothing: a small upload costs one PutObject.
+    public func openFirstWriter(for record: UploadRecord, fence: LeaseFence?) async throws(FerryError) -> any ByteWriter {
+        try await openWriter(for: record, fence: fence, first: record.offset == 0 && record.storeState == nil)
+    }
+
+    private func openWriter(for record: UploadRecord, fence: LeaseFence?, first: Bool) async throws(FerryError) -> any ByteWriter {
         let state = try S3UploadState(record)
-        let writer = S3ByteWriter(context: context, keys: keys(record.id), length: record.length, state: state, fence: fence)
+        let writer = S3ByteWriter(context: context, keys: keys(record.id), length: record.length, state: state, fence: fence, first: first)
         do {
             try await writer.resume()
         } catch {
@@ -175,6 +185,10 @@ public final class S3ByteStore: ReadableByteStore, ConcatenatingByteStore {
         }
         try await context.storage.getObject(key: keys(record.id).object, range: range, consume: consume)
     }
+
+    /// S3 has no way to make one object of others without copying their bytes (even
+    /// UploadPartCopy costs the store a write of every byte).
+    public var concatenationCopiesBytes: Bool { true }
 
     /// Server-side copies (UploadPartCopy) when every part but the last is at least 5 MiB;
     /// otherwise the bytes stream through this node's spool into a new upload.

@@ -42,8 +42,13 @@ actor S3ByteWriter: ByteWriter {
     /// write to the bucket, so a node that lost its claim stops writing.
     private let fence: LeaseFence?
     private let partSize: Int64
+    /// The tail objects this upload may have: nil when unknown (earlier requests may have left
+    /// some: list them); for the first writer of a new upload, exactly the ones it wrote.
+    private var knownTails: [String]?
 
-    init(context: S3StoreContext, keys: S3UploadKeys, length: Int64?, state: S3UploadState, fence: LeaseFence?) {
+    /// `first`: the writer of the request that created the upload, so no tail exists yet.
+    init(context: S3StoreContext, keys: S3UploadKeys, length: Int64?, state: S3UploadState, fence: LeaseFence?, first: Bool = false) {
+        self.knownTails = first ? [] : nil
         self.context = context
         self.fence = fence
         self.partSize = state.partSize ?? context.configuration.partSize
@@ -77,7 +82,13 @@ actor S3ByteWriter: ByteWriter {
 
     /// Deletes the upload's tail objects but `kept` (best effort: leftovers go with the upload).
     private func deleteTails(except kept: String?) async {
-        guard let keys = try? await context.storage.listObjects(prefix: self.keys.tailPrefix) else { return }
+        let keys: [String]
+        if let knownTails {
+            keys = knownTails
+        } else {
+            guard let listed = try? await context.storage.listObjects(prefix: self.keys.tailPrefix) else { return }
+            keys = listed
+        }
         for key in keys where key != kept { try? await context.storage.deleteObject(key: key) }
     }
 
@@ -180,6 +191,7 @@ actor S3ByteWriter: ByteWriter {
                 try await assemble(spooled: spooled)
             } else if spooled > 0, let file = segment {
                 try fence?.check()
+                knownTails?.append(keys.tail(end: end))
                 try await context.storage.putObject(key: keys.tail(end: end), length: spooled, body: file.chunks())
                 state.tailLength = spooled
             } else {

@@ -45,6 +45,7 @@ extension TusDialect {
         headers[.tusVersion] = Self.version
         headers[.tusExtension] = extensions.joined(separator: ",")
         headers[.tusChecksumAlgorithm] = ChecksumAlgorithm.advertised
+        if capabilities.concatenation, capabilities.concatenationCopies { headers[.ferryConcatenation] = "copy" }
         if let maxSize = limits.maxSize { headers[.tusMaxSize] = String(maxSize) }
         headers[.uploadLimit] = limits.field()
         return UploadResponse(status: .noContent, headers: headers)

@@ -39,7 +39,7 @@ struct PostgresCatalogLiveTests {
                 for node in nodes { group.addTask { _ = try await node.get(id) } }
                 try await group.waitForAll()
             }
-            #expect(try await database.migrationCount(schema: schema) == 6)
+            #expect(try await database.migrationCount(schema: schema) == 7)
             try await nodes[0].insert(record)
             record.offset = 3
             try await nodes[1].update(record, events: [], fence: nil)
@@ -48,11 +48,11 @@ struct PostgresCatalogLiveTests {
             // A node restarting later finds the schema current and changes nothing.
             let restarted = try await database.catalog(schema: schema)
             #expect(try await restarted.get(record.id) == record)
-            #expect(try await database.migrationCount(schema: schema) == 6)
+            #expect(try await database.migrationCount(schema: schema) == 7)
         }
     }
 
-    /// A database an older release migrated to 5 gets migration 6 at start: its uploads read
+    /// A database an older release migrated to 5 gets migrations 6 and 7 at start: its uploads read
     /// back with the network `unknown` and no first byte, and new values are kept from then on.
     @Test func migration6KeepsExistingUploads() async throws {
         try await LivePostgres.with { database in
@@ -69,7 +69,7 @@ struct PostgresCatalogLiveTests {
             var record = try #require(try await catalog.get(id))
             #expect(record.offset == 4 && record.scenario == "voice" && record.quotaKey == "sub:alice")
             #expect(record.network == "unknown" && record.firstByteAt == nil)
-            #expect(try await database.migrationCount(schema: schema) == 6)
+            #expect(try await database.migrationCount(schema: schema) == 7)
             record.firstByteAt = Date(timeIntervalSince1970: 1_800_000_002)
             try await catalog.update(record, events: [], fence: nil)
             #expect(try await catalog.get(id) == record)

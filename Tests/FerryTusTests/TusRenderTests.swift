@@ -56,4 +56,13 @@ struct TusRenderTests {
         #expect(plain.render(UploadOutcome(.options(scenario: nil), at: now), context).headers[HTTPField.Name("Tus-Extension")!]
             == "creation,creation-with-upload,creation-defer-length,checksum,checksum-trailer")
     }
+
+    @Test func optionsSayWhenConcatenationCopiesBytes() {
+        let field = HTTPField.Name("Ferry-Concatenation")!
+        #expect(dialect.render(UploadOutcome(.options(scenario: nil), at: now), context).headers[field] == nil, "a store that links says nothing")
+        var copying = capabilities
+        copying.concatenationCopies = true
+        let s3 = TusDialect(routes: UploadRoutes(), capabilities: copying)
+        #expect(s3.render(UploadOutcome(.options(scenario: nil), at: now), context).headers[field] == "copy")
+    }
 }

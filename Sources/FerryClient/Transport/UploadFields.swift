@@ -28,6 +28,7 @@ extension HTTPField.Name {
     static let ferryError = Self("Ferry-Error")!
     static let ferryNetwork = Self("Ferry-Network")!
     static let ferryTelemetry = Self("Ferry-Telemetry")!
+    static let ferryConcatenation = Self("Ferry-Concatenation")!
     static let ferryBusinessStatus = Self("Ferry-Business-Status")!
     static let ferryBusinessResult = Self("Ferry-Business-Result")!
 }
@@ -75,6 +76,9 @@ public struct UploadFields: Sendable, Equatable {
     public var uploadConcat: String? { headerFields[.uploadConcat] }
     /// `Tus-Extension` (tus `OPTIONS`): the extensions the server supports.
     public var tusExtensions: Set<String> { Set(Self.list(headerFields[.tusExtension])) }
+    /// `Ferry-Concatenation: copy`: the server copies partials' bytes into a final, so splitting
+    /// a file into parallel streams costs a second write of it.
+    public var concatenationCopies: Bool { Self.list(headerFields[.ferryConcatenation]).contains("copy") }
     /// `Tus-Checksum-Algorithm` (tus `OPTIONS`): the checksum algorithms the server verifies.
     public var tusChecksumAlgorithms: [String] { Self.list(headerFields[.tusChecksumAlgorithm]) }
 

@@ -13,17 +13,27 @@ import Synchronization
 struct AdaptiveParallelUpload {
     static let tick: Duration = .milliseconds(500)
 
+    /// Whether a file may go as partials joined by a final on a server that answered OPTIONS
+    /// with `fields`: it must concatenate partials of deferred length, and without copying
+    /// them (`Ferry-Concatenation: copy`, object storage): where the final is a second write
+    /// of every byte, one stream costs less than any split, and even an unsplit partial would
+    /// be copied once more at the end.
+    static func splits(on fields: UploadFields) -> Bool {
+        fields.tusExtensions.isSuperset(of: ["creation", "concatenation", "creation-defer-length"]) && !fields.concatenationCopies
+    }
+
     let upload: Upload
     let length: Int64
     let maximumStreams: Int
 
-    /// Returns nil when the server cannot concatenate partial uploads of deferred length
-    /// (the caller uploads in one plain stream).
+    /// Returns nil when the server cannot concatenate partial uploads of deferred length, or
+    /// would copy their bytes to do it (the caller uploads in one plain stream).
     func run() async throws(UploadError) -> UploadResult? {
         let runner = RequestRunner(transport: upload.transport, stall: upload.options.stall, clock: upload.options.clock)
-        guard let extensions = await ParallelUpload.extensions(of: upload, runner: runner),
-            extensions.isSuperset(of: ["creation", "concatenation", "creation-defer-length"])
-        else { return nil }
+        guard let fields = await ParallelUpload.discover(upload, runner: runner), Self.splits(on: fields) else {
+            upload.options.trace?("adaptive parallelism: one plain stream (the server cannot split uploads, or copies to join them)")
+            return nil
+        }
         let book = try await SplitBook(upload: upload, length: length)
         let clock = upload.options.clock
         let began = clock.now

@@ -97,12 +97,17 @@ struct ParallelUpload {
 
     /// The extensions the server lists in answer to OPTIONS; nil when it does not answer.
     static func extensions(of upload: Upload, runner: RequestRunner) async -> Set<String>? {
+        await discover(upload, runner: runner)?.tusExtensions
+    }
+
+    /// The server's answer to OPTIONS; nil when it does not answer.
+    static func discover(_ upload: Upload, runner: RequestRunner) async -> UploadFields? {
         let discovery = await runner.run(
             TransportRequest(method: .options, url: upload.endpoint, headerFields: [.tusResumable: "1.0.0"] + upload.options.headers),
             goodput: nil
         )
         guard case .response(let answer) = discovery, answer.status.kind == .successful else { return nil }
-        return answer.fields.tusExtensions
+        return answer.fields
     }
 
     /// Creates the final upload, retrying transient failures until the deadline.

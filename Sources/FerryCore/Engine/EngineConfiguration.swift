@@ -69,6 +69,8 @@ public struct EngineConfiguration: Sendable {
 public struct EngineCapabilities: Sendable, Equatable {
     /// The store builds uploads from others (`ConcatenatingByteStore`).
     public var concatenation: Bool
+    /// ... by copying their bytes (`ConcatenatingByteStore.concatenationCopiesBytes`).
+    public var concatenationCopies: Bool
     /// The store can serve bytes back (`ReadableByteStore`).
     public var content: Bool
     /// Incomplete uploads expire.
@@ -80,8 +82,12 @@ public struct EngineCapabilities: Sendable, Equatable {
     /// How long an incomplete upload lives after its last write, unless its scenario says otherwise.
     public var expiry: Duration?
 
-    public init(concatenation: Bool, content: Bool, expiration: Bool, termination: Bool, maxSize: Int64? = nil, expiry: Duration? = nil) {
+    public init(
+        concatenation: Bool, content: Bool, expiration: Bool, termination: Bool, maxSize: Int64? = nil, expiry: Duration? = nil,
+        concatenationCopies: Bool = false
+    ) {
         self.concatenation = concatenation
+        self.concatenationCopies = concatenationCopies
         self.content = content
         self.expiration = expiration
         self.termination = termination

@@ -19,6 +19,50 @@ extension UploadEngine {
         as principal: Principal = .anonymous
     ) async throws(FerryError) -> UploadRecord where Body.Element == ByteBuffer {
         let stop = StopSignal()
+        return try await appending(id, request, stop: stop) { (report: inout AppendReport) async throws(FerryError) -> UploadRecord in
+            try await self.authorizeBeforeLocking(id, principal)
+            return try await self.withLock(id, onStop: { stop.fire(.superseded) }) { (hold: Hold) async throws(FerryError) -> UploadRecord in
+                var record = try await self.loadLive(id, for: principal)
+                let limit = try await self.admit(request, to: &record, principal, hold)
+                if record.offset > 0 || request.offset > 0 { try await self.verifyStored(record, hold) }
+                await transport.willReadBody()
+                return try await self.receive(
+                    into: record, request, limit: limit, body: body, transport: transport, stop: stop, hold: hold, first: false, report: &report
+                )
+            }
+        }
+    }
+
+    /// Appends the body of the request that created `upload` (`create(_:holding:)`), under the
+    /// lock taken with it: the record is the one just inserted, so it is neither read back nor
+    /// locked again, and the store knows no earlier request left bytes behind.
+    public func append<Body: AsyncSequence & Sendable>(
+        into upload: NewUpload,
+        _ request: AppendRequest,
+        body: Body,
+        transport: some BodyTransport,
+        as principal: Principal = .anonymous
+    ) async throws(FerryError) -> UploadRecord where Body.Element == ByteBuffer {
+        try await appending(upload.record.id, request, stop: upload.stop) { (report: inout AppendReport) async throws(FerryError) -> UploadRecord in
+            var record = upload.record
+            if record.state.isGone { throw FerryError(.uploadGone, "the upload was \(record.state.rawValue)") }
+            let limit = try await self.admit(request, to: &record, principal, upload.hold)
+            await transport.willReadBody()
+            return try await self.receive(
+                into: record, request, limit: limit, body: body, transport: transport, stop: upload.stop, hold: upload.hold, first: true,
+                report: &report
+            )
+        }
+    }
+
+    /// One append's frame: registered for the shutdown drain, observed, and recorded as one
+    /// statistics entry however it ended.
+    private func appending(
+        _ id: UploadID,
+        _ request: AppendRequest,
+        stop: StopSignal,
+        _ work: (inout AppendReport) async throws(FerryError) -> UploadRecord
+    ) async throws(FerryError) -> UploadRecord {
         guard let key = appends.register(stop) else {
             throw FerryError(.shuttingDown, "the server is shutting down; retry shortly")
         }
@@ -31,18 +75,7 @@ extension UploadEngine {
         var report = AppendReport(began: began)
         let result: Result<UploadRecord, FerryError>
         do {
-            try await authorizeBeforeLocking(id, principal)
-            result = .success(
-                try await withLock(id, onStop: { stop.fire(.superseded) }) { (hold: Hold) async throws(FerryError) -> UploadRecord in
-                    var record = try await self.loadLive(id, for: principal)
-                    let limit = try await self.admit(request, to: &record, principal, hold)
-                    if record.offset > 0 || request.offset > 0 { try await self.verifyStored(record, hold) }
-                    await transport.willReadBody()
-                    return try await self.receive(
-                        into: record, request, limit: limit, body: body, transport: transport, stop: stop, hold: hold, report: &report
-                    )
-                }
-            )
+            result = .success(try await work(&report))
         } catch {
             result = .failure(error)
         }
@@ -149,9 +182,10 @@ extension UploadEngine {
         transport: some BodyTransport,
         stop: StopSignal,
         hold: Hold,
+        first: Bool,
         report: inout AppendReport
     ) async throws(FerryError) -> UploadRecord where Body.Element == ByteBuffer {
-        let writer = try await store.openWriter(for: start, fence: hold.fence)
+        let writer = first ? try await store.openFirstWriter(for: start, fence: hold.fence) : try await store.openWriter(for: start, fence: hold.fence)
         let hashesFile = wantsDigest(start) || request.wantsDigest
         let startDigest = hashesFile ? digests.take(start.id, at: start.offset) : nil
         let finished = await run(

@@ -53,8 +53,8 @@ extension UploadEngine {
         return claim.isLimited ? claim : nil
     }
 
-    /// Refuses with 429 when `claim` leaves no room. A creation is checked atomically by the
-    /// catalog's insert, and here first only when a `pre-create` call would come before it.
+    /// Refuses with 429 when `claim` leaves no room. A creation with a `pre-create` call is
+    /// checked here early (before the call) and again, atomically, by the catalog's insert.
     func checkQuota(_ claim: QuotaClaim?) async throws(FerryError) {
         guard let claim else { return }
         try claim.check(try await catalog.usage(of: claim.owner, since: claim.countsCreationsSince))
@@ -68,9 +68,8 @@ extension UploadEngine {
         var metadata = spec.metadata
         // A partial is a piece of a file, not a file: the business system hears of the final.
         if let url = scenario.preCreate, !spec.isPartial {
-            // The business system is not asked about a creation the quotas refuse. Without a
-            // callback the insert's own check is the only one: a read of the owner's usage
-            // less per creation (the insert repeats it inside its transaction anyway).
+            // Early, so the business system is not asked about a creation the quotas refuse; the
+            // insert checks again, atomically. Without a call, that check alone decides.
             try await checkQuota(admission.claim)
             let request = PreCreateRequest(scenario: scenario.name, owner: spec.principal.subject, length: spec.length, metadata: metadata)
             switch try await business.callbacks.preCreate(request, url: url, timeout: scenario.callbackTimeout) {

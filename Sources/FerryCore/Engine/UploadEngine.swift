@@ -55,7 +55,8 @@ public final class UploadEngine: Sendable {
             expiration: configuration.expiry != nil,
             termination: configuration.allowsTermination,
             maxSize: configuration.maxSize,
-            expiry: configuration.expiry
+            expiry: configuration.expiry,
+            concatenationCopies: (store as? any ConcatenatingByteStore)?.concatenationCopiesBytes ?? false
         )
         self.business = business
         self.logger = logger
@@ -102,6 +103,78 @@ public final class UploadEngine: Sendable {
 
     /// Creates an empty upload, durably. An upload of length 0 is complete at once.
     public func create(_ spec: CreateSpec) async throws(FerryError) -> UploadRecord {
+        let (record, claim) = try await newRecord(spec)
+        try await store.create(for: record)
+        var inserted = try await insertClaimed(record, claim: claim)
+        observers.created(inserted, info: spec.info)
+        if inserted.isComplete {
+            observers.completed(inserted, at: inserted.createdAt)
+            inserted = try await withLock(inserted.id, onStop: {}) { (hold: Hold) async throws(FerryError) -> UploadRecord in
+                await self.finishBusiness(inserted, hold)
+            }
+        }
+        logger.debug("upload.created", metadata: ["upload.id": "\(inserted.id)", "upload.length": "\(spec.length.map(String.init) ?? "deferred")"])
+        return inserted
+    }
+
+    /// A new upload, created under its lock, for the request that created it (`work`: its
+    /// creation-with-upload body, through `append(into:)`).
+    ///
+    /// The lock is taken *before* the record exists: nobody can know the id yet, so it is
+    /// granted at once, and nothing another request does can come between the insert and the
+    /// body. The body's append then needs neither to read the record back nor to lock again.
+    public struct NewUpload: Sendable {
+        /// The record as inserted (and, when complete at once, with its business result).
+        public let record: UploadRecord
+        let hold: Hold
+        let stop: StopSignal
+    }
+
+    /// Creates an upload like `create(_:)` and runs `work` while its lock is still held; the
+    /// lock is released when `work` returns. A locker that can claim the lock in the insert
+    /// itself (`InsertingUploadLocker`, PostgreSQL) makes the two one statement.
+    public func create<T: Sendable>(_ spec: CreateSpec, holding work: (NewUpload) async -> T) async throws(FerryError) -> T {
+        let (record, claim) = try await newRecord(spec)
+        let stop = StopSignal()
+        guard let inserting = locker as? any InsertingUploadLocker else {
+            return try await withLock(record.id, onStop: { stop.fire(.superseded) }) { (hold: Hold) async throws(FerryError) -> T in
+                try await self.store.create(for: record)
+                let inserted = try await self.insertClaimed(record, claim: claim)
+                return await self.created(inserted, spec, hold: hold, stop: stop, work)
+            }
+        }
+        try await store.create(for: record)
+        var inserted = record
+        let events = events(from: nil, to: &inserted)
+        let lease: any UploadLease
+        do {
+            lease = try await inserting.lock(inserting: inserted, events: events, claim: claim, into: catalog) { stop.fire(.superseded) }
+        } catch {
+            try? await store.delete(record.id)
+            throw error
+        }
+        if !events.isEmpty { outboxWritten.signal() }
+        let result = await created(inserted, spec, hold: Hold(fence: lease.fence), stop: stop, work)
+        await lease.release()
+        return result
+    }
+
+    /// After a creation's insert, under its lock: observed, completed at once when empty, then `work`.
+    private func created<T: Sendable>(
+        _ record: UploadRecord, _ spec: CreateSpec, hold: Hold, stop: StopSignal, _ work: (NewUpload) async -> T
+    ) async -> T {
+        var inserted = record
+        observers.created(inserted, info: spec.info)
+        if inserted.isComplete {
+            observers.completed(inserted, at: inserted.createdAt)
+            inserted = await finishBusiness(inserted, hold)
+        }
+        logger.debug("upload.created", metadata: ["upload.id": "\(inserted.id)", "upload.length": "\(spec.length.map(String.init) ?? "deferred")"])
+        return await work(NewUpload(record: inserted, hold: hold, stop: stop))
+    }
+
+    /// The record of a creation after every check (not stored yet), and its quota claim.
+    private func newRecord(_ spec: CreateSpec) async throws(FerryError) -> (UploadRecord, QuotaClaim?) {
         try refuseDuringShutdown()
         if let length = spec.length {
             guard length >= 0 else { throw FerryError(.invalidLength, "Upload-Length must not be negative") }
@@ -133,17 +206,7 @@ public final class UploadEngine: Sendable {
             record.expiresAt = nil
             prepareCompletion(&record, sha256: DigestCache.emptySHA256)
         }
-        try await store.create(for: record)
-        record = try await insertClaimed(record, claim: admission.claim)
-        observers.created(record, info: spec.info)
-        if record.isComplete {
-            observers.completed(record, at: date)
-            record = try await withLock(id, onStop: {}) { (hold: Hold) async throws(FerryError) -> UploadRecord in
-                await self.finishBusiness(record, hold)
-            }
-        }
-        logger.debug("upload.created", metadata: ["upload.id": "\(id)", "upload.length": "\(spec.length.map(String.init) ?? "deferred")"])
-        return record
+        return (record, admission.claim)
     }
 
     // MARK: Status

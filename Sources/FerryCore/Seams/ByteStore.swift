@@ -20,6 +20,10 @@ public protocol ByteStore: Sendable {
     /// process keeps); a shared store refuses writes once it is no longer valid.
     func openWriter(for record: UploadRecord, fence: LeaseFence?) async throws(FerryError) -> any ByteWriter
 
+    /// Opens the writer of the request that created the upload (its creation-with-upload body):
+    /// no earlier request can have left bytes behind, so a store may skip looking for them.
+    func openFirstWriter(for record: UploadRecord, fence: LeaseFence?) async throws(FerryError) -> any ByteWriter
+
     /// How many bytes the store holds for the upload; nil or 0 when it holds nothing at all.
     func storedLength(of record: UploadRecord) async throws(FerryError) -> Int64?
 
@@ -32,6 +36,11 @@ public protocol ByteStore: Sendable {
 
 extension ByteStore {
     public func location(of record: UploadRecord) -> String { "\(name):\(record.id.rawValue)" }
+
+    /// Stores without leftovers to look for open the first writer like any other.
+    public func openFirstWriter(for record: UploadRecord, fence: LeaseFence?) async throws(FerryError) -> any ByteWriter {
+        try await openWriter(for: record, fence: fence)
+    }
 }
 
 /// A sequential writer for one upload, used by one request at a time.
@@ -78,6 +87,15 @@ public protocol ConcatenatingByteStore: ByteStore {
     /// `target`, durably, replacing whatever `target` held; returns the target's store state.
     /// `fence`: as for `openWriter`.
     func concatenate(_ parts: [UploadRecord], into target: UploadRecord, fence: LeaseFence?) async throws(FerryError) -> String?
+
+    /// True when `concatenate` copies the partials' bytes (object storage), so a client gains
+    /// nothing by splitting a file it could send in one stream (`Ferry-Concatenation: copy`).
+    var concatenationCopiesBytes: Bool { get }
+}
+
+extension ConcatenatingByteStore {
+    /// Stores that link or reference the partials' bytes.
+    public var concatenationCopiesBytes: Bool { false }
 }
 
 /// A store that can list what it holds, so bytes left behind by a crash (stored, but never

@@ -37,6 +37,10 @@ public final class ScenarioRoutedStore<Store: ReadableByteStore & ConcatenatingB
         try await store(record).openWriter(for: record, fence: fence)
     }
 
+    public func openFirstWriter(for record: UploadRecord, fence: LeaseFence?) async throws(FerryError) -> any ByteWriter {
+        try await store(record).openFirstWriter(for: record, fence: fence)
+    }
+
     public func storedLength(of record: UploadRecord) async throws(FerryError) -> Int64? {
         try await store(record).storedLength(of: record)
     }
@@ -50,6 +54,9 @@ public final class ScenarioRoutedStore<Store: ReadableByteStore & ConcatenatingB
     public func read(_ record: UploadRecord, range: Range<Int64>, consume: (ByteBuffer) async throws -> Void) async throws {
         try await store(record).read(record, range: range, consume: consume)
     }
+
+    /// Every scenario's store is of one kind: the default one speaks for them.
+    public var concatenationCopiesBytes: Bool { fallback.concatenationCopiesBytes }
 
     public func concatenate(_ parts: [UploadRecord], into target: UploadRecord, fence: LeaseFence?) async throws(FerryError) -> String? {
         let destination = store(target)

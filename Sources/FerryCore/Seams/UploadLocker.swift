@@ -63,3 +63,19 @@ public final class LeaseFence: Sendable {
         }
     }
 }
+
+/// A shared locker that claims a new upload's lock in the very write that inserts its record
+/// (one statement where a claim and an insert would be two). The engine uses it for a creation
+/// that carries a body; like `UploadLocker.lock`, the lease must be released.
+public protocol InsertingUploadLocker: UploadLocker {
+    /// Inserts `record` (with `events`, under `claim`, as `UploadCatalog.insert` does) into
+    /// `catalog` holding its lock from that moment: nobody can know the id before, so there is no
+    /// holder to stop. A locker that cannot write into `catalog` itself locks, then inserts.
+    func lock(
+        inserting record: UploadRecord,
+        events: [OutboxEvent],
+        claim: QuotaClaim?,
+        into catalog: any UploadCatalog,
+        onStopRequest: @escaping @Sendable () -> Void
+    ) async throws(FerryError) -> any UploadLease
+}
