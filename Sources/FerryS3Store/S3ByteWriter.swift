@@ -31,6 +31,10 @@ actor S3ByteWriter: ByteWriter {
     /// commits it with its end.
     private var reported: S3UploadState
     private var segment: SpoolFile?
+    /// Received bytes not yet written to the segment's spool file: they go in writes of up to
+    /// `coalescing` bytes (one thread-pool hop per MiB, not per 64 KiB read from the socket).
+    private var pending: ByteBuffer?
+    static let coalescing = 1 << 20
     private var inFlight: [(number: Int, task: Task<S3Part, any Error>)] = []
     /// Parts whose upload finished, by number, until they are moved into `state` in order.
     private var finished: [Int: S3Part] = [:]
@@ -166,11 +170,21 @@ actor S3ByteWriter: ByteWriter {
         var buffer = buffer
         do {
             while buffer.readableBytes > 0 {
-                let file = try await currentSegment()
-                let room = Int(partSize - file.length)
+                let spooled = (segment?.length ?? 0) + Int64(pending?.readableBytes ?? 0)
+                let room = Int(partSize - spooled)
                 let slice = buffer.readSlice(length: min(room, buffer.readableBytes))!
-                try await file.append(slice)
-                if file.length >= partSize { try await sendSegment() }
+                var bytes = pending ?? ByteBuffer()
+                if pending == nil {
+                    // Room for what this part and the upload can still take, at most `coalescing`.
+                    let left = length.map { $0 - state.partsLength - spooled } ?? Int64(Self.coalescing)
+                    bytes.reserveCapacity(max(slice.readableBytes, min(Self.coalescing, room, Int(clamping: left))))
+                }
+                bytes.writeImmutableBuffer(slice)
+                pending = bytes
+                if bytes.readableBytes >= Self.coalescing || spooled + Int64(slice.readableBytes) >= partSize {
+                    try await flushPending()
+                }
+                if let file = segment, file.length >= partSize { try await sendSegment() }
             }
         } catch {
             let wrapped = context.wrap(error, "sending the upload to object storage")
@@ -179,9 +193,18 @@ actor S3ByteWriter: ByteWriter {
         }
     }
 
+    /// Writes the pending bytes to the segment's spool file.
+    private func flushPending() async throws {
+        guard let bytes = pending else { return }
+        pending = nil
+        guard bytes.readableBytes > 0 else { return }
+        try await currentSegment().append(bytes)
+    }
+
     private func save() async throws(FerryError) -> Int64 {
         if let failure { throw failure }
         do {
+            try await flushPending()
             try await confirmInFlight(all: true)
             let spooled = segment?.length ?? 0
             let end = state.partsLength + spooled
@@ -212,6 +235,7 @@ actor S3ByteWriter: ByteWriter {
         for (_, task) in inFlight { task.cancel() }
         for (_, task) in inFlight { _ = try? await task.value }
         inFlight.removeAll()
+        pending = nil
         await segment?.discard()
         segment = nil
     }

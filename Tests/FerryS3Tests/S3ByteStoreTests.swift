@@ -203,6 +203,24 @@ struct S3ByteStoreTests {
         }
     }
 
+    @Test func smallReadsAreCoalescedAndPartsKeepTheirExactSize() async throws {
+        try await Self.withStores { makeStore, _ in
+            let store = try makeStore()
+            // Pieces of 3,001 bytes: they straddle every MiB of coalescing and every part boundary.
+            let bytes = Self.pattern(Int(Self.partSize) * 2 + 777_777, seed: 61)
+            var record = UploadRecord(id: .random(), length: nil, createdAt: Date())
+            record = try await Self.append(store, record, bytes, piece: 3001)
+            let state = try S3UploadState(record)
+            #expect(state.parts.map(\.size) == [Self.partSize, Self.partSize], "every part is exactly the part size")
+            #expect(state.tailLength == 777_777 && record.offset == Int64(bytes.count))
+            record.length = record.offset
+            record = try await Self.append(store, record, [])
+            #expect(record.isComplete)
+            #expect(try await Self.readAll(store, record) == bytes)
+            try await store.delete(record.id)
+        }
+    }
+
     @Test func aStateThatDisagreesWithTheOffsetIsRefused() async throws {
         try await Self.withStores { makeStore, _ in
             let store = try makeStore()
