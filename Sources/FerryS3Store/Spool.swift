@@ -153,8 +153,8 @@ final class SpoolFile: Sendable {
         counts.withLock { $0.length += count }
     }
 
-    /// The file's bytes, read a MiB at a time (a part's request body): one thread-pool hop per MiB.
-    func chunks(pieceSize: Int = 1 << 20) -> SpoolChunks {
+    /// The file's bytes, read a piece at a time (a part's request body).
+    func chunks(pieceSize: Int = 256 * 1024) -> SpoolChunks {
         SpoolChunks(file: self, end: length, pieceSize: pieceSize)
     }
 
