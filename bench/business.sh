@@ -25,7 +25,9 @@ while [[ $# -gt 0 ]]; do
         --runs=*) RUNS="${1#*=}"; shift ;;
         -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
         --*=*) EXTRA+=("$1"); shift ;;
-        --*) EXTRA+=("$1" "$2"); shift 2 ;;
+        --*)
+            # A flag without a value (--no-fresh-fs) is passed alone.
+            if [[ $# -lt 2 || "$2" == --* ]]; then EXTRA+=("$1"); shift; else EXTRA+=("$1" "$2"); shift 2; fi ;;
         *) echo "business.sh: unexpected argument: $1" >&2; exit 2 ;;
     esac
 done

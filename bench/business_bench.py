@@ -172,7 +172,7 @@ class Bench:
         self.notes.append(msg)
         log(f"    !! {msg}")
 
-    def start_ferry(self, tag: str, config: str | None, extra: tuple = ()) -> tuple[subprocess.Popen, int, str]:
+    def start_ferry(self, tag: str, config: str | None, extra: tuple = (), binary: str | None = None) -> tuple[subprocess.Popen, int, str]:
         self.seq += 1
         data = os.path.join(self.a.workdir, f"data-{self.seq:02d}-{tag}")
         log_path = os.path.join(self.a.workdir, f"server-{self.seq:02d}-{tag}.log")
@@ -190,7 +190,7 @@ class Bench:
             port = free_port()
             with open(log_path, "ab") as logf:
                 proc = subprocess.Popen(
-                    [self.a.ferry, "serve", "--creation-rate", "0", "--anonymous-open-uploads", "0", "--host", "127.0.0.1", "--port", str(port), "--data-dir", data,
+                    [binary or self.a.ferry, "serve", "--creation-rate", "0", "--anonymous-open-uploads", "0", "--host", "127.0.0.1", "--port", str(port), "--data-dir", data,
                      "--log-level", "warning", *args, *extra], stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
                     env=env)
             if wait_healthy(proc, port):

@@ -148,12 +148,11 @@ class Production(Bench):
     def sample(self, i: int, name: str, binary: tuple[str, str] = ("", "")) -> None:
         """One sample of `name`, with `binary` = (key prefix, path) when comparing binaries."""
         prefix, path = binary
-        self.a.ferry = path or self.ferry
         receivers = proc = data = None
         try:
             receivers = Receivers(self.a.workdir, f"{i}-{prefix.rstrip(':')}-{name}" if prefix else f"{i}-{name}")
             config = self.config(name, receivers)
-            proc, port, data = self.start_ferry(name, config)
+            proc, port, data = self.start_ferry(name, config, binary=path or None)
             extra = []
             if config is not None:
                 extra.append("/files/bench/")
@@ -210,7 +209,7 @@ class Production(Bench):
             log(f"== run {i}/{a.runs}")
             for name in order:
                 # With --baseline, each configuration runs on both binaries, in turn, the first alternating.
-                binaries = [("", self.ferry)] + ([("base:", a.baseline)] if a.baseline else [])
+                binaries = [("", a.ferry)] + ([("base:", a.baseline)] if a.baseline else [])
                 if i % 2 == 0:
                     binaries.reverse()
                 for binary in binaries:
@@ -229,7 +228,7 @@ class Production(Bench):
         return tuple(name for name in CONFIGURATIONS if name in chosen or name == "defaults")
 
     def report(self) -> None:
-        self.report_binary("", self.ferry)
+        self.report_binary("", self.a.ferry)
         if self.a.baseline:
             self.report_binary("base:", self.a.baseline)
             log()
@@ -275,9 +274,7 @@ def main() -> int:
     ap.add_argument("--json")
     a = ap.parse_args()
     a.alg = "hs256"
-    bench = Production(a)
-    bench.ferry = a.ferry
-    bench.run()
+    Production(a).run()
     return 0
 
 
