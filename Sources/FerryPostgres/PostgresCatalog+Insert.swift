@@ -86,26 +86,38 @@ extension PostgresCatalog {
     static let insertColumns = """
         id, length, "offset", metadata, concat, state, created_at, updated_at, expires_at, store_state,
         scenario, owner, sha256, business_status, business_result, business_attempts, business_next_at,
-        event_sequence, progress_event_at, quota_key, network, first_byte_at
+        event_sequence, progress_event_at, quota_key, network, first_byte_at, reserved_to
         """
 
     /// `ferry_locked_usage(space, key, since)`: the advisory lock of `key`'s claimed inserts, then
     /// the usage `usageQuery` counts. A VOLATILE function takes a fresh snapshot for each query
-    /// it runs (READ COMMITTED), so the count comes after the lock.
-    static let lockedUsageFunction: PostgresQuery = """
-        CREATE FUNCTION ferry_locked_usage(space INTEGER, key TEXT, since DOUBLE PRECISION)
-        RETURNS TABLE (open_uploads BIGINT, open_bytes BIGINT, recent BIGINT)
-        LANGUAGE plpgsql VOLATILE AS $$
-        BEGIN
-            PERFORM pg_advisory_xact_lock(space, hashtext(key));
-            RETURN QUERY
-            SELECT count(*), least(coalesce(sum(coalesce(u.length, u."offset")), 0), 9223372036854775807)::bigint,
-                CASE WHEN since IS NULL THEN 0::bigint ELSE (SELECT count(*) FROM uploads c
-                    WHERE c.quota_key = key AND c.created_at >= since) END
-            FROM uploads u WHERE u.quota_key = key AND u.state = 'incomplete';
-        END
-        $$
-        """
+    /// it runs (READ COMMITTED), so the count comes after the lock. Migration 7 created it
+    /// counting a deferred upload's offset; migration 8 replaces it to count the room a running
+    /// append holds too (`openBytesColumn`).
+    static func lockedUsageFunction(create: String, bytes: String) -> PostgresQuery {
+        PostgresQuery(
+            unsafeSQL: """
+                \(create) ferry_locked_usage(space INTEGER, key TEXT, since DOUBLE PRECISION)
+                RETURNS TABLE (open_uploads BIGINT, open_bytes BIGINT, recent BIGINT)
+                LANGUAGE plpgsql VOLATILE AS $$
+                BEGIN
+                    PERFORM pg_advisory_xact_lock(space, hashtext(key));
+                    RETURN QUERY
+                    SELECT count(*), least(coalesce(sum(\(bytes)), 0), 9223372036854775807)::bigint,
+                        CASE WHEN since IS NULL THEN 0::bigint ELSE (SELECT count(*) FROM uploads c
+                            WHERE c.quota_key = key AND c.created_at >= since) END
+                    FROM uploads u WHERE u.quota_key = key AND u.state = 'incomplete';
+                END
+                $$
+                """
+        )
+    }
+
+    /// What an incomplete upload counts against `open-bytes` (`UploadRecord.openBytes`), with
+    /// `table.` before its columns.
+    static func openBytesColumn(_ table: String = "") -> String {
+        "coalesce(\(table)length, greatest(\(table)\"offset\", coalesce(\(table)reserved_to, 0)))"
+    }
 }
 
 extension PostgresQuery.StringInterpolation {
@@ -154,6 +166,8 @@ extension PostgresQuery.StringInterpolation {
         appendInterpolation(record.network)
         appendLiteral(", ")
         appendInterpolation(record.firstByteAt?.timeIntervalSince1970)
+        appendLiteral(", ")
+        appendInterpolation(record.reservedTo)
     }
 
     /// The `lease` step of an insert (with its leading comma): the new upload's lease row, held

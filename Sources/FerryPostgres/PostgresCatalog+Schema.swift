@@ -126,7 +126,20 @@ extension PostgresCatalog {
         ),
         // A claimed insert is one statement: the owner's lock and count in a function (a fresh
         // snapshot after the lock), the insert behind it (`PostgresCatalog.claimedInsertQuery`).
-        Migration(version: 7, name: "quota claims in one statement", statements: [PostgresCatalog.lockedUsageFunction]),
+        Migration(
+            version: 7,
+            name: "quota claims in one statement",
+            statements: [PostgresCatalog.lockedUsageFunction(create: "CREATE FUNCTION", bytes: #"coalesce(u.length, u."offset")"#)]
+        ),
+        // The room a running append to a deferred-length upload holds under `open-bytes`.
+        Migration(
+            version: 8,
+            name: "reserved room",
+            statements: [
+                "ALTER TABLE uploads ADD COLUMN reserved_to BIGINT",
+                PostgresCatalog.lockedUsageFunction(create: "CREATE OR REPLACE FUNCTION", bytes: PostgresCatalog.openBytesColumn("u.")),
+            ]
+        ),
     ]
 
     /// The advisory lock that serializes migrations across nodes ("FerryCat" in ASCII).
@@ -174,18 +187,18 @@ extension PostgresCatalog {
     static let columns = """
         id, length, "offset", metadata, concat, state, created_at, updated_at, expires_at, store_state, scenario, owner, sha256,
         business_status, business_result, business_attempts, business_next_at, event_sequence, progress_event_at, quota_key,
-        network, first_byte_at
+        network, first_byte_at, reserved_to
         """
 
     static func record(_ row: PostgresRow) throws -> UploadRecord {
         let (
             rawID, length, offset, metadataText, concatText, stateText, createdAt, updatedAt, expiresAt, storeState, scenario, owner,
             sha256, businessStatus, businessResult, businessAttempts, businessNext, eventSequence, progressAt, quotaKey, network,
-            firstByteAt
+            firstByteAt, reservedTo
         ) = try row.decode(
             (
                 String, Int64?, Int64, String, String, String, Double, Double, Double?, String?, String, String?, String?, String?,
-                String?, Int32, Double?, Int64, Double?, String?, String, Double?
+                String?, Int32, Double?, Int64, Double?, String?, String, Double?, Int64?
             ).self
         )
         guard let id = UploadID(rawID),
@@ -222,7 +235,8 @@ extension PostgresCatalog {
             progressEventAt: progressAt.map { Date(timeIntervalSince1970: $0) },
             concatRequest: concatRequest,
             network: network,
-            firstByteAt: firstByteAt.map { Date(timeIntervalSince1970: $0) }
+            firstByteAt: firstByteAt.map { Date(timeIntervalSince1970: $0) },
+            reservedTo: reservedTo
         )
     }
 

@@ -127,7 +127,8 @@ public final class PostgresCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCa
                 business_attempts = \(Int32(record.business?.attempts ?? 0)),
                 business_next_at = \(record.business?.nextAttemptAt?.timeIntervalSince1970),
                 event_sequence = \(record.eventSequence), progress_event_at = \(record.progressEventAt?.timeIntervalSince1970),
-                network = \(record.network), first_byte_at = \(record.firstByteAt?.timeIntervalSince1970)
+                network = \(record.network), first_byte_at = \(record.firstByteAt?.timeIntervalSince1970),
+                reserved_to = \(record.reservedTo)
             WHERE id = \(record.id.rawValue) AND (\(fence?.token)::bigint IS NULL OR EXISTS (
                 SELECT 1 FROM upload_leases
                 WHERE upload_id = \(record.id.rawValue) AND fence = \(fence?.token) AND holder IS NOT NULL
@@ -238,7 +239,7 @@ public final class PostgresCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCa
     /// Creations are counted only with a `since` (nil: 0).
     static func usageQuery(of owner: String, since: Date?) -> PostgresQuery {
         """
-        SELECT count(*), least(coalesce(sum(coalesce(length, "offset")), 0), 9223372036854775807)::bigint,
+        SELECT count(*), least(coalesce(sum(\(unescaped: openBytesColumn())), 0), 9223372036854775807)::bigint,
             CASE WHEN \(since?.timeIntervalSince1970)::float8 IS NULL THEN 0::bigint ELSE (SELECT count(*) FROM uploads
                 WHERE quota_key = \(owner) AND created_at >= \(since?.timeIntervalSince1970)::float8) END
         FROM uploads WHERE quota_key = \(owner) AND state = 'incomplete'

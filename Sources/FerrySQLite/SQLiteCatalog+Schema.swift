@@ -96,6 +96,10 @@ extension SQLiteCatalog {
                     """
             )
         }
+        migrator.registerMigration("v7: reserved room") { db in
+            // The room a running append to a deferred-length upload holds under `open-bytes`.
+            try db.execute(sql: "ALTER TABLE uploads ADD COLUMN reserved_to INTEGER")
+        }
         return migrator
     }
 
@@ -106,8 +110,8 @@ extension SQLiteCatalog {
             try db.cachedStatement(sql: """
                     INSERT INTO uploads (id, length, "offset", metadata, concat, state, created_at, updated_at, expires_at, store_state,
                         scenario, owner, sha256, business_status, business_result, business_attempts, business_next_at,
-                        event_sequence, progress_event_at, quota_key, network, first_byte_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        event_sequence, progress_event_at, quota_key, network, first_byte_at, reserved_to)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """).execute(
                 arguments: arguments(record)
             )
@@ -125,7 +129,8 @@ extension SQLiteCatalog {
                     UPDATE uploads SET id = ?, length = ?, "offset" = ?, metadata = ?, concat = ?, state = ?,
                     created_at = ?, updated_at = ?, expires_at = ?, store_state = ?, scenario = ?, owner = ?, sha256 = ?,
                     business_status = ?, business_result = ?, business_attempts = ?, business_next_at = ?,
-                    event_sequence = ?, progress_event_at = ?, quota_key = ?, network = ?, first_byte_at = ? WHERE id = ?
+                    event_sequence = ?, progress_event_at = ?, quota_key = ?, network = ?, first_byte_at = ?, reserved_to = ?
+                    WHERE id = ?
                     """).execute(
                 arguments: values
             )
@@ -158,6 +163,7 @@ extension SQLiteCatalog {
             record.business?.status.rawValue, record.business?.json, record.business?.attempts ?? 0,
             record.business?.nextAttemptAt?.timeIntervalSince1970, record.eventSequence,
             record.progressEventAt?.timeIntervalSince1970, record.quotaKey, record.network, record.firstByteAt?.timeIntervalSince1970,
+            record.reservedTo,
         ]
     }
 
@@ -240,7 +246,8 @@ extension SQLiteCatalog {
             progressEventAt: progressAt.map { Date(timeIntervalSince1970: $0) },
             concatRequest: concatRequest,
             network: row["network"],
-            firstByteAt: firstByteAt.map { Date(timeIntervalSince1970: $0) }
+            firstByteAt: firstByteAt.map { Date(timeIntervalSince1970: $0) },
+            reservedTo: row["reserved_to"]
         )
     }
 }

@@ -73,6 +73,26 @@ enum BusinessCatalogConformance {
         try require(uncounted == OwnerUsage(openUploads: 2, openBytes: 100, recentCreations: 0), "without a window creations are not counted (\(uncounted))")
         let nobody = try await catalog.usage(of: QuotaKey.subject("carol"), since: epoch)
         try require(nobody == OwnerUsage(openUploads: 0, openBytes: 0, recentCreations: 0), "an owner without uploads uses nothing")
+        // A deferred upload counts the room a running append holds, or its offset when larger;
+        // a declared length counts whatever is held.
+        var reserving = record(owner: "dave", length: nil)
+        reserving.offset = 10
+        reserving.reservedTo = 70
+        try await catalog.insert(reserving)
+        var overtaken = record(owner: "dave", length: nil)
+        overtaken.offset = 20
+        overtaken.reservedTo = 5
+        try await catalog.insert(overtaken)
+        var declared = record(owner: "dave", length: 40)
+        declared.reservedTo = 90
+        try await catalog.insert(declared)
+        try require(try await catalog.get(reserving.id)?.reservedTo == 70, "the held room reads back as written")
+        let held = try await catalog.usage(of: QuotaKey.subject("dave"), since: nil)
+        try require(held.openBytes == 70 + 20 + 40, "held room counts while deferred (got \(held.openBytes))")
+        reserving.reservedTo = nil
+        try await catalog.update(reserving, events: [], fence: nil)
+        let released = try await catalog.usage(of: QuotaKey.subject("dave"), since: nil)
+        try require(released.openBytes == 10 + 20 + 40, "a released room counts no more (got \(released.openBytes))")
     }
 
     /// Claimed inserts hold the quota under concurrency: 40 at once with room for 5 leave 5,

@@ -81,7 +81,7 @@ public final class MemoryCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCata
         let open = mine.filter { $0.state == .incomplete }
         return OwnerUsage(
             openUploads: open.count,
-            openBytes: open.map { $0.length ?? $0.offset }.saturatingSum(),
+            openBytes: open.map(\.openBytes).saturatingSum(),
             recentCreations: since.map { since in mine.filter { $0.createdAt >= since }.count } ?? 0
         )
     }

@@ -39,7 +39,7 @@ struct PostgresCatalogLiveTests {
                 for node in nodes { group.addTask { _ = try await node.get(id) } }
                 try await group.waitForAll()
             }
-            #expect(try await database.migrationCount(schema: schema) == 7)
+            #expect(try await database.migrationCount(schema: schema) == 8)
             try await nodes[0].insert(record)
             record.offset = 3
             try await nodes[1].update(record, events: [], fence: nil)
@@ -48,11 +48,11 @@ struct PostgresCatalogLiveTests {
             // A node restarting later finds the schema current and changes nothing.
             let restarted = try await database.catalog(schema: schema)
             #expect(try await restarted.get(record.id) == record)
-            #expect(try await database.migrationCount(schema: schema) == 7)
+            #expect(try await database.migrationCount(schema: schema) == 8)
         }
     }
 
-    /// A database an older release migrated to 5 gets migrations 6 and 7 at start: its uploads read
+    /// A database an older release migrated to 5 gets migrations 6 to 8 at start: its uploads read
     /// back with the network `unknown` and no first byte, and new values are kept from then on.
     @Test func migration6KeepsExistingUploads() async throws {
         try await LivePostgres.with { database in
@@ -69,10 +69,41 @@ struct PostgresCatalogLiveTests {
             var record = try #require(try await catalog.get(id))
             #expect(record.offset == 4 && record.scenario == "voice" && record.quotaKey == "sub:alice")
             #expect(record.network == "unknown" && record.firstByteAt == nil)
-            #expect(try await database.migrationCount(schema: schema) == 7)
+            #expect(try await database.migrationCount(schema: schema) == 8)
             record.firstByteAt = Date(timeIntervalSince1970: 1_800_000_002)
             try await catalog.update(record, events: [], fence: nil)
             #expect(try await catalog.get(id) == record)
+        }
+    }
+
+    /// A database at migration 7 gets the `reserved_to` column and a `ferry_locked_usage` that
+    /// counts it: a deferred upload's held room then refuses a claimed insert it leaves no room for.
+    @Test func migration8CountsHeldRoom() async throws {
+        try await LivePostgres.with { database in
+            let schema = try await database.schema(migratedTo: 7)
+            let id = UploadID.random()
+            try await database.execute(
+                """
+                INSERT INTO uploads (id, length, "offset", metadata, concat, state, created_at, updated_at, scenario, owner, quota_key)
+                VALUES ('\(id.rawValue)', NULL, 4, '', 'none', 'incomplete', 1800000000, 1800000001, 'voice', 'alice', 'sub:alice')
+                """,
+                in: schema
+            )
+            let catalog = try await database.catalog(schema: schema)
+            var record = try #require(try await catalog.get(id))
+            #expect(record.reservedTo == nil && record.offset == 4)
+            #expect(try await database.migrationCount(schema: schema) == 8)
+            record.reservedTo = 50
+            try await catalog.update(record, events: [], fence: nil)
+            #expect(try await catalog.usage(of: "sub:alice", since: nil).openBytes == 50)
+            let claim = QuotaClaim(owner: "sub:alice", quotas: Quotas(openBytes: 60), bytes: 20, creating: true, windowStart: .distantPast)
+            let refused = await #expect(throws: FerryError.self) {
+                try await catalog.insert(UploadRecord(id: .random(), length: 20, createdAt: Date(), owner: "alice"), events: [], claim: claim)
+            }
+            #expect(refused?.code == .quotaExceeded, "the function counts the held room: 50 + 20 > 60")
+            record.reservedTo = nil
+            try await catalog.update(record, events: [], fence: nil)
+            try await catalog.insert(UploadRecord(id: .random(), length: 20, createdAt: Date(), owner: "alice"), events: [], claim: claim)
         }
     }
 

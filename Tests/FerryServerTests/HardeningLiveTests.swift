@@ -238,6 +238,55 @@ struct HardeningLiveTests {
         }
     }
 
+    /// Two nodes on one PostgreSQL catalog: ten deferred-length uploads of one subject, then ten
+    /// concurrent PATCHes of 30 bytes each (no length declared) spread over both nodes against
+    /// `open-bytes = 100`: exactly three store their bytes (each append claims its room under
+    /// the owner's advisory lock before its body), and no room stays held afterwards.
+    @Test func deferredGrowthHoldsTheQuotaAcrossNodes() async throws {
+        guard let postgres = ProcessInfo.processInfo.environment["FERRY_TEST_POSTGRES_URL"] else {
+            print("deferred growth across nodes: FERRY_TEST_POSTGRES_URL is not set; scripts/test.sh sets it")
+            return
+        }
+        let tokens = await Tokens.make()
+        let authenticator = try await JWTAuthenticator.make(.init(hs256Secret: Tokens.secret))
+        let shared = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-nodes-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: shared) }
+        let configure = { (configuration: inout FerryServerConfiguration) in
+            configuration.business = Self.business(authenticator, quotas: Quotas(openBytes: 100))
+            configuration.dataDirectory = shared
+            configuration.catalog = .postgres(url: postgres)
+        }
+        try await TestServer.with(configure: configure) { first in
+            try await TestServer.with(configure: configure) { second in
+                let alice = ("Authorization", "Bearer " + (try await tokens.hs256("alice-" + UploadID.random().rawValue)))
+                var paths: [String] = []
+                for index in 0..<10 {
+                    let created = try await (index % 2 == 0 ? first : second).send("POST", "/files/private/", [tus, alice, ("Upload-Defer-Length", "1")])
+                    paths.append(try #require(created.header("Location").flatMap { URL(string: $0)?.path }, "\(created.status)"))
+                }
+                let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                    for (index, path) in paths.enumerated() {
+                        group.addTask {
+                            let headers = [tus, alice, octets, ("Upload-Offset", "0")]
+                            return try await (index % 2 == 0 ? second : first).send("PATCH", path, headers, body: Array(repeating: 7, count: 30)).status
+                        }
+                    }
+                    var all: [Int] = []
+                    for try await status in group { all.append(status) }
+                    return all
+                }
+                #expect(statuses.filter { $0 == 204 }.count == 3 && statuses.allSatisfy { $0 == 204 || $0 == 429 }, "\(statuses)")
+                var offsets: [String] = []
+                for path in paths { offsets.append(try await first.send("HEAD", path, [tus, alice]).header("Upload-Offset") ?? "?") }
+                #expect(offsets.sorted() == Array(repeating: "0", count: 7) + Array(repeating: "30", count: 3), "\(offsets)")
+                // Nothing stays held: another 10 bytes fit exactly.
+                let last = try #require(zip(paths, offsets).first { $0.1 == "0" }?.0)
+                let fits = try await first.send("PATCH", last, [tus, alice, octets, ("Upload-Offset", "0")], body: Array(repeating: 7, count: 10))
+                #expect(fits.status == 204)
+            }
+        }
+    }
+
     /// Anonymous clients are counted per address: 20 concurrent creations from one address
     /// against `open-uploads = 3` admit 3, another address has room of its own, and a deferred
     /// upload's bytes count against its address's `open-bytes`. The addresses come through a

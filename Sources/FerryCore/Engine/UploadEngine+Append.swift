@@ -148,12 +148,7 @@ extension UploadEngine {
                 : FerryError(.lengthExceeded, "the body would run past Upload-Length")
         }
         // A deferred length grows with every byte: those bytes count against `open-bytes`.
-        if record.length == nil, let room = try await openBytesRoom(record, principal), room < (limit ?? .max) {
-            if let contentLength = request.contentLength, contentLength > room {
-                var error = FerryError(.quotaExceeded, "incomplete uploads may hold no more bytes: finish or delete one")
-                error.retryAfter = 30
-                throw error
-            }
+        if record.length == nil, let room = try await reserveRoom(request, in: &record, limit: limit, principal, hold) {
             limit = room
         }
         if let declaration {
@@ -166,12 +161,43 @@ extension UploadEngine {
         return limit
     }
 
-    /// How many more bytes the incomplete uploads counted with `record` may hold (nil: no
-    /// `open-bytes` quota).
-    private func openBytesRoom(_ record: UploadRecord, _ principal: Principal) async throws(FerryError) -> Int64? {
-        guard let claim = quotaClaim(adding: 0, to: record, by: principal), let openBytes = claim.quotas.openBytes else { return nil }
-        let usage = try await catalog.usage(of: claim.owner, since: nil)
-        return Swift.max(0, openBytes.saturatingSubtracting(usage.openBytes))
+    /// Under an `open-bytes` quota, claims the room an append to a deferred-length upload may
+    /// fill, before its body: `record.reservedTo` is written with the owner's usage checked in
+    /// the same transaction (`QuotaCatalog`), so that two appends (on any nodes) cannot both take
+    /// the owner's last bytes. The append settles with the reservation released; one left by a
+    /// crash is this upload's to reuse. Returns the most bytes the body may carry (nil: no quota).
+    private func reserveRoom(
+        _ request: AppendRequest, in record: inout UploadRecord, limit: Int64?, _ principal: Principal, _ hold: Hold
+    ) async throws(FerryError) -> Int64? {
+        guard var claim = quotaClaim(adding: 0, to: record, by: principal), let openBytes = claim.quotas.openBytes else { return nil }
+        let held = record.openBytes
+        var take = Swift.min(limit ?? .max, request.contentLength ?? .max)
+        if request.contentLength == nil {
+            // A body of unknown size holds all the room there is (a plain read; the claim
+            // below checks it again, atomically).
+            let usage = try await catalog.usage(of: claim.owner, since: nil)
+            take = Swift.min(take, Swift.max(0, openBytes.saturatingSubtracting(usage.openBytes).saturatingAdding(held - record.offset)))
+        }
+        guard take > 0 else { return 0 }
+        let stored = record
+        record.reservedTo = record.offset.saturatingAdding(take)
+        claim.bytes = record.openBytes - held
+        record.updatedAt = now()
+        record = try await save(stored, record, hold, claim: claim)
+        return take
+    }
+
+    /// Releases the room held by an append whose bytes were not kept. On failure it stays held
+    /// (logged) until the upload's next append reuses it or the upload ends.
+    private func releaseRoom(_ record: UploadRecord, _ hold: Hold) async -> UploadRecord {
+        var released = record
+        released.reservedTo = nil
+        do {
+            return try await save(record, released, hold)
+        } catch {
+            logger.warning("append.room_not_released", metadata: ["upload.id": "\(record.id)", "error": "\(error)"])
+            return record
+        }
     }
 
     private func receive<Body: AsyncSequence & Sendable>(
@@ -240,6 +266,9 @@ extension UploadEngine {
                 report.outcome = failed.code.rawValue
                 throw failed
             }
+        }
+        if !settled.keep, settled.record.reservedTo != nil {
+            settled.record = await releaseRoom(settled.record, hold)
         }
         var record = settled.record
         if !settled.keep, let startDigest, record.offset == start.offset {
@@ -314,6 +343,8 @@ extension UploadEngine {
         context: Logger.Metadata
     ) async throws(FerryError) -> Settlement {
         var settled = settlement
+        // The bytes are counted by the offset from now on: the room this append held is released.
+        settled.record.reservedTo = nil
         let durable = try await writer.sync()
         let state = await writer.syncedState()
         let completion = AppendDecision.completion(request, end: end, failed: settled.failure != nil, length: settled.record.length, durable: durable)

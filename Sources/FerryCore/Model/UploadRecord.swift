@@ -67,6 +67,10 @@ public struct UploadRecord: Sendable, Equatable {
     /// When the request that stored its first bytes began (nil before any byte is stored, and
     /// for a concatenation final): where the completion's goodput is measured from.
     public var firstByteAt: Date?
+    /// While an append to a deferred-length upload runs under an `open-bytes` quota: the offset
+    /// up to which it holds room (claimed atomically before its body, released when it settles;
+    /// after a crash, replaced by the next append). Counted by `openBytes`; nil otherwise.
+    public var reservedTo: Int64?
 
     public init(
         id: UploadID,
@@ -88,11 +92,13 @@ public struct UploadRecord: Sendable, Equatable {
         progressEventAt: Date? = nil,
         concatRequest: String? = nil,
         network: String = "unknown",
-        firstByteAt: Date? = nil
+        firstByteAt: Date? = nil,
+        reservedTo: Int64? = nil
     ) {
         self.concatRequest = concatRequest
         self.network = network
         self.firstByteAt = firstByteAt
+        self.reservedTo = reservedTo
         self.id = id
         self.length = length
         self.offset = offset
@@ -113,6 +119,10 @@ public struct UploadRecord: Sendable, Equatable {
     }
 
     public var isComplete: Bool { state == .complete }
+
+    /// What it counts against its owner's `open-bytes` while incomplete: its declared length,
+    /// else its offset or the room a running append holds, whichever is larger.
+    public var openBytes: Int64 { length ?? Swift.max(offset, reservedTo ?? 0) }
 
     public var isFinal: Bool {
         if case .final = concat { return true }
