@@ -116,7 +116,8 @@ extension PostgresCatalog {
     /// What an incomplete upload counts against `open-bytes` (`UploadRecord.openBytes`), with
     /// `table.` before its columns.
     static func openBytesColumn(_ table: String = "") -> String {
-        "coalesce(\(table)length, greatest(\(table)\"offset\", coalesce(\(table)reserved_to, 0)))"
+        "CASE WHEN \(table)concat LIKE 'final %' THEN 0 "
+            + "ELSE coalesce(\(table)length, greatest(\(table)\"offset\", coalesce(\(table)reserved_to, 0))) END"
     }
 }
 

@@ -131,10 +131,11 @@ extension PostgresCatalog {
             name: "quota claims in one statement",
             statements: [PostgresCatalog.lockedUsageFunction(create: "CREATE FUNCTION", bytes: #"coalesce(u.length, u."offset")"#)]
         ),
-        // The room a running append to a deferred-length upload holds under `open-bytes`.
+        // `open-bytes` counts the room a running append to a deferred-length upload holds, and
+        // no bytes for a final (its partials hold them).
         Migration(
             version: 8,
-            name: "reserved room",
+            name: "open bytes: reserved room, finals",
             statements: [
                 "ALTER TABLE uploads ADD COLUMN reserved_to BIGINT",
                 PostgresCatalog.lockedUsageFunction(create: "CREATE OR REPLACE FUNCTION", bytes: PostgresCatalog.openBytesColumn("u.")),

@@ -143,7 +143,7 @@ public final class SQLiteCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCata
             row = try Row.fetchOne(
                 db.cachedStatement(
                     sql: """
-                        SELECT count(*) AS open, total(coalesce(length, max("offset", coalesce(reserved_to, 0)))) AS bytes,
+                        SELECT count(*) AS open, total(CASE WHEN concat LIKE 'final %' THEN 0 ELSE coalesce(length, max("offset", coalesce(reserved_to, 0))) END) AS bytes,
                             (SELECT count(*) FROM uploads WHERE quota_key = ? AND created_at >= ?) AS recent
                         FROM uploads WHERE quota_key = ? AND state = 'incomplete'
                         """
@@ -154,7 +154,7 @@ public final class SQLiteCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCata
             row = try Row.fetchOne(
                 db.cachedStatement(
                     sql: """
-                        SELECT count(*) AS open, total(coalesce(length, max("offset", coalesce(reserved_to, 0)))) AS bytes, 0 AS recent
+                        SELECT count(*) AS open, total(CASE WHEN concat LIKE 'final %' THEN 0 ELSE coalesce(length, max("offset", coalesce(reserved_to, 0))) END) AS bytes, 0 AS recent
                         FROM uploads WHERE quota_key = ? AND state = 'incomplete'
                         """
                 ),

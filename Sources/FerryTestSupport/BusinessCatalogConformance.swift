@@ -86,9 +86,14 @@ enum BusinessCatalogConformance {
         var declared = record(owner: "dave", length: 40)
         declared.reservedTo = 90
         try await catalog.insert(declared)
+        // A final's bytes are its partials': it counts as an open upload, not as bytes.
+        var final = record(owner: "dave", length: 500)
+        final.concat = .final([reserving.id, overtaken.id])
+        try await catalog.insert(final)
         try require(try await catalog.get(reserving.id)?.reservedTo == 70, "the held room reads back as written")
         let held = try await catalog.usage(of: QuotaKey.subject("dave"), since: nil)
-        try require(held.openBytes == 70 + 20 + 40, "held room counts while deferred (got \(held.openBytes))")
+        try require(held.openBytes == 70 + 20 + 40, "held room counts while deferred, a final's length does not (got \(held.openBytes))")
+        try require(held.openUploads == 4, "a final is an open upload (got \(held.openUploads))")
         reserving.reservedTo = nil
         try await catalog.update(reserving, events: [], fence: nil)
         let released = try await catalog.usage(of: QuotaKey.subject("dave"), since: nil)

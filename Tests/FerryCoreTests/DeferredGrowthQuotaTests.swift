@@ -120,3 +120,25 @@ struct DeferredGrowthQuotaTests {
         #expect(after.offset == 90 && after.reservedTo == nil, "\(after)")
     }
 }
+
+/// A concatenation final holds no bytes of its own: while its partials are incomplete they count
+/// against `open-bytes`, and the final does not count them a second time.
+@Suite("Quotas: concatenation finals")
+struct FinalQuotaTests {
+    @Test(arguments: ["memory", "sqlite"])
+    func aPendingFinalDoesNotCountItsPartialsTwice(_ kind: String) async throws {
+        let (engine, catalog) = try DeferredGrowthQuotaTests.engine(kind, "finals")
+        let alice = DeferredGrowthQuotaTests.alice
+        let first = try await engine.create(.init(length: 50, isPartial: true, principal: alice)).id
+        let second = try await engine.create(.init(length: 50, isPartial: true, principal: alice)).id
+        _ = try await engine.append(first, AppendRequest(offset: 0, contentLength: 50), body: body([bytes(50)]), transport: FakeTransport(), as: alice)
+        let final = try await engine.createFinal(parts: [first, second], metadata: UploadMetadata(), principal: alice)
+        #expect(!final.isComplete && final.length == 100)
+        #expect(try await catalog.usage(of: QuotaKey.subject("alice"), since: nil).openBytes == 50, "only the incomplete partial's 50")
+        // The room left is real: another 50 bytes may be declared while the final waits.
+        _ = try await engine.create(.init(length: 50, principal: alice))
+        _ = try await engine.append(second, AppendRequest(offset: 0, contentLength: 50), body: body([bytes(50, seed: 1)]), transport: FakeTransport(), as: alice)
+        #expect(try await catalog.get(final.id)?.isComplete == true)
+        #expect(try await catalog.usage(of: QuotaKey.subject("alice"), since: nil).openBytes == 50)
+    }
+}

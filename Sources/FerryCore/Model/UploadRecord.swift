@@ -121,8 +121,9 @@ public struct UploadRecord: Sendable, Equatable {
     public var isComplete: Bool { state == .complete }
 
     /// What it counts against its owner's `open-bytes` while incomplete: its declared length,
-    /// else its offset or the room a running append holds, whichever is larger.
-    public var openBytes: Int64 { length ?? Swift.max(offset, reservedTo ?? 0) }
+    /// else its offset or the room a running append holds, whichever is larger. A final holds
+    /// nothing of its own: its bytes are its partials', counted while they are incomplete.
+    public var openBytes: Int64 { isFinal ? 0 : length ?? Swift.max(offset, reservedTo ?? 0) }
 
     public var isFinal: Bool {
         if case .final = concat { return true }
