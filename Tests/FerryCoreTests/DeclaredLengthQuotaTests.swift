@@ -11,12 +11,7 @@ import Testing
 struct DeclaredLengthQuotaTests {
     @Test(arguments: ["memory", "sqlite"])
     func concurrentDeclarationsTakeTheLastBytesOnce(_ kind: String) async throws {
-        let catalog: any EngineCatalog = kind == "memory" ? MemoryCatalog() : try SQLiteCatalog(path: Scratch.path("declared") + ".sqlite")
-        let engine = UploadEngine(
-            store: MemoryByteStore(), catalog: catalog, locker: LocalUploadLocker(), configuration: EngineConfiguration(lockTimeout: .seconds(2)),
-            business: BusinessRules(scenarios: ScenarioSet([Scenario(name: "plain")], defaultName: "plain"), quotas: Quotas(openBytes: 100)),
-            logger: .test
-        )
+        let (engine, catalog) = try DeferredGrowthQuotaTests.engine(kind, "declared")
         let alice = Principal(subject: "alice")
         var ids: [UploadID] = []
         for _ in 0..<10 { ids.append(try await engine.create(.init(length: nil, principal: alice)).id) }

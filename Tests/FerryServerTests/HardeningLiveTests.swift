@@ -196,13 +196,17 @@ struct HardeningLiveTests {
         }
     }
 
-    /// Two nodes on one PostgreSQL catalog, sharing their bytes: ten deferred-length uploads of
-    /// one subject, then ten concurrent PATCHes spread over both nodes each declaring
-    /// `Upload-Length: 30` against `open-bytes = 100`: exactly three take the bytes (the
-    /// declaration is committed under the same per-owner advisory lock as a creation).
-    @Test func declaredLengthsHoldTheQuotaAcrossNodes() async throws {
+    /// Two nodes on one PostgreSQL catalog, sharing their bytes, against `open-bytes = 100`: ten
+    /// deferred-length uploads of one subject, created alternately on each, then `patch` sent
+    /// concurrently to each upload through the other node; returns the statuses, the uploads'
+    /// paths and offsets afterwards, and gives `then` both nodes and the token's header.
+    static func deferredUploadsOnTwoNodes(
+        _ label: String,
+        patch: @escaping @Sendable (String) -> ([(String, String)], [UInt8]),
+        then: (TestServer, TestServer, (String, String), [(path: String, status: Int)]) async throws -> Void
+    ) async throws {
         guard let postgres = ProcessInfo.processInfo.environment["FERRY_TEST_POSTGRES_URL"] else {
-            print("declared lengths across nodes: FERRY_TEST_POSTGRES_URL is not set; scripts/test.sh sets it")
+            print("\(label) across nodes: FERRY_TEST_POSTGRES_URL is not set; scripts/test.sh sets it")
             return
         }
         let tokens = await Tokens.make()
@@ -222,68 +226,48 @@ struct HardeningLiveTests {
                     let created = try await (index % 2 == 0 ? first : second).send("POST", "/files/private/", [tus, alice, ("Upload-Defer-Length", "1")])
                     paths.append(try #require(created.header("Location").flatMap { URL(string: $0)?.path }, "\(created.status)"))
                 }
-                let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                let results = try await withThrowingTaskGroup(of: (path: String, status: Int).self) { group in
                     for (index, path) in paths.enumerated() {
                         group.addTask {
-                            let headers = [tus, alice, octets, ("Upload-Offset", "0"), ("Upload-Length", "30")]
-                            return try await (index % 2 == 0 ? second : first).send("PATCH", path, headers).status
+                            let (headers, body) = patch(path)
+                            return (path, try await (index % 2 == 0 ? second : first).send("PATCH", path, [tus, alice, octets] + headers, body: body).status)
                         }
                     }
-                    var all: [Int] = []
-                    for try await status in group { all.append(status) }
+                    var all: [(path: String, status: Int)] = []
+                    for try await result in group { all.append(result) }
                     return all
                 }
-                #expect(statuses.filter { $0 == 204 }.count == 3 && statuses.allSatisfy { $0 == 204 || $0 == 429 }, "\(statuses)")
+                try await then(first, second, alice, results)
             }
         }
     }
 
-    /// Two nodes on one PostgreSQL catalog: ten deferred-length uploads of one subject, then ten
-    /// concurrent PATCHes of 30 bytes each (no length declared) spread over both nodes against
+    /// Ten concurrent PATCHes spread over two nodes each declaring `Upload-Length: 30` against
+    /// `open-bytes = 100`: exactly three take the bytes (the declaration is committed under the
+    /// same per-owner advisory lock as a creation).
+    @Test func declaredLengthsHoldTheQuotaAcrossNodes() async throws {
+        try await Self.deferredUploadsOnTwoNodes("declared lengths", patch: { _ in ([("Upload-Offset", "0"), ("Upload-Length", "30")], []) }) {
+            _, _, _, results in
+            let statuses = results.map(\.status)
+            #expect(statuses.filter { $0 == 204 }.count == 3 && statuses.allSatisfy { $0 == 204 || $0 == 429 }, "\(statuses)")
+        }
+    }
+
+    /// Ten concurrent PATCHes of 30 bytes each (no length declared) spread over two nodes against
     /// `open-bytes = 100`: exactly three store their bytes (each append claims its room under
     /// the owner's advisory lock before its body), and no room stays held afterwards.
     @Test func deferredGrowthHoldsTheQuotaAcrossNodes() async throws {
-        guard let postgres = ProcessInfo.processInfo.environment["FERRY_TEST_POSTGRES_URL"] else {
-            print("deferred growth across nodes: FERRY_TEST_POSTGRES_URL is not set; scripts/test.sh sets it")
-            return
-        }
-        let tokens = await Tokens.make()
-        let authenticator = try await JWTAuthenticator.make(.init(hs256Secret: Tokens.secret))
-        let shared = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-nodes-\(UUID().uuidString)").path
-        defer { try? FileManager.default.removeItem(atPath: shared) }
-        let configure = { (configuration: inout FerryServerConfiguration) in
-            configuration.business = Self.business(authenticator, quotas: Quotas(openBytes: 100))
-            configuration.dataDirectory = shared
-            configuration.catalog = .postgres(url: postgres)
-        }
-        try await TestServer.with(configure: configure) { first in
-            try await TestServer.with(configure: configure) { second in
-                let alice = ("Authorization", "Bearer " + (try await tokens.hs256("alice-" + UploadID.random().rawValue)))
-                var paths: [String] = []
-                for index in 0..<10 {
-                    let created = try await (index % 2 == 0 ? first : second).send("POST", "/files/private/", [tus, alice, ("Upload-Defer-Length", "1")])
-                    paths.append(try #require(created.header("Location").flatMap { URL(string: $0)?.path }, "\(created.status)"))
-                }
-                let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
-                    for (index, path) in paths.enumerated() {
-                        group.addTask {
-                            let headers = [tus, alice, octets, ("Upload-Offset", "0")]
-                            return try await (index % 2 == 0 ? second : first).send("PATCH", path, headers, body: Array(repeating: 7, count: 30)).status
-                        }
-                    }
-                    var all: [Int] = []
-                    for try await status in group { all.append(status) }
-                    return all
-                }
-                #expect(statuses.filter { $0 == 204 }.count == 3 && statuses.allSatisfy { $0 == 204 || $0 == 429 }, "\(statuses)")
-                var offsets: [String] = []
-                for path in paths { offsets.append(try await first.send("HEAD", path, [tus, alice]).header("Upload-Offset") ?? "?") }
-                #expect(offsets.sorted() == Array(repeating: "0", count: 7) + Array(repeating: "30", count: 3), "\(offsets)")
-                // Nothing stays held: another 10 bytes fit exactly.
-                let last = try #require(zip(paths, offsets).first { $0.1 == "0" }?.0)
-                let fits = try await first.send("PATCH", last, [tus, alice, octets, ("Upload-Offset", "0")], body: Array(repeating: 7, count: 10))
-                #expect(fits.status == 204)
-            }
+        try await Self.deferredUploadsOnTwoNodes("deferred growth", patch: { _ in ([("Upload-Offset", "0")], Array(repeating: 7, count: 30)) }) {
+            first, _, alice, results in
+            let statuses = results.map(\.status)
+            #expect(statuses.filter { $0 == 204 }.count == 3 && statuses.allSatisfy { $0 == 204 || $0 == 429 }, "\(statuses)")
+            var offsets: [String] = []
+            for result in results { offsets.append(try await first.send("HEAD", result.path, [tus, alice]).header("Upload-Offset") ?? "?") }
+            #expect(offsets.sorted() == Array(repeating: "0", count: 7) + Array(repeating: "30", count: 3), "\(offsets)")
+            // Nothing stays held: another 10 bytes fit exactly.
+            let last = try #require(results.first { $0.status != 204 }?.path)
+            let fits = try await first.send("PATCH", last, [tus, alice, octets, ("Upload-Offset", "0")], body: Array(repeating: 7, count: 10))
+            #expect(fits.status == 204)
         }
     }
 
