@@ -13,7 +13,7 @@ import PackageDescription
 //   FerryS3          a small S3 client (AWS Signature V4), knowing nothing of uploads
 //   FerryS3Store     ByteStore on S3-compatible object storage: one multipart upload per upload, durable tail
 //   FerryAuth        bearer JWTs (jwt-kit) -> Principal
-//   FerryHooks       business callbacks (pre-create, pre-finish) and the outbox's webhook dispatcher, over AsyncHTTPClient
+//   FerryHooks       business callbacks (pre-create, pre-finish) and the outbox's webhook dispatcher: http:// over kept-alive NIO connections, https:// over AsyncHTTPClient
 //   FerryHTTP        the Hummingbird adapter: HTTP/1.1, HTTP/2 and TLS connections, routing, body streaming, 100-continue, CORS, /metrics
 //   FerryServer      wires a configuration into services (store, catalog, expirer, HTTP server)
 //   FerryTestSupport in-memory seams and the conformance suites every seam implementation must pass
@@ -145,8 +145,10 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
@@ -377,6 +379,9 @@ let package = Package(
                 "FerryHooks", "FerryCore", "FerryTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

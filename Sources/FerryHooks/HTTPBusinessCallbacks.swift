@@ -7,13 +7,18 @@ import NIOHTTP1
 /// The `pre-create` and `pre-finish` callbacks over HTTP: a JSON POST, bounded in time and in
 /// the size of the answer read back.
 public struct HTTPBusinessCallbacks: BusinessCallbacks {
-    let http: HTTPClient
+    let http: CallbackHTTP
     /// The longest answer read; a business result header must stay small.
     static let maxAnswer = 64 * 1024
     static let maxResult = 4 * 1024
 
-    public init(http: HTTPClient) {
+    public init(http: CallbackHTTP) {
         self.http = http
+    }
+
+    /// Every URL through AsyncHTTPClient.
+    public init(http: HTTPClient) {
+        self.init(http: CallbackHTTP(client: http))
     }
 
     public func preCreate(_ request: PreCreateRequest, url: String, timeout: Duration) async throws(FerryError) -> PreCreateDecision {
@@ -57,17 +62,13 @@ public struct HTTPBusinessCallbacks: BusinessCallbacks {
         return json
     }
 
+    static let headers: HTTPHeaders = ["Content-Type": "application/json", "User-Agent": "ferry"]
+
     /// POSTs `json`; returns the status and at most `maxAnswer` bytes of the answer.
     func post(_ url: String, json: Data, timeout: Duration) async throws(FerryError) -> (Int, Data) {
-        var request = HTTPClientRequest(url: url)
-        request.method = .POST
-        request.headers.add(name: "Content-Type", value: "application/json")
-        request.headers.add(name: "User-Agent", value: "ferry")
-        request.body = .bytes(ByteBuffer(bytes: json))
         do {
-            let response = try await http.execute(request, timeout: TimeAmount(timeout))
-            var answer = try await response.body.collect(upTo: Self.maxAnswer)
-            return (Int(response.status.code), Data(answer.readBytes(length: answer.readableBytes) ?? []))
+            var (status, answer) = try await http.post(url, headers: Self.headers, body: ByteBuffer(bytes: json), timeout: timeout, maxAnswer: Self.maxAnswer)
+            return (status, Data(answer.readBytes(length: answer.readableBytes) ?? []))
         } catch {
             throw FerryError(.callbackFailed, "the callback at \(url) failed or timed out", underlying: error)
         }

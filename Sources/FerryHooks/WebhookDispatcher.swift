@@ -57,7 +57,7 @@ public struct WebhookDispatcher: Service {
     let secrets: [String: String]
     /// Webhook URL → the most events one POST carries.
     let batchSizes: [String: Int]
-    let http: HTTPClient
+    let http: CallbackHTTP
     let wakeup: Wakeup
     let configuration: Configuration
     let logger: Logger
@@ -71,7 +71,7 @@ public struct WebhookDispatcher: Service {
     public init(
         catalog: any OutboxCatalog,
         scenarios: ScenarioSet,
-        http: HTTPClient,
+        http: CallbackHTTP,
         wakeup: Wakeup,
         configuration: Configuration = Configuration(),
         logger: Logger,
@@ -215,25 +215,23 @@ public struct WebhookDispatcher: Service {
     /// why it failed.
     func post(_ events: [OutboxEvent], to url: String, secret: String, batched: Bool) async -> String? {
         let timestamp = Int(now().timeIntervalSince1970)
-        var request = HTTPClientRequest(url: url)
-        request.method = .POST
-        request.headers.add(name: "Content-Type", value: "application/json")
-        request.headers.add(name: "User-Agent", value: "ferry")
+        var headers = HTTPBusinessCallbacks.headers
         let body: String
         if batched {
             body = "[" + events.map(\.payload).joined(separator: ",") + "]"
-            request.headers.add(name: "Ferry-Event-Count", value: String(events.count))
+            headers.add(name: "Ferry-Event-Count", value: String(events.count))
         } else {
             body = events.first?.payload ?? "{}"
-            request.headers.add(name: "Ferry-Event-Id", value: events.first?.id ?? "")
-            request.headers.add(name: "Ferry-Event-Type", value: events.first?.type.rawValue ?? "")
+            headers.add(name: "Ferry-Event-Id", value: events.first?.id ?? "")
+            headers.add(name: "Ferry-Event-Type", value: events.first?.type.rawValue ?? "")
         }
-        request.headers.add(name: "Ferry-Signature", value: Self.signature(secret: secret, timestamp: timestamp, body: body))
-        request.body = .bytes(ByteBuffer(string: body))
+        headers.add(name: "Ferry-Signature", value: Self.signature(secret: secret, timestamp: timestamp, body: body))
         do {
-            let response = try await http.execute(request, timeout: TimeAmount(configuration.deliveryTimeout))
-            _ = try? await response.body.collect(upTo: 64 * 1024)
-            return (200..<300).contains(response.status.code) ? nil : "answered \(response.status.code)"
+            // Only the status matters: the answer is read and dropped.
+            let (status, _) = try await http.post(
+                url, headers: headers, body: ByteBuffer(string: body), timeout: configuration.deliveryTimeout, maxAnswer: nil
+            )
+            return (200..<300).contains(status) ? nil : "answered \(status)"
         } catch {
             return "\(error)"
         }

@@ -123,6 +123,14 @@ public struct FerryServer: Sendable {
             httpClient = http
             storageServices.append(HTTPClientService(client: http))
         }
+        // Business POSTs to http:// URLs go over Ferry's own kept-alive connections, the rest
+        // through AsyncHTTPClient (`CallbackHTTP`).
+        var callbackHTTP: CallbackHTTP?
+        if business.needsHTTPClient, let httpClient {
+            let keptAlive = KeptAliveHTTP1()
+            callbackHTTP = CallbackHTTP(client: httpClient, keptAlive: keptAlive)
+            storageServices.append(keptAlive)
+        }
         let engine = UploadEngine(
             store: store,
             catalog: catalog,
@@ -132,18 +140,18 @@ public struct FerryServer: Sendable {
                 scenarios: business.scenarios,
                 quotas: business.quotas,
                 anonymousQuotas: business.anonymousQuotas,
-                callbacks: httpClient.map { HTTPBusinessCallbacks(http: $0) } ?? NoBusinessCallbacks()
+                callbacks: callbackHTTP.map { HTTPBusinessCallbacks(http: $0) } ?? NoBusinessCallbacks()
             ),
             logger: logger,
             observers: [MetricsObserver(factory: factory, backend: store.name)] + (statistics.map { [$0] } ?? [])
         )
         var businessServices: [any Service] = [BusinessRetryService(engine: engine)]
-        if business.hasWebhooks, let httpClient {
+        if business.hasWebhooks, let callbackHTTP {
             businessServices.append(
                 WebhookDispatcher(
                     catalog: catalog,
                     scenarios: business.scenarios,
-                    http: httpClient,
+                    http: callbackHTTP,
                     wakeup: engine.outboxWritten,
                     configuration: business.events,
                     logger: logger,

@@ -26,7 +26,7 @@ func dispatcher(
     now: Date = Date(timeIntervalSince1970: 1_700_000_000)
 ) -> WebhookDispatcher {
     WebhookDispatcher(
-        catalog: catalog, scenarios: ScenarioSet([Scenario(name: "default", webhooks: webhooks)], defaultName: "default"), http: HTTPClient.shared,
+        catalog: catalog, scenarios: ScenarioSet([Scenario(name: "default", webhooks: webhooks)], defaultName: "default"), http: CallbackHTTP(client: HTTPClient.shared),
         wakeup: Wakeup(), configuration: configuration, logger: quiet, now: { now }
     )
 }
@@ -99,7 +99,7 @@ struct WebhookDispatcherTests {
             defaultName: nil
         )
         let dispatcher = WebhookDispatcher(
-            catalog: MemoryCatalog(), scenarios: scenarios, http: HTTPClient.shared, wakeup: Wakeup(), logger: quiet
+            catalog: MemoryCatalog(), scenarios: scenarios, http: CallbackHTTP(client: HTTPClient.shared), wakeup: Wakeup(), logger: quiet
         )
         #expect(dispatcher.secrets == ["http://a": "sa", "http://b": "sb", "http://c": "sc"])
         // A batch below 1 is 1: each event alone.
