@@ -200,12 +200,9 @@ public final class PostgresUploadLocker: InsertingUploadLocker, Service {
     /// Gives up several claims in one statement (each only while it is still the row's).
     static func release(_ batch: [Release], in catalog: PostgresCatalog) async throws(FerryError) {
         _ = try await catalog.rows(
-            """
-            UPDATE upload_leases SET holder = NULL, stop_requested = false
-            WHERE (upload_id, fence) IN (SELECT * FROM unnest(\(batch.map(\.id.rawValue))::text[], \(batch.map(\.fence))::bigint[]))
-            """,
+            ReleaseLeasesStatement(ids: batch.map(\.id.rawValue), fences: batch.map(\.fence)),
             "the upload lock could not be released"
-        ) { _ in () }
+        )
     }
 
     fileprivate func release(_ id: UploadID, fence: LeaseFence) async {
