@@ -25,7 +25,10 @@ extension PostgresCatalog {
     /// decides the error.
     func insert(_ record: UploadRecord, events: [OutboxEvent], claim: QuotaClaim?, lease: NewLease?) async throws(FerryError) -> Int64? {
         guard let claim else {
-            let fences = try await rows(InsertUploadStatement(record: record, events: events, lease: lease), "the catalog rejected an insert")
+            let message = "the catalog rejected an insert"
+            let fences = UploadStatements.needsSteps(record, events)
+                ? try await rows(InsertUploadWithStepsStatement(record: record, events: events, lease: lease), message)
+                : try await rows(InsertUploadStatement(record: record, events: events, lease: lease), message)
             return fences.first ?? nil
         }
         let answers = try await rows(

@@ -95,21 +95,27 @@ public final class PostgresCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCa
         // A final's parts never change after creation (like the SQLite catalog, only `concat`
         // is rewritten): the hot path, an offset update, stays one single-row statement.
         try fence?.check()
-        let statement = UpdateUploadStatement(record: record, events: events, fence: fence?.token)
-        let updated = try await rows(statement, "the catalog rejected an update")
+        let message = "the catalog rejected an update"
+        let updated = events.isEmpty
+            ? try await rows(UpdateUploadStatement(record: record, events: events, fence: fence?.token), message)
+            : try await rows(UpdateUploadWithEventsStatement(record: record, events: events, fence: fence?.token), message)
         try await updateMatched(!updated.isEmpty, record, fence: fence)
     }
 
     /// The same fenced statement, in a claimed transaction (a length declared after creation).
     public func update(_ record: UploadRecord, events: [OutboxEvent], fence: LeaseFence?, claim: QuotaClaim) async throws(FerryError) {
         try fence?.check()
-        let statement = UpdateUploadStatement(record: record, events: events, fence: fence?.token)
         let updated = try await claiming(claim, "the catalog rejected an update") { connection -> [String] in
-            var ids: [String] = []
-            for try await id in try await connection.execute(statement, logger: self.logger) {
-                ids.append(id)
+            func ids(_ statement: some UploadUpdateStatement) async throws -> [String] {
+                var ids: [String] = []
+                for try await id in try await connection.execute(statement, logger: self.logger) {
+                    ids.append(id)
+                }
+                return ids
             }
-            return ids
+            return events.isEmpty
+                ? try await ids(UpdateUploadStatement(record: record, events: events, fence: fence?.token))
+                : try await ids(UpdateUploadWithEventsStatement(record: record, events: events, fence: fence?.token))
         }
         try await updateMatched(!updated.isEmpty, record, fence: fence)
     }

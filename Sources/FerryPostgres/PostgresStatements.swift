@@ -5,33 +5,45 @@ import PostgresNIO
 /// per pooled connection (by name, on its first use there; again on a new connection after a
 /// reset) and afterwards sends only its values. PostgreSQL then neither parses nor, once it has
 /// settled on a generic plan, plans them again: on a saturated machine those cycles went to
-/// every small creation-with-upload. Each has a fixed text, so the optional steps (a final's
-/// parts, the new upload's lease, outbox events) are always there and simply write nothing
-/// when their arrays are empty or their holder is NULL. The parameter types are declared, so a
-/// first call's NULLs cannot decide them.
+/// every small creation-with-upload. Each has a fixed text; the parameter types are declared, so
+/// a first call's NULLs cannot decide them. The insert and the update come in two shapes: the
+/// common one, without a final's parts or outbox events, and one with those steps, which write
+/// nothing when their arrays are empty (the executor sets up every step of a statement, used
+/// or not, so the common shape leaves them out).
 enum UploadStatements {
     /// The steps after an insert's `upload` step (each with its leading comma), its parameters
-    /// from `first`: a final's parts (`text[]`), the lease's holder and seconds (`text`, `float8`;
-    /// no lease when the holder is NULL), the events (`outboxSteps`).
-    static func insertSteps(from first: Int) -> String {
-        """
-        ,
-        parts AS (
-            INSERT INTO concat_parts (final_id, position, partial_id)
-            SELECT upload.id, part.position - 1, part.partial_id
-            FROM upload, unnest($\(first)::text[]) WITH ORDINALITY AS part (partial_id, position)
-        ),
-        lease AS (
-            INSERT INTO upload_leases (upload_id, holder, fence, expires_at, stop_requested)
-            SELECT upload.id, $\(first + 1)::text, nextval('upload_lease_fences'),
-                clock_timestamp() + make_interval(secs => $\(first + 2)::float8), false
-            FROM upload WHERE $\(first + 1)::text IS NOT NULL
-            RETURNING fence
-        )\(outboxSteps(from: first + 3))
-        """
+    /// from `first`: the lease (its holder and seconds, `text` and `float8`; no lease when the
+    /// holder is NULL), and `withParts`, a final's parts (`text[]`) and the events (`outboxSteps`).
+    static func insertSteps(from first: Int, withParts: Bool) -> String {
+        let lease = """
+            ,
+            lease AS (
+                INSERT INTO upload_leases (upload_id, holder, fence, expires_at, stop_requested)
+                SELECT upload.id, $\(first)::text, nextval('upload_lease_fences'),
+                    clock_timestamp() + make_interval(secs => $\(first + 1)::float8), false
+                FROM upload WHERE $\(first)::text IS NOT NULL
+                RETURNING fence
+            )
+            """
+        guard withParts else { return lease }
+        return lease + """
+            ,
+            parts AS (
+                INSERT INTO concat_parts (final_id, position, partial_id)
+                SELECT upload.id, part.position - 1, part.partial_id
+                FROM upload, unnest($\(first + 2)::text[]) WITH ORDINALITY AS part (partial_id, position)
+            )
+            """ + outboxSteps(from: first + 3)
     }
 
-    static let insertStepTypes: [PostgresDataType] = [.textArray, .text, .float8] + outboxTypes
+    static func insertStepTypes(withParts: Bool) -> [PostgresDataType] {
+        [.text, .float8] + (withParts ? [.textArray] + outboxTypes : [])
+    }
+
+    /// Whether an insert of `record` with `events` needs the shape with parts and events.
+    static func needsSteps(_ record: UploadRecord, _ events: [OutboxEvent]) -> Bool {
+        !record.partials.isEmpty || !events.isEmpty
+    }
 
     /// The `events` step (with its leading comma): writes the change's outbox events for the
     /// upload the `upload` step returned (none when it matched no row or there are none); six
@@ -69,39 +81,72 @@ enum UploadStatements {
     ]
 }
 
-/// A new upload with its parts, its lease (when given) and its events, in one statement, so
-/// atomic without a transaction. A duplicate id fails on the primary key. Answers the lease's
-/// fence (NULL without one).
-struct InsertUploadStatement: PostgresPreparedStatement {
-    typealias Row = Int64?
-    static let name = "ferry_insert_upload"
-    static let sql = """
+/// A new upload with its lease (when given), in one statement, so atomic without a transaction.
+/// A duplicate id fails on the primary key. Answers the lease's fence (NULL without one). The two
+/// shapes differ only in the steps for a final's parts and outbox events.
+protocol UploadInsertStatement: PostgresPreparedStatement where Row == Int64? {
+    static var withSteps: Bool { get }
+    init(record: UploadRecord, events: [OutboxEvent], lease: PostgresCatalog.NewLease?)
+    var record: UploadRecord { get }
+    var events: [OutboxEvent] { get }
+    var lease: PostgresCatalog.NewLease? { get }
+}
+
+extension UploadInsertStatement {
+    static func text(withSteps: Bool) -> String {
+        """
         WITH upload AS (
             INSERT INTO uploads (\(UploadStatements.insertColumns))
             VALUES (\(UploadStatements.parameters(from: 1, count: 22)))
             RETURNING id
-        )\(UploadStatements.insertSteps(from: 23))
+        )\(UploadStatements.insertSteps(from: 23, withParts: withSteps))
         SELECT (SELECT fence FROM lease) FROM upload
         """
-    static let bindingDataTypes = UploadStatements.insertColumnTypes + UploadStatements.insertStepTypes
+    }
 
-    let record: UploadRecord
-    let events: [OutboxEvent]
-    let lease: PostgresCatalog.NewLease?
+    static func types(withSteps: Bool) -> [PostgresDataType] {
+        UploadStatements.insertColumnTypes + UploadStatements.insertStepTypes(withParts: withSteps)
+    }
 
     func makeBindings() -> PostgresBindings {
         var bindings = PostgresBindings(capacity: Self.bindingDataTypes.count)
         bindings.appendValues(of: record)
-        bindings.appendSteps(of: record, lease: lease, events: events)
+        bindings.appendSteps(of: record, lease: lease, events: events, withParts: Self.withSteps)
         return bindings
     }
 
-    func decodeRow(_ row: PostgresRow) throws -> Row {
+    func decodeRow(_ row: PostgresRow) throws -> Int64? {
         try row.decode(Int64?.self)
     }
 }
 
-/// `InsertUploadStatement` behind the owner's quotas (`QuotaClaim.check`'s rule in SQL, bytes
+/// The common insert: no parts, no events.
+struct InsertUploadStatement: UploadInsertStatement {
+    typealias Row = Int64?
+    static let name = "ferry_insert_upload"
+    static let withSteps = false
+    static let sql = text(withSteps: false)
+    static let bindingDataTypes = types(withSteps: false)
+
+    let record: UploadRecord
+    let events: [OutboxEvent]
+    let lease: PostgresCatalog.NewLease?
+}
+
+/// The insert of a final (its parts) or with outbox events.
+struct InsertUploadWithStepsStatement: UploadInsertStatement {
+    typealias Row = Int64?
+    static let name = "ferry_insert_upload_steps"
+    static let withSteps = true
+    static let sql = text(withSteps: true)
+    static let bindingDataTypes = types(withSteps: true)
+
+    let record: UploadRecord
+    let events: [OutboxEvent]
+    let lease: PostgresCatalog.NewLease?
+}
+
+/// `InsertUploadWithStepsStatement` behind the owner's quotas (`QuotaClaim.check`'s rule in SQL, bytes
 /// saturating at 2^63 - 1 as there). It first calls `ferry_locked_usage` (migration 7), which
 /// takes the owner's advisory lock (held to the end of the statement's transaction) and then
 /// counts the owner's usage in a snapshot of its own, taken after the lock was granted. Answers
@@ -122,12 +167,12 @@ struct ClaimedInsertUploadStatement: PostgresPreparedStatement {
             AND ($5::bigint IS NULL OR usage.open_uploads < $5::bigint)
             AND ($6::bigint IS NULL OR least(usage.open_bytes::numeric + $7::numeric, 9223372036854775807) <= $6::bigint)
             RETURNING id
-        )\(UploadStatements.insertSteps(from: 30))
+        )\(UploadStatements.insertSteps(from: 30, withParts: true))
         SELECT usage.open_uploads, usage.open_bytes, usage.recent, EXISTS (SELECT 1 FROM upload), (SELECT fence FROM lease)
         FROM usage
         """
     static let bindingDataTypes: [PostgresDataType] =
-        [.int4, .text, .float8, .int8, .int8, .int8, .int8] + UploadStatements.insertColumnTypes + UploadStatements.insertStepTypes
+        [.int4, .text, .float8, .int8, .int8, .int8, .int8] + UploadStatements.insertColumnTypes + UploadStatements.insertStepTypes(withParts: true)
 
     let record: UploadRecord
     let events: [OutboxEvent]
@@ -144,7 +189,7 @@ struct ClaimedInsertUploadStatement: PostgresPreparedStatement {
         bindings.append(claim.quotas.openBytes)
         bindings.append(claim.bytes)
         bindings.appendValues(of: record)
-        bindings.appendSteps(of: record, lease: lease, events: events)
+        bindings.appendSteps(of: record, lease: lease, events: events, withParts: true)
         return bindings
     }
 
@@ -156,11 +201,18 @@ struct ClaimedInsertUploadStatement: PostgresPreparedStatement {
 
 /// An upload's new state with its events, in one statement: the outbox rows are written only
 /// if the update matched. Under a fence, it matches only while that fence is still the upload's
-/// current one. Answers the id when it matched.
-struct UpdateUploadStatement: PostgresPreparedStatement {
-    typealias Row = String
-    static let name = "ferry_update_upload"
-    static let sql = """
+/// current one. Answers the id when it matched. Two shapes: with the events step or without.
+protocol UploadUpdateStatement: PostgresPreparedStatement where Row == String {
+    static var withEvents: Bool { get }
+    init(record: UploadRecord, events: [OutboxEvent], fence: Int64?)
+    var record: UploadRecord { get }
+    var events: [OutboxEvent] { get }
+    var fence: Int64? { get }
+}
+
+extension UploadUpdateStatement {
+    static func text(withEvents: Bool) -> String {
+        """
         WITH upload AS (
             UPDATE uploads SET length = $1, "offset" = $2, metadata = $3, concat = $4, state = $5,
                 created_at = $6, updated_at = $7, expires_at = $8, store_state = $9,
@@ -171,18 +223,18 @@ struct UpdateUploadStatement: PostgresPreparedStatement {
                 SELECT 1 FROM upload_leases WHERE upload_id = $21 AND fence = $22 AND holder IS NOT NULL
             ))
             RETURNING id
-        )\(UploadStatements.outboxSteps(from: 23))
+        )\(withEvents ? UploadStatements.outboxSteps(from: 23) : "")
         SELECT id FROM upload
         """
-    static let bindingDataTypes: [PostgresDataType] = [
-        .int8, .int8, .text, .text, .text, .float8, .float8, .float8, .text,
-        .text, .text, .text, .text, .text, .int4, .float8, .int8, .float8,
-        .text, .float8, .text, .int8,
-    ] + UploadStatements.outboxTypes
+    }
 
-    let record: UploadRecord
-    let events: [OutboxEvent]
-    let fence: Int64?
+    static func types(withEvents: Bool) -> [PostgresDataType] {
+        [
+            .int8, .int8, .text, .text, .text, .float8, .float8, .float8, .text,
+            .text, .text, .text, .text, .text, .int4, .float8, .int8, .float8,
+            .text, .float8, .text, .int8,
+        ] + (withEvents ? UploadStatements.outboxTypes : [])
+    }
 
     func makeBindings() -> PostgresBindings {
         var bindings = PostgresBindings(capacity: Self.bindingDataTypes.count)
@@ -208,13 +260,39 @@ struct UpdateUploadStatement: PostgresPreparedStatement {
         bindings.append(record.firstByteAt?.timeIntervalSince1970)
         bindings.append(record.id.rawValue)
         bindings.append(fence)
-        bindings.appendEvents(events)
+        if Self.withEvents { bindings.appendEvents(events) }
         return bindings
     }
 
-    func decodeRow(_ row: PostgresRow) throws -> Row {
+    func decodeRow(_ row: PostgresRow) throws -> String {
         try row.decode(String.self)
     }
+}
+
+/// The common update: no events.
+struct UpdateUploadStatement: UploadUpdateStatement {
+    typealias Row = String
+    static let name = "ferry_update_upload"
+    static let withEvents = false
+    static let sql = text(withEvents: false)
+    static let bindingDataTypes = types(withEvents: false)
+
+    let record: UploadRecord
+    let events: [OutboxEvent]
+    let fence: Int64?
+}
+
+/// The update with outbox events.
+struct UpdateUploadWithEventsStatement: UploadUpdateStatement {
+    typealias Row = String
+    static let name = "ferry_update_upload_events"
+    static let withEvents = true
+    static let sql = text(withEvents: true)
+    static let bindingDataTypes = types(withEvents: true)
+
+    let record: UploadRecord
+    let events: [OutboxEvent]
+    let fence: Int64?
 }
 
 /// Gives up several upload locks in one statement, each only while its fence is still the row's.
@@ -268,10 +346,11 @@ extension PostgresBindings {
     }
 
     /// The values of `UploadStatements.insertSteps`.
-    mutating func appendSteps(of record: UploadRecord, lease: PostgresCatalog.NewLease?, events: [OutboxEvent]) {
-        append(record.partials.map(\.rawValue))
+    mutating func appendSteps(of record: UploadRecord, lease: PostgresCatalog.NewLease?, events: [OutboxEvent], withParts: Bool) {
         append(lease?.holder)
         append(lease?.seconds)
+        guard withParts else { return }
+        append(record.partials.map(\.rawValue))
         appendEvents(events)
     }
 
