@@ -170,13 +170,7 @@ public final class PostgresCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCa
     }
 
     public func get(_ id: UploadID) async throws(FerryError) -> UploadRecord? {
-        try await rows(
-            """
-            SELECT \(unescaped: Self.columns) FROM uploads WHERE id = \(id.rawValue)
-            """,
-            "the catalog could not be read",
-            Self.record
-        ).first
+        try await rows(GetUploadStatement(id: id.rawValue), "the catalog could not be read").first
     }
 
     public func expiring(before date: Date, limit: Int) async throws(FerryError) -> [UploadRecord] {

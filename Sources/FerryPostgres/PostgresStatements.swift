@@ -318,6 +318,58 @@ struct ReleaseLeasesStatement: PostgresPreparedStatement {
     func decodeRow(_ row: PostgresRow) throws -> Row {}
 }
 
+/// An upload's record by id (every request on an existing upload reads it).
+struct GetUploadStatement: PostgresPreparedStatement {
+    typealias Row = UploadRecord
+    static let name = "ferry_get_upload"
+    static let sql = "SELECT \(PostgresCatalog.columns) FROM uploads WHERE id = $1"
+    static let bindingDataTypes: [PostgresDataType] = [.text]
+
+    let id: String
+
+    func makeBindings() -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 1)
+        bindings.append(id)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row {
+        try PostgresCatalog.record(row)
+    }
+}
+
+/// Claims an upload's lock for `holder` when it is free or its lease lapsed (the row is made on
+/// the first claim); answers the new fence when it did.
+struct ClaimLeaseStatement: PostgresPreparedStatement {
+    typealias Row = Int64
+    static let name = "ferry_claim_lease"
+    static let sql = """
+        INSERT INTO upload_leases AS l (upload_id, holder, fence, expires_at, stop_requested)
+        VALUES ($1, $2, nextval('upload_lease_fences'), clock_timestamp() + make_interval(secs => $3), false)
+        ON CONFLICT (upload_id) DO UPDATE
+            SET holder = EXCLUDED.holder, fence = EXCLUDED.fence, expires_at = EXCLUDED.expires_at, stop_requested = false
+            WHERE l.holder IS NULL OR l.expires_at < clock_timestamp()
+        RETURNING fence
+        """
+    static let bindingDataTypes: [PostgresDataType] = [.text, .text, .float8]
+
+    let id: String
+    let holder: String
+    let seconds: Double
+
+    func makeBindings() -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 3)
+        bindings.append(id)
+        bindings.append(holder)
+        bindings.append(seconds)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row {
+        try row.decode(Int64.self)
+    }
+}
+
 extension PostgresBindings {
     /// The values of `UploadStatements.insertColumns` for `record`.
     mutating func appendValues(of record: UploadRecord) {

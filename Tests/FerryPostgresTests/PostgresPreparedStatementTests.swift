@@ -14,7 +14,7 @@ import Testing
 struct PostgresPreparedStatementTests {
     static let hot: Set<String> = [
         InsertUploadStatement.name, UpdateUploadStatement.name, ReleaseLeasesStatement.name,
-        StatsStatements.CreatedStatement.name, StatsStatements.TimelineStatement.name,
+        StatsStatements.CreatedStatement.name, StatsStatements.TimelineStatement.name, GetUploadStatement.name,
     ]
 
     /// What a small creation-with-upload writes: the insert with its lease, the completing
@@ -33,6 +33,7 @@ struct PostgresPreparedStatementTests {
             createdAt: record.createdAt, state: .incomplete, length: 10
         )
         try await catalog.apply([.created(stats), .timeline(entry)])
+        #expect(try await catalog.get(record.id)?.offset == 10)
         return record.id
     }
 
