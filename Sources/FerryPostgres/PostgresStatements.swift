@@ -13,8 +13,8 @@ import PostgresNIO
 enum UploadStatements {
     /// The steps after an insert's `upload` step (each with its leading comma), its parameters
     /// from `first`: the lease (its holder and seconds, `text` and `float8`; no lease when the
-    /// holder is NULL), and `withParts`, a final's parts (`text[]`) and the events (`outboxSteps`).
-    static func insertSteps(from first: Int, withParts: Bool) -> String {
+    /// holder is NULL), and `withPartsAndEvents`, a final's parts (`text[]`) and the events (`outboxSteps`).
+    static func insertSteps(from first: Int, withPartsAndEvents: Bool) -> String {
         let lease = """
             ,
             lease AS (
@@ -25,7 +25,7 @@ enum UploadStatements {
                 RETURNING fence
             )
             """
-        guard withParts else { return lease }
+        guard withPartsAndEvents else { return lease }
         return lease + """
             ,
             parts AS (
@@ -36,8 +36,8 @@ enum UploadStatements {
             """ + outboxSteps(from: first + 3)
     }
 
-    static func insertStepTypes(withParts: Bool) -> [PostgresDataType] {
-        [.text, .float8] + (withParts ? [.textArray] + outboxTypes : [])
+    static func insertStepTypes(withPartsAndEvents: Bool) -> [PostgresDataType] {
+        [.text, .float8] + (withPartsAndEvents ? [.textArray] + outboxTypes : [])
     }
 
     /// Whether an insert of `record` with `events` needs the shape with parts and events.
@@ -99,19 +99,19 @@ extension UploadInsertStatement {
             INSERT INTO uploads (\(UploadStatements.insertColumns))
             VALUES (\(UploadStatements.parameters(from: 1, count: 22)))
             RETURNING id
-        )\(UploadStatements.insertSteps(from: 23, withParts: withSteps))
+        )\(UploadStatements.insertSteps(from: 23, withPartsAndEvents: withSteps))
         SELECT (SELECT fence FROM lease) FROM upload
         """
     }
 
     static func types(withSteps: Bool) -> [PostgresDataType] {
-        UploadStatements.insertColumnTypes + UploadStatements.insertStepTypes(withParts: withSteps)
+        UploadStatements.insertColumnTypes + UploadStatements.insertStepTypes(withPartsAndEvents: withSteps)
     }
 
     func makeBindings() -> PostgresBindings {
         var bindings = PostgresBindings(capacity: Self.bindingDataTypes.count)
         bindings.appendValues(of: record)
-        bindings.appendSteps(of: record, lease: lease, events: events, withParts: Self.withSteps)
+        bindings.appendSteps(of: record, lease: lease, events: events, withPartsAndEvents: Self.withSteps)
         return bindings
     }
 
@@ -167,12 +167,12 @@ struct ClaimedInsertUploadStatement: PostgresPreparedStatement {
             AND ($5::bigint IS NULL OR usage.open_uploads < $5::bigint)
             AND ($6::bigint IS NULL OR least(usage.open_bytes::numeric + $7::numeric, 9223372036854775807) <= $6::bigint)
             RETURNING id
-        )\(UploadStatements.insertSteps(from: 30, withParts: true))
+        )\(UploadStatements.insertSteps(from: 30, withPartsAndEvents: true))
         SELECT usage.open_uploads, usage.open_bytes, usage.recent, EXISTS (SELECT 1 FROM upload), (SELECT fence FROM lease)
         FROM usage
         """
-    static let bindingDataTypes: [PostgresDataType] =
-        [.int4, .text, .float8, .int8, .int8, .int8, .int8] + UploadStatements.insertColumnTypes + UploadStatements.insertStepTypes(withParts: true)
+    static let bindingDataTypes: [PostgresDataType] = [.int4, .text, .float8, .int8, .int8, .int8, .int8]
+        + UploadStatements.insertColumnTypes + UploadStatements.insertStepTypes(withPartsAndEvents: true)
 
     let record: UploadRecord
     let events: [OutboxEvent]
@@ -189,7 +189,7 @@ struct ClaimedInsertUploadStatement: PostgresPreparedStatement {
         bindings.append(claim.quotas.openBytes)
         bindings.append(claim.bytes)
         bindings.appendValues(of: record)
-        bindings.appendSteps(of: record, lease: lease, events: events, withParts: true)
+        bindings.appendSteps(of: record, lease: lease, events: events, withPartsAndEvents: true)
         return bindings
     }
 
@@ -398,10 +398,10 @@ extension PostgresBindings {
     }
 
     /// The values of `UploadStatements.insertSteps`.
-    mutating func appendSteps(of record: UploadRecord, lease: PostgresCatalog.NewLease?, events: [OutboxEvent], withParts: Bool) {
+    mutating func appendSteps(of record: UploadRecord, lease: PostgresCatalog.NewLease?, events: [OutboxEvent], withPartsAndEvents: Bool) {
         append(lease?.holder)
         append(lease?.seconds)
-        guard withParts else { return }
+        guard withPartsAndEvents else { return }
         append(record.partials.map(\.rawValue))
         appendEvents(events)
     }
