@@ -21,17 +21,20 @@ extension PostgresCatalog {
     }
 
     /// `insert`, with the upload's lease row when `lease` is given; returns its fence token.
+    /// With a `claim`, the row is inserted only if the quotas leave room; otherwise the usage
+    /// decides the error.
     func insert(_ record: UploadRecord, events: [OutboxEvent], claim: QuotaClaim?, lease: NewLease?) async throws(FerryError) -> Int64? {
         guard let claim else {
-            let fences = try await rows(Self.insertQuery(record, events, lease: lease), "the catalog rejected an insert") { row in
-                try row.decode((String, Int64?).self).1
-            }
+            let message = "the catalog rejected an insert"
+            let fences = UploadStatements.needsSteps(record, events)
+                ? try await rows(InsertUploadWithStepsStatement(record: record, events: events, lease: lease), message)
+                : try await rows(InsertUploadStatement(record: record, events: events, lease: lease), message)
             return fences.first ?? nil
         }
-        let answers = try await rows(Self.claimedInsertQuery(record, events, claim, lease: lease), "the catalog rejected an insert") { row in
-            let (open, bytes, recent, inserted, fence) = try row.decode((Int64, Int64, Int64, Bool, Int64?).self)
-            return (OwnerUsage(openUploads: Int(open), openBytes: bytes, recentCreations: Int(recent)), inserted, fence)
-        }
+        let answers = try await rows(
+            ClaimedInsertUploadStatement(record: record, events: events, claim: claim, lease: lease),
+            "the catalog rejected an insert"
+        )
         guard let (usage, inserted, fence) = answers.first else {
             throw FerryError(.catalogFailure, "the catalog did not answer an insert")
         }
@@ -44,50 +47,6 @@ extension PostgresCatalog {
 
     /// The first key of the advisory locks that serialize an owner's claimed inserts ("Fery").
     static let quotaLockSpace: Int32 = 0x4665_7279
-
-    /// One statement, so atomic without a transaction: the row, a final's parts with their
-    /// positions (none for other uploads), and the outbox events. A duplicate id fails on
-    /// the primary key.
-    static func insertQuery(_ record: UploadRecord, _ events: [OutboxEvent], lease: NewLease? = nil) -> PostgresQuery {
-        """
-            WITH upload AS (
-                INSERT INTO uploads (\(unescaped: insertColumns))
-                VALUES (\(uploadValuesOf: record))
-                RETURNING id
-            )\(partsInsertOf: record)\(leaseInsertOf: lease)\(outboxInsertOf: events)
-            SELECT id, \(unescaped: lease == nil ? "NULL::bigint" : "(SELECT fence FROM lease)") FROM upload
-            """
-    }
-
-    /// `insertQuery` behind the owner's quotas (`QuotaClaim.check`'s rule in SQL, bytes saturating
-    /// at 2^63 - 1 as there): answers the owner's usage before the insert and whether the row was
-    /// inserted.
-    static func claimedInsertQuery(_ record: UploadRecord, _ events: [OutboxEvent], _ claim: QuotaClaim, lease: NewLease? = nil) -> PostgresQuery {
-        let creations = claim.creating ? claim.quotas.creationsPerMinute.map(Int64.init) : nil
-        let open = claim.creating ? claim.quotas.openUploads.map(Int64.init) : nil
-        return """
-            WITH usage AS MATERIALIZED (
-                SELECT * FROM ferry_locked_usage(\(quotaLockSpace), \(claim.owner), \(claim.countsCreationsSince?.timeIntervalSince1970)::float8)
-            ),
-            upload AS (
-                INSERT INTO uploads (\(unescaped: insertColumns))
-                SELECT \(uploadValuesOf: record) FROM usage
-                WHERE (\(creations)::bigint IS NULL OR usage.recent < \(creations)::bigint)
-                AND (\(open)::bigint IS NULL OR usage.open_uploads < \(open)::bigint)
-                AND (\(claim.quotas.openBytes)::bigint IS NULL
-                    OR least(usage.open_bytes::numeric + \(claim.bytes)::numeric, 9223372036854775807) <= \(claim.quotas.openBytes)::bigint)
-                RETURNING id
-            )\(partsInsertOf: record)\(leaseInsertOf: lease)\(outboxInsertOf: events)
-            SELECT usage.open_uploads, usage.open_bytes, usage.recent, EXISTS (SELECT 1 FROM upload),
-                \(unescaped: lease == nil ? "NULL::bigint" : "(SELECT fence FROM lease)") FROM usage
-            """
-    }
-
-    static let insertColumns = """
-        id, length, "offset", metadata, concat, state, created_at, updated_at, expires_at, store_state,
-        scenario, owner, sha256, business_status, business_result, business_attempts, business_next_at,
-        event_sequence, progress_event_at, quota_key, network, first_byte_at, reserved_to
-        """
 
     /// `ferry_locked_usage(space, key, since)`: the advisory lock of `key`'s claimed inserts, then
     /// the usage `usageQuery` counts. A VOLATILE function takes a fresh snapshot for each query
@@ -118,87 +77,5 @@ extension PostgresCatalog {
     static func openBytesColumn(_ table: String = "") -> String {
         "CASE WHEN \(table)concat LIKE 'final %' THEN 0 "
             + "ELSE coalesce(\(table)length, greatest(\(table)\"offset\", coalesce(\(table)reserved_to, 0))) END"
-    }
-}
-
-extension PostgresQuery.StringInterpolation {
-    /// The values of `PostgresCatalog.insertColumns` for `record`.
-    mutating func appendInterpolation(uploadValuesOf record: UploadRecord) {
-        appendInterpolation(record.id.rawValue)
-        appendLiteral(", ")
-        appendInterpolation(record.length)
-        appendLiteral(", ")
-        appendInterpolation(record.offset)
-        appendLiteral(", ")
-        appendInterpolation(record.metadata.tusHeader)
-        appendLiteral(", ")
-        appendInterpolation(record.concatText)
-        appendLiteral(", ")
-        appendInterpolation(record.state.rawValue)
-        appendLiteral(", ")
-        appendInterpolation(record.createdAt.timeIntervalSince1970)
-        appendLiteral(", ")
-        appendInterpolation(record.updatedAt.timeIntervalSince1970)
-        appendLiteral(", ")
-        appendInterpolation(record.expiresAt?.timeIntervalSince1970)
-        appendLiteral(", ")
-        appendInterpolation(record.storeState)
-        appendLiteral(", ")
-        appendInterpolation(record.scenario)
-        appendLiteral(", ")
-        appendInterpolation(record.owner)
-        appendLiteral(", ")
-        appendInterpolation(record.sha256)
-        appendLiteral(", ")
-        appendInterpolation(record.business?.status.rawValue)
-        appendLiteral(", ")
-        appendInterpolation(record.business?.json)
-        appendLiteral(", ")
-        appendInterpolation(Int32(record.business?.attempts ?? 0))
-        appendLiteral(", ")
-        appendInterpolation(record.business?.nextAttemptAt?.timeIntervalSince1970)
-        appendLiteral(", ")
-        appendInterpolation(record.eventSequence)
-        appendLiteral(", ")
-        appendInterpolation(record.progressEventAt?.timeIntervalSince1970)
-        appendLiteral(", ")
-        appendInterpolation(record.quotaKey)
-        appendLiteral(", ")
-        appendInterpolation(record.network)
-        appendLiteral(", ")
-        appendInterpolation(record.firstByteAt?.timeIntervalSince1970)
-        appendLiteral(", ")
-        appendInterpolation(record.reservedTo)
-    }
-
-    /// The `lease` step of an insert (with its leading comma): the new upload's lease row, held
-    /// by `lease.holder` with a new fence, written only with the upload's row (none without a `lease`).
-    mutating func appendInterpolation(leaseInsertOf lease: PostgresCatalog.NewLease?) {
-        guard let lease else { return }
-        appendLiteral("""
-            ,
-            lease AS (
-                INSERT INTO upload_leases (upload_id, holder, fence, expires_at, stop_requested)
-                SELECT upload.id,
-            """)
-        appendInterpolation(lease.holder)
-        appendLiteral(", nextval('upload_lease_fences'), clock_timestamp() + make_interval(secs => ")
-        appendInterpolation(lease.seconds)
-        appendLiteral("), false FROM upload RETURNING fence)")
-    }
-
-    /// The `parts` step of an insert (with its leading comma): a final's partials with their
-    /// positions (none for other uploads).
-    mutating func appendInterpolation(partsInsertOf record: UploadRecord) {
-        guard !record.partials.isEmpty else { return }
-        appendLiteral("""
-            ,
-            parts AS (
-                INSERT INTO concat_parts (final_id, position, partial_id)
-                SELECT upload.id, part.position - 1, part.partial_id
-                FROM upload, unnest(
-            """)
-        appendInterpolation(record.partials.map(\.rawValue))
-        appendLiteral("::text[]) WITH ORDINALITY AS part (partial_id, position)\n)")
     }
 }

@@ -125,7 +125,7 @@ extension PostgresCatalog {
             ]
         ),
         // A claimed insert is one statement: the owner's lock and count in a function (a fresh
-        // snapshot after the lock), the insert behind it (`PostgresCatalog.claimedInsertQuery`).
+        // snapshot after the lock), the insert behind it (`ClaimedInsertUploadStatement`).
         Migration(
             version: 7,
             name: "quota claims in one statement",

@@ -55,78 +55,10 @@ extension PostgresCatalog: StatsStore {
         try await migrated.wait()
         do {
             try await client.withTransaction(logger: logger) { connection in
-                for event in events { try await Self.apply(event, connection, logger) }
+                for event in events { try await StatsStatements.apply(event, connection, logger) }
             }
         } catch {
             throw Self.wrap(error, "the statistics could not be written")
-        }
-    }
-
-    static func apply(_ event: StatsEvent, _ connection: PostgresConnection, _ logger: Logger) async throws {
-        switch event {
-        case .created(let stats):
-            // The whole record: the recorder may have folded later events of the batch into it.
-            try await connection.query(
-                """
-                INSERT INTO upload_stats (id, scenario, owner, dialect, client, network, created_micros, first_byte_at, completed_at,
-                    ended_at, state, length, bytes, requests, interrupted, resumptions, telemetry, last_request_at, awaiting_resume)
-                VALUES (\(stats.id.rawValue), \(stats.scenario), \(stats.owner), \(stats.info.dialect), \(stats.info.client),
-                    \(stats.info.network), \(StatsCursor.micros(stats.createdAt)), \(stats.firstByteAt?.timeIntervalSince1970),
-                    \(stats.completedAt?.timeIntervalSince1970), \(stats.endedAt?.timeIntervalSince1970), \(stats.state.rawValue),
-                    \(stats.length), \(stats.bytes), \(Int32(stats.requests)), \(Int32(stats.interrupted)), \(Int32(stats.resumptions)),
-                    \(stats.telemetry), \(stats.lastRequestAt?.timeIntervalSince1970), \(stats.awaitingResume))
-                ON CONFLICT (id) DO NOTHING
-                """,
-                logger: logger
-            )
-        case .request(let entry):
-            let append = entry.isAppend
-            let at = entry.at.timeIntervalSince1970
-            // One statement: the update, and the timeline row only if the upload is known.
-            try await connection.query(
-                """
-                WITH updated AS (
-                    UPDATE upload_stats SET requests = requests + 1, bytes = bytes + \(entry.bytes),
-                        last_request_at = greatest(coalesce(last_request_at, \(at)), \(at)),
-                        first_byte_at = CASE WHEN \(entry.bytes) > 0 AND first_byte_at IS NULL THEN \(at) ELSE first_byte_at END,
-                        resumptions = resumptions + CASE WHEN \(append) AND \(entry.offset) > 0 AND awaiting_resume THEN 1 ELSE 0 END,
-                        interrupted = interrupted + CASE WHEN \(append) AND \(entry.wasInterrupted) THEN 1 ELSE 0 END,
-                        awaiting_resume = CASE WHEN \(append) THEN \(entry.wasInterrupted) ELSE awaiting_resume END
-                    WHERE id = \(entry.upload.rawValue)
-                    RETURNING id
-                )
-                INSERT INTO upload_requests (upload_id, at, method, start, bytes, outcome, seconds)
-                SELECT id, \(at), \(entry.method), \(entry.offset), \(entry.bytes), \(entry.outcome), \(entry.seconds) FROM updated
-                """,
-                logger: logger
-            )
-        case .timeline(let entry):
-            try await connection.query(
-                """
-                INSERT INTO upload_requests (upload_id, at, method, start, bytes, outcome, seconds)
-                SELECT id, \(entry.at.timeIntervalSince1970), \(entry.method), \(entry.offset), \(entry.bytes), \(entry.outcome), \(entry.seconds)
-                FROM upload_stats WHERE id = \(entry.upload.rawValue)
-                """,
-                logger: logger
-            )
-        case .completed(let id, let at, let length):
-            try await connection.query(
-                """
-                UPDATE upload_stats SET state = 'complete', completed_at = \(at.timeIntervalSince1970), length = \(length)
-                WHERE id = \(id.rawValue)
-                """,
-                logger: logger
-            )
-        case .ended(let id, let at, let state):
-            try await connection.query(
-                """
-                UPDATE upload_stats SET state = \(state.rawValue), ended_at = \(at.timeIntervalSince1970)
-                WHERE id = \(id.rawValue) AND state = 'incomplete'
-                """,
-                logger: logger
-            )
-        case .telemetry(let id, let json):
-            try await connection.query("UPDATE upload_stats SET telemetry = \(json) WHERE id = \(id.rawValue)", logger: logger)
         }
     }
 

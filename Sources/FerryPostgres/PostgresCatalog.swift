@@ -95,9 +95,10 @@ public final class PostgresCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCa
         // A final's parts never change after creation (like the SQLite catalog, only `concat`
         // is rewritten): the hot path, an offset update, stays one single-row statement.
         try fence?.check()
-        let updated = try await rows(Self.updateQuery(record, events, fence: fence), "the catalog rejected an update") { row in
-            try row.decode(String.self)
-        }
+        let message = "the catalog rejected an update"
+        let updated = events.isEmpty
+            ? try await rows(UpdateUploadStatement(record: record, events: events, fence: fence?.token), message)
+            : try await rows(UpdateUploadWithEventsStatement(record: record, events: events, fence: fence?.token), message)
         try await updateMatched(!updated.isEmpty, record, fence: fence)
     }
 
@@ -105,38 +106,18 @@ public final class PostgresCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCa
     public func update(_ record: UploadRecord, events: [OutboxEvent], fence: LeaseFence?, claim: QuotaClaim) async throws(FerryError) {
         try fence?.check()
         let updated = try await claiming(claim, "the catalog rejected an update") { connection -> [String] in
-            var ids: [String] = []
-            for try await row in try await connection.query(Self.updateQuery(record, events, fence: fence), logger: self.logger) {
-                ids.append(try row.decode(String.self))
+            func ids(_ statement: some UploadUpdateStatement) async throws -> [String] {
+                var ids: [String] = []
+                for try await id in try await connection.execute(statement, logger: self.logger) {
+                    ids.append(id)
+                }
+                return ids
             }
-            return ids
+            return events.isEmpty
+                ? try await ids(UpdateUploadStatement(record: record, events: events, fence: fence?.token))
+                : try await ids(UpdateUploadWithEventsStatement(record: record, events: events, fence: fence?.token))
         }
         try await updateMatched(!updated.isEmpty, record, fence: fence)
-    }
-
-    /// One statement: the outbox rows are written only if the fenced update matched.
-    static func updateQuery(_ record: UploadRecord, _ events: [OutboxEvent], fence: LeaseFence?) -> PostgresQuery {
-        """
-        WITH upload AS (
-            UPDATE uploads SET length = \(record.length), "offset" = \(record.offset), metadata = \(record.metadata.tusHeader),
-                concat = \(record.concatText), state = \(record.state.rawValue),
-                created_at = \(record.createdAt.timeIntervalSince1970), updated_at = \(record.updatedAt.timeIntervalSince1970),
-                expires_at = \(record.expiresAt?.timeIntervalSince1970), store_state = \(record.storeState),
-                scenario = \(record.scenario), owner = \(record.owner), sha256 = \(record.sha256),
-                business_status = \(record.business?.status.rawValue), business_result = \(record.business?.json),
-                business_attempts = \(Int32(record.business?.attempts ?? 0)),
-                business_next_at = \(record.business?.nextAttemptAt?.timeIntervalSince1970),
-                event_sequence = \(record.eventSequence), progress_event_at = \(record.progressEventAt?.timeIntervalSince1970),
-                network = \(record.network), first_byte_at = \(record.firstByteAt?.timeIntervalSince1970),
-                reserved_to = \(record.reservedTo)
-            WHERE id = \(record.id.rawValue) AND (\(fence?.token)::bigint IS NULL OR EXISTS (
-                SELECT 1 FROM upload_leases
-                WHERE upload_id = \(record.id.rawValue) AND fence = \(fence?.token) AND holder IS NOT NULL
-            ))
-            RETURNING id
-        )\(outboxInsertOf: events)
-        SELECT id FROM upload
-        """
     }
 
     /// Runs `write` after `claim.check` passed on the owner's usage, in one transaction that
@@ -189,13 +170,7 @@ public final class PostgresCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCa
     }
 
     public func get(_ id: UploadID) async throws(FerryError) -> UploadRecord? {
-        try await rows(
-            """
-            SELECT \(unescaped: Self.columns) FROM uploads WHERE id = \(id.rawValue)
-            """,
-            "the catalog could not be read",
-            Self.record
-        ).first
+        try await rows(GetUploadStatement(id: id.rawValue), "the catalog could not be read").first
     }
 
     public func expiring(before date: Date, limit: Int) async throws(FerryError) -> [UploadRecord] {
@@ -342,32 +317,21 @@ public final class PostgresCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCa
             throw Self.wrap(error, message)
         }
     }
-}
 
-extension PostgresQuery.StringInterpolation {
-    /// The `events` step of an insert or update statement (with its leading comma): writes the
-    /// change's outbox events, for the upload the statement's `upload` step returned (none when
-    /// it matched no row). Left out when there are none: every step costs the planner.
-    mutating func appendInterpolation(outboxInsertOf events: [OutboxEvent]) {
-        guard !events.isEmpty else { return }
-        appendLiteral("""
-            ,
-            events AS (
-                INSERT INTO outbox (event_id, destination, upload_id, sequence, type, payload, created_at, next_attempt_at)
-                SELECT e.event_id, e.destination, upload.id, e.sequence, e.type, e.payload, e.created_at, e.created_at
-                FROM upload, unnest(
-            """)
-        appendInterpolation(events.map(\.id))
-        appendLiteral("::text[], ")
-        appendInterpolation(events.map(\.destination))
-        appendLiteral("::text[], ")
-        appendInterpolation(events.map(\.sequence))
-        appendLiteral("::bigint[], ")
-        appendInterpolation(events.map(\.type.rawValue))
-        appendLiteral("::text[], ")
-        appendInterpolation(events.map(\.payload))
-        appendLiteral("::text[], ")
-        appendInterpolation(events.map(\.createdAt.timeIntervalSince1970))
-        appendLiteral("::float8[]) AS e (event_id, destination, sequence, type, payload, created_at)\n)")
+    /// `rows(_:_:_:)` for a prepared statement: its rows as the statement decodes them.
+    func rows<Statement: PostgresPreparedStatement>(
+        _ statement: Statement,
+        _ message: String
+    ) async throws(FerryError) -> [Statement.Row] {
+        try await migrated.wait()
+        do {
+            var results: [Statement.Row] = []
+            for try await row in try await client.execute(statement, logger: logger) {
+                results.append(row)
+            }
+            return results
+        } catch {
+            throw Self.wrap(error, message)
+        }
     }
 }

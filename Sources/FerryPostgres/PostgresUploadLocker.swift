@@ -167,16 +167,9 @@ public final class PostgresUploadLocker: InsertingUploadLocker, Service {
     /// Takes the row when it is free or its lease lapsed; the fence token when it did.
     private func tryClaim(_ id: UploadID) async throws(FerryError) -> Int64? {
         try await catalog.rows(
-            """
-            INSERT INTO upload_leases AS l (upload_id, holder, fence, expires_at, stop_requested)
-            VALUES (\(id.rawValue), \(node), nextval('upload_lease_fences'), clock_timestamp() + make_interval(secs => \(leaseSeconds)), false)
-            ON CONFLICT (upload_id) DO UPDATE
-                SET holder = EXCLUDED.holder, fence = EXCLUDED.fence, expires_at = EXCLUDED.expires_at, stop_requested = false
-                WHERE l.holder IS NULL OR l.expires_at < clock_timestamp()
-            RETURNING fence
-            """,
+            ClaimLeaseStatement(id: id.rawValue, holder: node, seconds: leaseSeconds),
             "the upload lock could not be claimed"
-        ) { row in try row.decode(Int64.self) }.first
+        ).first
     }
 
     private func requestStop(_ id: UploadID) async throws(FerryError) {
@@ -200,12 +193,9 @@ public final class PostgresUploadLocker: InsertingUploadLocker, Service {
     /// Gives up several claims in one statement (each only while it is still the row's).
     static func release(_ batch: [Release], in catalog: PostgresCatalog) async throws(FerryError) {
         _ = try await catalog.rows(
-            """
-            UPDATE upload_leases SET holder = NULL, stop_requested = false
-            WHERE (upload_id, fence) IN (SELECT * FROM unnest(\(batch.map(\.id.rawValue))::text[], \(batch.map(\.fence))::bigint[]))
-            """,
+            ReleaseLeasesStatement(ids: batch.map(\.id.rawValue), fences: batch.map(\.fence)),
             "the upload lock could not be released"
-        ) { _ in () }
+        )
     }
 
     fileprivate func release(_ id: UploadID, fence: LeaseFence) async {

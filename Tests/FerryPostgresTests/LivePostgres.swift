@@ -42,9 +42,11 @@ final class LivePostgres: Sendable {
         return name
     }
 
-    /// A running catalog in `schema` (a new one when nil).
-    func catalog(schema: String? = nil) async throws -> PostgresCatalog {
+    /// A running catalog in `schema` (a new one when nil), with a pool of `maximumConnections`
+    /// (the default when nil).
+    func catalog(schema: String? = nil, maximumConnections: Int? = nil) async throws -> PostgresCatalog {
         var configuration = base
+        if let maximumConnections { configuration.maximumConnections = maximumConnections }
         if let schema {
             configuration.schema = schema
         } else {
@@ -81,6 +83,12 @@ final class LivePostgres: Sendable {
             _ = try await connection.query("RESET search_path", logger: logger).collect()
         }
         return schema
+    }
+
+    /// Ends the server process `pid` (a connection of some catalog's pool), as a restart or a
+    /// network failure would.
+    func terminate(backend pid: Int32) async throws {
+        _ = try await admin.query("SELECT pg_terminate_backend(\(pid))").collect()
     }
 
     /// Runs `query` in `schema` (the admin's connection, outside any catalog).
