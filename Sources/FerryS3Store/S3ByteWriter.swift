@@ -8,9 +8,10 @@ import NIOCore
 /// Bytes go to a spool file of one part's size; a full file is sent as the next part while the
 /// client keeps sending (at most `partConcurrency` parts in flight, then `write` waits).
 /// `checkpoint()` (a long request's periodic save) reports the parts S3 has confirmed so far,
-/// without waiting for the others, so the pipeline never drains. `sync()` waits for the parts in
-/// flight and makes the rest durable where any node can find it: a tail object (less than a
-/// part). When the sync reaches the upload's length it assembles the object
+/// without waiting for the others, so the pipeline never drains. `sync()` makes the rest durable
+/// where any node can find it, a tail object (less than a part) sent alongside the parts still in
+/// flight, and returns once all of them are confirmed. When the sync reaches the upload's length
+/// it assembles the object
 /// (CompleteMultipartUpload, or one PutObject for an upload that never needed a part). The state
 /// each returns is what the engine commits with the offset.
 ///
@@ -35,7 +36,7 @@ actor S3ByteWriter: ByteWriter {
     /// `coalescing` bytes (one thread-pool hop per MiB, not per 64 KiB read from the socket).
     private var pending: ByteBuffer?
     static let coalescing = 1 << 20
-    private var inFlight: [(number: Int, task: Task<S3Part, any Error>)] = []
+    private var inFlight: [(number: Int, size: Int64, task: Task<S3Part, any Error>)] = []
     /// Parts whose upload finished, by number, until they are moved into `state` in order.
     private var finished: [Int: S3Part] = [:]
     private var nextPartNumber: Int
@@ -205,19 +206,18 @@ actor S3ByteWriter: ByteWriter {
         if let failure { throw failure }
         do {
             try await flushPending()
-            try await confirmInFlight(all: true)
             let spooled = segment?.length ?? 0
-            let end = state.partsLength + spooled
+            let end = state.partsLength + inFlight.reduce(0) { $0 + $1.size } + spooled
             if state.objectLength != nil {
+                try await confirmInFlight(all: true)
                 return state.end
             } else if let length, end == length {
+                try await confirmInFlight(all: true)
                 try await assemble(spooled: spooled)
             } else if spooled > 0, let file = segment {
-                try fence?.check()
-                knownTails?.append(keys.tail(end: end))
-                try await context.storage.putObject(key: keys.tail(end: end), length: spooled, body: file.chunks())
-                state.tailLength = spooled
+                try await putTail(file, end: end)
             } else {
+                try await confirmInFlight(all: true)
                 state.tailLength = 0
             }
             reported = state
@@ -229,11 +229,32 @@ actor S3ByteWriter: ByteWriter {
         }
     }
 
+    /// PUTs the spooled rest as the tail object of `end` while the parts still in flight finish:
+    /// the request's last parts and its tail go up together instead of one after the other. The
+    /// state naming the tail is recorded only once every part and the tail are confirmed; a tail
+    /// whose parts failed is garbage under a name no committed state has (removed with the others).
+    private func putTail(_ file: SpoolFile, end: Int64) async throws {
+        try fence?.check()
+        let key = keys.tail(end: end)
+        knownTails?.append(key)
+        let storage = context.storage
+        let length = file.length
+        let tail = Task { try await storage.putObject(key: key, length: length, body: file.chunks()) }
+        do {
+            try await confirmInFlight(all: true)
+        } catch {
+            _ = try? await tail.value
+            throw error
+        }
+        try await tail.value
+        state.tailLength = length
+    }
+
     func syncedState() async -> String? { reported.encoded }
 
     func close() async {
-        for (_, task) in inFlight { task.cancel() }
-        for (_, task) in inFlight { _ = try? await task.value }
+        for (_, _, task) in inFlight { task.cancel() }
+        for (_, _, task) in inFlight { _ = try? await task.value }
         inFlight.removeAll()
         pending = nil
         await segment?.discard()
@@ -278,7 +299,7 @@ actor S3ByteWriter: ByteWriter {
                 throw error
             }
         }
-        inFlight.append((number, task))
+        inFlight.append((number, file.length, task))
     }
 
     /// Waits for the oldest part in flight (or all of them) and records them, in order.

@@ -1,0 +1,149 @@
+import FerryCore
+import FerryTestSupport
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import Testing
+
+@testable import FerryS3
+@testable import FerryS3Store
+
+/// What an S3 writer reports while parts are still on their way: a checkpoint or a sync never
+/// names bytes that are not in a confirmed part or tail object, and the pipeline is not drained
+/// to take a checkpoint.
+@Suite("S3 pipeline", .enabled(if: LiveS3.configured, "FERRY_TEST_S3_ENDPOINT is not set (scripts/test.sh sets it)"))
+struct S3PipelineTests {
+    static let partSize = S3ByteStoreTests.partSize
+
+    /// Runs `body` with a function making stores ("nodes", each its own spool) on gated storage.
+    static func withGatedStores(_ body: (_ makeStore: () throws -> S3ByteStore, _ storage: GatedStorage) async throws -> Void) async throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-s3p-\(UUID().uuidString)").path
+        let pool = NIOThreadPool(numberOfThreads: 2)
+        pool.start()
+        let prefix = "p\(UInt32.random(in: 0...UInt32.max))/"
+        var count = 0
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        do {
+            try await LiveS3.withClient(bucket: "ferry-store-test") { client in
+                let storage = GatedStorage(client)
+                try await body({
+                    count += 1
+                    let configuration = S3StoreConfiguration(keyPrefix: prefix, partSize: partSize, spoolDirectory: "\(root)/node\(count)")
+                    return try S3ByteStore(storage: storage, configuration: configuration, threadPool: pool, logger: Logger(label: "test"))
+                }, storage)
+            }
+        } catch {
+            try? await pool.shutdownGracefully()
+            throw error
+        }
+        try await pool.shutdownGracefully()
+    }
+
+    static func write(_ writer: any ByteWriter, _ bytes: [UInt8]) async throws {
+        var position = 0
+        while position < bytes.count {
+            let end = min(position + (1 << 20), bytes.count)
+            try await writer.write(ByteBuffer(bytes: bytes[position..<end]))
+            position = end
+        }
+    }
+
+    @Test func aCheckpointNeverCommitsPastAPartStillInFlight() async throws {
+        try await Self.withGatedStores { makeStore, storage in
+            let store = try makeStore()
+            let bytes = S3ByteStoreTests.pattern(Int(Self.partSize) * 3 + (1 << 20), seed: 71)
+            var record = UploadRecord(id: .random(), length: Int64(bytes.count), createdAt: Date())
+            storage.close(part: 1)
+            let writer = try await store.openWriter(for: record, fence: nil)
+            try await Self.write(writer, bytes)
+            try await storage.until { $0.finishedParts.isSuperset(of: [2, 3]) }
+            #expect(storage.finishedParts == [2, 3])
+            // Parts 2 and 3 are in S3, part 1 is not: nothing is durable from the start on.
+            #expect(try await writer.checkpoint() == 0)
+            #expect(try S3UploadState(decoding: await writer.syncedState()).parts.isEmpty)
+
+            storage.open(part: 1)
+            #expect(try await Self.checkpoint(writer, reaching: Self.partSize * 3) == Self.partSize * 3, "three confirmed parts, in order")
+            let state = try S3UploadState(decoding: await writer.syncedState())
+            #expect(state.parts.map(\.number) == [1, 2, 3] && state.tailLength == 0, "a checkpoint commits no spooled bytes")
+
+            record.offset = try await writer.sync()
+            record.storeState = await writer.syncedState()
+            record.state = .complete
+            await writer.close()
+            #expect(try await S3ByteStoreTests.readAll(store, record) == bytes)
+            try await store.delete(record.id)
+        }
+    }
+
+    @Test func aSyncSendsItsTailAlongsideThePartsInFlightAndReportsOnlyOnceAllAreConfirmed() async throws {
+        try await Self.withGatedStores { makeStore, storage in
+            let store = try makeStore()
+            let bytes = S3ByteStoreTests.pattern(Int(Self.partSize) * 2 + (2 << 20), seed: 72)
+            var record = UploadRecord(id: .random(), length: nil, createdAt: Date())
+            storage.close(part: 2)
+            let writer = try await store.openWriter(for: record, fence: nil)
+            try await Self.write(writer, bytes)
+            let sync = Task { try await writer.sync() }
+            let tail = store.keys(record.id).tail(end: Int64(bytes.count))
+            try await storage.until { $0.putKeys.contains(tail) }
+            #expect(storage.putKeys == [tail], "the tail went up while part 2 was held")
+            #expect(try S3UploadState(decoding: await writer.syncedState()).tailLength == 0, "nothing reported while part 2 is in flight")
+
+            storage.open(part: 2)
+            record.offset = try await sync.value
+            record.storeState = await writer.syncedState()
+            await writer.close()
+            let state = try S3UploadState(record)
+            #expect(record.offset == Int64(bytes.count) && state.parts.count == 2 && state.tailLength == 2 << 20)
+            record.length = record.offset
+            record = try await S3ByteStoreTests.append(store, record, [])
+            #expect(try await S3ByteStoreTests.readAll(store, record) == bytes)
+            try await store.delete(record.id)
+        }
+    }
+
+    @Test func aFailedPartLeavesTheLastCheckpointAndTheNextRequestContinuesFromIt() async throws {
+        try await Self.withGatedStores { makeStore, storage in
+            let store = try makeStore()
+            let sent = S3ByteStoreTests.pattern(Int(Self.partSize) * 3 + (1 << 20), seed: 73)
+            var record = UploadRecord(id: .random(), length: Int64(sent.count), createdAt: Date())
+            storage.fail(part: 2)
+            let writer = try await store.openWriter(for: record, fence: nil)
+            try await Self.write(writer, sent)
+            try await storage.until { $0.finishedParts.isSuperset(of: [1, 3]) }
+            let checkpoint = try await Self.checkpoint(writer, reaching: Self.partSize)
+            #expect(checkpoint == Self.partSize, "part 1 only: part 2 failed, part 3 is after it")
+            let committed = await writer.syncedState()
+            await #expect(throws: FerryError.self) { _ = try await writer.sync() }
+            await writer.close()
+            #expect(store.spoolBytes == 0)
+
+            // The engine committed the checkpoint; the next request resends from there.
+            (record.offset, record.storeState) = (checkpoint, committed)
+            storage.book.withLock { $0.failing = [] }
+            record = try await S3ByteStoreTests.append(store, record, Array(sent[Int(checkpoint)...]))
+            #expect(record.isComplete)
+            #expect(try await S3ByteStoreTests.readAll(store, record) == sent)
+            try await store.delete(record.id)
+        }
+    }
+
+    /// Checkpoints until the writer reports `offset` (its parts' tasks record them a moment after
+    /// S3 answered), at most 20 s; returns the last offset reported.
+    static func checkpoint(_ writer: any ByteWriter, reaching offset: Int64) async throws -> Int64 {
+        var reported = try await writer.checkpoint()
+        for _ in 0..<2000 where reported < offset {
+            try await Task.sleep(for: .milliseconds(10))
+            reported = try await writer.checkpoint()
+        }
+        return reported
+    }
+}
+
+extension S3UploadState {
+    init(decoding text: String?) throws {
+        self = try JSONDecoder().decode(S3UploadState.self, from: Data((text ?? "").utf8))
+    }
+}
