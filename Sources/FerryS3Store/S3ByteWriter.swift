@@ -24,6 +24,7 @@ import NIOCore
 /// them, and so does the assembly; `S3ByteStore.delete` removes whatever is left.
 actor S3ByteWriter: ByteWriter {
     private let context: S3StoreContext
+    private let id: UploadID
     private let keys: S3UploadKeys
     private let length: Int64?
     /// Parts confirmed by S3 (and the tail as of the last sync).
@@ -50,14 +51,25 @@ actor S3ByteWriter: ByteWriter {
     /// The tail objects this upload may have: nil when unknown (earlier requests may have left
     /// some: list them); for the first writer of a new upload, exactly the ones it wrote.
     private var knownTails: [String]?
+    /// The committed tail's bytes, kept on this node by the writer that committed them
+    /// (`TailHandoffs`): `resume` starts from this file instead of reading the tail object back.
+    private var handedOff: SpoolFile?
+    /// The state the engine said it committed (`committed()`): the one `close` may hand on.
+    private var committedState: S3UploadState?
 
     /// `first`: the writer of the request that created the upload, so no tail exists yet.
-    init(context: S3StoreContext, keys: S3UploadKeys, length: Int64?, state: S3UploadState, fence: LeaseFence?, first: Bool = false) {
+    /// `handedOff`: the committed tail's bytes, from this node's writer that committed `state`.
+    init(
+        context: S3StoreContext, id: UploadID, length: Int64?, state: S3UploadState, fence: LeaseFence?, first: Bool = false,
+        handedOff: SpoolFile? = nil
+    ) {
         self.knownTails = first ? [] : nil
         self.context = context
+        self.id = id
+        self.handedOff = handedOff
         self.fence = fence
         self.partSize = state.partSize ?? context.configuration.partSize
-        self.keys = keys
+        self.keys = S3UploadKeys(prefix: context.configuration.keyPrefix, id: id)
         self.length = length
         self.state = state
         self.reported = state
@@ -79,6 +91,11 @@ actor S3ByteWriter: ByteWriter {
         }
         if state.end > 0 { await deleteTails(except: committedTail) }
         guard state.tailLength > 0, let key = committedTail else { return }
+        if let file = handedOff, file.length == state.tailLength {
+            handedOff = nil
+            segment = file
+            return
+        }
         try await spool(from: key, range: nil)
         guard segment?.length == state.tailLength else {
             throw FerryError(.storageFailure, "the tail object holds \(segment?.length ?? 0) bytes, not \(state.tailLength)")
@@ -110,6 +127,8 @@ actor S3ByteWriter: ByteWriter {
     /// is gone): a new multipart upload copies their full parts server-side, and the rest comes
     /// back into the spool. Committed with the next sync; until then the old state stays valid.
     private func rebaseOnObject() async throws {
+        await handedOff?.discard()
+        handedOff = nil
         let end = state.end
         let full = Int(end / partSize)
         context.logger.notice("s3.rebase", metadata: ["s3.key": "\(keys.object)", "upload.offset": "\(end)"])
@@ -252,11 +271,27 @@ actor S3ByteWriter: ByteWriter {
 
     func syncedState() async -> String? { reported.encoded }
 
+    /// The engine committed what the last `sync()` returned.
+    func committed() async {
+        committedState = reported
+    }
+
     func close() async {
         for (_, _, task) in inFlight { task.cancel() }
         for (_, _, task) in inFlight { _ = try? await task.value }
         inFlight.removeAll()
         pending = nil
+        await handedOff?.discard()
+        handedOff = nil
+        // The committed tail's bytes stay on this node for the upload's next request, but only
+        // while the segment holds exactly them: nothing was written or failed since the commit.
+        if let kept = committedState, kept == reported, kept == state, failure == nil, kept.objectLength == nil, kept.tailLength > 0,
+            let file = segment, file.length == kept.tailLength
+        {
+            segment = nil
+            await context.handoffs.keep(file, state: kept, for: id)
+            return
+        }
         await segment?.discard()
         segment = nil
     }

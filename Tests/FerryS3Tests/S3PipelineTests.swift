@@ -11,7 +11,7 @@ import Testing
 
 /// What an S3 writer reports while parts are still on their way: a checkpoint or a sync never
 /// names bytes that are not in a confirmed part or tail object, and the pipeline is not drained
-/// to take a checkpoint.
+/// to take a checkpoint; a node's next request starts from the committed tail it kept.
 @Suite("S3 pipeline", .enabled(if: LiveS3.configured, "FERRY_TEST_S3_ENDPOINT is not set (scripts/test.sh sets it)"))
 struct S3PipelineTests {
     static let partSize = S3ByteStoreTests.partSize
@@ -130,6 +130,46 @@ struct S3PipelineTests {
         }
     }
 
+    @Test func theNextRequestOnTheNodeStartsFromTheCommittedTailItKept() async throws {
+        try await Self.withGatedStores { makeStore, storage in
+            let nodeA = try makeStore()
+            let nodeB = try makeStore()
+            let pieces = [7 << 20, 4 << 20, 3 << 20, 3 << 20].enumerated().map { S3ByteStoreTests.pattern($1, seed: UInt8(80 + $0)) }
+            var record = UploadRecord(id: .random(), length: Int64(pieces.map(\.count).reduce(0, +)), createdAt: Date())
+
+            record = try await Self.committedAppend(nodeA, record, pieces[0])
+            #expect(nodeA.context.handoffs.bytes == 2 << 20, "the committed 2 MiB tail stays on node A")
+            record = try await Self.committedAppend(nodeA, record, pieces[1])
+            #expect(storage.gets == 0, "node A's second request read no tail back")
+
+            // Node B commits in between: node A's kept tail is of a state that is no longer committed.
+            record = try await Self.committedAppend(nodeB, record, pieces[2])
+            #expect(storage.gets == 1, "node B read the tail object")
+            record = try await Self.committedAppend(nodeA, record, pieces[3])
+            #expect(storage.gets == 2, "node A read the tail object: its copy was of an older state")
+            #expect(record.isComplete)
+            #expect(try await S3ByteStoreTests.readAll(nodeA, record) == pieces.reduce([], +))
+            #expect(nodeA.spoolBytes == 0 && nodeA.context.handoffs.bytes == 0)
+            #expect(nodeB.context.handoffs.bytes == 4 << 20, "node B still keeps the tail it committed")
+            try await nodeA.delete(record.id)
+            try await nodeB.delete(record.id)
+            #expect(nodeB.spoolBytes == 0 && nodeB.context.handoffs.bytes == 0, "deleting the upload drops the kept tail")
+        }
+    }
+
+    @Test func anUncommittedSyncKeepsNoTail() async throws {
+        try await Self.withGatedStores { makeStore, storage in
+            let store = try makeStore()
+            let record = UploadRecord(id: .random(), length: nil, createdAt: Date())
+            let writer = try await store.openWriter(for: record, fence: nil)
+            try await Self.write(writer, S3ByteStoreTests.pattern(3 << 20, seed: 90))
+            _ = try await writer.sync()
+            await writer.close()
+            #expect(store.context.handoffs.bytes == 0 && store.spoolBytes == 0, "the engine never said it committed")
+            try await store.delete(record.id)
+        }
+    }
+
     /// Checkpoints until the writer reports `offset` (its parts' tasks record them a moment after
     /// S3 answered), at most 20 s; returns the last offset reported.
     static func checkpoint(_ writer: any ByteWriter, reaching offset: Int64) async throws -> Int64 {
@@ -139,6 +179,19 @@ struct S3PipelineTests {
             reported = try await writer.checkpoint()
         }
         return reported
+    }
+
+    /// One request the engine's way: write, sync, commit, tell the writer, close.
+    static func committedAppend(_ store: S3ByteStore, _ record: UploadRecord, _ bytes: [UInt8]) async throws -> UploadRecord {
+        var record = record
+        let writer = try await store.openWriter(for: record, fence: nil)
+        try await write(writer, bytes)
+        record.offset = try await writer.sync()
+        record.storeState = await writer.syncedState()
+        if record.offset == record.length { record.state = .complete }
+        await writer.committed()
+        await writer.close()
+        return record
     }
 }
 
