@@ -56,6 +56,10 @@ actor S3ByteWriter: ByteWriter {
     private var handedOff: SpoolFile?
     /// The state the engine said it committed (`committed()`): the one `close` may hand on.
     private var committedState: S3UploadState?
+    /// The removal of earlier requests' garbage tails, started by `resume` (a listing costs a
+    /// round trip the body need not wait for); awaited before this writer PUTs a tail or
+    /// assembles, since a garbage tail may have the very name this writer's tail gets.
+    private var cleanup: Task<Void, Never>?
 
     /// `first`: the writer of the request that created the upload, so no tail exists yet.
     /// `handedOff`: the committed tail's bytes, from this node's writer that committed `state`.
@@ -89,7 +93,10 @@ actor S3ByteWriter: ByteWriter {
         } catch {
             throw context.wrap(error, "checking the upload's object")
         }
-        if state.end > 0 { await deleteTails(except: committedTail) }
+        if state.end > 0 {
+            let kept = committedTail
+            cleanup = Task { await self.deleteTails(except: kept) }
+        }
         guard state.tailLength > 0, let key = committedTail else { return }
         if let file = handedOff, file.length == state.tailLength {
             handedOff = nil
@@ -111,7 +118,11 @@ actor S3ByteWriter: ByteWriter {
             guard let listed = try? await context.storage.listObjects(prefix: self.keys.tailPrefix) else { return }
             keys = listed
         }
-        for key in keys where key != kept { try? await context.storage.deleteObject(key: key) }
+        for key in keys where key != kept {
+            // A writer that lost its lock deletes nothing more: the names may be another node's by now.
+            if let fence, !fence.isValid { return }
+            try? await context.storage.deleteObject(key: key)
+        }
     }
 
     private func spool(from key: String, range: Range<Int64>?) async throws(FerryError) {
@@ -253,6 +264,7 @@ actor S3ByteWriter: ByteWriter {
     /// state naming the tail is recorded only once every part and the tail are confirmed; a tail
     /// whose parts failed is garbage under a name no committed state has (removed with the others).
     private func putTail(_ file: SpoolFile, end: Int64) async throws {
+        await cleanup?.value
         try fence?.check()
         let key = keys.tail(end: end)
         knownTails?.append(key)
@@ -283,6 +295,7 @@ actor S3ByteWriter: ByteWriter {
         pending = nil
         await handedOff?.discard()
         handedOff = nil
+        await cleanup?.value
         // The committed tail's bytes stay on this node for the upload's next request, but only
         // while the segment holds exactly them: nothing was written or failed since the commit.
         if let kept = committedState, kept == reported, kept == state, failure == nil, kept.objectLength == nil, kept.tailLength > 0,
@@ -368,6 +381,7 @@ actor S3ByteWriter: ByteWriter {
 
     /// Makes the object from the parts and the spooled rest; the upload's tail objects go.
     private func assemble(spooled: Int64) async throws {
+        await cleanup?.value
         try fence?.check()
         let total = state.partsLength + spooled
         if state.parts.isEmpty {

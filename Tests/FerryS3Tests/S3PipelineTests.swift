@@ -157,6 +157,42 @@ struct S3PipelineTests {
         }
     }
 
+    @Test func garbageTailsGoWhileTheBodyArrivesButBeforeTheWriterPutsItsOwn() async throws {
+        try await Self.withGatedStores { makeStore, storage in
+            let store = try makeStore()
+            let first = S3ByteStoreTests.pattern(6 << 20, seed: 91)
+            let lost = S3ByteStoreTests.pattern(2 << 20, seed: 92)
+            let resent = S3ByteStoreTests.pattern(2 << 20, seed: 93)
+            var record = UploadRecord(id: .random(), length: 12 << 20, createdAt: Date())
+            record = try await S3ByteStoreTests.append(store, record, first)
+            // A request that was never committed left the tail of 8 MiB; the next one ends there too.
+            _ = try await S3ByteStoreTests.append(store, record, lost)
+            let garbage = store.keys(record.id).tail(end: 8 << 20)
+            #expect(try await storage.headObject(key: garbage) == 3 << 20)
+
+            storage.holdDeletes(true)
+            let writer = try await store.openWriter(for: record, fence: nil)
+            #expect(storage.deletedKeys.isEmpty, "the writer is ready while the garbage's removal waits")
+            try await Self.write(writer, resent)
+            let sync = Task { try await writer.sync() }
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(storage.putKeys.filter { $0 == garbage }.count == 1, "no new tail under the garbage's name yet")
+            storage.holdDeletes(false)
+            record.offset = try await sync.value
+            record.storeState = await writer.syncedState()
+            await writer.committed()
+            await writer.close()
+            #expect(storage.deletedKeys.contains(garbage))
+            #expect(storage.putKeys.filter { $0 == garbage }.count == 2 && storage.putKeys.last == garbage, "its own tail went up after that")
+            #expect(try await storage.headObject(key: garbage) == 3 << 20, "the committed tail of 8 MiB is there")
+
+            record = try await Self.committedAppend(store, record, S3ByteStoreTests.pattern(4 << 20, seed: 94))
+            #expect(record.isComplete)
+            #expect(try await S3ByteStoreTests.readAll(store, record) == first + resent + S3ByteStoreTests.pattern(4 << 20, seed: 94))
+            try await store.delete(record.id)
+        }
+    }
+
     @Test func anUncommittedSyncKeepsNoTail() async throws {
         try await Self.withGatedStores { makeStore, storage in
             let store = try makeStore()
