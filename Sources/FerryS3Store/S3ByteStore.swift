@@ -22,6 +22,8 @@ public struct S3StoreConfiguration: Sendable {
     public var spoolLimit: Int64
     /// How long a writer waits for spool room before its request ends with `ERR_STORAGE_FULL`.
     public var spoolPatience: Duration
+    /// How long a committed tail stays in the spool for the upload's next request (`TailHandoffs`).
+    var tailHandoffLifetime: Duration = .seconds(10)
 
     public init(
         keyPrefix: String = "uploads/",
@@ -102,7 +104,7 @@ public final class S3ByteStore: ReadableByteStore, ConcatenatingByteStore {
             configuration: configuration,
             threadPool: threadPool,
             budget: SpoolBudget(limit: configuration.spoolLimit, patience: configuration.spoolPatience),
-            handoffs: TailHandoffs(limit: configuration.spoolLimit / 4),
+            handoffs: TailHandoffs(lifetime: configuration.tailHandoffLifetime, limit: configuration.spoolLimit / 4),
             logger: logger
         )
     }

@@ -27,7 +27,7 @@ final class TailHandoffs: Sendable {
     let lifetime: Duration
     let limit: Int64
 
-    init(lifetime: Duration = .seconds(10), limit: Int64) {
+    init(lifetime: Duration, limit: Int64) {
         self.lifetime = lifetime
         self.limit = limit
     }

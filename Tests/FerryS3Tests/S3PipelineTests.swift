@@ -29,7 +29,9 @@ struct S3PipelineTests {
                 let storage = GatedStorage(client)
                 try await body({
                     count += 1
-                    let configuration = S3StoreConfiguration(keyPrefix: prefix, partSize: partSize, spoolDirectory: "\(root)/node\(count)")
+                    var configuration = S3StoreConfiguration(keyPrefix: prefix, partSize: partSize, spoolDirectory: "\(root)/node\(count)")
+                    // Kept tails outlive a slow test run (the default is 10 s).
+                    configuration.tailHandoffLifetime = .seconds(600)
                     return try S3ByteStore(storage: storage, configuration: configuration, threadPool: pool, logger: Logger(label: "test"))
                 }, storage)
             }
@@ -234,5 +236,47 @@ struct S3PipelineTests {
 extension S3UploadState {
     init(decoding text: String?) throws {
         self = try JSONDecoder().decode(S3UploadState.self, from: Data((text ?? "").utf8))
+    }
+}
+
+/// The node's kept tails without S3: bounded in bytes, one per upload, gone after their lifetime.
+@Suite("S3 tail hand-offs")
+struct TailHandoffsTests {
+    @Test func keptTailsAreBoundedReplacedTakenAndExpire() async throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-handoffs-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let pool = NIOThreadPool(numberOfThreads: 1)
+        pool.start()
+        let budget = SpoolBudget(limit: 64 << 20, patience: .seconds(1))
+        func file(_ count: Int) async throws -> SpoolFile {
+            let file = try await SpoolFile(directory: root, threadPool: pool, budget: budget)
+            try await file.append(ByteBuffer(repeating: 7, count: count))
+            return file
+        }
+        let (a, b, c) = (UploadID.random(), UploadID.random(), UploadID.random())
+        let handoffs = TailHandoffs(lifetime: .seconds(600), limit: (5 << 20) / 2)
+        await handoffs.keep(try await file(1 << 20), state: S3UploadState(), for: a)
+        await handoffs.keep(try await file(1 << 20), state: S3UploadState(), for: b)
+        await handoffs.keep(try await file(1 << 20), state: S3UploadState(), for: c)
+        #expect(handoffs.bytes == 2 << 20, "the oldest went to stay within the limit")
+        #expect(budget.inUse == 2 << 20)
+        #expect(handoffs.take(a) == nil)
+        await handoffs.keep(try await file(1 << 19), state: S3UploadState(), for: b)
+        #expect(handoffs.bytes == 3 << 19, "a newer tail of the same upload replaces the older")
+        #expect(budget.inUse == 3 << 19)
+        let taken = try #require(handoffs.take(c))
+        #expect(taken.file.length == 1 << 20 && handoffs.bytes == 1 << 19)
+        await taken.file.discard()
+        await handoffs.take(b)?.file.discard()
+        #expect(handoffs.bytes == 0)
+        #expect(budget.inUse == 0)
+
+        let short = TailHandoffs(lifetime: .milliseconds(100), limit: 8 << 20)
+        await short.keep(try await file(1 << 20), state: S3UploadState(), for: a)
+        for _ in 0..<500 where short.bytes > 0 || budget.inUse > 0 { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(short.bytes == 0, "an entry nobody took is gone after its lifetime")
+        #expect(budget.inUse == 0)
+        try await pool.shutdownGracefully()
     }
 }
