@@ -136,7 +136,7 @@ public final class S3ByteStore: ReadableByteStore, ConcatenatingByteStore {
     private func openWriter(for record: UploadRecord, fence: LeaseFence?, first: Bool) async throws(FerryError) -> any ByteWriter {
         let state = try S3UploadState(record)
         var handedOff: SpoolFile?
-        if let entry = context.handoffs.take(record.id) {
+        if let entry = await context.handoffs.take(record.id) {
             if entry.state == state { handedOff = entry.file } else { await entry.file.discard() }
         }
         let writer = S3ByteWriter(

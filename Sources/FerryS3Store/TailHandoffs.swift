@@ -8,12 +8,16 @@ import Synchronization
 ///
 /// Only a copy: the tail object stays what every node reads, and an entry is used only when the
 /// state the next request opens equals the one its writer committed (any other request that
-/// committed since changed the state). An entry lives `lifetime` at most; a newer one for the same
-/// upload replaces it; entries take at most `limit` spool bytes (the oldest go first).
+/// committed since changed the state). A newer entry for the same upload replaces the older;
+/// entries take at most `limit` spool bytes (the oldest go first); an entry older than `lifetime`
+/// is dropped by the next `keep` or `take` on the node (no timer: an idle node holds at most
+/// `limit` bytes until its next request, or the upload's deletion).
 final class TailHandoffs: Sendable {
     struct Entry: Sendable {
         let state: S3UploadState
         let file: SpoolFile
+        let size: Int64
+        let kept: ContinuousClock.Instant
         let serial: UInt64
     }
 
@@ -21,15 +25,29 @@ final class TailHandoffs: Sendable {
         var entries: [UploadID: Entry] = [:]
         var serial: UInt64 = 0
         var bytes: Int64 = 0
+
+        mutating func remove(_ id: UploadID) -> Entry? {
+            guard let entry = entries.removeValue(forKey: id) else { return nil }
+            bytes -= entry.size
+            return entry
+        }
+
+        /// Removes the entries kept before `deadline`.
+        mutating func removeKept(before deadline: ContinuousClock.Instant) -> [Entry] {
+            let old = entries.filter { $0.value.kept < deadline }
+            return old.keys.compactMap { remove($0) }
+        }
     }
 
     private let book = Mutex(Book())
     let lifetime: Duration
     let limit: Int64
+    private let now: @Sendable () -> ContinuousClock.Instant
 
-    init(lifetime: Duration, limit: Int64) {
+    init(lifetime: Duration, limit: Int64, now: @escaping @Sendable () -> ContinuousClock.Instant = { ContinuousClock.now }) {
         self.lifetime = lifetime
         self.limit = limit
+        self.now = now
     }
 
     /// Spool bytes held by entries.
@@ -42,46 +60,32 @@ final class TailHandoffs: Sendable {
             await file.discard()
             return
         }
-        let (serial, dropped) = book.withLock { book -> (UInt64, [SpoolFile]) in
-            var dropped: [SpoolFile] = []
-            if let old = book.entries.removeValue(forKey: id) {
-                book.bytes -= old.file.length
-                dropped.append(old.file)
-            }
-            while book.bytes + size > limit, let oldest = book.entries.min(by: { $0.value.serial < $1.value.serial }) {
-                book.entries[oldest.key] = nil
-                book.bytes -= oldest.value.file.length
-                dropped.append(oldest.value.file)
+        let now = now()
+        let deadline = now - lifetime
+        let dropped = book.withLock { book -> [Entry] in
+            var dropped = book.removeKept(before: deadline)
+            if let old = book.remove(id) { dropped.append(old) }
+            while book.bytes + size > limit, let oldest = book.entries.min(by: { $0.value.serial < $1.value.serial })?.key {
+                if let entry = book.remove(oldest) { dropped.append(entry) }
             }
             book.serial += 1
-            book.entries[id] = Entry(state: state, file: file, serial: book.serial)
+            book.entries[id] = Entry(state: state, file: file, size: size, kept: now, serial: book.serial)
             book.bytes += size
-            return (book.serial, dropped)
+            return dropped
         }
-        for file in dropped { await file.discard() }
-        let lifetime = lifetime
-        Task {
-            try? await Task.sleep(for: lifetime)
-            await self.expire(id, serial: serial)
-        }
+        for entry in dropped { await entry.file.discard() }
     }
 
-    /// The entry kept for the upload (removed: the caller uses or discards its file).
-    func take(_ id: UploadID) -> Entry? {
-        book.withLock { book in
-            guard let entry = book.entries.removeValue(forKey: id) else { return nil }
-            book.bytes -= entry.file.length
-            return entry
+    /// The entry kept for the upload, removed (the caller uses or discards its file); expired
+    /// entries of any upload go on the way.
+    func take(_ id: UploadID) async -> Entry? {
+        let deadline = now() - lifetime
+        let (entry, dropped) = book.withLock { book in (book.remove(id), book.removeKept(before: deadline)) }
+        for old in dropped { await old.file.discard() }
+        guard let entry, entry.kept >= deadline else {
+            await entry?.file.discard()
+            return nil
         }
-    }
-
-    private func expire(_ id: UploadID, serial: UInt64) async {
-        let expired = book.withLock { book -> SpoolFile? in
-            guard let entry = book.entries[id], entry.serial == serial else { return nil }
-            book.entries[id] = nil
-            book.bytes -= entry.file.length
-            return entry.file
-        }
-        await expired?.discard()
+        return entry
     }
 }
