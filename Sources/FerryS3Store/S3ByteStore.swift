@@ -22,6 +22,8 @@ public struct S3StoreConfiguration: Sendable {
     public var spoolLimit: Int64
     /// How long a writer waits for spool room before its request ends with `ERR_STORAGE_FULL`.
     public var spoolPatience: Duration
+    /// How long a committed tail stays in the spool for the upload's next request (`TailHandoffs`).
+    var tailHandoffLifetime: Duration = .seconds(10)
 
     public init(
         keyPrefix: String = "uploads/",
@@ -46,6 +48,8 @@ struct S3StoreContext: Sendable {
     let configuration: S3StoreConfiguration
     let threadPool: NIOThreadPool
     let budget: SpoolBudget
+    /// Committed tails kept for the next request on this node.
+    let handoffs: TailHandoffs
     let logger: Logger
 
     /// Sends a spool file as part `number`, retrying transient failures (the file stays readable).
@@ -100,6 +104,7 @@ public final class S3ByteStore: ReadableByteStore, ConcatenatingByteStore {
             configuration: configuration,
             threadPool: threadPool,
             budget: SpoolBudget(limit: configuration.spoolLimit, patience: configuration.spoolPatience),
+            handoffs: TailHandoffs(lifetime: configuration.tailHandoffLifetime, limit: configuration.spoolLimit / 4),
             logger: logger
         )
     }
@@ -130,7 +135,13 @@ public final class S3ByteStore: ReadableByteStore, ConcatenatingByteStore {
 
     private func openWriter(for record: UploadRecord, fence: LeaseFence?, first: Bool) async throws(FerryError) -> any ByteWriter {
         let state = try S3UploadState(record)
-        let writer = S3ByteWriter(context: context, keys: keys(record.id), length: record.length, state: state, fence: fence, first: first)
+        var handedOff: SpoolFile?
+        if let entry = await context.handoffs.take(record.id) {
+            if entry.state == state { handedOff = entry.file } else { await entry.file.discard() }
+        }
+        let writer = S3ByteWriter(
+            context: context, id: record.id, length: record.length, state: state, fence: fence, first: first, handedOff: handedOff
+        )
         do {
             try await writer.resume()
         } catch {
@@ -160,6 +171,7 @@ public final class S3ByteStore: ReadableByteStore, ConcatenatingByteStore {
     /// Aborts every multipart upload and deletes every object of the upload (listed by prefix,
     /// so leftovers of crashed requests go too).
     public func delete(_ id: UploadID) async throws(FerryError) {
+        await context.handoffs.take(id)?.file.discard()
         let prefix = keys(id).object
         do {
             for upload in try await context.storage.listMultipartUploads(prefix: prefix) {
@@ -203,7 +215,7 @@ public final class S3ByteStore: ReadableByteStore, ConcatenatingByteStore {
             if copyable {
                 return try await copyParts(sources, into: target, total: total)
             }
-            let writer = S3ByteWriter(context: context, keys: keys(target.id), length: total, state: S3UploadState(), fence: fence)
+            let writer = S3ByteWriter(context: context, id: target.id, length: total, state: S3UploadState(), fence: fence)
             do {
                 for source in sources {
                     try await context.storage.getObject(key: keys(source.id).object, range: 0..<source.offset) { buffer in

@@ -8,9 +8,10 @@ import NIOCore
 /// Bytes go to a spool file of one part's size; a full file is sent as the next part while the
 /// client keeps sending (at most `partConcurrency` parts in flight, then `write` waits).
 /// `checkpoint()` (a long request's periodic save) reports the parts S3 has confirmed so far,
-/// without waiting for the others, so the pipeline never drains. `sync()` waits for the parts in
-/// flight and makes the rest durable where any node can find it: a tail object (less than a
-/// part). When the sync reaches the upload's length it assembles the object
+/// without waiting for the others, so the pipeline never drains. `sync()` makes the rest durable
+/// where any node can find it, a tail object (less than a part) sent alongside the parts still in
+/// flight, and returns once all of them are confirmed. When the sync reaches the upload's length
+/// it assembles the object
 /// (CompleteMultipartUpload, or one PutObject for an upload that never needed a part). The state
 /// each returns is what the engine commits with the offset.
 ///
@@ -23,6 +24,7 @@ import NIOCore
 /// them, and so does the assembly; `S3ByteStore.delete` removes whatever is left.
 actor S3ByteWriter: ByteWriter {
     private let context: S3StoreContext
+    private let id: UploadID
     private let keys: S3UploadKeys
     private let length: Int64?
     /// Parts confirmed by S3 (and the tail as of the last sync).
@@ -35,7 +37,7 @@ actor S3ByteWriter: ByteWriter {
     /// `coalescing` bytes (one thread-pool hop per MiB, not per 64 KiB read from the socket).
     private var pending: ByteBuffer?
     static let coalescing = 1 << 20
-    private var inFlight: [(number: Int, task: Task<S3Part, any Error>)] = []
+    private var inFlight: [(number: Int, size: Int64, task: Task<S3Part, any Error>)] = []
     /// Parts whose upload finished, by number, until they are moved into `state` in order.
     private var finished: [Int: S3Part] = [:]
     private var nextPartNumber: Int
@@ -49,14 +51,29 @@ actor S3ByteWriter: ByteWriter {
     /// The tail objects this upload may have: nil when unknown (earlier requests may have left
     /// some: list them); for the first writer of a new upload, exactly the ones it wrote.
     private var knownTails: [String]?
+    /// The committed tail's bytes, kept on this node by the writer that committed them
+    /// (`TailHandoffs`): `resume` starts from this file instead of reading the tail object back.
+    private var handedOff: SpoolFile?
+    /// The state the engine said it committed (`committed()`): the one `close` may hand on.
+    private var committedState: S3UploadState?
+    /// The removal of earlier requests' garbage tails, started by `resume` (a listing costs a
+    /// round trip the body need not wait for); awaited before this writer PUTs a tail or
+    /// assembles, since a garbage tail may have the very name this writer's tail gets.
+    private var cleanup: Task<Void, Never>?
 
     /// `first`: the writer of the request that created the upload, so no tail exists yet.
-    init(context: S3StoreContext, keys: S3UploadKeys, length: Int64?, state: S3UploadState, fence: LeaseFence?, first: Bool = false) {
+    /// `handedOff`: the committed tail's bytes, from this node's writer that committed `state`.
+    init(
+        context: S3StoreContext, id: UploadID, length: Int64?, state: S3UploadState, fence: LeaseFence?, first: Bool = false,
+        handedOff: SpoolFile? = nil
+    ) {
         self.knownTails = first ? [] : nil
         self.context = context
+        self.id = id
+        self.handedOff = handedOff
         self.fence = fence
         self.partSize = state.partSize ?? context.configuration.partSize
-        self.keys = keys
+        self.keys = S3UploadKeys(prefix: context.configuration.keyPrefix, id: id)
         self.length = length
         self.state = state
         self.reported = state
@@ -76,8 +93,16 @@ actor S3ByteWriter: ByteWriter {
         } catch {
             throw context.wrap(error, "checking the upload's object")
         }
-        if state.end > 0 { await deleteTails(except: committedTail) }
+        if state.end > 0 {
+            let kept = committedTail
+            cleanup = Task { await self.deleteTails(except: kept) }
+        }
         guard state.tailLength > 0, let key = committedTail else { return }
+        if let file = handedOff, file.length == state.tailLength {
+            handedOff = nil
+            segment = file
+            return
+        }
         try await spool(from: key, range: nil)
         guard segment?.length == state.tailLength else {
             throw FerryError(.storageFailure, "the tail object holds \(segment?.length ?? 0) bytes, not \(state.tailLength)")
@@ -93,7 +118,11 @@ actor S3ByteWriter: ByteWriter {
             guard let listed = try? await context.storage.listObjects(prefix: self.keys.tailPrefix) else { return }
             keys = listed
         }
-        for key in keys where key != kept { try? await context.storage.deleteObject(key: key) }
+        for key in keys where key != kept {
+            // A writer that lost its lock deletes nothing more: the names may be another node's by now.
+            if let fence, !fence.isValid { return }
+            try? await context.storage.deleteObject(key: key)
+        }
     }
 
     private func spool(from key: String, range: Range<Int64>?) async throws(FerryError) {
@@ -109,6 +138,8 @@ actor S3ByteWriter: ByteWriter {
     /// is gone): a new multipart upload copies their full parts server-side, and the rest comes
     /// back into the spool. Committed with the next sync; until then the old state stays valid.
     private func rebaseOnObject() async throws {
+        await handedOff?.discard()
+        handedOff = nil
         let end = state.end
         let full = Int(end / partSize)
         context.logger.notice("s3.rebase", metadata: ["s3.key": "\(keys.object)", "upload.offset": "\(end)"])
@@ -205,19 +236,18 @@ actor S3ByteWriter: ByteWriter {
         if let failure { throw failure }
         do {
             try await flushPending()
-            try await confirmInFlight(all: true)
             let spooled = segment?.length ?? 0
-            let end = state.partsLength + spooled
+            let end = state.partsLength + inFlight.reduce(0) { $0 + $1.size } + spooled
             if state.objectLength != nil {
+                try await confirmInFlight(all: true)
                 return state.end
             } else if let length, end == length {
+                try await confirmInFlight(all: true)
                 try await assemble(spooled: spooled)
             } else if spooled > 0, let file = segment {
-                try fence?.check()
-                knownTails?.append(keys.tail(end: end))
-                try await context.storage.putObject(key: keys.tail(end: end), length: spooled, body: file.chunks())
-                state.tailLength = spooled
+                try await putTail(file, end: end)
             } else {
+                try await confirmInFlight(all: true)
                 state.tailLength = 0
             }
             reported = state
@@ -229,13 +259,52 @@ actor S3ByteWriter: ByteWriter {
         }
     }
 
+    /// PUTs the spooled rest as the tail object of `end` while the parts still in flight finish:
+    /// the request's last parts and its tail go up together instead of one after the other. The
+    /// state naming the tail is recorded only once every part and the tail are confirmed; a tail
+    /// whose parts failed is garbage under a name no committed state has (removed with the others).
+    private func putTail(_ file: SpoolFile, end: Int64) async throws {
+        await cleanup?.value
+        try fence?.check()
+        let key = keys.tail(end: end)
+        knownTails?.append(key)
+        let storage = context.storage
+        let length = file.length
+        let tail = Task { try await storage.putObject(key: key, length: length, body: file.chunks()) }
+        do {
+            try await confirmInFlight(all: true)
+        } catch {
+            _ = try? await tail.value
+            throw error
+        }
+        try await tail.value
+        state.tailLength = length
+    }
+
     func syncedState() async -> String? { reported.encoded }
 
+    /// The engine committed what the last `sync()` returned.
+    func committed() async {
+        committedState = reported
+    }
+
     func close() async {
-        for (_, task) in inFlight { task.cancel() }
-        for (_, task) in inFlight { _ = try? await task.value }
+        for (_, _, task) in inFlight { task.cancel() }
+        for (_, _, task) in inFlight { _ = try? await task.value }
         inFlight.removeAll()
         pending = nil
+        await handedOff?.discard()
+        handedOff = nil
+        await cleanup?.value
+        // The committed tail's bytes stay on this node for the upload's next request, but only
+        // while the segment holds exactly them: nothing was written or failed since the commit.
+        if let kept = committedState, kept == reported, kept == state, failure == nil, kept.objectLength == nil, kept.tailLength > 0,
+            let file = segment, file.length == kept.tailLength
+        {
+            segment = nil
+            await context.handoffs.keep(file, state: kept, for: id)
+            return
+        }
         await segment?.discard()
         segment = nil
     }
@@ -278,7 +347,7 @@ actor S3ByteWriter: ByteWriter {
                 throw error
             }
         }
-        inFlight.append((number, task))
+        inFlight.append((number, file.length, task))
     }
 
     /// Waits for the oldest part in flight (or all of them) and records them, in order.
@@ -312,6 +381,7 @@ actor S3ByteWriter: ByteWriter {
 
     /// Makes the object from the parts and the spooled rest; the upload's tail objects go.
     private func assemble(spooled: Int64) async throws {
+        await cleanup?.value
         try fence?.check()
         let total = state.partsLength + spooled
         if state.parts.isEmpty {

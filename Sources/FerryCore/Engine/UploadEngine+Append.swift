@@ -357,6 +357,7 @@ extension UploadEngine {
         guard case .complete(let length) = completion else {
             if let digest { digests.put(start.id, at: durable, digest) }
             settled.record = try await commit(settled.record, offset: durable, state: state, firstByteAt: began, completes: false, hold)
+            await writer.committed()
             return settled
         }
         settled.record.length = length

@@ -59,6 +59,10 @@ public protocol ByteWriter: Sendable {
     /// (`UploadRecord.storeState`).
     func syncedState() async -> String?
 
+    /// The engine committed the offset and state of the last `sync()`: a store may keep what it
+    /// needs to continue from there on this node (a copy, never the only one).
+    func committed() async
+
     /// Releases the writer. Unsynced bytes may be discarded.
     func close() async
 }
@@ -66,6 +70,9 @@ public protocol ByteWriter: Sendable {
 extension ByteWriter {
     /// Stores that find an upload's bytes by its id alone keep no state.
     public func syncedState() async -> String? { nil }
+
+    /// Stores that keep nothing for the next request ignore commits.
+    public func committed() async {}
 
     /// Stores whose sync is cheap checkpoint by syncing.
     public func checkpoint() async throws(FerryError) -> Int64 { try await sync() }
