@@ -41,8 +41,14 @@ struct S3ByteStoreTests {
         try? FileManager.default.removeItem(atPath: root)
     }
 
+    /// Byte `i` is `i * 7 + seed` (mod 256): a period of 256 bytes, copied whole (a per-byte
+    /// map over megabytes in a debug build hogs the test process's threads for seconds).
     static func pattern(_ count: Int, seed: UInt8) -> [UInt8] {
-        (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ Int(seed)) }
+        let period = (0..<256).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ Int(seed)) }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(count)
+        while bytes.count < count { bytes.append(contentsOf: period.prefix(count - bytes.count)) }
+        return bytes
     }
 
     static func append(_ store: S3ByteStore, _ record: UploadRecord, _ bytes: [UInt8], piece: Int = 256 * 1024) async throws -> UploadRecord {
