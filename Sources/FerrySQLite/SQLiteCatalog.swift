@@ -135,6 +135,9 @@ public final class SQLiteCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCata
         try await read { db in try Self.usage(of: owner, since: since, db) }
     }
 
+    /// What an incomplete upload counts against `open-bytes` (`UploadRecord.openBytes`).
+    static let openBytesColumn = #"CASE WHEN concat LIKE 'final %' THEN 0 ELSE coalesce(length, max("offset", coalesce(reserved_to, 0))) END"#
+
     static func usage(of owner: String, since: Date?, _ db: Database) throws -> OwnerUsage {
         // Index ranges only (quota_key): a key's history of complete uploads is never scanned.
         // `total` sums as a double: lengths near 2^63 saturate rather than fail the query.
@@ -143,7 +146,7 @@ public final class SQLiteCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCata
             row = try Row.fetchOne(
                 db.cachedStatement(
                     sql: """
-                        SELECT count(*) AS open, total(CASE WHEN concat LIKE 'final %' THEN 0 ELSE coalesce(length, max("offset", coalesce(reserved_to, 0))) END) AS bytes,
+                        SELECT count(*) AS open, total(\(openBytesColumn)) AS bytes,
                             (SELECT count(*) FROM uploads WHERE quota_key = ? AND created_at >= ?) AS recent
                         FROM uploads WHERE quota_key = ? AND state = 'incomplete'
                         """
@@ -154,7 +157,7 @@ public final class SQLiteCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCata
             row = try Row.fetchOne(
                 db.cachedStatement(
                     sql: """
-                        SELECT count(*) AS open, total(CASE WHEN concat LIKE 'final %' THEN 0 ELSE coalesce(length, max("offset", coalesce(reserved_to, 0))) END) AS bytes, 0 AS recent
+                        SELECT count(*) AS open, total(\(openBytesColumn)) AS bytes, 0 AS recent
                         FROM uploads WHERE quota_key = ? AND state = 'incomplete'
                         """
                 ),
