@@ -74,21 +74,10 @@ public struct HTTPBusinessCallbacks: BusinessCallbacks {
         }
     }
 
-    /// A JSON object re-serialised compactly, with every non-ASCII character escaped, so that
-    /// it can travel in a header; nil when `data` is not a JSON object.
+    /// A JSON object written compactly, with every non-ASCII character escaped, so that it can
+    /// travel in a header (`CompactJSON`); nil when `data` is not a JSON object.
     static func compactASCII(_ data: Data) -> String? {
-        guard let object = try? JSONSerialization.jsonObject(with: data), object is [String: Any],
-            let compact = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
-        else { return nil }
-        var text = ""
-        for unit in String(decoding: compact, as: UTF8.self).utf16 {
-            if unit < 0x20 || unit > 0x7E {
-                text += String(format: "\\u%04x", unit)
-            } else {
-                text.unicodeScalars.append(Unicode.Scalar(UInt8(unit)))
-            }
-        }
-        return text
+        CompactJSON.objectASCII(data)
     }
 }
 

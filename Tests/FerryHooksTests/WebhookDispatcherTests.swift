@@ -189,8 +189,33 @@ struct WebhookDispatcherTests {
 @Suite("Business callbacks over HTTP: what can be checked without a network")
 struct HTTPBusinessCallbacksTests {
     @Test(arguments: [
-        (#"{"b":1,"a":"x"}"#, #"{"a":"x","b":1}"#),
+        (#"{"b":1,"a":"x"}"#, #"{"b":1,"a":"x"}"#),
         (#"  { "id" : "b-1" , "nested": {"z": [1, 2]} }  "#, #"{"id":"b-1","nested":{"z":[1,2]}}"#),
+        ("{\r\n\t\"a\" :\n[ ]\t,\"b\":{ } }\n", #"{"a":[],"b":{}}"#),
+        (#"{"n":[-0,0.5,1e9,-12.25E-3,1E+2,12345678901234567890]}"#, #"{"n":[-0,0.5,1e9,-12.25E-3,1E+2,12345678901234567890]}"#),
+        (#"{"l":[true,false,null],"s":"q\"b\\s\/n\n\u00E9\u0000"}"#, #"{"l":[true,false,null],"s":"q\"b\\s\/n\n\u00E9\u0000"}"#),
+        (#"{"deep":[[[[{"a":[[]]}]]]]}"#, #"{"deep":[[[[{"a":[[]]}]]]]}"#),
+        ("{\"del\":\"\u{7F}\",\"ß中\":\"x\"}", #"{"del":"\u007f","\u00df\u4e2d":"x"}"#),
+        (#"{"a":1,}"#, nil),
+        (#"{"a":[1,]}"#, nil),
+        (#"{"a" 1}"#, nil),
+        (#"{a:1}"#, nil),
+        (#"{"a":01}"#, nil),
+        (#"{"a":1.}"#, nil),
+        (#"{"a":.5}"#, nil),
+        (#"{"a":1e}"#, nil),
+        (#"{"a":+1}"#, nil),
+        (#"{"a":tru}"#, nil),
+        (#"{"a":"\x"}"#, nil),
+        (#"{"a":"\u12G4"}"#, nil),
+        ("{\"a\":\"tab\there\"}", nil),
+        (#"{"a":"open}"#, nil),
+        (#"{"a":1}}"#, nil),
+        (#"{"a":1} {}"#, nil),
+        (#"{"a":[1}"#, nil),
+        (#"{"a":{"b":1]}"#, nil),
+        (#"{"a":1"#, nil),
+        ("{", nil),
         (#"{"name":"café"}"#, #"{"name":"caf\u00e9"}"#),
         (#"{"emoji":"🚀"}"#, #"{"emoji":"\ud83d\ude80"}"#),
         (#"{"url":"https://x/y"}"#, #"{"url":"https://x/y"}"#),
@@ -202,11 +227,33 @@ struct HTTPBusinessCallbacksTests {
         ("", nil),
     ] as [(String, String?)])
     func compactASCII(_ answer: String, _ expected: String?) {
+        // The answer is checked as JSON, as the business system wrote it: key order and number
+        // spelling kept, insignificant whitespace dropped.
         let compact = HTTPBusinessCallbacks.compactASCII(Data(answer.utf8))
         #expect(compact == expected)
         if let compact {
             #expect(compact.utf8.allSatisfy { (0x20...0x7E).contains($0) }, "fit for a header")
         }
+    }
+
+    @Test func compactASCIIRefusesMalformedUTF8AndSurvivesDeepNesting() {
+        let malformed: [[UInt8]] = [
+            [0xC0, 0xAF],  // overlong "/"
+            [0xE0, 0x80, 0xAF],  // overlong
+            [0xED, 0xA0, 0x80],  // a surrogate
+            [0xF4, 0x90, 0x80, 0x80],  // past U+10FFFF
+            [0xC3],  // cut short
+            [0x80],  // a continuation alone
+            [0xFF],
+        ]
+        for bytes in malformed {
+            let answer = Array(#"{"a":""#.utf8) + bytes + Array(#""}"#.utf8)
+            #expect(HTTPBusinessCallbacks.compactASCII(Data(answer)) == nil, "\(bytes)")
+        }
+        let deep = String(repeating: "[", count: 100_000)
+        #expect(HTTPBusinessCallbacks.compactASCII(Data(("{\"a\":" + deep).utf8)) == nil)
+        let balanced = "{\"a\":" + deep + String(repeating: "]", count: 100_000) + "}"
+        #expect(HTTPBusinessCallbacks.compactASCII(Data(balanced.utf8)) == balanced)
     }
 
     @Test func aCallbackThatCannotBeReachedFailsWithItsCode() async throws {
