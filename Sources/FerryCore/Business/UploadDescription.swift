@@ -36,7 +36,7 @@ public struct UploadDescription: Sendable, Codable, Equatable {
 
     /// RFC 3339 with milliseconds, UTC.
     public static func timestamp(_ date: Date) -> String {
-        date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+        Timestamp.millisecondsUTC(date)
     }
 }
 
