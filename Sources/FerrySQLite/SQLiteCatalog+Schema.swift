@@ -108,9 +108,7 @@ extension SQLiteCatalog {
         case .insert(let record, let events, let claim):
             if let claim { try claim.check(usage(of: claim.owner, since: claim.countsCreationsSince, db)) }
             try db.cachedStatement(sql: """
-                    INSERT INTO uploads (id, length, "offset", metadata, concat, state, created_at, updated_at, expires_at, store_state,
-                        scenario, owner, sha256, business_status, business_result, business_attempts, business_next_at,
-                        event_sequence, progress_event_at, quota_key, network, first_byte_at, reserved_to)
+                    INSERT INTO uploads (\(uploadColumns))
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """).execute(
                 arguments: arguments(record)
@@ -181,73 +179,87 @@ extension SQLiteCatalog {
         }
     }
 
+    /// The columns of an outbox row that `delivery(_:)` reads, by position.
+    static let outboxColumns = "upload_id, type, state, sequence, destination, payload, created_at, attempts, next_attempt_at, last_error, delivered_at"
+
+    /// An outbox row selected as `outboxColumns`.
     static func delivery(_ row: Row) throws -> EventDelivery {
-        guard let id = UploadID(row["upload_id"] as String), let type = UploadEventType(rawValue: row["type"]),
-            let state = EventDelivery.State(rawValue: row["state"])
+        guard let id = UploadID(row[0] as String), let type = UploadEventType(rawValue: row[1]),
+            let state = EventDelivery.State(rawValue: row[2])
         else {
             throw FerryError(.catalogFailure, "the catalog holds a malformed outbox row")
         }
         let event = OutboxEvent(
             uploadID: id,
-            sequence: row["sequence"],
+            sequence: row[3],
             type: type,
-            destination: row["destination"],
-            payload: row["payload"],
-            createdAt: Date(timeIntervalSince1970: row["created_at"])
+            destination: row[4],
+            payload: row[5],
+            createdAt: Date(timeIntervalSince1970: row[6])
         )
-        let delivered: Double? = row["delivered_at"]
+        let delivered: Double? = row[10]
         return EventDelivery(
             event: event,
             state: state,
-            attempts: row["attempts"],
-            nextAttemptAt: Date(timeIntervalSince1970: row["next_attempt_at"]),
-            lastError: row["last_error"],
+            attempts: row[7],
+            nextAttemptAt: Date(timeIntervalSince1970: row[8]),
+            lastError: row[9],
             deliveredAt: delivered.map { Date(timeIntervalSince1970: $0) }
         )
     }
 
+    /// The columns of an upload row in the order of `arguments(_:)`: what the insert writes and
+    /// reads select, so that `record(_:)` reads them by position (GRDB's lookup by name folds
+    /// the case of both names on every access).
+    static let uploadColumns = """
+        id, length, "offset", metadata, concat, state, created_at, updated_at, expires_at, store_state, \
+        scenario, owner, sha256, business_status, business_result, business_attempts, business_next_at, \
+        event_sequence, progress_event_at, quota_key, network, first_byte_at, reserved_to
+        """
+
+    /// An upload row selected as `uploadColumns`.
     static func record(_ row: Row) throws -> UploadRecord {
-        guard let id = UploadID(row["id"] as String),
-            let state = UploadState(rawValue: row["state"]),
-            let metadata = try? UploadMetadata(tusHeader: row["metadata"])
+        guard let id = UploadID(row[0] as String),
+            let state = UploadState(rawValue: row[5]),
+            let metadata = try? UploadMetadata(tusHeader: row[3])
         else {
             throw FerryError(.catalogFailure, "the catalog holds a malformed upload row")
         }
-        let (concat, concatRequest) = UploadRecord.concat(fromText: row["concat"])
-        let expires: Double? = row["expires_at"]
-        let businessStatus: String? = row["business_status"]
-        let businessNext: Double? = row["business_next_at"]
-        let progressAt: Double? = row["progress_event_at"]
-        let firstByteAt: Double? = row["first_byte_at"]
+        let (concat, concatRequest) = UploadRecord.concat(fromText: row[4])
+        let expires: Double? = row[8]
+        let businessStatus: String? = row[13]
+        let businessNext: Double? = row[16]
+        let progressAt: Double? = row[18]
+        let firstByteAt: Double? = row[21]
         return UploadRecord(
             id: id,
-            length: row["length"],
-            offset: row["offset"],
+            length: row[1],
+            offset: row[2],
             metadata: metadata,
             concat: concat,
             state: state,
-            createdAt: Date(timeIntervalSince1970: row["created_at"]),
-            updatedAt: Date(timeIntervalSince1970: row["updated_at"]),
+            createdAt: Date(timeIntervalSince1970: row[6]),
+            updatedAt: Date(timeIntervalSince1970: row[7]),
             expiresAt: expires.map { Date(timeIntervalSince1970: $0) },
-            storeState: row["store_state"],
-            scenario: row["scenario"],
-            owner: row["owner"],
-            quotaKey: row["quota_key"],
-            sha256: row["sha256"],
+            storeState: row[9],
+            scenario: row[10],
+            owner: row[11],
+            quotaKey: row[19],
+            sha256: row[12],
             business: businessStatus.flatMap(BusinessResult.Status.init(rawValue:)).map {
                 BusinessResult(
                     status: $0,
-                    json: row["business_result"],
-                    attempts: row["business_attempts"],
+                    json: row[14],
+                    attempts: row[15],
                     nextAttemptAt: businessNext.map { Date(timeIntervalSince1970: $0) }
                 )
             },
-            eventSequence: row["event_sequence"],
+            eventSequence: row[17],
             progressEventAt: progressAt.map { Date(timeIntervalSince1970: $0) },
             concatRequest: concatRequest,
-            network: row["network"],
+            network: row[20],
             firstByteAt: firstByteAt.map { Date(timeIntervalSince1970: $0) },
-            reservedTo: row["reserved_to"]
+            reservedTo: row[22]
         )
     }
 }

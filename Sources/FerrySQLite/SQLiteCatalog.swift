@@ -91,16 +91,18 @@ public final class SQLiteCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCata
 
     public func get(_ id: UploadID) async throws(FerryError) -> UploadRecord? {
         try await read { db in
-            try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM uploads WHERE id = ?"), arguments: [id.rawValue]).map(Self.record)
+            try Row.fetchCursor(db.cachedStatement(sql: Self.getSQL), arguments: [id.rawValue]).map(Self.record).next()
         }
     }
+
+    static let getSQL = "SELECT \(uploadColumns) FROM uploads WHERE id = ?"
 
     public func expiring(before date: Date, limit: Int) async throws(FerryError) -> [UploadRecord] {
         try await read { db in
             try Row.fetchAll(
                 db,
                 sql: """
-                    SELECT * FROM uploads WHERE state = 'incomplete' AND expires_at IS NOT NULL AND expires_at < ?
+                    SELECT \(Self.uploadColumns) FROM uploads WHERE state = 'incomplete' AND expires_at IS NOT NULL AND expires_at < ?
                     ORDER BY expires_at LIMIT ?
                     """,
                 arguments: [date.timeIntervalSince1970, limit]
@@ -173,7 +175,7 @@ public final class SQLiteCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCata
             try Row.fetchAll(
                 db,
                 sql: """
-                    SELECT * FROM uploads WHERE business_status = 'pending' AND state = 'complete'
+                    SELECT \(Self.uploadColumns) FROM uploads WHERE business_status = 'pending' AND state = 'complete'
                     AND coalesce(business_next_at, 0) <= ? ORDER BY business_next_at LIMIT ?
                     """,
                 arguments: [date.timeIntervalSince1970, limit]
@@ -185,16 +187,19 @@ public final class SQLiteCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCata
         do {
             return try await pool.write { db in
                 // The head of each (upload, webhook) stream: no earlier event of it is pending.
-                let due = try Row.fetchAll(
-                    db,
-                    sql: """
-                        SELECT * FROM outbox o WHERE o.state = 'pending' AND o.next_attempt_at <= ?
-                        AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.upload_id = o.upload_id AND p.destination = o.destination
-                            AND p.state = 'pending' AND p.sequence < o.sequence)
-                        ORDER BY o.next_attempt_at LIMIT ?
-                        """,
-                    arguments: [now.timeIntervalSince1970, limit]
-                ).map(Self.delivery)
+                let due = try Array(
+                    Row.fetchCursor(
+                        db.cachedStatement(
+                            sql: """
+                                SELECT \(Self.outboxColumns) FROM outbox o WHERE o.state = 'pending' AND o.next_attempt_at <= ?
+                                AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.upload_id = o.upload_id AND p.destination = o.destination
+                                    AND p.state = 'pending' AND p.sequence < o.sequence)
+                                ORDER BY o.next_attempt_at LIMIT ?
+                                """
+                        ),
+                        arguments: [now.timeIntervalSince1970, limit]
+                    ).map(Self.delivery)
+                )
                 let lease = try db.cachedStatement(sql: "UPDATE outbox SET next_attempt_at = ? WHERE event_id = ? AND destination = ?")
                 for delivery in due {
                     try lease.execute(arguments: [leaseUntil.timeIntervalSince1970, delivery.event.id, delivery.event.destination])
@@ -220,7 +225,7 @@ public final class SQLiteCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCata
         try await read { db in
             try Row.fetchAll(
                 db,
-                sql: "SELECT * FROM outbox WHERE upload_id = ? ORDER BY sequence, destination",
+                sql: "SELECT \(Self.outboxColumns) FROM outbox WHERE upload_id = ? ORDER BY sequence, destination",
                 arguments: [id.rawValue]
             ).map(Self.delivery)
         }
