@@ -121,20 +121,7 @@ extension SQLiteCatalog {
             }
         case .update(let record, let events, let claim):
             if let claim { try claim.check(usage(of: claim.owner, since: claim.countsCreationsSince, db)) }
-            var values = arguments(record)
-            _ = values.append(contentsOf: [record.id.rawValue])
-            try db.cachedStatement(sql: """
-                    UPDATE uploads SET id = ?, length = ?, "offset" = ?, metadata = ?, concat = ?, state = ?,
-                    created_at = ?, updated_at = ?, expires_at = ?, store_state = ?, scenario = ?, owner = ?, sha256 = ?,
-                    business_status = ?, business_result = ?, business_attempts = ?, business_next_at = ?,
-                    event_sequence = ?, progress_event_at = ?, quota_key = ?, network = ?, first_byte_at = ?, reserved_to = ?
-                    WHERE id = ?
-                    """).execute(
-                arguments: values
-            )
-            if db.changesCount == 0 {
-                throw FerryError(.catalogFailure, "updated an upload the catalog does not hold")
-            }
+            try updateChangedColumns(record, db)
             try insertEvents(events, db)
         case .deliveries(let records):
             let statement = try db.cachedStatement(sql: """
@@ -154,15 +141,42 @@ extension SQLiteCatalog {
     }
 
     static func arguments(_ record: UploadRecord) -> StatementArguments {
+        StatementArguments(values(record))
+    }
+
+    /// The row of `record`, in the order of `uploadColumns`.
+    static func values(_ record: UploadRecord) -> [DatabaseValue] {
+        func value(_ convertible: (some DatabaseValueConvertible)?) -> DatabaseValue { convertible?.databaseValue ?? .null }
         return [
-            record.id.rawValue, record.length, record.offset, record.metadata.tusHeader, record.concatText, record.state.rawValue,
-            record.createdAt.timeIntervalSince1970, record.updatedAt.timeIntervalSince1970,
-            record.expiresAt?.timeIntervalSince1970, record.storeState, record.scenario, record.owner, record.sha256,
-            record.business?.status.rawValue, record.business?.json, record.business?.attempts ?? 0,
-            record.business?.nextAttemptAt?.timeIntervalSince1970, record.eventSequence,
-            record.progressEventAt?.timeIntervalSince1970, record.quotaKey, record.network, record.firstByteAt?.timeIntervalSince1970,
-            record.reservedTo,
+            value(record.id.rawValue), value(record.length), value(record.offset), value(record.metadata.tusHeader), value(record.concatText),
+            value(record.state.rawValue), value(record.createdAt.timeIntervalSince1970), value(record.updatedAt.timeIntervalSince1970),
+            value(record.expiresAt?.timeIntervalSince1970), value(record.storeState), value(record.scenario), value(record.owner),
+            value(record.sha256), value(record.business?.status.rawValue), value(record.business?.json), value(record.business?.attempts ?? 0),
+            value(record.business?.nextAttemptAt?.timeIntervalSince1970), value(record.eventSequence),
+            value(record.progressEventAt?.timeIntervalSince1970), value(record.quotaKey), value(record.network),
+            value(record.firstByteAt?.timeIntervalSince1970), value(record.reservedTo),
         ]
+    }
+
+    /// The names of `uploadColumns`, quoted, by position.
+    static let uploadColumnNames = uploadColumns.split(separator: ",").map { $0.trimmingCharacters(in: .whitespacesAndNewlines.union(["\\"])) }
+
+    /// Writes the columns of `record` that differ from its stored row, and only those: SQLite
+    /// rewrites every index that covers a column named in an UPDATE, equal value or not, and
+    /// most writes change a few columns (an offset, a state, a business result) of a row with
+    /// six indexes.
+    static func updateChangedColumns(_ record: UploadRecord, _ db: Database) throws {
+        guard let stored = try Row.fetchOne(db.cachedStatement(sql: getSQL), arguments: [record.id.rawValue]) else {
+            throw FerryError(.catalogFailure, "updated an upload the catalog does not hold")
+        }
+        let values = values(record)
+        var changed: [Int] = []
+        for index in 1..<values.count where (stored[index] as DatabaseValue) != values[index] { changed.append(index) }
+        guard !changed.isEmpty else { return }
+        let assignments = changed.map { "\(uploadColumnNames[$0]) = ?" }.joined(separator: ", ")
+        try db.cachedStatement(sql: "UPDATE uploads SET \(assignments) WHERE id = ?").execute(
+            arguments: StatementArguments(changed.map { values[$0] } + [values[0]])
+        )
     }
 
     static func insertEvents(_ events: [OutboxEvent], _ db: Database) throws {
