@@ -1,6 +1,7 @@
 import FerryCore
 import Foundation
 import GRDB
+import Synchronization
 
 /// An `UploadCatalog` in one SQLite file (GRDB, WAL, `synchronous=FULL`).
 ///
@@ -10,6 +11,8 @@ public final class SQLiteCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCata
     public let name = "sqlite"
     let pool: DatabasePool
     private let writes: GroupCommit<Write, Void>
+    /// Outbox claims in flight: "event-id destination" → when the claim ends (`claimDeliveries`).
+    private let leases = Mutex<[String: Date]>([:])
 
     enum Write: Sendable {
         case insert(UploadRecord, [OutboxEvent], QuotaClaim?)
@@ -183,31 +186,38 @@ public final class SQLiteCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCata
         }
     }
 
+    /// The due head of each (upload, webhook) stream: no earlier event of it is pending.
+    static let claimSQL = """
+        SELECT \(outboxColumns) FROM outbox o WHERE o.state = 'pending' AND o.next_attempt_at <= ?
+        AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.upload_id = o.upload_id AND p.destination = o.destination
+            AND p.state = 'pending' AND p.sequence < o.sequence)
+        ORDER BY o.next_attempt_at LIMIT ?
+        """
+
+    static func leaseKey(_ eventID: String, _ destination: String) -> String { eventID + " " + destination }
+
+    /// A claim is a read and a lease in memory: one process owns this catalog (its upload locks
+    /// are in-process too), so no other process can claim; a restart forgets the leases, and the
+    /// events they held are due again at once (at least once). A write per claimed event, and a
+    /// synced transaction per claim, bought nothing here.
     public func claimDeliveries(now: Date, leaseUntil: Date, limit: Int) async throws(FerryError) -> [EventDelivery] {
-        do {
-            return try await pool.write { db in
-                // The head of each (upload, webhook) stream: no earlier event of it is pending.
-                let due = try Array(
-                    Row.fetchCursor(
-                        db.cachedStatement(
-                            sql: """
-                                SELECT \(Self.outboxColumns) FROM outbox o WHERE o.state = 'pending' AND o.next_attempt_at <= ?
-                                AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.upload_id = o.upload_id AND p.destination = o.destination
-                                    AND p.state = 'pending' AND p.sequence < o.sequence)
-                                ORDER BY o.next_attempt_at LIMIT ?
-                                """
-                        ),
-                        arguments: [now.timeIntervalSince1970, limit]
-                    ).map(Self.delivery)
-                )
-                let lease = try db.cachedStatement(sql: "UPDATE outbox SET next_attempt_at = ? WHERE event_id = ? AND destination = ?")
-                for delivery in due {
-                    try lease.execute(arguments: [leaseUntil.timeIntervalSince1970, delivery.event.id, delivery.event.destination])
-                }
-                return due
+        let held = leases.withLock { leases in
+            leases = leases.filter { $0.value > now }
+            return leases.count
+        }
+        let candidates = try await read { db in
+            try Array(Row.fetchCursor(db.cachedStatement(sql: Self.claimSQL), arguments: [now.timeIntervalSince1970, limit + held]).map(Self.delivery))
+        }
+        // Checked and taken under one lock: two concurrent claims never both take an event.
+        return leases.withLock { leases in
+            var claimed: [EventDelivery] = []
+            for delivery in candidates where claimed.count < limit {
+                let key = Self.leaseKey(delivery.event.id, delivery.event.destination)
+                if let until = leases[key], until > now { continue }
+                leases[key] = leaseUntil
+                claimed.append(delivery)
             }
-        } catch {
-            throw Self.wrap(error, "the outbox could not be read")
+            return claimed
         }
     }
 
@@ -215,6 +225,10 @@ public final class SQLiteCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCata
         // Grouped with the upload writes: one transaction for many outcomes.
         guard !records.isEmpty else { return }
         try await writes.submit(.deliveries(records))
+        // Recorded: a retry is due at its own time, not at the end of the claim.
+        leases.withLock { leases in
+            for record in records { leases.removeValue(forKey: Self.leaseKey(record.eventID, record.destination)) }
+        }
     }
 
     public func purgeDeliveries(before date: Date) async throws(FerryError) {
@@ -222,12 +236,23 @@ public final class SQLiteCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCata
     }
 
     public func deliveries(of id: UploadID) async throws(FerryError) -> [EventDelivery] {
-        try await read { db in
+        let stored = try await read { db in
             try Row.fetchAll(
                 db,
                 sql: "SELECT \(Self.outboxColumns) FROM outbox WHERE upload_id = ? ORDER BY sequence, destination",
                 arguments: [id.rawValue]
             ).map(Self.delivery)
+        }
+        // A claimed event's next attempt is when its claim ends, as on PostgreSQL.
+        return leases.withLock { leases in
+            stored.map { delivery in
+                guard delivery.state == .pending, let until = leases[Self.leaseKey(delivery.event.id, delivery.event.destination)],
+                    until > delivery.nextAttemptAt
+                else { return delivery }
+                var leased = delivery
+                leased.nextAttemptAt = until
+                return leased
+            }
         }
     }
 
