@@ -103,10 +103,10 @@ extension SQLiteCatalog {
         return migrator
     }
 
-    static func apply(_ write: Write, _ db: Database) throws {
+    static func apply(_ write: Write, _ db: Database, recent: RecentCreations) throws {
         switch write {
         case .insert(let record, let events, let claim):
-            if let claim { try claim.check(usage(of: claim.owner, since: claim.countsCreationsSince, db)) }
+            if let claim { try claim.check(usage(of: claim.owner, since: claim.countsCreationsSince, db, recent: recent)) }
             try db.cachedStatement(sql: """
                     INSERT INTO uploads (\(uploadColumns))
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -119,9 +119,12 @@ extension SQLiteCatalog {
                     arguments: [record.id.rawValue, position, part.rawValue]
                 )
             }
+            if let key = record.quotaKey { recent.inserted(key, at: record.createdAt.timeIntervalSince1970) }
         case .update(let record, let events, let claim):
-            if let claim { try claim.check(usage(of: claim.owner, since: claim.countsCreationsSince, db)) }
-            try updateChangedColumns(record, db)
+            if let claim { try claim.check(usage(of: claim.owner, since: claim.countsCreationsSince, db, recent: recent)) }
+            let changed = try updateChangedColumns(record, db)
+            // Neither changes once written; if one ever did, the counts start again from the table.
+            if changed.contains(6) || changed.contains(19) { recent.forgetAll() }
             try insertEvents(events, db)
         case .deliveries(let records):
             let statement = try db.cachedStatement(sql: """
@@ -135,8 +138,12 @@ extension SQLiteCatalog {
         case .purgeDeliveries(let date):
             try db.execute(sql: "DELETE FROM outbox WHERE state <> 'pending' AND created_at < ?", arguments: [date.timeIntervalSince1970])
         case .remove(let id):
+            let removed = recent.isEmpty ? nil : try Row.fetchOne(
+                db.cachedStatement(sql: "SELECT quota_key, created_at FROM uploads WHERE id = ?"), arguments: [id.rawValue]
+            )
             try db.cachedStatement(sql: "DELETE FROM concat_parts WHERE final_id = ?").execute(arguments: [id.rawValue])
             try db.cachedStatement(sql: "DELETE FROM uploads WHERE id = ?").execute(arguments: [id.rawValue])
+            if let removed, let key = removed[0] as String? { recent.removed(key, at: removed[1]) }
         }
     }
 
@@ -165,18 +172,20 @@ extension SQLiteCatalog {
     /// rewrites every index that covers a column named in an UPDATE, equal value or not, and
     /// most writes change a few columns (an offset, a state, a business result) of a row with
     /// six indexes.
-    static func updateChangedColumns(_ record: UploadRecord, _ db: Database) throws {
+    @discardableResult
+    static func updateChangedColumns(_ record: UploadRecord, _ db: Database) throws -> [Int] {
         guard let stored = try Row.fetchOne(db.cachedStatement(sql: getSQL), arguments: [record.id.rawValue]) else {
             throw FerryError(.catalogFailure, "updated an upload the catalog does not hold")
         }
         let values = values(record)
         var changed: [Int] = []
         for index in 1..<values.count where (stored[index] as DatabaseValue) != values[index] { changed.append(index) }
-        guard !changed.isEmpty else { return }
+        guard !changed.isEmpty else { return [] }
         let assignments = changed.map { "\(uploadColumnNames[$0]) = ?" }.joined(separator: ", ")
         try db.cachedStatement(sql: "UPDATE uploads SET \(assignments) WHERE id = ?").execute(
             arguments: StatementArguments(changed.map { values[$0] } + [values[0]])
         )
+        return changed
     }
 
     static func insertEvents(_ events: [OutboxEvent], _ db: Database) throws {

@@ -11,6 +11,8 @@ public final class SQLiteCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCata
     public let name = "sqlite"
     let pool: DatabasePool
     private let writes: GroupCommit<Write, Void>
+    /// Recent creations per quota key, kept by the writer (`RecentCreations`).
+    let recent = RecentCreations()
     /// Outbox claims in flight: "event-id destination" → when the claim ends (`claimDeliveries`).
     private let leases = Mutex<[String: Date]>([:])
 
@@ -43,27 +45,30 @@ public final class SQLiteCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCata
             throw FerryError(.catalogFailure, "cannot open the catalog at \(path)", underlying: error)
         }
         let pool = self.pool
+        let recent = self.recent
         writes = GroupCommit(maxBatch: 512) { batch in
             var results: [Result<Void, FerryError>] = []
             do {
                 results = try await pool.write { db in
                     var results: [Result<Void, FerryError>] = []
                     for write in batch {
+                        let version = recent.version
                         do {
                             try db.inSavepoint {
-                                try Self.apply(write, db)
+                                try Self.apply(write, db, recent: recent)
                                 return .commit
                             }
                             results.append(.success(()))
-                        } catch let error as FerryError {
-                            results.append(.failure(error))
                         } catch {
-                            results.append(.failure(Self.wrap(error, "the catalog rejected a write")))
+                            // Rolled back: what the write told `recent` is not in the table.
+                            if recent.version != version { recent.forgetAll() }
+                            results.append(.failure(error as? FerryError ?? Self.wrap(error, "the catalog rejected a write")))
                         }
                     }
                     return results
                 }
             } catch {
+                recent.forgetAll()
                 return Array(repeating: .failure(Self.wrap(error, "the catalog could not commit")), count: batch.count)
             }
             return results
@@ -143,34 +148,39 @@ public final class SQLiteCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCata
     /// What an incomplete upload counts against `open-bytes` (`UploadRecord.openBytes`).
     static let openBytesColumn = #"CASE WHEN concat LIKE 'final %' THEN 0 ELSE coalesce(length, max("offset", coalesce(reserved_to, 0))) END"#
 
-    static func usage(of owner: String, since: Date?, _ db: Database) throws -> OwnerUsage {
+    /// The usage of `owner`; with `recent` (the writer's), creations are counted from it.
+    static func usage(of owner: String, since: Date?, _ db: Database, recent: RecentCreations? = nil) throws -> OwnerUsage {
         // Index ranges only (quota_key): a key's history of complete uploads is never scanned.
         // `total` sums as a double: lengths near 2^63 saturate rather than fail the query.
-        let row: Row?
-        if let since {
-            row = try Row.fetchOne(
-                db.cachedStatement(
-                    sql: """
-                        SELECT count(*) AS open, total(\(openBytesColumn)) AS bytes,
-                            (SELECT count(*) FROM uploads WHERE quota_key = ? AND created_at >= ?) AS recent
-                        FROM uploads WHERE quota_key = ? AND state = 'incomplete'
-                        """
-                ),
-                arguments: [owner, since.timeIntervalSince1970, owner]
-            )
-        } else {
-            row = try Row.fetchOne(
-                db.cachedStatement(
-                    sql: """
-                        SELECT count(*) AS open, total(\(openBytesColumn)) AS bytes, 0 AS recent
-                        FROM uploads WHERE quota_key = ? AND state = 'incomplete'
-                        """
-                ),
-                arguments: [owner]
-            )
-        }
+        let row = try Row.fetchOne(
+            db.cachedStatement(
+                sql: """
+                    SELECT count(*) AS open, total(\(openBytesColumn)) AS bytes
+                    FROM uploads WHERE quota_key = ? AND state = 'incomplete'
+                    """
+            ),
+            arguments: [owner]
+        )
         let bytes: Double = row?["bytes"] ?? 0
-        return OwnerUsage(openUploads: row?["open"] ?? 0, openBytes: Int64(clamping: bytes), recentCreations: row?["recent"] ?? 0)
+        var creations = 0
+        if let since = since?.timeIntervalSince1970 {
+            if let recent, let known = recent.count(owner, since: since) {
+                creations = known
+            } else if recent == nil {
+                creations = try Int.fetchOne(
+                    db.cachedStatement(sql: "SELECT count(*) FROM uploads WHERE quota_key = ? AND created_at >= ?"),
+                    arguments: [owner, since]
+                ) ?? 0
+            } else {
+                let times = try Double.fetchAll(
+                    db.cachedStatement(sql: "SELECT created_at FROM uploads WHERE quota_key = ? AND created_at >= ?"),
+                    arguments: [owner, since]
+                )
+                recent?.load(owner, since: since, times: times)
+                creations = times.count
+            }
+        }
+        return OwnerUsage(openUploads: row?["open"] ?? 0, openBytes: Int64(clamping: bytes), recentCreations: creations)
     }
 
     public func pendingBusinessResults(before date: Date, limit: Int) async throws(FerryError) -> [UploadRecord] {
