@@ -103,7 +103,8 @@ swift_tests() { # swift_tests <swift test arguments...>
     swift_log=$(mktemp)
     swift test --skip-build "$@" 2>&1 | tee "$swift_log" | grep -vE '^(✔|◇) |^↳ (Testing Library|Target Platform)|^\s*$|^\[|^[0-9T:+-]+ info ' ; swift_status=${PIPESTATUS[0]}
     swift_total=$(grep -oE 'Test run with [0-9]+ tests?' "$swift_log" | grep -oE '[0-9]+' | tail -1)
-    swift_failed=$(grep -cE '^✘ Test .* failed' "$swift_log")
+    # Failed tests, not swift-testing's closing "✘ Test run with N tests … failed" line.
+    swift_failed=$(grep -E '^✘ Test .* failed' "$swift_log" | grep -vcE '^✘ Test run with ')
     tail -2 "$swift_log"
     rm -f "$swift_log"
     if [ "$swift_status" -eq 0 ]; then count "${swift_total:-0}" 0; else count $(( ${swift_total:-1} - swift_failed )) $((swift_failed > 0 ? swift_failed : 1)); fi
