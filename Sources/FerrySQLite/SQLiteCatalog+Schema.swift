@@ -124,7 +124,7 @@ extension SQLiteCatalog {
             if let claim { try claim.check(usage(of: claim.owner, since: claim.countsCreationsSince, db, recent: recent)) }
             let changed = try updateChangedColumns(record, db)
             // Neither changes once written; if one ever did, the counts start again from the table.
-            if changed.contains(6) || changed.contains(19) { recent.forgetAll() }
+            if changed.contains(where: immutableColumns.contains) { recent.forgetAll() }
             try insertEvents(events, db)
         case .deliveries(let records):
             let statement = try db.cachedStatement(sql: """
@@ -168,11 +168,13 @@ extension SQLiteCatalog {
     /// The names of `uploadColumns`, quoted, by position.
     static let uploadColumnNames = uploadColumns.split(separator: ",").map { $0.trimmingCharacters(in: .whitespacesAndNewlines.union(["\\"])) }
 
+    /// The positions of `created_at` and `quota_key`, which `RecentCreations` relies on.
+    static let immutableColumns = Set(["created_at", "quota_key"].compactMap(uploadColumnNames.firstIndex(of:)))
+
     /// Writes the columns of `record` that differ from its stored row, and only those: SQLite
     /// rewrites every index that covers a column named in an UPDATE, equal value or not, and
     /// most writes change a few columns (an offset, a state, a business result) of a row with
     /// six indexes.
-    @discardableResult
     static func updateChangedColumns(_ record: UploadRecord, _ db: Database) throws -> [Int] {
         guard let stored = try Row.fetchOne(db.cachedStatement(sql: getSQL), arguments: [record.id.rawValue]) else {
             throw FerryError(.catalogFailure, "updated an upload the catalog does not hold")
