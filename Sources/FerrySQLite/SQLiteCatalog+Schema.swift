@@ -100,6 +100,20 @@ extension SQLiteCatalog {
             // The room a running append to a deferred-length upload holds under `open-bytes`.
             try db.execute(sql: "ALTER TABLE uploads ADD COLUMN reserved_to INTEGER")
         }
+        migrator.registerMigration("v8: one payload per event") { db in
+            // An event's payload is the same for each of its webhooks: stored once, referenced by
+            // its rows, so a delivery's outcome rewrites a short row, not the payload. An event's
+            // existing payload keeps the id of its first row.
+            try db.execute(
+                sql: """
+                    CREATE TABLE outbox_payloads (id INTEGER PRIMARY KEY, payload TEXT NOT NULL);
+                    INSERT INTO outbox_payloads (id, payload) SELECT min(rowid), min(payload) FROM outbox GROUP BY event_id;
+                    ALTER TABLE outbox ADD COLUMN payload_id INTEGER NOT NULL DEFAULT 0;
+                    UPDATE outbox SET payload_id = (SELECT min(rowid) FROM outbox f WHERE f.event_id = outbox.event_id);
+                    ALTER TABLE outbox DROP COLUMN payload;
+                    """
+            )
+        }
         return migrator
     }
 
@@ -136,7 +150,16 @@ extension SQLiteCatalog {
                 try statement.execute(arguments: [state, record.attempts, next, error, delivered, record.eventID, record.destination])
             }
         case .purgeDeliveries(let date):
-            try db.execute(sql: "DELETE FROM outbox WHERE state <> 'pending' AND created_at < ?", arguments: [date.timeIntervalSince1970])
+            // An event's rows share its time: its payload goes when none of them is pending.
+            let before = date.timeIntervalSince1970
+            try db.execute(
+                sql: """
+                    DELETE FROM outbox_payloads WHERE id IN
+                        (SELECT payload_id FROM outbox WHERE created_at < ? GROUP BY payload_id HAVING sum(state = 'pending') = 0)
+                    """,
+                arguments: [before]
+            )
+            try db.execute(sql: "DELETE FROM outbox WHERE state <> 'pending' AND created_at < ?", arguments: [before])
         case .remove(let id):
             let removed = recent.isEmpty ? nil : try Row.fetchOne(
                 db.cachedStatement(sql: "SELECT quota_key, created_at FROM uploads WHERE id = ?"), arguments: [id.rawValue]
@@ -190,22 +213,35 @@ extension SQLiteCatalog {
         return changed
     }
 
+    /// Writes each event's payload once (an event's webhooks are consecutive in `events`) and a
+    /// row per webhook that refers to it.
     static func insertEvents(_ events: [OutboxEvent], _ db: Database) throws {
+        var payload: (event: String, id: Int64)?
         for event in events {
+            if payload?.event != event.id {
+                try db.cachedStatement(sql: "INSERT INTO outbox_payloads (payload) VALUES (?)").execute(arguments: [event.payload])
+                payload = (event.id, db.lastInsertedRowID)
+            }
             try db.cachedStatement(sql: """
-                    INSERT INTO outbox (event_id, destination, upload_id, sequence, type, payload, created_at, next_attempt_at)
+                    INSERT INTO outbox (event_id, destination, upload_id, sequence, type, payload_id, created_at, next_attempt_at)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                     """).execute(
                 arguments: [
-                    event.id, event.destination, event.uploadID.rawValue, event.sequence, event.type.rawValue, event.payload,
+                    event.id, event.destination, event.uploadID.rawValue, event.sequence, event.type.rawValue, payload?.id,
                     event.createdAt.timeIntervalSince1970, event.createdAt.timeIntervalSince1970,
                 ]
             )
         }
     }
 
-    /// The columns of an outbox row that `delivery(_:)` reads, by position.
-    static let outboxColumns = "upload_id, type, state, sequence, destination, payload, created_at, attempts, next_attempt_at, last_error, delivered_at"
+    /// The columns of an outbox row `o` with its payload `p` that `delivery(_:)` reads, by position.
+    static let outboxColumns = """
+        o.upload_id, o.type, o.state, o.sequence, o.destination, p.payload, o.created_at, o.attempts, o.next_attempt_at, \
+        o.last_error, o.delivered_at
+        """
+
+    /// The outbox rows, `o`, each with its event's payload, `p`.
+    static let outboxRows = "outbox o JOIN outbox_payloads p ON p.id = o.payload_id"
 
     /// An outbox row selected as `outboxColumns`.
     static func delivery(_ row: Row) throws -> EventDelivery {

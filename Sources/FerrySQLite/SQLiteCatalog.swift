@@ -198,9 +198,9 @@ public final class SQLiteCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCata
 
     /// The due head of each (upload, webhook) stream: no earlier event of it is pending.
     static let claimSQL = """
-        SELECT \(outboxColumns) FROM outbox o WHERE o.state = 'pending' AND o.next_attempt_at <= ?
-        AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.upload_id = o.upload_id AND p.destination = o.destination
-            AND p.state = 'pending' AND p.sequence < o.sequence)
+        SELECT \(outboxColumns) FROM \(outboxRows) WHERE o.state = 'pending' AND o.next_attempt_at <= ?
+        AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.upload_id = o.upload_id AND e.destination = o.destination
+            AND e.state = 'pending' AND e.sequence < o.sequence)
         ORDER BY o.next_attempt_at LIMIT ?
         """
 
@@ -249,7 +249,7 @@ public final class SQLiteCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCata
         let stored = try await read { db in
             try Row.fetchAll(
                 db,
-                sql: "SELECT \(Self.outboxColumns) FROM outbox WHERE upload_id = ? ORDER BY sequence, destination",
+                sql: "SELECT \(Self.outboxColumns) FROM \(Self.outboxRows) WHERE o.upload_id = ? ORDER BY o.sequence, o.destination",
                 arguments: [id.rawValue]
             ).map(Self.delivery)
         }

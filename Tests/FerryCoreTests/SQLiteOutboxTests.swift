@@ -71,4 +71,43 @@ struct SQLiteOutboxTests {
         })
         #expect(try await catalog.claimDeliveries(now: retryAt, leaseUntil: retryAt.addingTimeInterval(30), limit: 10).count == 3)
     }
+
+    /// An event's webhooks share one stored payload; it outlives the event's delivered rows
+    /// until none of them is pending, and the purge takes it with the last one.
+    @Test func anEventsWebhooksShareOnePayloadUntilThePurge() async throws {
+        let path = Scratch.path("payloads") + ".sqlite"
+        let catalog = try SQLiteCatalog(path: path)
+        let record = UploadRecord(id: .random(), length: 10, createdAt: Self.start)
+        var events: [OutboxEvent] = []
+        for (sequence, type) in [(Int64(1), UploadEventType.created), (2, .completed)] {
+            for hook in ["http://hooks.test/a", "http://hooks.test/b"] {
+                events.append(OutboxEvent(uploadID: record.id, sequence: sequence, type: type, destination: hook, payload: "{\"n\":\(sequence)}", createdAt: Self.start))
+            }
+        }
+        try await catalog.insert(record, events: events, claim: nil)
+        func payloads() async throws -> Int { try await catalog.pool.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM outbox_payloads") ?? -1 } }
+        #expect(try await payloads() == 2, "one payload per event, not per webhook")
+
+        let now = Self.start.addingTimeInterval(1)
+        let first = try await catalog.claimDeliveries(now: now, leaseUntil: now.addingTimeInterval(30), limit: 10)
+        #expect(first.map(\.event) == events.filter { $0.sequence == 1 }, "each stream's head, with its payload")
+        #expect(try await catalog.deliveries(of: record.id).map(\.event) == events)
+
+        // Event 1 delivered to `a` only: its payload stays for `b`.
+        let a = try #require(first.first { $0.event.destination.hasSuffix("/a") })
+        try await catalog.recordDeliveries([DeliveryRecord(eventID: a.event.id, destination: a.event.destination, attempts: 1, outcome: .delivered(at: now))])
+        try await catalog.purgeDeliveries(before: now.addingTimeInterval(60))
+        #expect(try await payloads() == 2)
+        let b = try #require(first.first { $0.event.destination.hasSuffix("/b") })
+        let retried = try await catalog.claimDeliveries(now: now.addingTimeInterval(31), leaseUntil: now.addingTimeInterval(60), limit: 10)
+        #expect(retried.map(\.event).contains(b.event), "the pending webhook still reads the payload")
+
+        // Delivered (or dead) everywhere: the purge takes the rows and the payload together.
+        try await catalog.recordDeliveries([DeliveryRecord(eventID: b.event.id, destination: b.event.destination, attempts: 2, outcome: .dead(error: "gone"))])
+        try await catalog.purgeDeliveries(before: now.addingTimeInterval(60))
+        #expect(try await payloads() == 1)
+        #expect(try await catalog.deliveries(of: record.id).map(\.event) == events.filter { $0.sequence == 2 })
+        let second = try await catalog.claimDeliveries(now: now.addingTimeInterval(61), leaseUntil: now.addingTimeInterval(90), limit: 10)
+        #expect(second.map(\.event) == events.filter { $0.sequence == 2 })
+    }
 }
