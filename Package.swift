@@ -3,6 +3,7 @@ import PackageDescription
 
 // Layers, inner to outer. Dependencies point inward only:
 //   FerryClock       AnyClock: time as an injected `Clock`, shared by the server core and the client
+//   FerryInstant     the instant-upload challenge and proof (docs/instant-upload.md), shared by the server and the client
 //   FerryCore        domain types, the storage seams (ByteStore, UploadCatalog, UploadLocker) and the upload engine
 //   FerryProtocol    what every dialect shares: commands, outcomes, responses, routes, error rendering, the dispatcher
 //   FerryTus         the tus 1.0 dialect: pure parse (request -> command) and render (outcome -> response)
@@ -57,6 +58,13 @@ let package = Package(
     targets: [
         .target(
             name: "FerryClock",
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "FerryInstant",
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -288,7 +296,7 @@ let package = Package(
         .testTarget(
             name: "FerryCoreTests",
             dependencies: [
-                "FerryCore", "FerryTestSupport", "FerryDiskStore", "FerrySQLite",
+                "FerryCore", "FerryTestSupport", "FerryDiskStore", "FerrySQLite", "FerryInstant",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
