@@ -251,6 +251,16 @@ public enum ConfigFile {
                     throw fail(entry.line, "directory: \"\(entry.value)\" is not a relative path of a-z 0-9 - _ segments")
                 }
                 draft.scenario.directory = directory
+            case "instant-upload":
+                guard let scope = InstantUploadRules.Scope(rawValue: entry.value) else {
+                    throw fail(entry.line, "instant-upload is \(InstantUploadRules.Scope.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                draft.scenario.instantUpload.scope = scope
+            case "instant-upload-ranges":
+                let ranges = Int(try Values.count(entry.value, entry.key, onError))
+                guard (1...16).contains(ranges) else { throw fail(entry.line, "instant-upload-ranges is between 1 and 16") }
+                draft.scenario.instantUpload.ranges = ranges
+            case "instant-upload-challenge-ttl": draft.scenario.instantUpload.challengeTTL = try Values.duration(entry.value, entry.key, onError)
             case "webhook": draft.webhooks.append(WebhookDraft(line: entry.line, url: try Values.url(entry.value, entry.key, onError)))
             case "webhook-secret":
                 guard entry.value.utf8.count >= 16 else { throw fail(entry.line, "webhook-secret must be at least 16 characters") }
@@ -288,7 +298,7 @@ public enum ConfigFile {
             default:
                 throw fail(
                     entry.line,
-                    "unknown key \(entry.key) in [scenario \(draft.scenario.name)] (max-size, content-types, required-metadata, ttl, checksum, anonymous, pre-create, pre-finish, callback-timeout, webhook, webhook-secret, events, webhook-batch, progress-interval, directory)"
+                    "unknown key \(entry.key) in [scenario \(draft.scenario.name)] (max-size, content-types, required-metadata, ttl, checksum, anonymous, pre-create, pre-finish, callback-timeout, webhook, webhook-secret, events, webhook-batch, progress-interval, directory, instant-upload, instant-upload-ranges, instant-upload-challenge-ttl)"
                 )
             }
         }

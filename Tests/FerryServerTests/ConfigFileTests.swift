@@ -39,6 +39,10 @@ struct ConfigFileTests {
         events = upload.created, upload.completed
         webhook-batch = 50
 
+        instant-upload = owner
+        instant-upload-ranges = 8
+        instant-upload-challenge-ttl = 30s
+
         [scenario chat-image]
         max-size = 20MB
         content-types = image/*
@@ -66,8 +70,10 @@ struct ConfigFileTests {
                 Webhook(url: "http://127.0.0.1:8082/b", secret: "own secret of b 1234", events: [.created, .completed], batch: 50),
             ]
         )
+        #expect(voice.instantUpload == InstantUploadRules(scope: .owner, ranges: 8, challengeTTL: .seconds(30)))
         let images = try configuration.scenarios.named("chat-image")
         #expect(images.maxSize == 20_000_000 && images.allowsAnonymous && images.allows(contentType: "image/heic"))
+        #expect(images.instantUpload == InstantUploadRules(scope: .scenario, ranges: 4, challengeTTL: .seconds(120)), "the defaults")
     }
 
     @Test func anEmptyFileKeepsTheOpenDefault() throws {
@@ -137,6 +143,10 @@ struct ConfigFileTests {
         ("[anonymous]\ncolour = blue", 2, "unknown key colour in [anonymous]"),
         ("[scenario v]\nanonymous = true\nwebhook-batch = 0", 3, "webhook-batch: \"0\" is not a positive whole number"),
         ("[scenario v]\nanonymous = true\nwebhook-batch = 5000", 3, "webhook-batch is between 1 and 1000"),
+        ("[scenario v]\nanonymous = true\ninstant-upload = everyone", 3, "instant-upload is scenario, owner, deployment, off"),
+        ("[scenario v]\nanonymous = true\ninstant-upload-ranges = 17", 3, "instant-upload-ranges is between 1 and 16"),
+        ("[scenario v]\nanonymous = true\ninstant-upload-challenge-ttl = 0s", 3, "instant-upload-challenge-ttl: \"0s\" is not a duration"),
+        ("[scenario v]\nanonymous = true\ninstant-upload = off\ninstant-upload = owner", 4, "instant-upload is set twice"),
         ("[scenario v]\nanonymous = true\nwebhook = http://x/e\nwebhook-secret = 0123456789abcdef\nwebhook-batch = 2\nwebhook-batch = 3", 6, "webhook-batch is set twice"),
         (
             "[scenario v]\nanonymous = true\nwebhook = http://x/e\nwebhook-secret = 0123456789abcdef\n[scenario w]\nanonymous = true\nwebhook = http://x/e\nwebhook-secret = 0123456789abcdef\nwebhook-batch = 9",

@@ -26,6 +26,8 @@ public struct Scenario: Sendable, Equatable {
     /// Where the scenario's files go, relative to the store's root (a folder under
     /// `<data>/uploads/`, a key prefix in the bucket); nil for the root.
     public var directory: String?
+    /// Whether and where a creation may find its content already stored (docs/instant-upload.md).
+    public var instantUpload: InstantUploadRules
 
     public init(
         name: String,
@@ -40,7 +42,8 @@ public struct Scenario: Sendable, Equatable {
         callbackTimeout: Duration = .seconds(5),
         webhooks: [Webhook] = [],
         progressInterval: Duration = .seconds(5),
-        directory: String? = nil
+        directory: String? = nil,
+        instantUpload: InstantUploadRules = InstantUploadRules()
     ) {
         self.name = name
         self.maxSize = maxSize
@@ -55,6 +58,7 @@ public struct Scenario: Sendable, Equatable {
         self.webhooks = webhooks
         self.progressInterval = progressInterval
         self.directory = directory
+        self.instantUpload = instantUpload
     }
 
     /// True when `directory` is a safe relative path: segments of `a-z 0-9 - _`, no `..`.
