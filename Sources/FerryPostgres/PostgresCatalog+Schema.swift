@@ -141,6 +141,18 @@ extension PostgresCatalog {
                 PostgresCatalog.lockedUsageFunction(create: "CREATE OR REPLACE FUNCTION", bytes: PostgresCatalog.openBytesColumn("u.")),
             ]
         ),
+        // Instant upload (docs/instant-upload.md): complete uploads found by content.
+        Migration(
+            version: 9,
+            name: "content index",
+            statements: [
+                "ALTER TABLE uploads ADD COLUMN content_scope TEXT, ADD COLUMN announced_sha256 TEXT, ADD COLUMN instant_challenge TEXT",
+                """
+                CREATE INDEX uploads_content ON uploads (content_scope, sha256, length, created_at)
+                WHERE state = 'complete' AND content_scope IS NOT NULL
+                """,
+            ]
+        ),
     ]
 
     /// The advisory lock that serializes migrations across nodes ("FerryCat" in ASCII).
@@ -188,18 +200,18 @@ extension PostgresCatalog {
     static let columns = """
         id, length, "offset", metadata, concat, state, created_at, updated_at, expires_at, store_state, scenario, owner, sha256,
         business_status, business_result, business_attempts, business_next_at, event_sequence, progress_event_at, quota_key,
-        network, first_byte_at, reserved_to
+        network, first_byte_at, reserved_to, content_scope, announced_sha256, instant_challenge
         """
 
     static func record(_ row: PostgresRow) throws -> UploadRecord {
         let (
             rawID, length, offset, metadataText, concatText, stateText, createdAt, updatedAt, expiresAt, storeState, scenario, owner,
             sha256, businessStatus, businessResult, businessAttempts, businessNext, eventSequence, progressAt, quotaKey, network,
-            firstByteAt, reservedTo
+            firstByteAt, reservedTo, contentScope, announcedSHA256, instantChallenge
         ) = try row.decode(
             (
                 String, Int64?, Int64, String, String, String, Double, Double, Double?, String?, String, String?, String?, String?,
-                String?, Int32, Double?, Int64, Double?, String?, String, Double?, Int64?
+                String?, Int32, Double?, Int64, Double?, String?, String, Double?, Int64?, String?, String?, String?
             ).self
         )
         guard let id = UploadID(rawID),
@@ -237,7 +249,10 @@ extension PostgresCatalog {
             concatRequest: concatRequest,
             network: network,
             firstByteAt: firstByteAt.map { Date(timeIntervalSince1970: $0) },
-            reservedTo: reservedTo
+            reservedTo: reservedTo,
+            contentScope: contentScope,
+            announcedSHA256: announcedSHA256,
+            instantChallenge: instantChallenge
         )
     }
 

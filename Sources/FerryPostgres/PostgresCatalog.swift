@@ -14,7 +14,7 @@ import ServiceLifecycle
 /// default `synchronous_commit = on`; start-up fails where it is `off`). Concurrent calls run on up to
 /// `Configuration.maximumConnections` pooled connections; PostgreSQL groups their WAL flushes
 /// itself, so there is no batching here. Connections are plain TCP, without TLS.
-public final class PostgresCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCatalog, OutboxCatalog, Service {
+public final class PostgresCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCatalog, ContentIndexCatalog, OutboxCatalog, Service {
     public let name = "postgres"
     let client: PostgresClient
     /// For the migrations, which run on a connection of their own, outside the pool.
@@ -231,6 +231,17 @@ public final class PostgresCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCa
             """
             SELECT \(unescaped: Self.columns) FROM uploads WHERE business_status = 'pending' AND state = 'complete'
             AND coalesce(business_next_at, 0) <= \(date.timeIntervalSince1970) ORDER BY business_next_at LIMIT \(limit)
+            """,
+            "the catalog could not be read",
+            Self.record
+        )
+    }
+
+    public func holders(scope: String, sha256: String, length: Int64, limit: Int) async throws(FerryError) -> [UploadRecord] {
+        try await rows(
+            """
+            SELECT \(unescaped: Self.columns) FROM uploads WHERE content_scope = \(scope) AND sha256 = \(sha256) AND length = \(length)
+            AND state = 'complete' ORDER BY created_at, id LIMIT \(limit)
             """,
             "the catalog could not be read",
             Self.record

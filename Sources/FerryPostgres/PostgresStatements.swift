@@ -71,16 +71,17 @@ enum UploadStatements {
     static let insertColumns = """
         id, length, "offset", metadata, concat, state, created_at, updated_at, expires_at, store_state,
         scenario, owner, sha256, business_status, business_result, business_attempts, business_next_at,
-        event_sequence, progress_event_at, quota_key, network, first_byte_at, reserved_to
+        event_sequence, progress_event_at, quota_key, network, first_byte_at, reserved_to, content_scope, announced_sha256,
+        instant_challenge
         """
 
     /// How many `insertColumns` there are.
-    static let insertColumnCount = 23
+    static let insertColumnCount = 26
 
     static let insertColumnTypes: [PostgresDataType] = [
         .text, .int8, .int8, .text, .text, .text, .float8, .float8, .float8, .text,
         .text, .text, .text, .text, .text, .int4, .float8,
-        .int8, .float8, .text, .text, .float8, .int8,
+        .int8, .float8, .text, .text, .float8, .int8, .text, .text, .text,
     ]
 }
 
@@ -221,12 +222,13 @@ extension UploadUpdateStatement {
                 created_at = $6, updated_at = $7, expires_at = $8, store_state = $9,
                 scenario = $10, owner = $11, sha256 = $12, business_status = $13, business_result = $14,
                 business_attempts = $15, business_next_at = $16, event_sequence = $17, progress_event_at = $18,
-                network = $19, first_byte_at = $20, reserved_to = $21
-            WHERE id = $22 AND ($23::bigint IS NULL OR EXISTS (
-                SELECT 1 FROM upload_leases WHERE upload_id = $22 AND fence = $23 AND holder IS NOT NULL
+                network = $19, first_byte_at = $20, reserved_to = $21, content_scope = $22, announced_sha256 = $23,
+                instant_challenge = $24
+            WHERE id = $25 AND ($26::bigint IS NULL OR EXISTS (
+                SELECT 1 FROM upload_leases WHERE upload_id = $25 AND fence = $26 AND holder IS NOT NULL
             ))
             RETURNING id
-        )\(withEvents ? UploadStatements.outboxSteps(from: 24) : "")
+        )\(withEvents ? UploadStatements.outboxSteps(from: 27) : "")
         SELECT id FROM upload
         """
     }
@@ -235,7 +237,7 @@ extension UploadUpdateStatement {
         [
             .int8, .int8, .text, .text, .text, .float8, .float8, .float8, .text,
             .text, .text, .text, .text, .text, .int4, .float8, .int8, .float8,
-            .text, .float8, .int8, .text, .int8,
+            .text, .float8, .int8, .text, .text, .text, .text, .int8,
         ] + (withEvents ? UploadStatements.outboxTypes : [])
     }
 
@@ -262,6 +264,9 @@ extension UploadUpdateStatement {
         bindings.append(record.network)
         bindings.append(record.firstByteAt?.timeIntervalSince1970)
         bindings.append(record.reservedTo)
+        bindings.append(record.contentScope)
+        bindings.append(record.announcedSHA256)
+        bindings.append(record.instantChallenge)
         bindings.append(record.id.rawValue)
         bindings.append(fence)
         if Self.withEvents { bindings.appendEvents(events) }
@@ -400,6 +405,9 @@ extension PostgresBindings {
         append(record.network)
         append(record.firstByteAt?.timeIntervalSince1970)
         append(record.reservedTo)
+        append(record.contentScope)
+        append(record.announcedSHA256)
+        append(record.instantChallenge)
     }
 
     /// The values of `UploadStatements.insertSteps`.

@@ -114,6 +114,18 @@ extension SQLiteCatalog {
                     """
             )
         }
+        migrator.registerMigration("v9: content index") { db in
+            // Instant upload (docs/instant-upload.md): complete uploads found by content.
+            try db.execute(
+                sql: """
+                    ALTER TABLE uploads ADD COLUMN content_scope TEXT;
+                    ALTER TABLE uploads ADD COLUMN announced_sha256 TEXT;
+                    ALTER TABLE uploads ADD COLUMN instant_challenge TEXT;
+                    CREATE INDEX uploads_content ON uploads(content_scope, sha256, length, created_at)
+                        WHERE state = 'complete' AND content_scope IS NOT NULL;
+                    """
+            )
+        }
         return migrator
     }
 
@@ -123,7 +135,7 @@ extension SQLiteCatalog {
             if let claim { try claim.check(usage(of: claim.owner, since: claim.countsCreationsSince, db, recent: recent)) }
             try db.cachedStatement(sql: """
                     INSERT INTO uploads (\(uploadColumns))
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    VALUES (\(uploadPlaceholders))
                     """).execute(
                 arguments: arguments(record)
             )
@@ -184,9 +196,13 @@ extension SQLiteCatalog {
             value(record.sha256), value(record.business?.status.rawValue), value(record.business?.json), value(record.business?.attempts ?? 0),
             value(record.business?.nextAttemptAt?.timeIntervalSince1970), value(record.eventSequence),
             value(record.progressEventAt?.timeIntervalSince1970), value(record.quotaKey), value(record.network),
-            value(record.firstByteAt?.timeIntervalSince1970), value(record.reservedTo),
+            value(record.firstByteAt?.timeIntervalSince1970), value(record.reservedTo), value(record.contentScope),
+            value(record.announcedSHA256), value(record.instantChallenge),
         ]
     }
+
+    /// One `?` per column of `uploadColumns`.
+    static let uploadPlaceholders = Array(repeating: "?", count: uploadColumnNames.count).joined(separator: ", ")
 
     /// The names of `uploadColumns`, quoted, by position.
     static let uploadColumnNames = uploadColumns.split(separator: ",").map { $0.trimmingCharacters(in: .whitespacesAndNewlines.union(["\\"])) }
@@ -275,7 +291,8 @@ extension SQLiteCatalog {
     static let uploadColumns = """
         id, length, "offset", metadata, concat, state, created_at, updated_at, expires_at, store_state, \
         scenario, owner, sha256, business_status, business_result, business_attempts, business_next_at, \
-        event_sequence, progress_event_at, quota_key, network, first_byte_at, reserved_to
+        event_sequence, progress_event_at, quota_key, network, first_byte_at, reserved_to, content_scope, announced_sha256, \
+        instant_challenge
         """
 
     /// An upload row selected as `uploadColumns`.
@@ -320,7 +337,10 @@ extension SQLiteCatalog {
             concatRequest: concatRequest,
             network: row[20],
             firstByteAt: firstByteAt.map { Date(timeIntervalSince1970: $0) },
-            reservedTo: row[22]
+            reservedTo: row[22],
+            contentScope: row[23],
+            announcedSHA256: row[24],
+            instantChallenge: row[25]
         )
     }
 }

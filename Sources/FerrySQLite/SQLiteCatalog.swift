@@ -7,7 +7,7 @@ import Synchronization
 ///
 /// Writes from concurrent requests are grouped: one transaction (one WAL fsync) commits
 /// every write that arrived while the previous transaction ran.
-public final class SQLiteCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCatalog, OutboxCatalog {
+public final class SQLiteCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCatalog, ContentIndexCatalog, OutboxCatalog {
     public let name = "sqlite"
     let pool: DatabasePool
     private let writes: GroupCommit<Write, Void>
@@ -193,6 +193,20 @@ public final class SQLiteCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCata
                     """,
                 arguments: [date.timeIntervalSince1970, limit]
             ).map(Self.record)
+        }
+    }
+
+    public func holders(scope: String, sha256: String, length: Int64, limit: Int) async throws(FerryError) -> [UploadRecord] {
+        try await read { db in
+            try Array(
+                Row.fetchCursor(
+                    db.cachedStatement(sql: """
+                        SELECT \(Self.uploadColumns) FROM uploads WHERE content_scope = ? AND sha256 = ? AND length = ?
+                        AND state = 'complete' ORDER BY created_at, id LIMIT ?
+                        """),
+                    arguments: [scope, sha256, length, limit]
+                ).map(Self.record)
+            )
         }
     }
 

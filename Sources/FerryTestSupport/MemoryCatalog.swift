@@ -3,7 +3,7 @@ import Foundation
 import Synchronization
 
 /// An in-memory `UploadCatalog` for tests; every write is "durable" at once.
-public final class MemoryCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCatalog, OutboxCatalog {
+public final class MemoryCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCatalog, ContentIndexCatalog, OutboxCatalog {
     public let name = "memory"
     private struct State {
         var records: [UploadID: UploadRecord] = [:]
@@ -90,6 +90,16 @@ public final class MemoryCatalog: QuotaCatalog, ExpiryCatalog, BusinessRetryCata
         state.withLock { state in
             state.records.values
                 .filter { $0.isComplete && $0.business?.status == .pending && ($0.business?.nextAttemptAt ?? .distantPast) <= date }
+                .prefix(limit)
+                .map { $0 }
+        }
+    }
+
+    public func holders(scope: String, sha256: String, length: Int64, limit: Int) async throws(FerryError) -> [UploadRecord] {
+        state.withLock { state in
+            state.records.values
+                .filter { $0.isComplete && $0.contentScope == scope && $0.sha256 == sha256 && $0.length == length }
+                .sorted { ($0.createdAt, $0.id.rawValue) < ($1.createdAt, $1.id.rawValue) }
                 .prefix(limit)
                 .map { $0 }
         }

@@ -12,7 +12,7 @@ public enum UploadCatalogConformance {
         ConformanceCheck("findsFinals") { try await findsFinals($0) },
         ConformanceCheck("concurrentWritesAllLand") { try await concurrentWritesAllLand($0) },
         ConformanceCheck("cancellationDoesNotLeak") { try await cancellationDoesNotLeak($0) },
-    ] + BusinessCatalogConformance.checks
+    ] + BusinessCatalogConformance.checks + ContentIndexConformance.checks
 
     static let epoch = Date(timeIntervalSince1970: 1_800_000_000)
 

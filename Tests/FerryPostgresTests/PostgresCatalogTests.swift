@@ -39,7 +39,7 @@ struct PostgresCatalogLiveTests {
                 for node in nodes { group.addTask { _ = try await node.get(id) } }
                 try await group.waitForAll()
             }
-            #expect(try await database.migrationCount(schema: schema) == 8)
+            #expect(try await database.migrationCount(schema: schema) == 9)
             try await nodes[0].insert(record)
             record.offset = 3
             try await nodes[1].update(record, events: [], fence: nil)
@@ -48,11 +48,11 @@ struct PostgresCatalogLiveTests {
             // A node restarting later finds the schema current and changes nothing.
             let restarted = try await database.catalog(schema: schema)
             #expect(try await restarted.get(record.id) == record)
-            #expect(try await database.migrationCount(schema: schema) == 8)
+            #expect(try await database.migrationCount(schema: schema) == 9)
         }
     }
 
-    /// A database an older release migrated to 5 gets migrations 6 to 8 at start: its uploads read
+    /// A database an older release migrated to 5 gets migrations 6 to 9 at start: its uploads read
     /// back with the network `unknown` and no first byte, and new values are kept from then on.
     @Test func migration6KeepsExistingUploads() async throws {
         try await LivePostgres.with { database in
@@ -69,7 +69,7 @@ struct PostgresCatalogLiveTests {
             var record = try #require(try await catalog.get(id))
             #expect(record.offset == 4 && record.scenario == "voice" && record.quotaKey == "sub:alice")
             #expect(record.network == "unknown" && record.firstByteAt == nil)
-            #expect(try await database.migrationCount(schema: schema) == 8)
+            #expect(try await database.migrationCount(schema: schema) == 9)
             record.firstByteAt = Date(timeIntervalSince1970: 1_800_000_002)
             try await catalog.update(record, events: [], fence: nil)
             #expect(try await catalog.get(id) == record)
@@ -92,7 +92,7 @@ struct PostgresCatalogLiveTests {
             let catalog = try await database.catalog(schema: schema)
             var record = try #require(try await catalog.get(id))
             #expect(record.reservedTo == nil && record.offset == 4)
-            #expect(try await database.migrationCount(schema: schema) == 8)
+            #expect(try await database.migrationCount(schema: schema) == 9)
             record.reservedTo = 50
             try await catalog.update(record, events: [], fence: nil)
             #expect(try await catalog.usage(of: "sub:alice", since: nil).openBytes == 50)
@@ -104,6 +104,30 @@ struct PostgresCatalogLiveTests {
             record.reservedTo = nil
             try await catalog.update(record, events: [], fence: nil)
             try await catalog.insert(UploadRecord(id: .random(), length: 20, createdAt: Date(), owner: "alice"), events: [], claim: claim)
+        }
+    }
+
+    /// A database at migration 8 gets the content index: its complete uploads take no part (no
+    /// scope) and read back unchanged; new ones are found by content.
+    @Test func migration9AddsTheContentIndex() async throws {
+        try await LivePostgres.with { database in
+            let schema = try await database.schema(migratedTo: 8)
+            let id = UploadID.random()
+            let digest = String(repeating: "ab", count: 32)
+            try await database.execute(
+                """
+                INSERT INTO uploads (id, length, "offset", metadata, concat, state, created_at, updated_at, scenario, sha256)
+                VALUES ('\(id.rawValue)', 10, 10, '', 'none', 'complete', 1800000000, 1800000001, 'voice', '\(digest)')
+                """,
+                in: schema
+            )
+            let catalog = try await database.catalog(schema: schema)
+            let old = try #require(try await catalog.get(id))
+            #expect(old.contentScope == nil && old.announcedSHA256 == nil && old.instantChallenge == nil && old.sha256 == digest)
+            #expect(try await catalog.holders(scope: "s/voice", sha256: digest, length: 10, limit: 10).isEmpty)
+            let new = UploadRecord(id: .random(), length: 10, offset: 10, state: .complete, createdAt: Date(), scenario: "voice", sha256: digest, contentScope: "s/voice")
+            try await catalog.insert(new)
+            #expect(try await catalog.holders(scope: "s/voice", sha256: digest, length: 10, limit: 10).map(\.id) == [new.id])
         }
     }
 

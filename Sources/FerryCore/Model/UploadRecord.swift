@@ -71,6 +71,16 @@ public struct UploadRecord: Sendable, Equatable {
     /// up to which it holds room (claimed atomically before its body, released when it settles;
     /// after a crash, replaced by the next append). Counted by `openBytes`; nil otherwise.
     public var reservedTo: Int64?
+    /// The content-index key its content is found under once complete
+    /// (`InstantUploadRules.scopeKey`); nil when it takes no part. Set at creation, never changed.
+    public var contentScope: String?
+    /// Hex SHA-256 of the whole file as its creator announced it (`Repr-Digest` at creation):
+    /// the completion is refused unless the stored bytes have it; nil when none was announced.
+    public var announcedSHA256: String?
+    /// A pending instant-upload challenge: the id of the upload holding the content, a space,
+    /// and the `Ferry-Challenge` value sent; nil when none is pending (never issued, answered,
+    /// or bytes sent instead).
+    public var instantChallenge: String?
 
     public init(
         id: UploadID,
@@ -93,12 +103,18 @@ public struct UploadRecord: Sendable, Equatable {
         concatRequest: String? = nil,
         network: String = "unknown",
         firstByteAt: Date? = nil,
-        reservedTo: Int64? = nil
+        reservedTo: Int64? = nil,
+        contentScope: String? = nil,
+        announcedSHA256: String? = nil,
+        instantChallenge: String? = nil
     ) {
         self.concatRequest = concatRequest
         self.network = network
         self.firstByteAt = firstByteAt
         self.reservedTo = reservedTo
+        self.contentScope = contentScope
+        self.announcedSHA256 = announcedSHA256
+        self.instantChallenge = instantChallenge
         self.id = id
         self.length = length
         self.offset = offset

@@ -79,8 +79,16 @@ public protocol OutboxCatalog: UploadCatalog {
     func purgeDeliveries(before date: Date) async throws(FerryError)
 }
 
-/// What the engine needs of a catalog: records, quota usage, expiry, business retries.
-public typealias EngineCatalog = QuotaCatalog & ExpiryCatalog & BusinessRetryCatalog
+/// A catalog that finds complete uploads by their content, for instant upload
+/// (docs/instant-upload.md): the content index over `contentScope`, `sha256` and `length`.
+public protocol ContentIndexCatalog: UploadCatalog {
+    /// Complete uploads whose `contentScope` is `scope`, whose SHA-256 is `sha256` (lowercase
+    /// hex) and whose length is `length`: at most `limit`, oldest first.
+    func holders(scope: String, sha256: String, length: Int64, limit: Int) async throws(FerryError) -> [UploadRecord]
+}
+
+/// What the engine needs of a catalog: records, quota usage, expiry, business retries, content.
+public typealias EngineCatalog = QuotaCatalog & ExpiryCatalog & BusinessRetryCatalog & ContentIndexCatalog
 
 extension OutboxCatalog {
     /// Records the outcome of one attempt (`attempts` is the new count).
