@@ -36,16 +36,60 @@ enum DiskIO {
     }
 
     /// Opens for appending at `offset`, creating the file if needed and cutting any tail past it.
+    ///
+    /// A file with more than one name shares its bytes with another upload (a hard link made by
+    /// a concatenation or an instant upload, whose catalog commit a crash may have missed): it is
+    /// never cut or written in place, but first replaced by a file of its own holding its first
+    /// `offset` bytes.
     static func openForAppend(_ path: String, at offset: Int64) throws -> Int32 {
-        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o640)
-        try check(fd)
-        var info = stat()
-        if fstat(fd, &info) != 0 || (info.st_size > offset && ftruncate(fd, off_t(offset)) != 0) {
-            let failure = Failure(errno: errno)
-            close(fd)
-            throw failure
+        for _ in 0..<3 {
+            let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o640)
+            try check(fd)
+            var info = stat()
+            guard fstat(fd, &info) == 0 else {
+                let failure = Failure(errno: errno)
+                close(fd)
+                throw failure
+            }
+            if info.st_nlink > 1 {
+                close(fd)
+                try unshare(path, keeping: min(offset, Int64(info.st_size)))
+                continue
+            }
+            if info.st_size > offset && ftruncate(fd, off_t(offset)) != 0 {
+                let failure = Failure(errno: errno)
+                close(fd)
+                throw failure
+            }
+            return fd
         }
-        return fd
+        throw Failure(errno: EMLINK)
+    }
+
+    /// Replaces `path`, one of several names of a file, by a file of its own holding the first
+    /// `count` bytes, durably (synced, renamed over, the folder synced).
+    static func unshare(_ path: String, keeping count: Int64) throws {
+        let temporary = path + ".own"
+        unlink(temporary)
+        let out = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o640)
+        try check(out)
+        defer { close(out) }
+        if count > 0 {
+            let input = open(path, O_RDONLY | O_CLOEXEC)
+            try check(input)
+            defer { close(input) }
+            var position: Int64 = 0
+            try copy(from: input, to: out, count: count, at: &position)
+        }
+        try check(fsync(out))
+        try check(rename(temporary, path))
+        try syncDirectory(folder(of: path))
+    }
+
+    /// The folder of `path` (`.` for a bare name).
+    static func folder(of path: String) -> String {
+        let folder = (path as NSString).deletingLastPathComponent
+        return folder.isEmpty ? "." : folder
     }
 
     static func openForReading(_ path: String) throws -> Int32 {
@@ -159,8 +203,7 @@ enum DiskIO {
             unlink(temporary)
             return false
         }
-        let folder = (destination as NSString).deletingLastPathComponent
-        return (try? syncDirectory(folder.isEmpty ? "." : folder)) != nil
+        return (try? syncDirectory(folder(of: destination))) != nil
     }
 
     /// Copies `count` bytes from the start of `input` to `out` at `position` (where `out`'s
