@@ -148,7 +148,7 @@ public struct RUFHDialect: UploadDialect {
         let spec = UploadEngine.CreateSpec(
             length: length, metadata: metadata, scenario: scenario,
             info: fields.requestInfo(dialect: name, metadata: metadata), address: routes.forwardedAddress(request),
-            completesWhenEmpty: complete
+            completesWhenEmpty: complete, announcedSHA256: digests.representation
         )
         let upload = AppendRequest(
             offset: 0,

@@ -9,7 +9,6 @@ extension HTTPField.Name {
     public static let uploadComplete = Self("Upload-Complete")!
     public static let uploadIncomplete = Self("Upload-Incomplete")!
     static let contentDigest = Self("Content-Digest")!
-    static let reprDigest = Self("Repr-Digest")!
     static let wantReprDigest = Self("Want-Repr-Digest")!
 }
 
@@ -131,23 +130,7 @@ enum StructuredField {
 
     /// A dictionary of digests (`sha-256=:<base64>:, sha-512=:<base64>:`), keys lowercased.
     static func digests(_ text: String, _ name: String) throws(FerryError) -> [String: [UInt8]] {
-        let dictionary: OrderedMap<String, ItemOrInnerList>
-        do {
-            var parser = StructuredFieldValueParser(Array(text.utf8))
-            dictionary = try parser.parseDictionaryFieldValue()
-        } catch {
-            throw FerryError(.invalidChecksum, "\(name) is a dictionary of byte sequences: sha-256=:<base64>:")
-        }
-        var digests: [String: [UInt8]] = [:]
-        for (key, value) in dictionary {
-            guard case .item(let item) = value, case .undecodedByteSequence(let base64) = item.rfc9651BareItem,
-                let bytes = Data(base64Encoded: base64)
-            else {
-                throw FerryError(.invalidChecksum, "\(name): \(key) is not a byte sequence")
-            }
-            digests[key.lowercased()] = Array(bytes)
-        }
-        return digests
+        try DigestField.parse(text, name)
     }
 
     /// The keys of a preference dictionary (`Want-Repr-Digest: sha-256=1, sha-512=3`) with a

@@ -128,7 +128,8 @@ public struct TusDialect: UploadDialect {
         }
         let spec = UploadEngine.CreateSpec(
             length: length, metadata: metadata, isPartial: isPartial, scenario: scenario,
-            info: request.headerFields.requestInfo(dialect: name, metadata: metadata), address: routes.forwardedAddress(request)
+            info: request.headerFields.requestInfo(dialect: name, metadata: metadata), address: routes.forwardedAddress(request),
+            announcedSHA256: try DigestField.announcedSHA256(request.headerFields)
         )
         let upload = withUpload
             ? AppendRequest(

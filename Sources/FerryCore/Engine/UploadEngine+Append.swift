@@ -371,7 +371,9 @@ extension UploadEngine {
                 logger.warning("upload.digest_unavailable", metadata: context.merging(["error": "\(error)"]) { $1 })
             }
         }
-        if let expected = request.expectedSHA256, let digest, Array(digest.finalize()) != expected {
+        // This request's Repr-Digest, else the one announced at creation (kept with the upload).
+        let expected = request.expectedSHA256 ?? start.announcedSHA256.flatMap(Hex.decode)
+        if let expected, let digest, Array(digest.finalize()) != expected {
             // The whole representation is wrong: the upload stays as it was before this request.
             settled.keep = false
             settled.failure = FerryError(.checksumMismatch, "the upload does not match Repr-Digest; this request's bytes were not kept")

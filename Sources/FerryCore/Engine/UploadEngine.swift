@@ -79,6 +79,9 @@ public final class UploadEngine: Sendable {
         public var address: String?
         /// An upload of length 0 is complete at once (tus); RUFH completes only on `Upload-Complete: ?1`.
         public var completesWhenEmpty: Bool
+        /// The whole file's SHA-256 as the creator announced it (`Repr-Digest`): the upload
+        /// completes only with bytes that have it (docs/instant-upload.md).
+        public var announcedSHA256: [UInt8]?
 
         public init(
             length: Int64?,
@@ -88,9 +91,11 @@ public final class UploadEngine: Sendable {
             principal: Principal = .anonymous,
             info: RequestInfo = RequestInfo(),
             address: String? = nil,
-            completesWhenEmpty: Bool = true
+            completesWhenEmpty: Bool = true,
+            announcedSHA256: [UInt8]? = nil
         ) {
             self.completesWhenEmpty = completesWhenEmpty
+            self.announcedSHA256 = announcedSHA256
             self.info = info
             self.address = address
             self.length = length
@@ -198,7 +203,11 @@ public final class UploadEngine: Sendable {
             network: spec.info.network
         )
         record.expiresAt = expiry(for: record, from: date)
+        record.announcedSHA256 = spec.announcedSHA256.map(Hex.encode)
         if spec.length == 0, spec.completesWhenEmpty {
+            if let announced = record.announcedSHA256, announced != DigestCache.emptySHA256 {
+                throw FerryError(.checksumMismatch, "Repr-Digest is not the SHA-256 of an empty file")
+            }
             if !scenario.contentTypes.isEmpty {
                 try ContentSniffer.check(prefix: [], declared: metadata.string("filetype"), scenario: scenario)
             }
