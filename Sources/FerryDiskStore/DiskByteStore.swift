@@ -124,6 +124,13 @@ public final class DiskByteStore: ReadableByteStore, ConcatenatingByteStore, Enu
         return nil
     }
 
+    /// A hard link to the holder's file (its bytes never change once complete; an append
+    /// through a shared name first gets a file of its own), or a copy where the file system
+    /// cannot link.
+    public func reference(_ holder: UploadRecord, into target: UploadRecord, fence: LeaseFence?) async throws(FerryError) -> String? {
+        try await concatenate([holder], into: target, fence: fence)
+    }
+
     public func storedUploads() async throws(FerryError) -> [(id: UploadID, modified: Date)] {
         let directory = configuration.directory
         let entries = try await run("listing the upload folder") { try DiskIO.list(directory) }

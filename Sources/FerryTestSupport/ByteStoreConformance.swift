@@ -19,6 +19,7 @@ public enum ByteStoreConformance {
         ConformanceCheck("readsRanges") { try await readsRanges($0) },
         ConformanceCheck("concatenates") { try await concatenates($0) },
         ConformanceCheck("enumerates") { try await enumerates($0) },
+        ConformanceCheck("referencesAndKeepsEachSide") { try await referencesAndKeepsEachSide($0) },
     ]
 
     static let epoch = Date(timeIntervalSince1970: 1_700_000_000)
@@ -180,5 +181,25 @@ public enum ByteStoreConformance {
         let listed = try await enumerable.storedUploads().map(\.id)
         try require(listed.contains(a.id), "a stored upload is listed")
         try require(!listed.contains(b.id), "a deleted upload is not listed")
+    }
+
+    /// An upload given a complete one's bytes reads them back; deleting the holder, or another
+    /// upload given the same bytes, leaves it whole.
+    static func referencesAndKeepsEachSide(_ store: any ByteStore) async throws {
+        guard let referencing = store as? any ReferencingByteStore else { return }
+        let bytes = pattern(300_000, seed: 21)
+        let holder = try await append(store, try await created(store, length: 300_000), bytes)
+        var target = try await created(store, length: 300_000)
+        var other = try await created(store, length: 300_000)
+        target.storeState = try await referencing.reference(holder, into: target, fence: nil)
+        other.storeState = try await referencing.reference(holder, into: other, fence: nil)
+        (target.offset, target.state, other.offset, other.state) = (300_000, .complete, 300_000, .complete)
+        try require(try await store.storedLength(of: target) == 300_000, "a reference is as long as its holder")
+        try await store.delete(holder.id)
+        try await store.delete(other.id)
+        try require(try await store.storedLength(of: target) == 300_000, "deleting the holder and another reference keeps it")
+        if let back = try await readAll(store, target, 0..<300_000) {
+            try require(back == bytes, "it reads the holder's bytes")
+        }
     }
 }

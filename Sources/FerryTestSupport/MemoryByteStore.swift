@@ -5,7 +5,7 @@ import Synchronization
 
 /// An in-memory `ByteStore` that models durability: written bytes are volatile until
 /// `sync()`, and `simulateCrash()` drops every volatile byte, as power loss would.
-public final class MemoryByteStore: ReadableByteStore, ConcatenatingByteStore, EnumerableByteStore {
+public final class MemoryByteStore: ReadableByteStore, ConcatenatingByteStore, ReferencingByteStore, EnumerableByteStore {
     struct File {
         var bytes: [UInt8] = []
         var durable = 0
@@ -117,6 +117,11 @@ public final class MemoryByteStore: ReadableByteStore, ConcatenatingByteStore, E
             files[target.id] = File(bytes: combined, durable: combined.count)
         }
         return nil
+    }
+
+    /// A copy: memory has no links.
+    public func reference(_ holder: UploadRecord, into target: UploadRecord, fence: LeaseFence?) async throws(FerryError) -> String? {
+        try await concatenate([holder], into: target, fence: fence)
     }
 
     struct Writer: ByteWriter {

@@ -38,7 +38,7 @@ struct DiskSharedFileTests {
         await writer.close()
         var sharer = UploadRecord(id: .random(), length: 20, offset: 0, createdAt: .now)
         try await store.create(for: sharer)
-        _ = try await store.concatenate([holder], into: sharer, fence: nil)
+        _ = try await store.reference(holder, into: sharer, fence: nil)
         #expect(links(store, holder.id) == 2, "the two names share one file")
 
         sharer.offset = offset

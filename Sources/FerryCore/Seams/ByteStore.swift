@@ -105,6 +105,15 @@ extension ConcatenatingByteStore {
     public var concatenationCopiesBytes: Bool { false }
 }
 
+/// A store that can give an upload the bytes of a complete one without receiving them again
+/// (instant upload, docs/instant-upload.md): a hard link on disk, a server-side copy on S3.
+public protocol ReferencingByteStore: ByteStore {
+    /// Makes `target` hold exactly the bytes of `holder` (a complete upload, `offset` bytes
+    /// long), durably, replacing whatever `target` held; returns the target's store state.
+    /// Deleting either afterwards never changes the other's bytes. `fence`: as for `openWriter`.
+    func reference(_ holder: UploadRecord, into target: UploadRecord, fence: LeaseFence?) async throws(FerryError) -> String?
+}
+
 /// A store that can list what it holds, so bytes left behind by a crash (stored, but never
 /// recorded in the catalog) can be swept.
 public protocol EnumerableByteStore: ByteStore {
