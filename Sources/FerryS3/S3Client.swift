@@ -12,6 +12,8 @@ public protocol ObjectStorage: Sendable {
     where Body.Element == ByteBuffer
     func uploadPartCopy(key: String, uploadID: String, number: Int, sourceKey: String, sourceRange: Range<Int64>?) async throws -> String
     /// Every part of the upload (all pages); throws a `S3Response.Failure` with `uploadGone` when it no longer exists.
+    /// Copies the whole object `sourceKey` (at most 5 GiB) to `key`, in the store.
+    func copyObject(key: String, sourceKey: String) async throws
     func listParts(key: String, uploadID: String) async throws -> [S3Part]
     func completeMultipartUpload(key: String, uploadID: String, parts: [S3Part]) async throws
     func abortMultipartUpload(key: String, uploadID: String) async throws
@@ -66,6 +68,14 @@ public struct S3Client: ObjectStorage {
             throw S3Response.Failure(status: answer.status, code: "MalformedResponse", message: "no ETag for copied part \(number)")
         }
         return etag
+    }
+
+    public func copyObject(key: String, sourceKey: String) async throws {
+        // A copy can fail after its 200 has started: only an answer naming the copy's ETag is one.
+        let answer = try await send(.copyObject(key: key, sourceKey: sourceKey))
+        guard S3Response.copyETag(answer.body) != nil else {
+            throw S3Response.Failure(status: answer.status, code: "MalformedResponse", message: "no ETag for the copy of \(sourceKey)")
+        }
     }
 
     public func listParts(key: String, uploadID: String) async throws -> [S3Part] {

@@ -11,6 +11,8 @@ public enum S3Operation: Sendable, Equatable {
     case uploadPart(key: String, uploadID: String, partNumber: Int, length: Int64)
     /// A part made server-side from `sourceKey` (a byte range of it, or all of it).
     case uploadPartCopy(key: String, uploadID: String, partNumber: Int, sourceKey: String, sourceRange: Range<Int64>?)
+    /// A server-side copy of a whole object (up to 5 GiB).
+    case copyObject(key: String, sourceKey: String)
     case listParts(key: String, uploadID: String, marker: Int?)
     case completeMultipartUpload(key: String, uploadID: String, parts: [S3Part])
     case abortMultipartUpload(key: String, uploadID: String)
@@ -102,6 +104,9 @@ public struct S3Request: Sendable {
             if let range, !range.isEmpty {
                 headers.append(("x-amz-copy-source-range", "bytes=\(range.lowerBound)-\(range.upperBound - 1)"))
             }
+        case .copyObject(let name, let source):
+            (method, key) = ("PUT", name)
+            headers.append(("x-amz-copy-source", "/\(location.bucket)/\(Self.encodeKey(source))"))
         case .listParts(let name, let uploadID, let marker):
             key = name
             query = [("uploadId", uploadID)] + (marker.map { [("part-number-marker", String($0))] } ?? [])

@@ -88,7 +88,7 @@ struct S3StoreContext: Sendable {
 /// `storeState`, committed in the catalog with its offset, so any node can continue the upload
 /// and a crash between S3 and the catalog leaves only garbage, never a wrong offset. A complete
 /// upload is one object (`keyPrefix + id`), read back with ranged GETs.
-public final class S3ByteStore: ReadableByteStore, ConcatenatingByteStore {
+public final class S3ByteStore: ReadableByteStore, ConcatenatingByteStore, ReferencingByteStore {
     public let name = "s3"
     let context: S3StoreContext
 
@@ -234,6 +234,30 @@ public final class S3ByteStore: ReadableByteStore, ConcatenatingByteStore {
             throw context.wrap(error, "concatenating uploads")
         }
     }
+
+    /// A server-side copy of the holder's object (`CopyObject`; past 5 GiB, a multipart upload
+    /// of copied parts): RGW shares a multipart object's stored data with its copy
+    /// (docs/instant-upload.md), and each upload keeps an object of its own.
+    public func reference(_ holder: UploadRecord, into target: UploadRecord, fence: LeaseFence?) async throws(FerryError) -> String? {
+        guard try S3UploadState(holder).objectLength == holder.offset else {
+            throw FerryError(.storageFailure, "the upload to reference is not assembled")
+        }
+        try fence?.check()
+        do {
+            guard holder.offset <= Self.copyObjectLimit else {
+                return try await copyParts([holder], into: target, total: holder.offset)
+            }
+            try await context.storage.copyObject(key: keys(target.id).object, sourceKey: keys(holder.id).object)
+        } catch {
+            throw context.wrap(error, "referencing an upload's object")
+        }
+        var state = S3UploadState()
+        state.objectLength = holder.offset
+        return state.encoded
+    }
+
+    /// The largest object one `CopyObject` copies.
+    static let copyObjectLimit: Int64 = 5 << 30
 
     /// A copied part's range: large enough that 10,000 parts cover 640 GiB, small enough that
     /// several copy at once (S3 allows 5 MiB to 5 GiB).

@@ -63,6 +63,7 @@ final class GatedStorage: ObjectStorage {
     func uploadPartCopy(key: String, uploadID: String, number: Int, sourceKey: String, sourceRange: Range<Int64>?) async throws -> String {
         try await base.uploadPartCopy(key: key, uploadID: uploadID, number: number, sourceKey: sourceKey, sourceRange: sourceRange)
     }
+    func copyObject(key: String, sourceKey: String) async throws { try await base.copyObject(key: key, sourceKey: sourceKey) }
     func listParts(key: String, uploadID: String) async throws -> [S3Part] { try await base.listParts(key: key, uploadID: uploadID) }
     func completeMultipartUpload(key: String, uploadID: String, parts: [S3Part]) async throws {
         try await base.completeMultipartUpload(key: key, uploadID: uploadID, parts: parts)

@@ -103,6 +103,37 @@ struct S3ByteStoreTests {
         }
     }
 
+    /// Instant upload's reference: a multipart object copied in the store (`CopyObject`), read
+    /// whole by the target after its holder is deleted; a holder not yet assembled is refused.
+    @Test func aReferenceIsAServerSideCopyThatOutlivesItsHolder() async throws {
+        try await Self.withStores { makeStore, client in
+            let store = try makeStore()
+            let bytes = Self.pattern(12 << 20, seed: 7)
+            var holder = UploadRecord(id: .random(), length: Int64(bytes.count), createdAt: Date())
+            try await store.create(for: holder)
+            holder = try await Self.append(store, holder, bytes)
+            let holderState = try S3UploadState(holder)
+            #expect(holder.isComplete && holderState.objectLength == Int64(bytes.count))
+            var target = UploadRecord(id: .random(), length: Int64(bytes.count), createdAt: Date())
+            try await store.create(for: target)
+            target.storeState = try await store.reference(holder, into: target, fence: nil)
+            (target.offset, target.state) = (Int64(bytes.count), .complete)
+            let targetState = try S3UploadState(target)
+            #expect(targetState.objectLength == Int64(bytes.count), "the target's state is its own object")
+            try await store.delete(holder.id)
+            #expect(try await client.headObject(key: store.keys(holder.id).object) == nil)
+            #expect(try await Self.readAll(store, target) == bytes, "the copy is whole after its holder is gone")
+
+            var unfinished = UploadRecord(id: .random(), length: 20 << 20, createdAt: Date())
+            try await store.create(for: unfinished)
+            unfinished = try await Self.append(store, unfinished, Self.pattern(6 << 20, seed: 8))
+            let refused = await #expect(throws: FerryError.self) { _ = try await store.reference(unfinished, into: target, fence: nil) }
+            #expect(refused?.code == .storageFailure)
+            try await store.delete(target.id)
+            try await store.delete(unfinished.id)
+        }
+    }
+
     @Test func theSpoolHoldsAFewPartsNotTheUpload() async throws {
         try await Self.withStores { makeStore, _ in
             let store = try makeStore()

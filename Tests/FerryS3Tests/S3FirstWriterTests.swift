@@ -38,6 +38,10 @@ struct S3FirstWriterTests {
             count("uploadPartCopy")
             return try await inner.uploadPartCopy(key: key, uploadID: uploadID, number: number, sourceKey: sourceKey, sourceRange: sourceRange)
         }
+        func copyObject(key: String, sourceKey: String) async throws {
+            count("copyObject")
+            try await inner.copyObject(key: key, sourceKey: sourceKey)
+        }
         func listParts(key: String, uploadID: String) async throws -> [S3Part] {
             count("listParts")
             return try await inner.listParts(key: key, uploadID: uploadID)

@@ -26,6 +26,11 @@ struct S3RequestTests {
         #expect(copy.headers.contains { $0 == ("x-amz-copy-source", "/ferry/uploads/a%20b") })
         #expect(copy.headers.contains { $0 == ("x-amz-copy-source-range", "bytes=0-5242879") })
 
+        let whole = S3Request(.copyObject(key: "uploads/cd34", sourceKey: "uploads/a b"), at: Self.location)
+        #expect(whole.method == "PUT" && whole.url.absoluteString == "http://127.0.0.1:7480/ferry/uploads/cd34" && whole.url.query == nil)
+        #expect(whole.headers.contains { $0 == ("x-amz-copy-source", "/ferry/uploads/a%20b") })
+        #expect(!whole.headers.contains { $0.0 == "x-amz-copy-source-range" })
+
         let list = S3Request(.listParts(key: "k", uploadID: "u", marker: 1000), at: Self.location)
         #expect(list.url.query == "uploadId=u&part-number-marker=1000")
     }
