@@ -14,7 +14,7 @@ import NIOPosix
 /// A `ByteStore` on local disk: one file per upload, written sequentially with `pwrite`
 /// and made durable with `fdatasync`, all on a dedicated `NIOThreadPool` (never on an
 /// event loop or the cooperative pool).
-public final class DiskByteStore: ReadableByteStore, ConcatenatingByteStore, EnumerableByteStore {
+public final class DiskByteStore: ReadableByteStore, ConcatenatingByteStore, ReferencingByteStore, EnumerableByteStore {
     public struct Configuration: Sendable {
         /// Folder holding one file per upload; created if missing.
         public var directory: String
@@ -135,6 +135,19 @@ public final class DiskByteStore: ReadableByteStore, ConcatenatingByteStore, Enu
         let directory = configuration.directory
         let entries = try await run("listing the upload folder") { try DiskIO.list(directory) }
         return entries.compactMap { entry in UploadID(entry.name).map { ($0, entry.modified) } }
+    }
+
+    /// Temporary names (`<id>.link`, `<id>.own`) a crash left between their creation and their
+    /// rename: each lives for one operation, so one older than `cutoff` is a leftover.
+    public func sweepLeftovers(before cutoff: Date) async throws(FerryError) -> Int {
+        let directory = configuration.directory
+        return try await run("removing leftover temporary files") {
+            var removed = 0
+            for entry in try DiskIO.list(directory) where entry.modified < cutoff && DiskIO.isTemporaryName(entry.name) {
+                if unlink("\(directory)/\(entry.name)") == 0 { removed += 1 }
+            }
+            return removed
+        }
     }
 
     /// Runs blocking file work on the store's thread pool, mapping errors to `FerryError`.

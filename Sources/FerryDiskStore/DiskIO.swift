@@ -66,10 +66,21 @@ enum DiskIO {
         throw Failure(errno: EMLINK)
     }
 
+    /// The suffixes of the temporary names a link (`linkReplacing`) and an unsharing (`unshare`)
+    /// create beside an upload's file and rename over it.
+    static let temporarySuffixes = [linkSuffix, ownSuffix]
+    static let linkSuffix = ".link"
+    static let ownSuffix = ".own"
+
+    /// True for `<upload id><temporary suffix>`.
+    static func isTemporaryName(_ name: String) -> Bool {
+        temporarySuffixes.contains { suffix in name.hasSuffix(suffix) && UploadID(String(name.dropLast(suffix.count))) != nil }
+    }
+
     /// Replaces `path`, one of several names of a file, by a file of its own holding the first
     /// `count` bytes, durably (synced, renamed over, the folder synced).
     static func unshare(_ path: String, keeping count: Int64) throws {
-        let temporary = path + ".own"
+        let temporary = path + ownSuffix
         unlink(temporary)
         let out = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o640)
         try check(out)
@@ -196,7 +207,7 @@ enum DiskIO {
     /// Links `source` to a temporary name and renames it over `destination`, then syncs the
     /// folder; false when the file system cannot (the caller copies instead).
     private static func linkReplacing(_ source: String, _ destination: String) -> Bool {
-        let temporary = destination + ".link"
+        let temporary = destination + linkSuffix
         unlink(temporary)
         guard link(source, temporary) == 0 else { return false }
         guard rename(temporary, destination) == 0 else {

@@ -55,4 +55,54 @@ struct DiskSharedFileTests {
             .filter { $0.contains(".") }
         #expect(leftovers.isEmpty, "no temporary name is left: \(leftovers)")
     }
+
+    /// A temporary name a crash left (between a link or a copy and its rename) is swept once
+    /// it is older than the cutoff; uploads' files, fresh temporaries and other names stay.
+    @Test func leftoverTemporariesAreSwept() async throws {
+        let store = try store()
+        let upload = UploadRecord(id: .random(), length: 10, createdAt: .now)
+        try await store.create(for: upload)
+        let folder = (store.path(upload.id) as NSString).deletingLastPathComponent
+        let old = ["\(UploadID.random().rawValue).link", "\(upload.id.rawValue).own"]
+        let kept = ["\(UploadID.random().rawValue).own", "notes.own", "\(upload.id.rawValue)"]
+        for name in old + kept.dropLast() {
+            #expect(FileManager.default.createFile(atPath: "\(folder)/\(name)", contents: Data([1])))
+        }
+        for name in old {
+            var times = [timeval(tv_sec: 1_000_000_000, tv_usec: 0), timeval(tv_sec: 1_000_000_000, tv_usec: 0)]
+            #expect(utimes("\(folder)/\(name)", &times) == 0)
+        }
+        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSince1970: 1_000_000_000)], ofItemAtPath: "\(folder)/notes.own")
+        #expect(try await store.sweepLeftovers(before: Date().addingTimeInterval(-60)) == 2)
+        let left = Set(try FileManager.default.contentsOfDirectory(atPath: folder))
+        #expect(left == Set(kept), "\(left)")
+    }
+
+    /// Scenario folders: a reference within one folder is a link; one from another scenario's
+    /// folder is refused; the leftover sweep visits every folder.
+    @Test func scenarioFoldersReferenceWithinOneFolderAndSweepEveryFolder() async throws {
+        let fallback = try store()
+        let voice = try store()
+        let routed = ScenarioRoutedStore(default: fallback, routes: ["voice": voice])
+        var holder = UploadRecord(id: .random(), length: 3, offset: 0, createdAt: .now, scenario: "voice")
+        try await routed.create(for: holder)
+        let writer = try await routed.openWriter(for: holder, fence: nil)
+        try await writer.write(ByteBuffer(bytes: [1, 2, 3]))
+        holder.offset = try await writer.sync()
+        await writer.close()
+        holder.state = .complete
+        let sameFolder = UploadRecord(id: .random(), length: 3, createdAt: .now, scenario: "voice")
+        try await routed.create(for: sameFolder)
+        _ = try await routed.reference(holder, into: sameFolder, fence: nil)
+        #expect(links(voice, holder.id) == 2)
+        let otherFolder = UploadRecord(id: .random(), length: 3, createdAt: .now, scenario: "chat")
+        try await routed.create(for: otherFolder)
+        let refused = await #expect(throws: FerryError.self) { _ = try await routed.reference(holder, into: otherFolder, fence: nil) }
+        #expect(refused?.code == .storageFailure)
+        for folder in [fallback, voice] {
+            let path = (folder.path(holder.id) as NSString).deletingLastPathComponent + "/\(UploadID.random().rawValue).own"
+            #expect(FileManager.default.createFile(atPath: path, contents: Data([1])))
+        }
+        #expect(try await routed.sweepLeftovers(before: Date().addingTimeInterval(60)) == 2)
+    }
 }

@@ -22,6 +22,8 @@ extension UploadEngine {
                     logger.notice("store.orphan_deleted", metadata: ["upload.id": "\(id)"])
                 }
             }
+            let leftovers = try await enumerable.sweepLeftovers(before: cutoff)
+            if leftovers > 0 { logger.notice("store.leftovers_deleted", metadata: ["count": "\(leftovers)"]) }
         } catch {
             logger.error("sweep.failed", metadata: ["error": "\(error)"])
         }

@@ -119,4 +119,13 @@ public protocol ReferencingByteStore: ByteStore {
 public protocol EnumerableByteStore: ByteStore {
     /// Every upload the store holds bytes for, with when it was last written.
     func storedUploads() async throws(FerryError) -> [(id: UploadID, modified: Date)]
+
+    /// Removes what an operation a crash interrupted left beside the uploads' bytes (a
+    /// temporary name), untouched since before `cutoff`; how many it removed.
+    func sweepLeftovers(before cutoff: Date) async throws(FerryError) -> Int
+}
+
+extension EnumerableByteStore {
+    /// Stores whose operations leave nothing beside the uploads' bytes.
+    public func sweepLeftovers(before cutoff: Date) async throws(FerryError) -> Int { 0 }
 }

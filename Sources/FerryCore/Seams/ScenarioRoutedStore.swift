@@ -74,4 +74,22 @@ extension ScenarioRoutedStore: EnumerableByteStore where Store: EnumerableByteSt
         for store in stores { all += try await store.storedUploads() }
         return all
     }
+
+    public func sweepLeftovers(before cutoff: Date) async throws(FerryError) -> Int {
+        var removed = 0
+        for store in stores { removed += try await store.sweepLeftovers(before: cutoff) }
+        return removed
+    }
+}
+
+/// References within one place. A holder kept in another scenario's place (a `deployment`
+/// scope spans scenarios) is refused: the caller stores the bytes the usual way instead.
+extension ScenarioRoutedStore: ReferencingByteStore where Store: ReferencingByteStore {
+    public func reference(_ holder: UploadRecord, into target: UploadRecord, fence: LeaseFence?) async throws(FerryError) -> String? {
+        let destination = store(target)
+        guard store(holder) === destination else {
+            throw FerryError(.storageFailure, "an upload kept in another scenario's storage cannot be referenced here")
+        }
+        return try await destination.reference(holder, into: target, fence: fence)
+    }
 }
