@@ -64,6 +64,7 @@ let package = Package(
             name: "FerryInstant",
             dependencies: [
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "RawStructuredFieldValues", package: "swift-http-structured-headers"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -1,4 +1,5 @@
 import Crypto
+import RawStructuredFieldValues
 
 /// The server's question to a client that announced content the platform already holds
 /// (docs/instant-upload.md): a fresh nonce and a few byte ranges of the file, answered with an
@@ -73,14 +74,26 @@ public struct InstantChallenge: Sendable, Equatable {
         "nonce=:\(Base64.encode(nonce)):, ranges=\"\(rangesText)\", expires=\(expires)"
     }
 
-    /// Parses a `Ferry-Challenge` field value; nil when it is malformed (the members `nonce`, a
-    /// byte sequence; `ranges`, a string of `first-last` pairs; `expires`, an integer; others
-    /// ignored). Whether the ranges fit the file is `isValid(forLength:)`'s question.
+    /// Parses a `Ferry-Challenge` field value (an RFC 8941 dictionary); nil when it is malformed
+    /// or lacks a member: `nonce`, a byte sequence; `ranges`, a string of `first-last` pairs;
+    /// `expires`, an integer. Other members and parameters are ignored. Whether the ranges fit
+    /// the file is `isValid(forLength:)`'s question.
     public init?(fieldValue: String) {
-        guard fieldValue.utf8.count <= 1024, let members = StructuredDictionary.parse(fieldValue),
-            case .bytes(let nonce)? = members["nonce"], case .string(let text)? = members["ranges"],
-            case .integer(let expires)? = members["expires"]
-        else { return nil }
+        var parser = StructuredFieldValueParser(Array(fieldValue.utf8))
+        guard fieldValue.utf8.count <= 1024, let dictionary = try? parser.parseDictionaryFieldValue() else { return nil }
+        var nonce: [UInt8]?
+        var text: String?
+        var expires: Int64?
+        for (key, member) in dictionary {
+            guard case .item(let item) = member else { continue }
+            switch (key, item.rfc9651BareItem) {
+            case ("nonce", .undecodedByteSequence(let base64)): nonce = Base64.decode(base64)
+            case ("ranges", .string(let string)): text = string
+            case ("expires", .integer(let value)): expires = value
+            default: continue
+            }
+        }
+        guard let nonce, let text, let expires else { return nil }
         var ranges: [ClosedRange<Int64>] = []
         for pair in text.split(separator: ",", omittingEmptySubsequences: false) {
             let bounds = pair.split(separator: "-", omittingEmptySubsequences: false)
@@ -149,11 +162,13 @@ public struct InstantProof: Sendable {
     /// The `Ferry-Proof` field value of `proof`.
     public static func fieldValue(_ proof: [UInt8]) -> String { ":\(Base64.encode(proof)):" }
 
-    /// Parses a `Ferry-Proof` field value: one byte sequence of a SHA-256's size; nil otherwise.
+    /// Parses a `Ferry-Proof` field value: one byte sequence (an RFC 8941 item) of a SHA-256's
+    /// size; nil otherwise.
     public static func parse(fieldValue: String) -> [UInt8]? {
-        let text = fieldValue.trimmingSpaces
-        guard text.utf8.count <= 128, text.utf8.count >= 2, text.hasPrefix(":"), text.hasSuffix(":"),
-            let bytes = Base64.decode(text.dropFirst().dropLast()), bytes.count == SHA256.byteCount
+        var parser = StructuredFieldValueParser(Array(fieldValue.utf8))
+        guard fieldValue.utf8.count <= 128, let item = try? parser.parseItemFieldValue(),
+            case .undecodedByteSequence(let base64) = item.rfc9651BareItem, let bytes = Base64.decode(base64),
+            bytes.count == SHA256.byteCount
         else { return nil }
         return bytes
     }
