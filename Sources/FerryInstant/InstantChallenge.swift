@@ -119,14 +119,12 @@ public struct InstantChallenge: Sendable, Equatable {
 /// `Ferry-Proof: :…:`.
 public struct InstantProof: Sendable {
     var mac: HMAC<SHA256>
-    let challenge: InstantChallenge
     /// Bytes still expected, over all ranges.
     public private(set) var remaining: Int64
 
     /// Starts the answer to `challenge` for a file of `length` bytes; feed it the bytes of the
     /// challenge's ranges, in order, with `update`.
     public init(challenge: InstantChallenge, length: Int64) {
-        self.challenge = challenge
         mac = HMAC<SHA256>(key: SymmetricKey(data: challenge.nonce))
         mac.update(data: Array("ferry-instant-1\n\(length)\n\(challenge.rangesText)\n".utf8))
         // Saturating: a challenge no file could answer (checked by `isValid`) never completes.
@@ -149,14 +147,11 @@ public struct InstantProof: Sendable {
         return Array(mac.finalize())
     }
 
-    /// True when `answer` is the proof (compared in constant time); false if the ranges' bytes
-    /// were not all fed.
+    /// True when `answer` is the proof (swift-crypto compares a MAC in constant time); false if
+    /// the ranges' bytes were not all fed.
     public func accepts(_ answer: [UInt8]) -> Bool {
-        guard remaining == 0, answer.count == SHA256.byteCount else { return false }
-        let expected = Array(mac.finalize())
-        var difference: UInt8 = 0
-        for index in 0..<expected.count { difference |= expected[index] ^ answer[index] }
-        return difference == 0
+        guard remaining == 0 else { return false }
+        return mac.finalize() == answer
     }
 
     /// The `Ferry-Proof` field value of `proof`.

@@ -11,9 +11,9 @@ public protocol ObjectStorage: Sendable {
     func uploadPart<Body: AsyncSequence & Sendable>(key: String, uploadID: String, number: Int, length: Int64, body: Body) async throws -> String
     where Body.Element == ByteBuffer
     func uploadPartCopy(key: String, uploadID: String, number: Int, sourceKey: String, sourceRange: Range<Int64>?) async throws -> String
-    /// Every part of the upload (all pages); throws a `S3Response.Failure` with `uploadGone` when it no longer exists.
     /// Copies the whole object `sourceKey` (at most 5 GiB) to `key`, in the store.
     func copyObject(key: String, sourceKey: String) async throws
+    /// Every part of the upload (all pages); throws a `S3Response.Failure` with `uploadGone` when it no longer exists.
     func listParts(key: String, uploadID: String) async throws -> [S3Part]
     func completeMultipartUpload(key: String, uploadID: String, parts: [S3Part]) async throws
     func abortMultipartUpload(key: String, uploadID: String) async throws
