@@ -72,6 +72,7 @@ let package = Package(
             name: "FerryCore",
             dependencies: [
                 "FerryClock",
+                "FerryInstant",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -83,6 +84,7 @@ let package = Package(
         .target(
             name: "FerryProtocol",
             dependencies: [
+                "FerryInstant",
                 "FerryCore",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -311,7 +313,7 @@ let package = Package(
         .testTarget(
             name: "FerryTusTests",
             dependencies: [
-                "FerryCore", "FerryProtocol", "FerryTus", "FerryTestSupport",
+                "FerryCore", "FerryProtocol", "FerryTus", "FerryTestSupport", "FerryInstant",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
             ],
             swiftSettings: swiftSettings
@@ -319,7 +321,7 @@ let package = Package(
         .testTarget(
             name: "FerryRUFHTests",
             dependencies: [
-                "FerryCore", "FerryProtocol", "FerryRUFH", "FerryTus", "FerryTestSupport",
+                "FerryCore", "FerryProtocol", "FerryRUFH", "FerryTus", "FerryTestSupport", "FerryInstant",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
             ],

@@ -24,12 +24,14 @@ public struct CORSConfiguration: Sendable {
         "Authorization", "Content-Type", "Origin", "X-Requested-With", "X-Request-ID", "X-HTTP-Method-Override",
         "Location", "Tus-Resumable", "Upload-Length", "Upload-Defer-Length", "Upload-Offset", "Upload-Metadata",
         "Upload-Concat", "Upload-Checksum", "Upload-Complete", "Upload-Draft-Interop-Version",
+        "Repr-Digest", "Ferry-Proof",
     ].joined(separator: ", ")
 
     static let exposedHeaders = [
         "Location", "Tus-Resumable", "Tus-Version", "Tus-Extension", "Tus-Max-Size", "Tus-Checksum-Algorithm",
         "Upload-Offset", "Upload-Length", "Upload-Defer-Length", "Upload-Metadata", "Upload-Concat", "Upload-Expires",
         "Ferry-Error", "Ferry-Business-Status", "Ferry-Business-Result", "WWW-Authenticate", "Retry-After", "Content-Range", "Content-Disposition",
+        "Ferry-Challenge", "Ferry-Instant-Upload",
     ].joined(separator: ", ")
 }
 

@@ -168,3 +168,17 @@ public struct InstantProof: Sendable {
         return bytes
     }
 }
+
+extension InstantProof {
+    /// The proof a client holding a file of `length` bytes gives for `challenge`, reading each
+    /// challenged range with `read` (which returns exactly that range's bytes); nil when the
+    /// challenge is not one a server may ask of such a file (`InstantChallenge.isValid`).
+    public static func answer(
+        _ challenge: InstantChallenge, length: Int64, read: (ClosedRange<Int64>) async throws -> [UInt8]
+    ) async rethrows -> [UInt8]? {
+        guard challenge.isValid(forLength: length) else { return nil }
+        var proof = InstantProof(challenge: challenge, length: length)
+        for range in challenge.ranges { proof.update(try await read(range)) }
+        return proof.finalize()
+    }
+}

@@ -27,9 +27,10 @@ extension FerryError.Code {
         case .headersTooLarge: HTTPResponse.Status(code: 431, reasonPhrase: "Request Header Fields Too Large")
         case .bodyTooSlow: .requestTimeout
         case .contentTypeNotAllowed, .contentMismatch: .unsupportedMediaType
-        case .rejected: .forbidden
+        case .rejected, .proofInvalid, .proofExpired: .forbidden
+        case .noChallenge, .contentGone: .conflict
         case .callbackFailed: .serviceUnavailable
-        case .unsupportedInteropVersion, .inconsistentLength, .uploadCompleted, .invalidQuery, .unexpectedField: .badRequest
+        case .unsupportedInteropVersion, .inconsistentLength, .uploadCompleted, .invalidQuery, .unexpectedField, .proofWithBody: .badRequest
         case .metadataRequired, .checksumRequired, .invalidOffset, .invalidLength, .lengthRequired, .lengthImmutable, .invalidDeferLength, .invalidMetadata,
             .invalidConcat, .invalidChecksum, .unsupportedChecksumAlgorithm, .requestIncomplete:
             .badRequest

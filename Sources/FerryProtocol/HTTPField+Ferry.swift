@@ -1,4 +1,5 @@
 import FerryCore
+import FerryInstant
 import Foundation
 import HTTPTypes
 
@@ -26,6 +27,13 @@ extension HTTPField.Name {
     /// `copy` on OPTIONS when concatenating partial uploads copies their bytes (object storage):
     /// a client that could send a file in one stream gains nothing by splitting it.
     public static let ferryConcatenation = Self("Ferry-Concatenation")!
+    /// Instant upload (docs/instant-upload.md): `sha-256` on OPTIONS where a creation that
+    /// announces its `Repr-Digest` may be answered with a challenge.
+    public static let ferryInstantUpload = Self("Ferry-Instant-Upload")!
+    /// The challenge on a creation whose announced content the platform holds.
+    public static let ferryChallenge = Self("Ferry-Challenge")!
+    /// The answer to a challenge, on a PATCH with no body.
+    public static let ferryProof = Self("Ferry-Proof")!
     public static let xForwardedProto = Self("X-Forwarded-Proto")!
     public static let xForwardedHost = Self("X-Forwarded-Host")!
     public static let xForwardedFor = Self("X-Forwarded-For")!
@@ -51,5 +59,35 @@ extension HTTPFields {
             client: RequestInfo.client(declared: self[.ferryClient], userAgent: self[.userAgent]),
             network: RequestInfo.network(self[.ferryNetwork] ?? metadata.string("network"))
         )
+    }
+}
+
+extension UploadRecord {
+    /// The `Ferry-Challenge` value of a pending instant-upload challenge (what follows the
+    /// holder's id in `instantChallenge`); nil when none is pending.
+    public var challengeFieldValue: String? {
+        guard let text = instantChallenge, let space = text.firstIndex(of: " ") else { return nil }
+        return String(text[text.index(after: space)...])
+    }
+}
+
+extension HTTPFields {
+    /// `Ferry-Instant-Upload: sha-256` on an OPTIONS answer when a creation in `scenario` (nil:
+    /// the default) may be challenged.
+    public mutating func advertiseInstantUpload(scenario: String?, scenarios: ScenarioSet, capabilities: EngineCapabilities) {
+        guard capabilities.instantUpload, let chosen = (scenario ?? scenarios.defaultName).flatMap({ try? scenarios.named($0) }),
+            chosen.instantUpload.scope != .off
+        else { return }
+        self[.ferryInstantUpload] = "sha-256"
+    }
+
+    /// The answer of a `Ferry-Proof` request, which must carry no body (`hasBody`); nil without the field.
+    public func instantProof(hasBody: Bool) throws(FerryError) -> [UInt8]? {
+        guard let field = self[.ferryProof] else { return nil }
+        guard !hasBody else { throw FerryError(.proofWithBody, "a request with Ferry-Proof carries no body") }
+        guard let proof = InstantProof.parse(fieldValue: field) else {
+            throw FerryError(.proofInvalid, "Ferry-Proof is one byte sequence of 32 bytes (:base64:)")
+        }
+        return proof
     }
 }

@@ -10,11 +10,13 @@ extension RUFHDialect {
         case .options(let scenario):
             response = UploadResponse(status: .noContent)
             response.headers[.uploadLimit] = UploadLimits(scenario: scenario, scenarios: routes.scenarios, capabilities: capabilities).field(ageKey: form.ageKey)
+            response.headers.advertiseInstantUpload(scenario: scenario, scenarios: routes.scenarios, capabilities: capabilities)
         case .created(let record, _):
             let location = context.collectionURL + record.id.rawValue
             response = record.isComplete ? completed(record, location: location) : UploadResponse(status: .created)
             response.status = .created
             response.headers[.location] = location
+            if let challenge = record.challengeFieldValue { response.headers[.ferryChallenge] = challenge }
             describe(record, context, at: outcome, into: &response.headers)
         case .concatenated(let record, _), .status(let record):
             response = UploadResponse(status: .noContent)

@@ -145,10 +145,11 @@ public struct RUFHDialect: UploadDialect {
         }
         let digests = try Digests(fields)
         let metadata = try Self.metadata(fields)
+        let hasBody = (contentLength ?? 0) > 0 || fields[.transferEncoding] != nil
         let spec = UploadEngine.CreateSpec(
             length: length, metadata: metadata, scenario: scenario,
             info: fields.requestInfo(dialect: name, metadata: metadata), address: routes.forwardedAddress(request),
-            completesWhenEmpty: complete, announcedSHA256: digests.representation
+            completesWhenEmpty: complete, announcedSHA256: digests.representation, mayChallenge: digests.representation != nil && !hasBody && !complete
         )
         let upload = AppendRequest(
             offset: 0,
@@ -160,7 +161,6 @@ public struct RUFHDialect: UploadDialect {
             expectedSHA256: digests.representation,
             method: request.method.rawValue
         )
-        let hasBody = (contentLength ?? 0) > 0 || fields[.transferEncoding] != nil
         return .create(UploadCommand.Creation(spec: spec, upload: upload, hasBody: hasBody))
     }
 
@@ -174,10 +174,14 @@ public struct RUFHDialect: UploadDialect {
             throw FerryError(.invalidOffset, "an append carries Upload-Offset")
         }
         let offset = try StructuredField.integer(offsetText, "Upload-Offset", .invalidOffset)
+        let contentLength = fields[.contentLength].flatMap { Int64($0) }
+        // The answer to a challenge replaces the body (whatever Upload-Complete says).
+        if let proof = try fields.instantProof(hasBody: (contentLength ?? 0) > 0 || fields[.transferEncoding] != nil) {
+            return AppendRequest(offset: offset, contentLength: 0, completesAtLength: false, proof: proof)
+        }
         guard let complete = try form.complete(fields) else {
             throw FerryError(.invalidLength, "an append carries \(form.usesIncomplete ? "Upload-Incomplete" : "Upload-Complete")")
         }
-        let contentLength = fields[.contentLength].flatMap { Int64($0) }
         let uploadLength = try fields[.uploadLength].map { text throws(FerryError) in
             try StructuredField.integer(text, "Upload-Length", .invalidLength)
         }

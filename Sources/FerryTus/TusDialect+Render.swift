@@ -12,6 +12,7 @@ extension TusDialect {
             response = UploadResponse(status: .created)
             response.headers[.location] = context.collectionURL + record.id.rawValue
             if withUpload { response.headers[.uploadOffset] = String(record.offset) }
+            if let challenge = record.challengeFieldValue { response.headers[.ferryChallenge] = challenge }
             describeLifetime(record, into: &response.headers)
         case .concatenated(let record, _):
             response = UploadResponse(status: .created)
@@ -48,6 +49,7 @@ extension TusDialect {
         if capabilities.concatenation, capabilities.concatenationCopies { headers[.ferryConcatenation] = "copy" }
         if let maxSize = limits.maxSize { headers[.tusMaxSize] = String(maxSize) }
         headers[.uploadLimit] = limits.field()
+        headers.advertiseInstantUpload(scenario: scenario, scenarios: routes.scenarios, capabilities: capabilities)
         return UploadResponse(status: .noContent, headers: headers)
     }
 

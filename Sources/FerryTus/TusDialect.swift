@@ -84,7 +84,7 @@ public struct TusDialect: UploadDialect {
         try requireVersion(request)
         switch method {
         case .head: return .status(id)
-        case .patch: return .append(id, try append(fields))
+        case .patch: return .append(id, try append(fields, request.headerFields))
         case .delete: return .terminate(id)
         default: throw FerryError(.methodNotAllowed, "an upload accepts HEAD, PATCH, GET, DELETE and OPTIONS")
         }
@@ -126,10 +126,11 @@ public struct TusDialect: UploadDialect {
         if let length, let contentLength = fields.contentLength, contentLength > length {
             throw FerryError(.lengthExceeded, "the body is longer than Upload-Length")
         }
+        let announced = try DigestField.announcedSHA256(request.headerFields)
         let spec = UploadEngine.CreateSpec(
             length: length, metadata: metadata, isPartial: isPartial, scenario: scenario,
             info: request.headerFields.requestInfo(dialect: name, metadata: metadata), address: routes.forwardedAddress(request),
-            announcedSHA256: try DigestField.announcedSHA256(request.headerFields)
+            announcedSHA256: announced, mayChallenge: announced != nil && !fields.hasBody
         )
         let upload = withUpload
             ? AppendRequest(
@@ -170,12 +171,15 @@ public struct TusDialect: UploadDialect {
     }
 
     /// PATCH: an append at `Upload-Offset`.
-    private func append(_ fields: TusFields) throws(FerryError) -> AppendRequest {
+    private func append(_ fields: TusFields, _ headers: HTTPFields) throws(FerryError) -> AppendRequest {
         guard fields.isOffsetStream else {
             throw FerryError(.invalidContentType, "PATCH bodies are sent as application/offset+octet-stream")
         }
         guard let offset = try fields.decimal(.uploadOffset, .invalidOffset) else {
             throw FerryError(.invalidOffset, "PATCH requires Upload-Offset")
+        }
+        if let proof = try headers.instantProof(hasBody: fields.hasBody) {
+            return AppendRequest(offset: offset, contentLength: 0, proof: proof)
         }
         return AppendRequest(
             offset: offset,

@@ -26,6 +26,9 @@ public struct AppendRequest: Sendable, Equatable {
     public var expectedSHA256: [UInt8]?
     /// The HTTP method that carries the body (statistics: `POST` for a creation's body).
     public var method: String
+    /// A `Ferry-Proof`: the answer to the upload's instant-upload challenge, sent instead of a
+    /// body (docs/instant-upload.md).
+    public var proof: [UInt8]?
 
     public init(
         offset: Int64,
@@ -38,8 +41,10 @@ public struct AppendRequest: Sendable, Equatable {
         refusesComplete: Bool = false,
         wantsDigest: Bool = false,
         expectedSHA256: [UInt8]? = nil,
-        method: String = "PATCH"
+        method: String = "PATCH",
+        proof: [UInt8]? = nil
     ) {
+        self.proof = proof
         self.method = method
         self.offset = offset
         self.contentLength = contentLength

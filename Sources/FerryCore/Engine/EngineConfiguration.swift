@@ -81,11 +81,16 @@ public struct EngineCapabilities: Sendable, Equatable {
     public var maxSize: Int64?
     /// How long an incomplete upload lives after its last write, unless its scenario says otherwise.
     public var expiry: Duration?
+    /// The store can read a complete upload's bytes and give them to another upload
+    /// (`ReadableByteStore` and `ReferencingByteStore`): instant upload is possible where a
+    /// scenario allows it (docs/instant-upload.md).
+    public var instantUpload: Bool
 
     public init(
         concatenation: Bool, content: Bool, expiration: Bool, termination: Bool, maxSize: Int64? = nil, expiry: Duration? = nil,
-        concatenationCopies: Bool = false
+        concatenationCopies: Bool = false, instantUpload: Bool = false
     ) {
+        self.instantUpload = instantUpload
         self.concatenation = concatenation
         self.concatenationCopies = concatenationCopies
         self.content = content

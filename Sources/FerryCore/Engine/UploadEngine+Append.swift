@@ -18,6 +18,7 @@ extension UploadEngine {
         transport: some BodyTransport,
         as principal: Principal = .anonymous
     ) async throws(FerryError) -> UploadRecord where Body.Element == ByteBuffer {
+        if let proof = request.proof { return try await prove(id, request, proof: proof, as: principal) }
         let stop = StopSignal()
         return try await appending(id, request, stop: stop) { (report: inout AppendReport) async throws(FerryError) -> UploadRecord in
             try await self.authorizeBeforeLocking(id, principal)
@@ -57,7 +58,7 @@ extension UploadEngine {
 
     /// One append's frame: registered for the shutdown drain, observed, and recorded as one
     /// statistics entry however it ended.
-    private func appending(
+    func appending(
         _ id: UploadID,
         _ request: AppendRequest,
         stop: StopSignal,
@@ -426,6 +427,8 @@ extension UploadEngine {
         var updated = record
         updated.offset = offset
         updated.storeState = state
+        // Bytes sent instead of a proof use the challenge up (docs/instant-upload.md).
+        if offset > 0 { updated.instantChallenge = nil }
         if updated.firstByteAt == nil, offset > 0 { updated.firstByteAt = firstByteAt }
         let date = now()
         updated.updatedAt = date

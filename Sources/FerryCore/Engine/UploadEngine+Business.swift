@@ -91,11 +91,11 @@ extension UploadEngine {
         UploadEvents.derive(from: old, to: &new, scenario: business.scenarios.scenarios[new.scenario], at: now())
     }
 
-    /// True when someone consumes the file digest: a `pre-finish` callback or a webhook, or a
-    /// digest its creator announced, to be checked. Other uploads skip the hashing (and, on a
+    /// True when someone consumes the file digest: a `pre-finish` callback or a webhook, a
+    /// digest its creator announced, to be checked, or the content index (instant upload). Other uploads skip the hashing (and, on a
     /// cache miss, the read-back).
     func wantsDigest(_ record: UploadRecord) -> Bool {
-        if record.announcedSHA256 != nil { return true }
+        if record.announcedSHA256 != nil || record.contentScope != nil { return true }
         guard record.concat != .partial, let scenario = business.scenarios.scenarios[record.scenario] else { return false }
         return scenario.preFinish != nil || !scenario.webhooks.isEmpty
     }

@@ -56,7 +56,8 @@ public final class UploadEngine: Sendable {
             termination: configuration.allowsTermination,
             maxSize: configuration.maxSize,
             expiry: configuration.expiry,
-            concatenationCopies: (store as? any ConcatenatingByteStore)?.concatenationCopiesBytes ?? false
+            concatenationCopies: (store as? any ConcatenatingByteStore)?.concatenationCopiesBytes ?? false,
+            instantUpload: store is any ReferencingByteStore && store is any ReadableByteStore
         )
         self.business = business
         self.logger = logger
@@ -82,6 +83,10 @@ public final class UploadEngine: Sendable {
         /// The whole file's SHA-256 as the creator announced it (`Repr-Digest`): the upload
         /// completes only with bytes that have it (docs/instant-upload.md).
         public var announcedSHA256: [UInt8]?
+        /// The creation carries no bytes, so an announced digest whose content the platform
+        /// holds is answered with a challenge (`UploadRecord.instantChallenge`) instead of
+        /// waiting for them.
+        public var mayChallenge: Bool
 
         public init(
             length: Int64?,
@@ -92,8 +97,10 @@ public final class UploadEngine: Sendable {
             info: RequestInfo = RequestInfo(),
             address: String? = nil,
             completesWhenEmpty: Bool = true,
-            announcedSHA256: [UInt8]? = nil
+            announcedSHA256: [UInt8]? = nil,
+            mayChallenge: Bool = false
         ) {
+            self.mayChallenge = mayChallenge
             self.completesWhenEmpty = completesWhenEmpty
             self.announcedSHA256 = announcedSHA256
             self.info = info
@@ -204,6 +211,8 @@ public final class UploadEngine: Sendable {
         )
         record.expiresAt = expiry(for: record, from: date)
         record.announcedSHA256 = spec.announcedSHA256.map(Hex.encode)
+        if !spec.isPartial { record.contentScope = contentScope(of: record, in: scenario) }
+        if spec.mayChallenge { record.instantChallenge = try await instantChallenge(for: record, in: scenario) }
         if spec.length == 0, spec.completesWhenEmpty {
             if let announced = record.announcedSHA256, announced != DigestCache.emptySHA256 {
                 throw FerryError(.checksumMismatch, "Repr-Digest is not the SHA-256 of an empty file")

@@ -63,6 +63,17 @@ public struct FerryError: Error, Sendable, CustomStringConvertible {
         /// A field the request's protocol version forbids on this request (RUFH drafts -01 to -05:
         /// `Upload-Offset` or `Upload-Complete` on HEAD and DELETE).
         case unexpectedField = "ERR_UNEXPECTED_FIELD"
+        /// Instant upload (docs/instant-upload.md): a `Ferry-Proof` that is not the answer to the
+        /// upload's challenge (403).
+        case proofInvalid = "ERR_PROOF_INVALID"
+        /// A `Ferry-Proof` sent after its challenge's `expires` (403).
+        case proofExpired = "ERR_PROOF_EXPIRED"
+        /// A `Ferry-Proof` for an upload with no challenge pending (409).
+        case noChallenge = "ERR_NO_CHALLENGE"
+        /// A `Ferry-Proof` whose content no complete upload in scope holds any more (409).
+        case contentGone = "ERR_CONTENT_GONE"
+        /// A `Ferry-Proof` on a request with a body (400).
+        case proofWithBody = "ERR_PROOF_WITH_BODY"
     }
 
     public let code: Code

@@ -11,6 +11,8 @@ public final class MetricsObserver: UploadObserver {
     let expired: Counter
     let interruptedCounter: Counter
     let activeAppends: Gauge
+    let instantCounter: Counter
+    let bytesSaved: Counter
     private let active = Mutex(0)
 
     /// - Parameter backend: the byte store's name (`disk`, `s3`, `memory`), the one dimension.
@@ -22,11 +24,18 @@ public final class MetricsObserver: UploadObserver {
         terminated = Counter(label: "ferry_uploads_terminated_total", dimensions: dimensions, factory: factory)
         expired = Counter(label: "ferry_uploads_expired_total", dimensions: dimensions, factory: factory)
         interruptedCounter = Counter(label: "ferry_requests_interrupted_total", dimensions: dimensions, factory: factory)
+        instantCounter = Counter(label: "ferry_uploads_instant_total", dimensions: dimensions, factory: factory)
+        bytesSaved = Counter(label: "ferry_bytes_saved_total", dimensions: dimensions, factory: factory)
         activeAppends = Gauge(label: "ferry_uploads_active", dimensions: dimensions, factory: factory)
     }
 
     public func created(_ record: UploadRecord, info: RequestInfo) { createdCounter.increment() }
     public func completed(_ record: UploadRecord, at date: Date) { completedCounter.increment() }
+
+    public func completedInstantly(_ record: UploadRecord) {
+        instantCounter.increment()
+        bytesSaved.increment(by: record.offset)
+    }
 
     public func ended(_ id: UploadID, at date: Date, state: StatsState) {
         switch state {

@@ -7,6 +7,9 @@ public protocol UploadObserver: Sendable {
     /// A new upload; `info` says who created it.
     func created(_ record: UploadRecord, info: RequestInfo)
     func completed(_ record: UploadRecord, at date: Date)
+    /// The completion just observed stored no byte: a proof of possession completed it from
+    /// content the platform held (instant upload; `record.offset` bytes were saved).
+    func completedInstantly(_ record: UploadRecord)
     /// An upload was terminated or expired.
     func ended(_ id: UploadID, at date: Date, state: StatsState)
     /// One request on an upload ended (a status, an append, a creation's body).
@@ -23,6 +26,7 @@ public protocol UploadObserver: Sendable {
 extension UploadObserver {
     public func created(_ record: UploadRecord, info: RequestInfo) {}
     public func completed(_ record: UploadRecord, at date: Date) {}
+    public func completedInstantly(_ record: UploadRecord) {}
     public func ended(_ id: UploadID, at date: Date, state: StatsState) {}
     public func request(_ entry: RequestEntry) {}
     public func appendStarted() {}
@@ -39,6 +43,7 @@ public struct UploadObservers: UploadObserver {
 
     public func created(_ record: UploadRecord, info: RequestInfo) { for observer in all { observer.created(record, info: info) } }
     public func completed(_ record: UploadRecord, at date: Date) { for observer in all { observer.completed(record, at: date) } }
+    public func completedInstantly(_ record: UploadRecord) { for observer in all { observer.completedInstantly(record) } }
     public func ended(_ id: UploadID, at date: Date, state: StatsState) { for observer in all { observer.ended(id, at: date, state: state) } }
     public func request(_ entry: RequestEntry) { for observer in all { observer.request(entry) } }
     public func appendStarted() { for observer in all { observer.appendStarted() } }
