@@ -234,6 +234,7 @@ let package = Package(
             name: "FerryClient",
             dependencies: [
                 "FerryClock",
+                "FerryInstant",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
             ],

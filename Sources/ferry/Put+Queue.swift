@@ -61,6 +61,7 @@ extension Put {
                 FileHandle.standardError.write(Data("ferry put: \(file): upload failed: \(reason)\n".utf8))
                 continue
             }
+            if item.storedInstantly { print("\(file)\tstored instantly") }
             if let status = item.businessStatus { print("\(file)\tbusiness-status: \(status)") }
             if let business = item.businessResult { print("\(file)\tbusiness-result: \(business)") }
             print("\(file)\t\(url.absoluteString)")

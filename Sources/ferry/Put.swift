@@ -14,7 +14,7 @@ struct Put: AsyncParsableCommand {
         discussion: """
             One file: prints the upload URL as the last line of output. Several files, or every regular file of a \
             folder (not its subfolders, not hidden files): uploaded together, voice messages first, then images, videos, \
-            other files, and one line per file 'PATH<TAB>URL' printed once all ended ('PATH<TAB>business-status: …' and \
+            other files, and one line per file 'PATH<TAB>URL' printed once all ended ('PATH<TAB>stored instantly' when the server already held the file, 'PATH<TAB>business-status: …' and \
             'PATH<TAB>business-result: …' before it when the server sends them); rerun the same command after a failure or \
             a kill to retry what is not done, without sending again what is. Exits non-zero with a message on failure, \
             naming each file that failed.
@@ -41,6 +41,9 @@ struct Put: AsyncParsableCommand {
 
     @Option(help: "Folder for resume records. (default: $XDG_CACHE_HOME/ferry/uploads or ~/.cache/ferry/uploads)")
     var stateDir: String?
+
+    @Option(help: "Announce the SHA-256 of files up to this size (bytes or K/M/G; 0: never) where the server offers instant upload, so that a file it already holds is stored without sending it. Hashing reads the file once before the first byte. (default: 32M)")
+    var instantLimit: String = "32M"
 
     @Flag(help: "Do not persist or use resume records.")
     var noResume = false
@@ -94,6 +97,10 @@ struct Put: AsyncParsableCommand {
             guard let size = Settings.bytes(chunk), size > 0 else { throw ValidationError("invalid --chunk \(chunk)") }
             options.chunk = .fixed(size)
         }
+        if !typicalTusClient {
+            guard let limit = Settings.bytes(instantLimit), limit >= 0 else { throw ValidationError("invalid --instant-limit \(instantLimit)") }
+            options.instantUploadLimit = limit
+        }
         guard let deadline = Settings.duration(deadline) else { throw ValidationError("invalid --deadline \(deadline)") }
         options.retry.deadline = deadline
         guard let chosen = UploadDialect(rawValue: dialect) else { throw ValidationError("--protocol takes tus or rufh") }
@@ -139,19 +146,28 @@ struct Put: AsyncParsableCommand {
         display.finish()
         try? await client.shutdown()
         switch outcome {
+        case .success(let result) where result.storedInstantly:
+            FileHandle.standardError.write(Data(
+                "stored instantly: the server held these \(result.length) bytes; \(result.requests) requests, \(result.bytesSent) bytes of the file sent\n".utf8
+            ))
+            Self.printResult(result)
         case .success(let result):
             FileHandle.standardError.write(Data(
                 "uploaded \(result.length) bytes in \(result.requests) requests (\(result.failures) failed, \(max(0, result.bytesSent - result.length)) bytes sent twice)\n".utf8
             ))
-            // The business result of a scenario with a pre-finish callback (docs/business.md),
-            // before the URL, which stays the last line.
-            if let status = result.finalFields.ferryBusinessStatus { print("business-status: \(status)") }
-            if let business = result.finalFields.ferryBusinessResult { print("business-result: \(business)") }
-            print(result.url.absoluteString)
+            Self.printResult(result)
         case .failure(let error):
             FileHandle.standardError.write(Data("ferry put: upload failed: \(error)\n".utf8))
             throw ExitCode.failure
         }
+    }
+
+    /// The business result and the URL, which stays the last line.
+    private static func printResult(_ result: UploadResult) {
+        // The business result of a scenario with a pre-finish callback (docs/business.md).
+        if let status = result.finalFields.ferryBusinessStatus { print("business-status: \(status)") }
+        if let business = result.finalFields.ferryBusinessResult { print("business-result: \(business)") }
+        print(result.url.absoluteString)
     }
 }
 
@@ -171,7 +187,8 @@ final class ProgressDisplay: Sendable {
         let fraction = progress.total > 0 ? Double(done) / Double(progress.total) : 1
         let rate = progress.bytesPerSecond.map { Self.size(Int64($0)) + "/s" } ?? "-"
         let eta = progress.eta.map { Self.time($0) } ?? "-"
-        let text = "\(Self.size(done))/\(Self.size(progress.total)) \(String(format: "%5.1f", fraction * 100))% \(rate) ETA \(eta) \(progress.phase.rawValue)"
+        let phase = progress.storedInstantly ? "stored instantly" : progress.phase.rawValue
+        let text = "\(Self.size(done))/\(Self.size(progress.total)) \(String(format: "%5.1f", fraction * 100))% \(rate) ETA \(eta) \(phase)"
             + (progress.failures > 0 ? " retries \(progress.failures)" : "")
         if interactive {
             let width = 30

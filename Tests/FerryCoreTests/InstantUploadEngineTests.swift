@@ -262,6 +262,7 @@ struct InstantUploadEngineTests {
     @Test func aHolderDeletedBeforeTheAnswerIsReplacedByAnotherOrTheContentIsGone() async throws {
         let fixture = try InstantFixture()
         let first = try await fixture.upload(Self.file)
+        fixture.clock.advance(1)
         let second = try await fixture.upload(Self.file, as: InstantFixture.bob)
         let forward = try await fixture.announce(Self.file)
         #expect(forward.instantChallenge?.hasPrefix(first.id.rawValue) == true, "the oldest holder is challenged")

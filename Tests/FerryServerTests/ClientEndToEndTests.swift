@@ -138,10 +138,19 @@ struct ClientEndToEndTests {
             let endpoint = URL(string: "http://127.0.0.1:\(server.port)/files/")!
             let upload = Upload(file: file.path, endpoint: endpoint, transport: AsyncHTTPClientTransport(client: client))
             let result = try await upload.run()
-            try await client.shutdown()
-            // OPTIONS, then one creation-with-upload POST.
+            // OPTIONS, then one creation-with-upload POST (below `instantUploadMinimum`, not announced).
             #expect(result.requests == 2)
             #expect(try stored(server, result.url) == file.bytes)
+            // Announced for instant upload, a file the server does not hold costs one more
+            // request: the creation carries the digest instead of the bytes.
+            let other = try TestFile(size: 100_000, seed: 9)
+            defer { other.remove() }
+            var options = UploadOptions()
+            options.instantUploadMinimum = 0
+            let announced = try await Upload(file: other.path, endpoint: endpoint, transport: AsyncHTTPClientTransport(client: client), options: options).run()
+            try await client.shutdown()
+            #expect(announced.requests == 3 && !announced.storedInstantly)
+            #expect(try stored(server, announced.url) == other.bytes)
         }
     }
 

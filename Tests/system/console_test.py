@@ -9,6 +9,8 @@ Cases:
              the upload resumes from the server's offset (not from 0), completes, and the stored
              file's SHA-256 equals the file's.
   several    three files chosen at once all complete, each stored byte for byte.
+  instant    a file, then a copy of it under another name: the copy is stored instantly (Web Crypto
+             hashes and answers the challenge; none of its bytes are sent) and byte for byte.
   dashboard  admin login; the dashboard shows the uploads (created count, the by-network and
              by-scenario tables, charts); a terminated upload appears among the failed ones and
              its drill-down shows its request timeline.
@@ -133,6 +135,25 @@ def case_several(driver, port, tmp, shots):
     driver.save_screenshot(os.path.join(shots, "console-uploader.png"))
 
 
+def case_instant(driver, port, tmp, shots):
+    print("== instant: a file, then a copy of it under another name", flush=True)
+    original = make_file(tmp, "voice-original.bin", 3 * MiB + 5)
+    copy = os.path.join(tmp, "voice-forward.bin")
+    shutil.copyfile(original, copy)
+    choose(driver, original)
+    first = wait(driver, lambda d: (r := row(d, "voice-original.bin")) is not None and r.get_attribute("data-state") == "complete" and r, 120,
+                 "the original completes")
+    check(first.get_attribute("data-instant") is None, "instant: the first upload of the content sends its bytes")
+    choose(driver, copy)
+    done = wait(driver, lambda d: (r := row(d, "voice-forward.bin")) is not None and r.get_attribute("data-state") == "complete" and r, 60,
+                "the copy completes")
+    check(done.get_attribute("data-instant") == "true" and "stored instantly" in done.text,
+          "instant: the copy is stored instantly", done.text)
+    status, digest = stored_sha256(port, done.get_attribute("data-url"))
+    check(status == 200 and digest == sha256(original) and done.get_attribute("data-url") != first.get_attribute("data-url"),
+          "instant: the copy is an upload of its own, stored byte for byte")
+
+
 def case_dashboard(driver, port, tmp, shots):
     print("== dashboard: login, figures, tables, a failed upload's timeline", flush=True)
     from selenium.webdriver.common.by import By
@@ -196,7 +217,7 @@ def main():
             except OSError:
                 time.sleep(0.1)
         driver = start_browser()
-        for case in (case_reload, case_several, case_dashboard):
+        for case in (case_reload, case_several, case_instant, case_dashboard):
             try:
                 case(driver, port, tmp, shots)
             except Exception as e:

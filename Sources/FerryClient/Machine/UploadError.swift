@@ -55,8 +55,12 @@ public struct ServerCapabilities: Sendable, Equatable {
     public var extensions: Set<String>
     public var checksumAlgorithms: [String]
     public var maxSize: Int64?
+    /// `Ferry-Instant-Upload: sha-256` on OPTIONS: a creation that announces the file's digest
+    /// may be answered with a challenge and completed without its bytes.
+    public var instantUpload: Bool
 
-    public init(extensions: Set<String> = [], checksumAlgorithms: [String] = [], maxSize: Int64? = nil) {
+    public init(extensions: Set<String> = [], checksumAlgorithms: [String] = [], maxSize: Int64? = nil, instantUpload: Bool = false) {
+        self.instantUpload = instantUpload
         self.extensions = extensions
         self.checksumAlgorithms = checksumAlgorithms
         self.maxSize = maxSize

@@ -84,6 +84,12 @@ public struct UploadMachine: Sendable {
     private var inFlight: Range<Int64>?
     private var discovered = false
     private var discoveryFailures = 0
+    /// The client announces the file's digest when the server offers instant upload: its
+    /// creation then carries no bytes, so that the server may answer with a challenge.
+    public var announcesDigest = false
+    /// A file that fits in its creation request is announced only from this size: below it the
+    /// extra request a miss costs outweighs what a hit saves (`UploadOptions.instantUploadMinimum`).
+    public var announcementMinimum: Int64 = 0
 
     public init(length: Int64?, sizer: ChunkSizer = ChunkSizer(), retry: RetryPolicy = RetryPolicy(), checksums: ChecksumPolicy = ChecksumPolicy()) {
         self.length = length
@@ -168,7 +174,8 @@ public struct UploadMachine: Sendable {
             return fail(.rejected(status: 413, code: "ERR_MAX_SIZE_EXCEEDED", message: "the server accepts at most \(maxSize) bytes (Tus-Max-Size)"))
         }
         phase = .creating
-        if capabilities.creationWithUpload, let length, length > 0, length <= sizer.size {
+        let announces = announcesDigest && capabilities.instantUpload
+        if capabilities.creationWithUpload, let length, length > 0, length <= sizer.size, !(announces && length >= announcementMinimum) {
             inFlight = 0..<length
             return .create(firstChunk: 0..<length, checksum: checksum(length))
         }

@@ -26,6 +26,8 @@ struct QueueRecord: Codable, Sendable, Equatable {
     var error: String?
     var businessStatus: String?
     var businessResult: String?
+    /// Done by instant upload (nil in files written before it existed).
+    var storedInstantly: Bool?
 }
 
 extension UploadDialect: Codable {}
@@ -48,7 +50,7 @@ struct QueueBook: Sendable {
 
     /// How a member ended.
     enum Outcome: Sendable, Equatable {
-        case done(url: String, length: Int64, businessStatus: String?, businessResult: String?)
+        case done(url: String, length: Int64, businessStatus: String?, businessResult: String?, storedInstantly: Bool = false)
         case failed(String)
         case cancelled
         /// The queue was stopped: the member waits for the next run (or process).
@@ -155,7 +157,8 @@ struct QueueBook: Sendable {
     mutating func finish(_ id: QueueItemID, _ outcome: Outcome) {
         update(id) { record in
             switch outcome {
-            case .done(let url, let length, let status, let result):
+            case .done(let url, let length, let status, let result, let instantly):
+                record.storedInstantly = instantly ? true : nil
                 record.state = .done
                 record.url = url
                 record.error = nil
@@ -222,7 +225,8 @@ struct QueueBook: Sendable {
             url: record.url.flatMap { URL(string: $0) },
             error: record.error,
             businessStatus: record.businessStatus,
-            businessResult: record.businessResult
+            businessResult: record.businessResult,
+            storedInstantly: record.storedInstantly ?? false
         )
     }
 

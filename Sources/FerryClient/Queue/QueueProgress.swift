@@ -59,6 +59,8 @@ public struct QueueItem: Sendable, Equatable, Identifiable {
     /// `Ferry-Business-Status` and `Ferry-Business-Result` of the final answer, if any.
     public var businessStatus: String?
     public var businessResult: String?
+    /// Done by instant upload: the server held the file and none of its bytes were sent.
+    public var storedInstantly = false
 }
 
 /// A snapshot of an `UploadQueue`: every member, and the totals.

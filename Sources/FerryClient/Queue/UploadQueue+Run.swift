@@ -112,7 +112,8 @@ extension UploadQueue {
             case .success(let done):
                 outcome = .done(
                     url: done.url.absoluteString, length: done.length,
-                    businessStatus: done.finalFields.ferryBusinessStatus, businessResult: done.finalFields.ferryBusinessResult
+                    businessStatus: done.finalFields.ferryBusinessStatus, businessResult: done.finalFields.ferryBusinessResult,
+                    storedInstantly: done.storedInstantly
                 )
             case .failure(.cancelled) where !cancelled && state.stopping:
                 outcome = .stopped

@@ -31,6 +31,14 @@ extension HTTPField.Name {
     static let ferryConcatenation = Self("Ferry-Concatenation")!
     static let ferryBusinessStatus = Self("Ferry-Business-Status")!
     static let ferryBusinessResult = Self("Ferry-Business-Result")!
+    /// Instant upload (OPTIONS): `sha-256` when announcing a digest may spare the bytes.
+    static let ferryInstantUpload = Self("Ferry-Instant-Upload")!
+    /// Instant upload: the challenge on a creation whose content the server holds.
+    static let ferryChallenge = Self("Ferry-Challenge")!
+    /// Instant upload: the answer, on a PATCH with no body.
+    static let ferryProof = Self("Ferry-Proof")!
+    /// RFC 9530 digest of the whole file, announced at creation.
+    static let reprDigest = Self("Repr-Digest")!
 }
 
 /// The fields of a server's answer, with typed accessors for those an upload reads: numbers are
@@ -60,6 +68,10 @@ public struct UploadFields: Sendable, Equatable {
 
     /// `Location`: where a creation put the upload (possibly relative to the request URL).
     public var location: String? { headerFields[.location] }
+    /// `Ferry-Instant-Upload: sha-256` (OPTIONS): the server may complete an announced upload without its bytes.
+    public var instantUpload: Bool { headerFields[.ferryInstantUpload]?.split(separator: ",").contains { $0.trimmingCharacters(in: .whitespaces) == "sha-256" } ?? false }
+    /// `Ferry-Challenge`: the instant-upload challenge of a creation.
+    public var ferryChallenge: String? { headerFields[.ferryChallenge] }
     /// `Ferry-Error`: the stable `ERR_*` code of an error answer.
     public var ferryError: String? { headerFields[.ferryError] }
     /// `Ferry-Telemetry` (on `OPTIONS`): the path under which the server takes telemetry reports.

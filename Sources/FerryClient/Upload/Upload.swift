@@ -47,6 +47,7 @@ public final class Upload: Sendable {
         var requests = 0
         var bytesSent: Int64 = 0
         var inFlight: Int64 = 0
+        var storedInstantly = false
     }
 
     public convenience init(file path: String, endpoint: URL, transport: any UploadTransport, options: UploadOptions = UploadOptions()) {
@@ -181,7 +182,7 @@ public final class Upload: Sendable {
     }
 
     func report(_ machine: UploadMachine) {
-        let inFlight = counters.withLock { $0.inFlight }
+        let (inFlight, instantly) = counters.withLock { ($0.inFlight, $0.storedInstantly) }
         progressSink.yield(
             UploadProgress(
                 acknowledged: machine.acknowledged,
@@ -189,7 +190,8 @@ public final class Upload: Sendable {
                 total: machine.length ?? machine.available,
                 bytesPerSecond: machine.sizer.goodput,
                 phase: machine.phase,
-                failures: machine.failures
+                failures: machine.failures,
+                storedInstantly: instantly
             )
         )
     }

@@ -16,6 +16,18 @@ public struct UploadOptions: Sendable {
     /// request that breaks off is discarded whole).
     public var checksums: Bool
     public var checksumLimit: Int64
+    /// Instant upload: files of at most this many bytes are hashed before their creation and
+    /// their SHA-256 announced where the server offers it (`Ferry-Instant-Upload`), so that
+    /// content it already holds is stored without sending it (docs/instant-upload.md). Hashing
+    /// delays the first byte by the file's read time; 0 turns it off. The default is the size
+    /// from which an upload splits into parallel streams (`Parallelism.adaptive`'s threshold),
+    /// which do not announce.
+    public var instantUploadLimit: Int64 = 32 << 20
+    /// A file small enough to travel whole in its creation request is announced only from this
+    /// size: a miss costs it one more request (the creation carries the digest, then the bytes
+    /// follow), which below a few bandwidth-delay products of the link outweighs what a hit
+    /// saves. Larger files are announced at no extra cost (their creation carries no bytes).
+    public var instantUploadMinimum: Int64 = 512 << 10
     /// Where to persist resume records; nil keeps nothing across processes.
     public var resumeStore: ResumeStore?
     /// Extra fields on every request (authentication, for example).
@@ -74,6 +86,7 @@ public struct UploadOptions: Sendable {
             stall: StallPolicy(enabled: false),
             checksums: false
         )
+        options.instantUploadLimit = 0
         options.stall.enabled = false
         options.parallelism = .single
         return options

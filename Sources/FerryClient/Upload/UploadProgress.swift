@@ -12,6 +12,9 @@ public struct UploadProgress: Sendable, Equatable {
     public var phase: UploadMachine.Phase
     /// Failed requests so far.
     public var failures: Int
+    /// The server held the content and a proof of possession completed the upload without
+    /// its bytes (instant upload).
+    public var storedInstantly = false
 
     /// Estimated seconds left at the current rate.
     public var eta: Double? {
@@ -34,4 +37,7 @@ public struct UploadResult: Sendable, Equatable {
     /// The resume record left in place because `UploadOptions.keepsResumeRecord` asked (the
     /// caller removes it once it recorded the result).
     var keptResumeRecord: String?
+    /// The server held the content and a proof of possession completed the upload: none of
+    /// the file's bytes were sent (instant upload).
+    public var storedInstantly = false
 }

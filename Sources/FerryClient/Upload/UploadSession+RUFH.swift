@@ -12,7 +12,8 @@ extension UploadSession {
         ServerCapabilities(
             extensions: ["creation", "creation-with-upload", "creation-defer-length", "termination", "checksum"],
             checksumAlgorithms: ["sha256"],
-            maxSize: fields.uploadLimitMaxSize
+            maxSize: fields.uploadLimitMaxSize,
+            instantUpload: fields.instantUpload
         )
     }
 
@@ -40,6 +41,7 @@ extension UploadSession {
             let encoded = name.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "file"
             fields[.contentDisposition] = "attachment; filename*=UTF-8''\(encoded)"
         }
+        if firstChunk == nil, let announcement { fields[.reprDigest] = "sha-256=:\(announcement):" }
         var body: RequestBody?
         if let firstChunk {
             if let digest { fields[.contentDigest] = Self.contentDigest(digest) }

@@ -17,6 +17,10 @@ struct UploadSession {
     var finalFields = UploadFields([:])
     /// What the telemetry report tells the server (`UploadSession+Telemetry.swift`).
     var telemetry = Telemetry()
+    /// The file's SHA-256 (Base64) once hashed for an instant-upload announcement.
+    var announcement: String?
+    /// A proof of possession completed the upload: no byte was sent.
+    var storedInstantly = false
 
     init(upload: Upload, length: Int64?) async throws(UploadError) {
         self.upload = upload
@@ -45,6 +49,10 @@ struct UploadSession {
             length: length, sizer: sizer, retry: options.retry,
             checksums: ChecksumPolicy(enabled: options.checksums, limit: options.checksumLimit)
         )
+        if let length, length > 0, length <= options.instantUploadLimit, upload.part == nil, upload.split == nil, upload.spool == nil {
+            machine.announcesDigest = true
+            machine.announcementMinimum = options.instantUploadMinimum
+        }
         self.stall = options.stall
         self.clock = options.clock
         self.start = clock.now
@@ -107,6 +115,7 @@ struct UploadSession {
                     finalFields: finalFields
                 )
                 if upload.part == nil, keeps { result.keptResumeRecord = fingerprint }
+                result.storedInstantly = storedInstantly
                 return result
             case .fail(let error):
                 if error == .uploadGone { forget() }
@@ -188,6 +197,7 @@ struct UploadSession {
 
     /// Performs a request action; returns the event, or nil when a control command interrupted it.
     private mutating func perform(_ action: UploadMachine.Action, generation: Int) async -> UploadMachine.Event? {
+        if case .create(nil, _) = action { await prepareAnnouncement() }
         guard let request = await request(for: action) else { return nil }
         if case .send(_, let range, _) = action { telemetry.sent(Int64(range.count)) }
         let began = clock.now
@@ -220,7 +230,11 @@ struct UploadSession {
         case .response(let response):
             if request.body == nil { machine.answered(in: took) }
             trace("\(describe(request)) -> \(response.status.code) offset \(response.fields.uploadOffset.map(String.init) ?? "-") in \(took)")
-            return interpret(action, response, duration: took)
+            let event = interpret(action, response, duration: took)
+            if case .created(let url, 0) = event, announcement != nil, let challenge = response.fields.ferryChallenge {
+                return .created(url, offset: await answer(challenge, at: url))
+            }
+            return event
         }
     }
 
@@ -233,7 +247,10 @@ struct UploadSession {
         case (.discover, 200...299):
             let capabilities = upload.options.dialect == .rufh
                 ? rufhCapabilities(fields)
-                : ServerCapabilities(extensions: fields.tusExtensions, checksumAlgorithms: fields.tusChecksumAlgorithms, maxSize: fields.tusMaxSize)
+                : ServerCapabilities(
+                    extensions: fields.tusExtensions, checksumAlgorithms: fields.tusChecksumAlgorithms, maxSize: fields.tusMaxSize,
+                    instantUpload: fields.instantUpload
+                )
             upload.options.onDiscovered?(DiscoveredServer(capabilities: capabilities, telemetryPath: fields.ferryTelemetry))
             return .discovered(capabilities)
         case (.create, 200...299) where fields.location != nil:

@@ -1,12 +1,16 @@
 // Ferry console: the uploader. A tus 1.0 client in plain JavaScript with the Swift client's
 // habits: requests sized to ~3 s at the measured goodput, stalls detected by missing progress
 // (not one fixed timeout), retries with backoff and jitter for as long as progress is possible,
-// and resume across reloads (file fingerprint -> upload URL in localStorage).
+// and resume across reloads (file fingerprint -> upload URL in localStorage). Files the server
+// already holds are stored without sending them (instant upload, docs/instant-upload.md) where
+// the browser offers Web Crypto (a secure context: HTTPS or localhost).
 "use strict";
 
 const STORE_PREFIX = "ferry.upload.";
 const MIN_CHUNK = 256 * 1024, MAX_CHUNK = 64 * 1024 * 1024, FIRST_CHUNK = 1024 * 1024;
 const TARGET_SECONDS = 3, STALL_SECONDS = 10, GIVE_UP_SECONDS = 24 * 3600, RUNNING_AT_ONCE = 3;
+// Web Crypto hashes a whole buffer (no streaming): files up to this size are announced.
+const INSTANT_LIMIT = 32 * 1024 * 1024, INSTANT_MAX_RANGES = 16, INSTANT_MAX_BYTES = 16 * 4096;
 
 function fingerprint(file, scenario) {
   return `${STORE_PREFIX}${scenario}|${file.name}|${file.size}|${file.lastModified}`;
@@ -73,15 +77,56 @@ class ConsoleUpload {
   async create() {
     const metadata = [`filename ${base64(this.file.name)}`];
     if (this.file.type) metadata.push(`filetype ${base64(this.file.type)}`);
-    const response = await fetch(`${this.uploadsPath}${encodeURIComponent(this.scenario)}/`, {
-      method: "POST",
-      headers: this.headers({ "Upload-Length": String(this.file.size), "Upload-Metadata": metadata.join(",") }),
-    });
+    const fields = { "Upload-Length": String(this.file.size), "Upload-Metadata": metadata.join(",") };
+    const digest = await this.announcement();
+    if (digest) fields["Repr-Digest"] = `sha-256=:${digest}:`;
+    const response = await fetch(`${this.uploadsPath}${encodeURIComponent(this.scenario)}/`, { method: "POST", headers: this.headers(fields) });
     this.requests++;
     if (response.status !== 201) await this.refuse(response, "creation");
     this.url = new URL(response.headers.get("Location"), location.href).href;
     this.offset = 0;
     this.remember();
+    const challenge = digest && response.headers.get("Ferry-Challenge");
+    if (challenge) await this.prove(challenge).catch(() => {});
+  }
+
+  // The file's SHA-256 (Base64) when the scenario offers instant upload and Web Crypto is
+  // there; null otherwise (the file is then sent as usual).
+  async announcement() {
+    if (this.digest !== undefined) return this.digest;
+    this.digest = null;
+    if (!(window.crypto && crypto.subtle) || this.file.size === 0 || this.file.size > INSTANT_LIMIT) return null;
+    if (!(await instantOffered(this.uploadsPath, this.scenario))) return null;
+    this.note = "hashing";
+    this.render();
+    try {
+      this.digest = bytesToBase64(new Uint8Array(await crypto.subtle.digest("SHA-256", await this.file.arrayBuffer())));
+    } catch {
+      this.digest = null;
+    }
+    this.note = "";
+    return this.digest;
+  }
+
+  // Answers the challenge from the challenged ranges of the file: HMAC-SHA256 keyed by the
+  // nonce. A wrong or refused answer leaves an ordinary empty upload: the bytes follow.
+  async prove(field) {
+    const challenge = parseChallenge(field, this.file.size);
+    if (!challenge) return;
+    const parts = [new TextEncoder().encode(`ferry-instant-1\n${this.file.size}\n${challenge.text}\n`)];
+    for (const [first, last] of challenge.ranges) parts.push(new Uint8Array(await this.file.slice(first, last + 1).arrayBuffer()));
+    const key = await crypto.subtle.importKey("raw", challenge.nonce, { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+    const proof = new Uint8Array(await crypto.subtle.sign("HMAC", key, await new Blob(parts).arrayBuffer()));
+    const response = await fetch(this.url, {
+      method: "PATCH",
+      headers: this.headers({ "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream", "Ferry-Proof": `:${bytesToBase64(proof)}:` }),
+    });
+    this.requests++;
+    if (response.status === 204 && Number(response.headers.get("Upload-Offset")) === this.file.size) {
+      this.offset = this.file.size;
+      this.instant = true;
+      this.business = response.headers.get("Ferry-Business-Result") || this.business;
+    }
   }
 
   async locate() {
@@ -237,11 +282,13 @@ class ConsoleUpload {
     let text = this.state;
     if (this.resumedFrom) text += ` (resumed from ${formatBytes(this.resumedFrom)})`;
     if (this.note) text += ` — ${this.note}`;
+    if (this.state === "complete" && this.instant) text += " — stored instantly";
     if (this.state === "complete" && this.business) text += ` — ${this.business}`;
     this.cells.state.textContent = text;
     this.cells.state.className = `state state-${this.state}`;
     this.row.dataset.state = this.state;
     this.row.dataset.offset = String(this.offset);
+    if (this.instant) this.row.dataset.instant = "true";
     if (this.resumedFrom) this.row.dataset.resumedFrom = String(this.resumedFrom);
     if (this.url) this.row.dataset.url = this.url;
     this.button.textContent = this.paused ? "Resume" : "Pause";
@@ -250,6 +297,41 @@ class ConsoleUpload {
 }
 
 const uploads = [];
+const instantOffers = new Map();
+
+// Whether the scenario's OPTIONS says `Ferry-Instant-Upload: sha-256` (asked once per scenario).
+function instantOffered(uploadsPath, scenario) {
+  if (!instantOffers.has(scenario)) {
+    instantOffers.set(scenario, fetch(`${uploadsPath}${encodeURIComponent(scenario)}/`, { method: "OPTIONS" })
+      .then(response => (response.headers.get("Ferry-Instant-Upload") || "").split(",").some(v => v.trim() === "sha-256"))
+      .catch(() => false));
+  }
+  return instantOffers.get(scenario);
+}
+
+// `nonce=:…:, ranges="a-b,…", expires=T` as a client may accept it: sorted, disjoint ranges
+// inside the file, at most 16 of them and 64 KiB in all, a 32-byte nonce; null otherwise.
+function parseChallenge(field, size) {
+  const nonce = /(?:^|[,;\s])nonce=:([A-Za-z0-9+/=]+):/.exec(field), text = /(?:^|[,;\s])ranges="([0-9,-]+)"/.exec(field);
+  if (!nonce || !text) return null;
+  let key;
+  try { key = Uint8Array.from(atob(nonce[1]), c => c.charCodeAt(0)); } catch { return null; }
+  const ranges = text[1].split(",").map(pair => pair.split("-").map(Number));
+  let next = 0, total = 0;
+  for (const range of ranges) {
+    if (range.length !== 2 || !range.every(Number.isSafeInteger) || range[0] < next || range[1] < range[0] || range[1] >= size) return null;
+    total += range[1] - range[0] + 1;
+    next = range[1] + 1;
+  }
+  if (key.length !== 32 || ranges.length === 0 || ranges.length > INSTANT_MAX_RANGES || total > INSTANT_MAX_BYTES) return null;
+  return { nonce: key, ranges, text: text[1] };
+}
+
+function bytesToBase64(bytes) {
+  let binary = "";
+  for (const byte of bytes) binary += String.fromCharCode(byte);
+  return btoa(binary);
+}
 
 function scheduleUploads() {
   let running = uploads.filter(u => u.state === "uploading" || u.state === "retrying").length;
