@@ -176,6 +176,8 @@ enum StatsRoutes {
         var bytes: Int64
         var requests, interrupted, resumptions: Int
         var timeToComplete, goodput: Double?
+        /// Completed by instant upload (its length was not sent).
+        var instant: Bool
 
         init(_ stats: UploadStats) {
             id = stats.id.rawValue
@@ -197,6 +199,7 @@ enum StatsRoutes {
             resumptions = stats.resumptions
             timeToComplete = stats.timeToComplete
             goodput = stats.goodput
+            instant = stats.instant
         }
     }
 
@@ -230,8 +233,12 @@ enum StatsRoutes {
         var timeToComplete, goodput: PercentilesView
         var bytes: Int64
         var resumptionsPerUpload, interruptedPerUpload: Double
+        var instant: Int
+        var bytesSaved: Int64
 
         init(_ aggregate: StatsAggregate) {
+            instant = aggregate.instant
+            bytesSaved = aggregate.bytesSaved
             key = aggregate.key
             (created, completed, expired, terminated, open) = (aggregate.created, aggregate.completed, aggregate.expired, aggregate.terminated, aggregate.open)
             successRate = aggregate.successRate

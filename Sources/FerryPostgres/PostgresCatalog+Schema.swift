@@ -153,6 +153,7 @@ extension PostgresCatalog {
                 """,
             ]
         ),
+        Migration(version: 10, name: "instant statistics", statements: ["ALTER TABLE upload_stats ADD COLUMN instant BOOLEAN NOT NULL DEFAULT false"]),
     ]
 
     /// The advisory lock that serializes migrations across nodes ("FerryCat" in ASCII).

@@ -48,7 +48,7 @@ extension PostgresCatalog: StatsStore {
 
     static let statsColumns = """
         id, scenario, owner, dialect, client, network, created_micros, first_byte_at, completed_at, ended_at, state, length, \
-        bytes, requests, interrupted, resumptions, telemetry, last_request_at, awaiting_resume
+        bytes, requests, interrupted, resumptions, telemetry, last_request_at, awaiting_resume, instant
         """
 
     public func apply(_ events: [StatsEvent]) async throws(FerryError) {
@@ -157,7 +157,7 @@ extension PostgresCatalog: StatsStore {
 
     static func stats(_ row: PostgresRow) throws -> UploadStats {
         let columns = try row.decode(
-            (String, String, String?, String, String, String, Int64, Double?, Double?, Double?, String, Int64?, Int64, Int32, Int32, Int32, String?, Double?, Bool).self
+            (String, String, String?, String, String, String, Int64, Double?, Double?, Double?, String, Int64?, Int64, Int32, Int32, Int32, String?, Double?, Bool, Bool).self
         )
         guard let id = UploadID(columns.0), let state = StatsState(rawValue: columns.10) else {
             throw FerryError(.catalogFailure, "the catalog holds a malformed statistics row")
@@ -168,7 +168,7 @@ extension PostgresCatalog: StatsStore {
             firstByteAt: columns.7.map(Date.init(timeIntervalSince1970:)), completedAt: columns.8.map(Date.init(timeIntervalSince1970:)),
             endedAt: columns.9.map(Date.init(timeIntervalSince1970:)), state: state, length: columns.11, bytes: columns.12,
             requests: Int(columns.13), interrupted: Int(columns.14), resumptions: Int(columns.15), telemetry: columns.16,
-            lastRequestAt: columns.17.map(Date.init(timeIntervalSince1970:)), awaitingResume: columns.18
+            lastRequestAt: columns.17.map(Date.init(timeIntervalSince1970:)), awaitingResume: columns.18, instant: columns.19
         )
     }
 }

@@ -16,6 +16,7 @@ enum StatsStatements {
         case .ended(let id, let at, let state):
             try await run(EndedStatement(id: id.rawValue, at: at.timeIntervalSince1970, state: state.rawValue), connection, logger)
         case .telemetry(let id, let json): try await run(TelemetryStatement(id: id.rawValue, json: json), connection, logger)
+        case .instant(let id): try await run(InstantStatement(id: id.rawValue), connection, logger)
         }
     }
 
@@ -35,13 +36,13 @@ enum StatsStatements {
         static let name = "ferry_stats_created"
         static let sql = """
             INSERT INTO upload_stats (id, scenario, owner, dialect, client, network, created_micros, first_byte_at, completed_at,
-                ended_at, state, length, bytes, requests, interrupted, resumptions, telemetry, last_request_at, awaiting_resume)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+                ended_at, state, length, bytes, requests, interrupted, resumptions, telemetry, last_request_at, awaiting_resume, instant)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
             ON CONFLICT (id) DO NOTHING
             """
         static let bindingDataTypes: [PostgresDataType] = [
             .text, .text, .text, .text, .text, .text, .int8, .float8, .float8,
-            .float8, .text, .int8, .int8, .int4, .int4, .int4, .text, .float8, .bool,
+            .float8, .text, .int8, .int8, .int4, .int4, .int4, .text, .float8, .bool, .bool,
         ]
 
         let stats: UploadStats
@@ -67,6 +68,7 @@ enum StatsStatements {
             bindings.append(stats.telemetry)
             bindings.append(stats.lastRequestAt?.timeIntervalSince1970)
             bindings.append(stats.awaitingResume)
+            bindings.append(stats.instant)
             return bindings
         }
 
@@ -156,6 +158,23 @@ enum StatsStatements {
             bindings.append(id)
             bindings.append(at)
             bindings.append(length)
+            return bindings
+        }
+
+        func decodeRow(_ row: PostgresRow) throws -> Row {}
+    }
+
+    struct InstantStatement: PostgresPreparedStatement {
+        typealias Row = ()
+        static let name = "ferry_stats_instant"
+        static let sql = "UPDATE upload_stats SET instant = true WHERE id = $1"
+        static let bindingDataTypes: [PostgresDataType] = [.text]
+
+        let id: String
+
+        func makeBindings() -> PostgresBindings {
+            var bindings = PostgresBindings(capacity: 1)
+            bindings.append(id)
             return bindings
         }
 

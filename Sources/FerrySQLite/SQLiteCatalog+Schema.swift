@@ -126,6 +126,9 @@ extension SQLiteCatalog {
                     """
             )
         }
+        migrator.registerMigration("v10: instant statistics") { db in
+            try db.execute(sql: "ALTER TABLE upload_stats ADD COLUMN instant INTEGER NOT NULL DEFAULT 0")
+        }
         return migrator
     }
 

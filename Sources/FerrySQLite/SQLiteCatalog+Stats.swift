@@ -63,14 +63,14 @@ extension SQLiteCatalog: StatsStore {
                 sql: """
                     INSERT OR IGNORE INTO upload_stats (id, scenario, owner, dialect, client, network, created_micros, first_byte_at,
                         completed_at, ended_at, state, length, bytes, requests, interrupted, resumptions, telemetry, last_request_at,
-                        awaiting_resume)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        awaiting_resume, instant)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """
             ).execute(arguments: [
                 stats.id.rawValue, stats.scenario, stats.owner, stats.info.dialect, stats.info.client, stats.info.network,
                 StatsCursor.micros(stats.createdAt), stats.firstByteAt?.timeIntervalSince1970, stats.completedAt?.timeIntervalSince1970,
                 stats.endedAt?.timeIntervalSince1970, stats.state.rawValue, stats.length, stats.bytes, stats.requests, stats.interrupted,
-                stats.resumptions, stats.telemetry, stats.lastRequestAt?.timeIntervalSince1970, stats.awaitingResume,
+                stats.resumptions, stats.telemetry, stats.lastRequestAt?.timeIntervalSince1970, stats.awaitingResume, stats.instant,
             ])
         case .request(let entry):
             let append = entry.isAppend
@@ -97,6 +97,8 @@ extension SQLiteCatalog: StatsStore {
                 .execute(arguments: [state.rawValue, at.timeIntervalSince1970, id.rawValue])
         case .telemetry(let id, let json):
             try db.cachedStatement(sql: "UPDATE upload_stats SET telemetry = ? WHERE id = ?").execute(arguments: [json, id.rawValue])
+        case .instant(let id):
+            try db.cachedStatement(sql: "UPDATE upload_stats SET instant = 1 WHERE id = ?").execute(arguments: [id.rawValue])
         }
     }
 
@@ -215,7 +217,7 @@ extension SQLiteCatalog: StatsStore {
             firstByteAt: date("first_byte_at"), completedAt: date("completed_at"), endedAt: date("ended_at"), state: state,
             length: row["length"], bytes: row["bytes"], requests: row["requests"], interrupted: row["interrupted"],
             resumptions: row["resumptions"], telemetry: row["telemetry"], lastRequestAt: date("last_request_at"),
-            awaitingResume: row["awaiting_resume"]
+            awaitingResume: row["awaiting_resume"], instant: row["instant"]
         )
     }
 }

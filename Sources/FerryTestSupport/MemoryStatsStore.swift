@@ -26,7 +26,7 @@ public final class MemoryStatsStore: StatsStore {
                 case .timeline(let entry):
                     guard state.stats[entry.upload] != nil else { continue }
                     state.requests[entry.upload, default: []].append(entry)
-                case .completed(let id, _, _), .ended(let id, _, _), .telemetry(let id, _):
+                case .completed(let id, _, _), .ended(let id, _, _), .telemetry(let id, _), .instant(let id):
                     state.stats[id]?.apply(event)
                 }
             }

@@ -12,6 +12,7 @@ public enum StatsStoreConformance {
         ConformanceCheck("filtersAndPages") { try await filtersAndPages($0) },
         ConformanceCheck("aggregatesAHandComputedFixture") { try await aggregatesAHandComputedFixture($0) },
         ConformanceCheck("prunes") { try await prunes($0) },
+        ConformanceCheck("countsInstantUploads") { try await countsInstantUploads($0) },
     ]
 
     static let epoch = Date(timeIntervalSince1970: 1_790_000_000)
@@ -85,6 +86,26 @@ public enum StatsStoreConformance {
         try require(timelineA == timelineB && timelineA.count == 3, "the same timeline either way")
         // Events about an upload created in an earlier batch stay as they are.
         try require([StatsEvent.completed(first.id, at: at(9), length: 1)].coalesced().count == 1, "nothing to fold")
+    }
+
+    /// Instant uploads (docs/instant-upload.md): marked whether the mark comes in the creation's
+    /// batch (folded) or a later one, and counted with the bytes they did not send.
+    static func countsInstantUploads(_ store: any StatsStore) async throws {
+        let folded = upload(0, scenario: "forwards", length: 4000), later = upload(0, scenario: "forwards", length: 6000)
+        let plain = upload(0, scenario: "forwards", length: 1000)
+        func life(_ id: UploadID, _ length: Int64, instant: Bool) -> [StatsEvent] {
+            [request(id, 1, offset: 0, bytes: instant ? 0 : length, instant ? "instant" : "ok"), .completed(id, at: at(2), length: length)]
+                + (instant ? [.instant(id)] : [])
+        }
+        try await store.apply(([.created(folded)] + life(folded.id, 4000, instant: true)).coalesced())
+        try await store.apply([.created(later), .created(plain)])
+        try await store.apply(life(later.id, 6000, instant: true) + life(plain.id, 1000, instant: false))
+        let marked = try await store.stats(of: folded.id)?.instant, markedLater = try await store.stats(of: later.id)?.instant
+        let unmarked = try await store.stats(of: plain.id)?.instant
+        try require(marked == true && markedLater == true && unmarked == false, "the instant mark, folded or not")
+        let groups = try await store.aggregate(from: at(-1), to: at(100), by: [.scenario])
+        let forwards = groups.first { $0.key["scenario"] == "forwards" }
+        try require(forwards?.instant == 2 && forwards?.bytesSaved == 10_000 && forwards?.completed == 3, "two instant, 10000 bytes saved: \(String(describing: forwards))")
     }
 
     static func filtersAndPages(_ store: any StatsStore) async throws {

@@ -34,7 +34,10 @@ struct InstantUploadLiveTests {
         let path = try Self.file(mp3)
         defer { try? FileManager.default.removeItem(atPath: path) }
         try await BusinessReceiver.with(secret: BusinessLiveTests.webhookSecret) { receiver in
-            try await TestServer.with(configure: { live.configure(&$0, receiver: receiver, authenticator: authenticator) }) { server in
+            try await TestServer.with(configure: {
+                live.configure(&$0, receiver: receiver, authenticator: authenticator)
+                $0.statistics = StatsRecorder.Configuration(flushInterval: .milliseconds(20))
+            }) { server in
                 let endpoint = URL(string: "http://127.0.0.1:\(server.port)/files/voice/")!
                 let client = try AsyncHTTPClientTransport.makeClient()
                 defer { Task { try? await client.shutdown() } }
@@ -63,6 +66,24 @@ struct InstantUploadLiveTests {
                 let served = try await connection.exchange("GET", forward.url.path, [("Authorization", bob)])
                 await connection.close()
                 #expect(served.body == mp3)
+
+                // Statistics: recorded as instant, its length saved; the proof is its one append.
+                let admin = [("Authorization", "Bearer admin-token-0123456789")]
+                var stats: [String: Any] = [:]
+                for _ in 0..<100 {
+                    let answer = try await server.send("GET", "/admin/uploads/\(id)", admin)
+                    stats = (try? JSONSerialization.jsonObject(with: Data(answer.body)) as? [String: Any]) ?? [:]
+                    if (stats["upload"] as? [String: Any])?["instant"] as? Bool == true { break }
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+                let record = stats["upload"] as? [String: Any]
+                #expect(record?["instant"] as? Bool == true && record?["bytes"] as? Int == 0 && record?["state"] as? String == "complete", "\(stats)")
+                let timeline = (stats["requests"] as? [[String: Any]])?.map { "\($0["method"] ?? "") \($0["outcome"] ?? "")" }
+                #expect(timeline == ["PATCH instant"], "\(timeline ?? [])")
+                let report = try await server.send("GET", "/admin/stats?since=1h&by=scenario", admin)
+                let groups = (try JSONSerialization.jsonObject(with: Data(report.body)) as? [String: Any])?["groups"] as? [[String: Any]] ?? []
+                let voice = groups.first { ($0["key"] as? [String: String])?["scenario"] == "voice" }
+                #expect(voice?["instant"] as? Int == 1 && voice?["bytesSaved"] as? Int == mp3.count, "\(voice ?? [:])")
             }
         }
     }

@@ -145,6 +145,9 @@ public struct StatsAggregate: Sendable, Equatable {
     public var bytes: Int64
     public var resumptionsPerUpload: Double
     public var interruptedPerUpload: Double
+    /// Completed by instant upload, and the bytes those did not send.
+    public var instant: Int = 0
+    public var bytesSaved: Int64 = 0
 
     /// Aggregates `uploads` grouped by `dimensions` (one group, key [:], without dimensions).
     public static func of(_ uploads: some Sequence<UploadStats>, by dimensions: [StatsDimension]) -> [StatsAggregate] {
@@ -160,6 +163,7 @@ public struct StatsAggregate: Sendable, Equatable {
         var goodputs: [Double] = []
         var bytes: Int64 = 0
         var resumptions = 0, interrupted = 0
+        var instant = 0, bytesSaved: Int64 = 0
 
         public init() {}
 
@@ -176,6 +180,10 @@ public struct StatsAggregate: Sendable, Equatable {
             bytes += stats.bytes
             resumptions += stats.resumptions
             interrupted += stats.interrupted
+            if stats.instant {
+                instant += 1
+                bytesSaved += stats.length ?? 0
+            }
         }
 
         public func aggregate(key: [String: String]) -> StatsAggregate {
@@ -185,7 +193,8 @@ public struct StatsAggregate: Sendable, Equatable {
                 successRate: ended > 0 ? Double(completed) / Double(ended) : nil,
                 timeToComplete: Percentiles(durations), goodput: Percentiles(goodputs), bytes: bytes,
                 resumptionsPerUpload: created > 0 ? Double(resumptions) / Double(created) : 0,
-                interruptedPerUpload: created > 0 ? Double(interrupted) / Double(created) : 0
+                interruptedPerUpload: created > 0 ? Double(interrupted) / Double(created) : 0,
+                instant: instant, bytesSaved: bytesSaved
             )
         }
     }

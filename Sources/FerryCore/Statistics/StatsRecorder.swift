@@ -114,6 +114,10 @@ public final class StatsRecorder: Service, Sendable {
         if record.offset > 0, transfer > 0 { metrics.goodput.record(Double(record.offset) / transfer) }
     }
 
+    public func completedInstantly(_ record: UploadRecord) {
+        enqueue(.instant(record.id))
+    }
+
     public func ended(_ id: UploadID, at date: Date, state ended: StatsState) {
         enqueue(.ended(id, at: date, state: ended))
     }

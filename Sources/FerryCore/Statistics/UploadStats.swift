@@ -84,13 +84,17 @@ public struct UploadStats: Sendable, Equatable {
     public var lastRequestAt: Date?
     /// The last append was interrupted: the next one at a non-zero offset is a resumption.
     public var awaitingResume: Bool
+    /// Completed by instant upload: a proof of possession, none of its bytes received (its
+    /// `length` bytes were saved).
+    public var instant: Bool
 
     public init(
         id: UploadID, scenario: String, owner: String?, info: RequestInfo, createdAt: Date, firstByteAt: Date? = nil,
         completedAt: Date? = nil, endedAt: Date? = nil, state: StatsState = .incomplete, length: Int64?, bytes: Int64 = 0,
         requests: Int = 0, interrupted: Int = 0, resumptions: Int = 0, telemetry: String? = nil, lastRequestAt: Date? = nil,
-        awaitingResume: Bool = false
+        awaitingResume: Bool = false, instant: Bool = false
     ) {
+        self.instant = instant
         self.id = id
         self.scenario = scenario
         self.owner = owner
@@ -135,6 +139,8 @@ public struct UploadStats: Sendable, Equatable {
             }
         case .telemetry(_, let json):
             telemetry = json
+        case .instant:
+            instant = true
         case .timeline:
             break
         }
@@ -188,6 +194,8 @@ public enum StatsEvent: Sendable, Equatable {
     /// Terminated or expired (ignored once complete).
     case ended(UploadID, at: Date, state: StatsState)
     case telemetry(UploadID, json: String)
+    /// Completed by instant upload (after its `completed`).
+    case instant(UploadID)
     /// A timeline row only (its counts are already in the upload's `created` record: the
     /// recorder folds a batch's events into the records it creates).
     case timeline(RequestEntry)
@@ -208,7 +216,7 @@ extension [StatsEvent] {
                 out.append(event)
                 continue
             case .request(let entry): id = entry.upload
-            case .completed(let upload, _, _), .ended(let upload, _, _), .telemetry(let upload, _): id = upload
+            case .completed(let upload, _, _), .ended(let upload, _, _), .telemetry(let upload, _), .instant(let upload): id = upload
             case .timeline:
                 out.append(event)
                 continue
