@@ -50,12 +50,13 @@ async function showDashboard() {
 
 function groupTable(table, dimension, groups) {
   const head = el("tr", {}, ...[dimension, "created", "completed", "failed", "open", "success", "time p50", "time p90", "time p99",
-    "goodput p50", "goodput p90", "data", "resumed / upload"].map((name, i) => el("th", { class: i ? "num" : "" }, name)));
+    "goodput p50", "goodput p90", "data", "instant (saved)", "resumed / upload"].map((name, i) => el("th", { class: i ? "num" : "" }, name)));
   const rows = groups.map(g => el("tr", {},
     el("td", {}, g.key[dimension]),
     ...[g.created, g.completed, g.expired + g.terminated, g.open, formatPercent(g.successRate),
       formatSeconds(g.timeToComplete.p50), formatSeconds(g.timeToComplete.p90), formatSeconds(g.timeToComplete.p99),
-      formatRate(g.goodput.p50), formatRate(g.goodput.p90), formatBytes(g.bytes), g.resumptionsPerUpload.toFixed(2)]
+      formatRate(g.goodput.p50), formatRate(g.goodput.p90), formatBytes(g.bytes),
+      g.instant ? `${g.instant} (${formatBytes(g.bytesSaved)})` : "0", g.resumptionsPerUpload.toFixed(2)]
       .map(value => el("td", { class: "num" }, value))));
   table.replaceChildren(el("thead", {}, head), el("tbody", {}, ...(rows.length ? rows : [el("tr", {}, el("td", { class: "muted" }, "no uploads in this window"))])));
 }
