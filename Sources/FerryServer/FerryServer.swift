@@ -196,7 +196,7 @@ public struct FerryServer: Sendable {
         // stop expiry, close the storage client, release the I/O threads, and last give up the
         // cross-node locks and the database pool.
         self.services = catalogServices + [ThreadPoolService(threadPool: threadPool)] + storageServices + [
-            ExpiryService(engine: engine, interval: configuration.expiryInterval),
+            ExpiryService(engine: engine, interval: configuration.expiryInterval, orphanAge: configuration.orphanAge),
         ] + businessServices + (statistics.map { [$0] } ?? []) + [
             application,
             AppendDrainService(engine: engine),

@@ -20,6 +20,10 @@ public struct FerryServerConfiguration: Sendable {
     public var expiryInterval: Duration
     /// The longest a graceful shutdown (SIGTERM) may take before work is cancelled.
     public var shutdownTimeout: Duration
+    /// Stored bytes no live upload owns (a creation a crash cut short, a leftover of a deleted
+    /// upload or of an interrupted storage by reference) are deleted once untouched this long;
+    /// swept when the server starts and every 6 hours.
+    public var orphanAge: Duration = .seconds(3600)
     /// Per-upload statistics (docs/statistics.md); nil records none.
     public var statistics: StatsRecorder.Configuration?
     /// Bytes of the data file system that upload writes leave free (disk storage), so the

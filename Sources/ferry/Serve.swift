@@ -72,6 +72,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "How often expired uploads are deleted. [env: FERRY_EXPIRY_INTERVAL] (default: \(Defaults.duration(Defaults.server.expiryInterval)))")
     var expiryInterval: String?
 
+    @Option(help: "Stored bytes no upload owns (left by a crash) are deleted once untouched this long; swept at start and every 6 h. [env: FERRY_ORPHAN_AGE] (default: \(Defaults.duration(Defaults.server.orphanAge)))")
+    var orphanAge: String?
+
     @Option(help: "Close a connection that sends no byte of its request for this long; its PATCH keeps what arrived. [env: FERRY_READ_TIMEOUT] (default: \(Defaults.duration(Defaults.http.readTimeout)))")
     var readTimeout: String?
 
@@ -251,6 +254,7 @@ struct Serve: AsyncParsableCommand {
         configuration.expiryInterval = try settings.value(
             expiryInterval, "FERRY_EXPIRY_INTERVAL", default: Defaults.server.expiryInterval, parse: Settings.duration
         )
+        configuration.orphanAge = try settings.value(orphanAge, "FERRY_ORPHAN_AGE", default: Defaults.server.orphanAge, parse: Settings.duration)
         configuration.shutdownTimeout = try settings.value(
             shutdownTimeout, "FERRY_SHUTDOWN_TIMEOUT", default: Defaults.server.shutdownTimeout, parse: Settings.duration
         )

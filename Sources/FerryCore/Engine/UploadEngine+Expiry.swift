@@ -14,12 +14,11 @@ extension UploadEngine {
                     guard let record = try await self.catalog.get(candidate.id), record.state == .incomplete,
                         let expiresAt = record.expiresAt, expiresAt <= self.now()
                     else { return false }
-                    try await self.store.delete(record.id)
                     var expired = record
                     expired.state = .expired
                     expired.updatedAt = self.now()
                     expired.expiresAt = nil
-                    _ = try await self.save(record, expired, hold)
+                    try await self.removeBytes(of: record) { () async throws(FerryError) in _ = try await self.save(record, expired, hold) }
                     self.digests.forget(record.id)
                     self.observers.ended(record.id, at: expired.updatedAt, state: .expired)
                     return true

@@ -264,12 +264,11 @@ public final class UploadEngine: Sendable {
         try await authorizeBeforeLocking(id, principal)
         try await withLock(id, onStop: {}) { (hold: Hold) async throws(FerryError) in
             let record = try await self.loadLive(id, for: principal, allowExpired: true)
-            try await self.store.delete(id)
             var terminated = record
             terminated.state = .terminated
             terminated.updatedAt = self.now()
             terminated.expiresAt = nil
-            _ = try await self.save(record, terminated, hold)
+            try await self.removeBytes(of: record) { () async throws(FerryError) in _ = try await self.save(record, terminated, hold) }
             self.digests.forget(id)
             self.observers.ended(id, at: terminated.updatedAt, state: .terminated)
             self.logger.debug("upload.terminated", metadata: ["upload.id": "\(id)"])
@@ -354,6 +353,25 @@ public final class UploadEngine: Sendable {
             throw FerryError(.uploadGone, "the upload expired")
         }
         return record
+    }
+
+    /// Deletes an upload's bytes and commits its tombstone (`commit`) in the order a crash
+    /// between the two cannot make wrong: a store that lists what it holds commits first (a
+    /// crash leaves bytes of a gone upload, which the orphan sweep deletes; a complete upload
+    /// never says complete without its bytes); one that cannot deletes first (a crash leaves
+    /// the record, and the client's retry deletes again), so that it never keeps bytes nobody owns.
+    func removeBytes(of record: UploadRecord, commit: () async throws(FerryError) -> Void) async throws(FerryError) {
+        guard store is any EnumerableByteStore else {
+            try await store.delete(record.id)
+            try await commit()
+            return
+        }
+        try await commit()
+        do {
+            try await store.delete(record.id)
+        } catch {
+            logger.warning("store.delete_failed", metadata: ["upload.id": "\(record.id)", "error": "\(error)", "note": "the orphan sweep deletes it"])
+        }
     }
 
     /// Marks the upload lost when the store holds fewer bytes than its acknowledged offset.
