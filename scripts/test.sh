@@ -148,6 +148,10 @@ run_lane "client: restarts, server restarts, rejections, status polling" \
 run_lane "client interop: tus servers from PyPI" python3 Tests/system/foreign_server_test.py --ferry .build/debug/ferry
 run_lane "many nodes: 3 nodes on S3 + PostgreSQL behind nginx (kill -9, races, frozen holder)" \
     python3 Tests/system/multinode_test.py --ferry .build/debug/ferry --nodes 3 --catalog "$FERRY_TEST_POSTGRES_URL"
+run_lane "instant upload: kill -9 around every step, on disk + SQLite" \
+    python3 Tests/system/instant_crash_test.py --ferry .build/debug/ferry --rounds 40
+run_lane "instant upload: kill -9 around every step, on RGW + PostgreSQL" \
+    python3 Tests/system/instant_crash_test.py --ferry .build/debug/ferry --rounds 24 --store s3
 run_lane "business: scenarios, tokens, callbacks, webhooks, kill -9 around completion" \
     python3 Tests/system/business_test.py --ferry .build/debug/ferry --crash-rounds 20
 run_lane "web console: uploads, reload and resume, dashboard, in headless Chromium" \

@@ -310,10 +310,12 @@ def s3_objects(server):
     region = os.environ.get("FERRY_TEST_S3_REGION", "us-east-1")
     user = os.environ["FERRY_TEST_S3_ACCESS_KEY"] + ":" + os.environ["FERRY_TEST_S3_SECRET_KEY"]
     found = []
-    for query, tag in ((f"list-type=2&prefix={server.prefix}/", "Key"), (f"uploads&prefix={server.prefix}/", "Key")):
-        out = subprocess.run(["curl", "-sS", "--aws-sigv4", f"aws:amz:{region}:s3", "--user", user, f"{endpoint}/ferry-instant?{query}"],
-                             capture_output=True, text=True, timeout=60)
-        found += re.findall(f"<{tag}>([^<]+)</{tag}>", out.stdout)
+    for query, result in ((f"list-type=2&prefix={server.prefix}%2F", "ListBucketResult"), (f"prefix={server.prefix}%2F&uploads=", "ListMultipartUploadsResult")):
+        out = subprocess.run(["curl", "-sS", "--aws-sigv4", f"aws:amz:{region}:s3", "--user", user, "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD",
+                              f"{endpoint}/ferry-instant?{query}"], capture_output=True, text=True, timeout=60)
+        if f"<{result}" not in out.stdout:
+            raise RuntimeError(f"listing the bucket failed: {out.stdout[:300]} {out.stderr[:300]}")
+        found += re.findall(r"<Key>([^<]+)</Key>", out.stdout)
     return found
 
 
@@ -339,7 +341,8 @@ def main():
     tmp = tempfile.mkdtemp(prefix="ferry-instant-crash-")
     server = Server(args, tmp)
     started = time.monotonic()
-    print(f"instant crash test: {args.rounds} rounds on {args.store}, seed {seed}, in {tmp}", flush=True)
+    print(f"instant crash test: {args.rounds} rounds on {args.store}, seed {seed}, in {tmp}"
+          + (f", s3://ferry-instant/{server.prefix}" if args.store == "s3" else ""), flush=True)
     model = Model()
     try:
         server.start()
@@ -367,9 +370,10 @@ def main():
             left = sorted(os.listdir(os.path.join(server.data, "uploads")))
         else:
             left = s3_objects(server)
-        ids = {re.sub(r"\..*$", "", name.rsplit("/", 1)[-1]) for name in left}
-        live = {i for i in ids if head(server.port, f"/files/{i}")[0] == 200}
-        orphans = sorted(name for name in left if re.sub(r"\..*$", "", name.rsplit("/", 1)[-1]) not in live)
+        def upload_id(name):  # `<id>`, `<id>.link` (disk); `<prefix>/<id>`, `<prefix>/<id>.tail/<end>` (S3)
+            return re.split(r"[./]", name[len(server.prefix) + 1:] if args.store == "s3" else name)[0]
+        live = {i for i in {upload_id(name) for name in left} if head(server.port, f"/files/{i}")[0] == 200}
+        orphans = sorted(name for name in left if upload_id(name) not in live)
         check(not orphans, f"no orphan kept: once every upload is terminated or expired and the sweep ran, the store holds only "
               f"live uploads ({len(live)} complete ones whose creation answer a kill cut)", f"{len(orphans)} orphans: {orphans[:6]}")
         print(f"      requests: {dict(COUNTS)}", flush=True)
