@@ -39,7 +39,7 @@ struct PostgresCatalogLiveTests {
                 for node in nodes { group.addTask { _ = try await node.get(id) } }
                 try await group.waitForAll()
             }
-            #expect(try await database.migrationCount(schema: schema) == 9)
+            #expect(try await database.migrationCount(schema: schema) == 10)
             try await nodes[0].insert(record)
             record.offset = 3
             try await nodes[1].update(record, events: [], fence: nil)
@@ -48,7 +48,7 @@ struct PostgresCatalogLiveTests {
             // A node restarting later finds the schema current and changes nothing.
             let restarted = try await database.catalog(schema: schema)
             #expect(try await restarted.get(record.id) == record)
-            #expect(try await database.migrationCount(schema: schema) == 9)
+            #expect(try await database.migrationCount(schema: schema) == 10)
         }
     }
 
@@ -69,7 +69,7 @@ struct PostgresCatalogLiveTests {
             var record = try #require(try await catalog.get(id))
             #expect(record.offset == 4 && record.scenario == "voice" && record.quotaKey == "sub:alice")
             #expect(record.network == "unknown" && record.firstByteAt == nil)
-            #expect(try await database.migrationCount(schema: schema) == 9)
+            #expect(try await database.migrationCount(schema: schema) == 10)
             record.firstByteAt = Date(timeIntervalSince1970: 1_800_000_002)
             try await catalog.update(record, events: [], fence: nil)
             #expect(try await catalog.get(id) == record)
@@ -92,7 +92,7 @@ struct PostgresCatalogLiveTests {
             let catalog = try await database.catalog(schema: schema)
             var record = try #require(try await catalog.get(id))
             #expect(record.reservedTo == nil && record.offset == 4)
-            #expect(try await database.migrationCount(schema: schema) == 9)
+            #expect(try await database.migrationCount(schema: schema) == 10)
             record.reservedTo = 50
             try await catalog.update(record, events: [], fence: nil)
             #expect(try await catalog.usage(of: "sub:alice", since: nil).openBytes == 50)
