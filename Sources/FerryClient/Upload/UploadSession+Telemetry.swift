@@ -16,8 +16,9 @@ struct Telemetry: Sendable {
 
 extension UploadSession {
     func reportTelemetry(_ url: URL) async {
-        // One report per file: not for the streams of a parallel upload.
-        guard upload.part == nil, upload.split == nil, let path = telemetry.path,
+        // One report per file: not for the streams of a parallel upload, nor for one stored
+        // instantly (the server recorded it as such; a report would add a round trip to it).
+        guard upload.part == nil, upload.split == nil, !storedInstantly, let path = telemetry.path,
             let target = URL(string: path + url.lastPathComponent, relativeTo: upload.endpoint)?.absoluteURL
         else { return }
         let sizes = telemetry.sizes
