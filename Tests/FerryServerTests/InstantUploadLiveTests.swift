@@ -84,6 +84,9 @@ struct InstantUploadLiveTests {
                 let groups = (try JSONSerialization.jsonObject(with: Data(report.body)) as? [String: Any])?["groups"] as? [[String: Any]] ?? []
                 let voice = groups.first { ($0["key"] as? [String: String])?["scenario"] == "voice" }
                 #expect(voice?["instant"] as? Int == 1 && voice?["bytesSaved"] as? Int == mp3.count, "\(voice ?? [:])")
+                let metrics = try await server.send("GET", "/metrics", []).text
+                #expect(metrics.contains(#"ferry_uploads_instant_total{store="disk"} 1"#), "\(metrics.split(separator: "\n").filter { $0.contains("instant") })")
+                #expect(metrics.contains(#"ferry_bytes_saved_total{store="disk"} \#(mp3.count)"#))
             }
         }
     }
