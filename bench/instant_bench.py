@@ -11,7 +11,9 @@ and one file of 1-4 MiB (random content, size from --size or the seed). Then, al
   2. the baseline: --normals copies under other names sent the ordinary way
      (`ferry put --concurrency 1 --instant-limit 0 copy… URL`: one queue, one connection);
   3. the forwards: --forwards copies under other names (`ferry put --concurrency 1 copy… URL`),
-     each announced, challenged, proven and stored instantly.
+     each announced, challenged, proven and stored instantly;
+  4. over loopback, without the emulator: --direct ordinary uploads and 4x as many forwards, for
+     the server's CPU per completion without a trickling body's per-segment reads.
 For each phase: wall time per upload, bytes on the wire counted at the emulator (both
 directions), requests per upload by method (from `--verbose`), TCP connections, and the
 server's CPU (utime + stime of its process, /proc) per upload. Checks that every forward was
@@ -101,8 +103,8 @@ class Run:
             paths.append(path)
         return paths
 
-    def put(self, paths, extra):
-        url = f"http://127.0.0.1:{self.netem_port}/files/"
+    def put(self, paths, extra, direct=False):
+        url = f"http://127.0.0.1:{self.port if direct else self.netem_port}/files/"
         cmd = [self.args.ferry, "put", *paths, url, "--verbose", "--no-resume", "--state-dir", os.path.join(self.tmp, "state"), *extra]
         if len(paths) > 1:
             cmd += ["--concurrency", "1", "--queue-dir", os.path.join(self.tmp, f"queue-{time.monotonic_ns()}")]
@@ -166,10 +168,15 @@ def one_run(args, index):
         first = run.put([run.original], [])
         normals = run.put(run.copies("normal", args.normals), ["--instant-limit", "0"])
         forwards = run.put(run.copies("forward", args.forwards), [])
-        bad = verify(run, first["stdout"] + normals["stdout"] + forwards["stdout"])
-        for phase in (first, normals, forwards):
+        # The server's CPU per completion without the emulator's trickle (a slow body costs the
+        # server a read per small segment): the same file over loopback, ordinary and instant.
+        normals_direct = run.put(run.copies("normal-direct", args.direct), ["--instant-limit", "0"], direct=True)
+        forwards_direct = run.put(run.copies("forward-direct", args.direct * 4), [], direct=True)
+        phases = {"first": first, "normal": normals, "forward": forwards, "normal-direct": normals_direct, "forward-direct": forwards_direct}
+        bad = verify(run, "".join(phase["stdout"] for phase in phases.values()))
+        for phase in phases.values():
             phase.pop("stdout")
-        return {"size": size, "first": first, "normal": normals, "forward": forwards, "unreadable": bad}
+        return {"size": size, **phases, "unreadable": bad}
     finally:
         run.stop()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -181,6 +188,7 @@ def main():
     parser.add_argument("--profile", default="3g")
     parser.add_argument("--forwards", type=int, default=499)
     parser.add_argument("--normals", type=int, default=5)
+    parser.add_argument("--direct", type=int, default=50, help="ordinary uploads over loopback (and 4x as many forwards) for the CPU figures")
     parser.add_argument("--size", type=int, default=0)
     parser.add_argument("--seed", type=int, default=18)
     parser.add_argument("--runs", type=int, default=1)
@@ -193,10 +201,10 @@ def main():
         results.append(result)
         size = result["size"]
         print(f"run {index + 1}: a {size} byte file through netem {args.profile}", flush=True)
-        for name in ("first", "normal", "forward"):
+        for name in ("first", "normal", "forward", "normal-direct", "forward-direct"):
             phase = result[name]
             requests = ", ".join(f"{m} {c:.2f}" for m, c in phase["requests_per_upload"].items())
-            print(f"  {name:8} x{phase['uploads']:<4} {phase['seconds_per_upload']:8.3f} s/upload  "
+            print(f"  {name:14} x{phase['uploads']:<4} {phase['seconds_per_upload']:8.3f} s/upload  "
                   f"{phase['wire_bytes_per_upload']:11.0f} B on the wire/upload ({phase['wire_bytes_per_upload'] / size * 100:6.2f} % of the file)  "
                   f"requests/upload: {requests}  connections {phase['connections']}  server CPU {phase['server_cpu_ms_per_upload']:.2f} ms/upload  "
                   f"stored instantly {phase['stored_instantly']}", flush=True)
@@ -217,7 +225,10 @@ def main():
     print(f"  forward requests (discovery excepted) {forward_requests:.2f} per forward: {'PASS' if forward_requests <= 2 else 'FAIL'} (<= 2)")
     print(f"  forward bytes on the wire {wire_share:.3f} % of the file: {'PASS' if wire_share <= 1 else 'FAIL'} (<= 1 %)")
     print(f"  every forward stored instantly and readable: {'PASS' if instant_all and all(r['unreadable'] == 0 for r in results) else 'FAIL'}")
-    print(f"  server CPU, instant completion vs normal: {med('forward', 'server_cpu_ms_per_upload') / med('normal', 'server_cpu_ms_per_upload'):.3f}x")
+    print(f"  server CPU, instant completion vs normal: {med('forward', 'server_cpu_ms_per_upload') / med('normal', 'server_cpu_ms_per_upload'):.3f}x "
+          f"through the emulator; over loopback {med('forward-direct', 'server_cpu_ms_per_upload'):.2f} ms vs "
+          f"{med('normal-direct', 'server_cpu_ms_per_upload'):.2f} ms: "
+          f"{med('forward-direct', 'server_cpu_ms_per_upload') / med('normal-direct', 'server_cpu_ms_per_upload'):.3f}x")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
