@@ -69,10 +69,16 @@ struct InstantFixture {
 
     static func digest(_ data: [UInt8]) -> [UInt8] { Array(SHA256.hash(data: data)) }
 
-    /// A complete upload of `data`, sent the ordinary way (announced or not).
-    func upload(_ data: [UInt8], in scenario: String = "chat", as principal: Principal = alice, metadata: String = "") async throws -> UploadRecord {
+    /// A complete upload of `data`, sent the ordinary way; announced (its digest with the
+    /// creation), as Ferry's clients do, unless `announced` is false.
+    func upload(
+        _ data: [UInt8], in scenario: String = "chat", as principal: Principal = alice, metadata: String = "", announced: Bool = true
+    ) async throws -> UploadRecord {
         let record = try await engine.create(
-            .init(length: Int64(data.count), metadata: try UploadMetadata(tusHeader: metadata), scenario: scenario, principal: principal)
+            .init(
+                length: Int64(data.count), metadata: try UploadMetadata(tusHeader: metadata), scenario: scenario, principal: principal,
+                announcedSHA256: announced ? Self.digest(data) : nil
+            )
         )
         return try await engine.append(record.id, AppendRequest(offset: 0), body: body([data]), transport: FakeTransport(), as: principal)
     }
@@ -173,6 +179,17 @@ struct InstantUploadEngineTests {
         let done = try await fixture.prove(other, try InstantFixture.proof(other, Self.file))
         #expect(done.isComplete)
         #expect(try await fixture.stored(done) == Self.file)
+    }
+
+    @Test func onlyHashedUploadsAreIndexed() async throws {
+        let fixture = try InstantFixture()
+        let quiet = bytes(50_000, seed: 21), hooked = bytes(50_000, seed: 22)
+        let plain = try await fixture.upload(quiet, in: "notes", announced: false)
+        #expect(plain.sha256 == nil, "neither announced nor wanted by a callback: not hashed")
+        #expect(try await fixture.announce(quiet, in: "notes").instantChallenge == nil, "so not found")
+        // A scenario with a pre-finish callback hashes every upload: those are found too.
+        _ = try await fixture.upload(hooked, in: "chat", announced: false)
+        #expect(try await fixture.announce(hooked, in: "chat").instantChallenge != nil)
     }
 
     @Test func noMatchForAnotherLengthOtherContentOrAPartial() async throws {

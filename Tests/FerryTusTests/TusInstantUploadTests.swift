@@ -47,7 +47,7 @@ struct TusInstantUploadTests {
 
     @Test func refusalsHaveStableCodes() async throws {
         let harness = TusTableTests.harness()
-        _ = await harness.send(.post, "/files/", [Self.tus, Self.octets, ("Upload-Length", "\(Self.file.count)")], body: Self.file)
+        _ = await harness.send(.post, "/files/", [Self.tus, Self.octets, ("Upload-Length", "\(Self.file.count)"), ("Repr-Digest", Self.digest)], body: Self.file)
         let forward = await harness.send(.post, "/files/", [Self.tus, ("Upload-Length", "\(Self.file.count)"), ("Repr-Digest", Self.digest)])
         let path = try Self.path(forward)
         let proof = try await Self.proof(forward, Self.file)
@@ -73,7 +73,7 @@ struct TusInstantUploadTests {
 
     @Test func aClientThatAnnouncesNothingIsUnchanged() async throws {
         let harness = TusTableTests.harness()
-        _ = await harness.send(.post, "/files/", [Self.tus, Self.octets, ("Upload-Length", "\(Self.file.count)")], body: Self.file)
+        _ = await harness.send(.post, "/files/", [Self.tus, Self.octets, ("Upload-Length", "\(Self.file.count)"), ("Repr-Digest", Self.digest)], body: Self.file)
         let plain = await harness.send(.post, "/files/", [Self.tus, ("Upload-Length", "\(Self.file.count)")])
         #expect(plain.status == 201 && plain.header("Ferry-Challenge") == nil)
         let sent = await harness.send(.patch, try Self.path(plain), [Self.tus, Self.octets, ("Upload-Offset", "0")], body: Self.file)

@@ -8,7 +8,9 @@ import HTTPTypes
 extension UploadSession {
     /// Hashes the file for its announcement, once, off the cooperative pool, when the server
     /// offers instant upload and the file is small enough (`UploadOptions.instantUploadLimit`).
-    /// A file that cannot be read whole is simply not announced.
+    /// A creation that carries the whole file announces it too: no challenge can come (it has
+    /// bytes), but the server checks the digest and indexes the file for later forwards. A file
+    /// that cannot be read whole is simply not announced.
     mutating func prepareAnnouncement() async {
         guard announcement == nil, machine.announcesDigest, machine.capabilities.instantUpload, let length else { return }
         let began = clock.now

@@ -41,7 +41,7 @@ extension UploadSession {
             let encoded = name.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "file"
             fields[.contentDisposition] = "attachment; filename*=UTF-8''\(encoded)"
         }
-        if firstChunk == nil, let announcement { fields[.reprDigest] = "sha-256=:\(announcement):" }
+        if let announcement { fields[.reprDigest] = "sha-256=:\(announcement):" }
         var body: RequestBody?
         if let firstChunk {
             if let digest { fields[.contentDigest] = Self.contentDigest(digest) }

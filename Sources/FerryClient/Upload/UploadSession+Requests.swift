@@ -70,7 +70,7 @@ extension UploadSession {
         } else if let metadata = upload.options.tusMetadata {
             fields[.uploadMetadata] = metadata
         }
-        if firstChunk == nil, let announcement { fields[.reprDigest] = "sha-256=:\(announcement):" }
+        if let announcement { fields[.reprDigest] = "sha-256=:\(announcement):" }
         var body: RequestBody?
         if let firstChunk {
             fields[.contentType] = "application/offset+octet-stream"

@@ -197,7 +197,7 @@ struct UploadSession {
 
     /// Performs a request action; returns the event, or nil when a control command interrupted it.
     private mutating func perform(_ action: UploadMachine.Action, generation: Int) async -> UploadMachine.Event? {
-        if case .create(nil, _) = action { await prepareAnnouncement() }
+        if case .create = action { await prepareAnnouncement() }
         guard let request = await request(for: action) else { return nil }
         if case .send(_, let range, _) = action { telemetry.sent(Int64(range.count)) }
         let began = clock.now

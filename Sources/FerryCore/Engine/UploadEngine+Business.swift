@@ -91,11 +91,13 @@ extension UploadEngine {
         UploadEvents.derive(from: old, to: &new, scenario: business.scenarios.scenarios[new.scenario], at: now())
     }
 
-    /// True when someone consumes the file digest: a `pre-finish` callback or a webhook, a
-    /// digest its creator announced, to be checked, or the content index (instant upload). Other uploads skip the hashing (and, on a
-    /// cache miss, the read-back).
+    /// True when someone consumes the file digest: a `pre-finish` callback or a webhook, or a
+    /// digest its creator announced, to be checked (and then the content index's key: instant
+    /// upload indexes the uploads whose digest is computed, docs/instant-upload.md). Other
+    /// uploads skip the hashing (and, on a cache miss, the read-back): hashing every upload
+    /// would cost a fifth of a large upload's throughput on a two-core server (bench/README.md).
     func wantsDigest(_ record: UploadRecord) -> Bool {
-        if record.announcedSHA256 != nil || record.contentScope != nil { return true }
+        if record.announcedSHA256 != nil { return true }
         guard record.concat != .partial, let scenario = business.scenarios.scenarios[record.scenario] else { return false }
         return scenario.preFinish != nil || !scenario.webhooks.isEmpty
     }
