@@ -185,7 +185,7 @@ struct InstantUploadEngineTests {
         let fixture = try InstantFixture()
         let quiet = bytes(50_000, seed: 21), hooked = bytes(50_000, seed: 22)
         let plain = try await fixture.upload(quiet, in: "notes", announced: false)
-        #expect(plain.sha256 == nil, "neither announced nor wanted by a callback: not hashed")
+        #expect(plain.sha256 == nil && plain.contentScope == nil, "neither announced nor wanted by a callback: not hashed, not indexed")
         #expect(try await fixture.announce(quiet, in: "notes").instantChallenge == nil, "so not found")
         // A scenario with a pre-finish callback hashes every upload: those are found too.
         _ = try await fixture.upload(hooked, in: "chat", announced: false)

@@ -211,7 +211,8 @@ public final class UploadEngine: Sendable {
         )
         record.expiresAt = expiry(for: record, from: date)
         record.announcedSHA256 = spec.announcedSHA256.map(Hex.encode)
-        if !spec.isPartial { record.contentScope = contentScope(of: record, in: scenario) }
+        // Only an upload whose digest the server computes can be found by content (the index key).
+        if !spec.isPartial, wantsDigest(record) { record.contentScope = contentScope(of: record, in: scenario) }
         if spec.mayChallenge { record.instantChallenge = try await instantChallenge(for: record, in: scenario) }
         if spec.length == 0, spec.completesWhenEmpty {
             if let announced = record.announcedSHA256, announced != DigestCache.emptySHA256 {
