@@ -19,6 +19,10 @@ Cases:
                   with a non-zero exit and a message naming 413 / ERR_MAX_SIZE_EXCEEDED.
   status-polling  `ferry status` polled once a second during a slow put must not stall it
                   (a HEAD interrupts the in-flight PATCH; what it received must be kept).
+  instant         `ferry put` of a 3 MiB file, then of a copy under another name (tus and
+                  RUFH): the copy prints "stored instantly", sends no byte of the file (its
+                  requests: the announcing POST and the proof PATCH with no body), gets an
+                  upload URL of its own, and the download matches.
   queue-restart   `ferry put DIR URL` with 24 files through a slow link: voice messages go
                   first; kill -9'ed once some are saved done; a rerun prints `PATH<TAB>URL`
                   for all 24 (the same URLs for those done), sends none of those again, and
@@ -453,9 +457,33 @@ def case_queue_restart(procs, tmp):
             fetch_and_compare(procs, direct(printed[name], port), os.path.join(folder, name), tmp, name)
 
 
-CASES = {"client-restart": case_client_restart, "queue-restart": case_queue_restart, "client-restart-rufh": lambda procs, tmp: case_client_restart(procs, tmp, "rufh"), "split-restart": case_split_restart, "server-restart": case_server_restart, "rejected": case_rejected,
+def case_instant(procs, tmp):
+    print("== instant upload: a copy of a file the server holds is stored without sending it", flush=True)
+    port = free_port()
+    start_server(procs, port, os.path.join(tmp, "data-instant"), os.path.join(tmp, "server-instant.log"))
+    source = random_file(os.path.join(tmp, "photo.jpg"), 3 * MiB)
+    endpoint = f"http://127.0.0.1:{port}/files/"
+    rc, out, err, _ = run_ferry(procs, ["put", source, endpoint, "--no-resume"], timeout=60)
+    if not check(rc == 0 and "stored instantly" not in err, "instant: the first upload of the file sends it", tail(err)):
+        return
+    first = out.strip().splitlines()[-1]
+    for protocol in ("tus", "rufh"):
+        copy = os.path.join(tmp, f"forward-{protocol}.jpg")
+        shutil.copyfile(source, copy)
+        rc, out, err, took = run_ferry(procs, ["put", copy, endpoint, "--no-resume", "--verbose", "--protocol", protocol], timeout=60)
+        url = out.strip().splitlines()[-1] if out.strip() else ""
+        lines = request_lines(err)
+        sent = sum(end - start for _, method, start, end, _ in lines if method in ("PATCH", "POST") and start is not None)
+        methods = [line[1] for line in lines]
+        check(rc == 0 and "stored instantly" in err and sent == 0 and url and url != first,
+              f"instant ({protocol}): the copy is stored instantly in {took:.2f} s, with no byte of the file sent",
+              f"exit {rc}, sent {sent}, requests {methods}, url {url!r}\n      {tail(err)}")
+        fetch_and_compare(procs, url, source, tmp, f"instant ({protocol})")
+
+
+CASES = {"client-restart": case_client_restart, "instant": case_instant, "queue-restart": case_queue_restart, "client-restart-rufh": lambda procs, tmp: case_client_restart(procs, tmp, "rufh"), "split-restart": case_split_restart, "server-restart": case_server_restart, "rejected": case_rejected,
          "status-polling": case_status_polling}
-DEFAULT = ["client-restart", "client-restart-rufh", "split-restart", "server-restart", "rejected", "status-polling", "queue-restart"]
+DEFAULT = ["client-restart", "client-restart-rufh", "split-restart", "server-restart", "rejected", "status-polling", "instant", "queue-restart"]
 
 
 def main():
