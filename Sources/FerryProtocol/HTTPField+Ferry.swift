@@ -62,15 +62,6 @@ extension HTTPFields {
     }
 }
 
-extension UploadRecord {
-    /// The `Ferry-Challenge` value of a pending instant-upload challenge (what follows the
-    /// holder's id in `instantChallenge`); nil when none is pending.
-    public var challengeFieldValue: String? {
-        guard let text = instantChallenge, let space = text.firstIndex(of: " ") else { return nil }
-        return String(text[text.index(after: space)...])
-    }
-}
-
 extension HTTPFields {
     /// `Ferry-Instant-Upload: sha-256` on an OPTIONS answer when a creation in `scenario` (nil:
     /// the default) may be challenged.

@@ -161,8 +161,8 @@ struct PendingChallenge {
     let challenge: InstantChallenge
 
     init?(_ record: UploadRecord) {
-        guard let text = record.instantChallenge, let space = text.firstIndex(of: " "), let holder = UploadID(String(text[..<space])),
-            let challenge = InstantChallenge(fieldValue: String(text[text.index(after: space)...]))
+        guard let text = record.instantChallenge, let field = record.challengeFieldValue,
+            let holder = UploadID(text.prefix { $0 != " " }), let challenge = InstantChallenge(fieldValue: field)
         else { return nil }
         self.holder = holder
         self.challenge = challenge

@@ -136,6 +136,13 @@ public struct UploadRecord: Sendable, Equatable {
 
     public var isComplete: Bool { state == .complete }
 
+    /// The `Ferry-Challenge` value of a pending instant-upload challenge (what follows the
+    /// holder's id in `instantChallenge`); nil when none is pending.
+    public var challengeFieldValue: String? {
+        guard let text = instantChallenge, let space = text.firstIndex(of: " ") else { return nil }
+        return String(text[text.index(after: space)...])
+    }
+
     /// What it counts against its owner's `open-bytes` while incomplete: its declared length,
     /// else its offset or the room a running append holds, whichever is larger. A final holds
     /// nothing of its own: its bytes are its partials', counted while they are incomplete.
